@@ -1,0 +1,1 @@
+"""ECG signals shared by the app and training: records, simulator, renderer."""

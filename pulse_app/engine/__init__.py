@@ -1,0 +1,1 @@
+"""Talking to a model: the Backend interface and its local, space and openai implementations."""

@@ -1,0 +1,167 @@
+"""Every setting of the app, once: name, environment variable, CLI flag, default, one line of doc.
+
+Precedence: CLI flag > environment variable > default. ``python -m pulse_app serve --help`` prints
+the same table, and the README's settings section is generated from :data:`FIELDS`.
+
+>>> s = Settings.load(temperature=0.0)
+>>> s.temperature, s.max_new_tokens
+(0.0, 512)
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+ASSETS_DIR = REPO_ROOT / "assets"
+
+#: The name that selects the app's offline default model: the shipped mini model when it is
+#: present in ``assets/``, otherwise the untrained tiny model built locally (see engine/tiny.py).
+OFFLINE_DEFAULT_MODEL = "offline-default"
+#: The published checkpoint this app is built for.
+PULSE_7B = "PULSE-ECG/PULSE-7B"
+
+
+def _default_data_dir() -> str:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return str(Path(base) / "pulse")
+
+
+def _default_cache_dir() -> str:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return str(Path(base) / "pulse")
+
+
+def _opt(env: str, help: str, default=None, *, factory=None, choices=None):
+    meta = {"env": env, "help": help, "choices": choices}
+    if factory is not None:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved settings. Build with :meth:`Settings.load`, never by hand in app code."""
+
+    # -- model and backend --------------------------------------------------------------------
+    model: str = _opt("PULSE_MODEL", "model: hub id, folder (transformers or original LLaVA "
+                      f"layout), or '{OFFLINE_DEFAULT_MODEL}'", OFFLINE_DEFAULT_MODEL)
+    revision: str | None = _opt("PULSE_REVISION", "hub revision (branch, tag or commit) of --model")
+    backend: str = _opt("PULSE_BACKEND", "where the model runs", "local",
+                        choices=("local", "space", "openai"))
+    url: str | None = _opt("PULSE_URL", "space: Space id or URL of a running app; "
+                           "openai: base URL of the server (e.g. http://host:8000/v1)")
+    api_key: str | None = _opt("PULSE_API_KEY", "token for the space/openai backend (HF token "
+                               "or API key)")
+    device: str = _opt("PULSE_DEVICE", "local: auto, cpu, cuda, cuda:N, mps", "auto")
+    precision: str = _opt("PULSE_PRECISION", "local: auto (bf16 on Ampere+, fp16 on older CUDA, "
+                          "fp32 on CPU), bf16, fp16, fp32, 8bit, 4bit", "auto",
+                          choices=("auto", "bf16", "fp16", "fp32", "8bit", "4bit"))
+    timeout_s: float = _opt("PULSE_TIMEOUT", "remote backends: seconds to wait for the first "
+                            "token / between tokens", 120.0)
+    cache_dir: str = _opt("PULSE_CACHE_DIR", "converted checkpoints and the tiny model are cached "
+                          "here", factory=_default_cache_dir)
+
+    # -- generation (PULSE demo defaults; its evaluation used temperature 0, 1024 tokens) -------
+    temperature: float = _opt("PULSE_TEMPERATURE", "sampling temperature; 0 = greedy", 0.2)
+    top_p: float = _opt("PULSE_TOP_P", "nucleus sampling threshold", 0.7)
+    max_new_tokens: int = _opt("PULSE_MAX_NEW_TOKENS", "longest answer, in tokens", 512)
+
+    # -- app ------------------------------------------------------------------------------------
+    host: str = _opt("PULSE_HOST", "address the web app listens on", "127.0.0.1")
+    port: int = _opt("PULSE_PORT", "port the web app listens on", 7860)
+    data_dir: str = _opt("PULSE_DATA_DIR", "sessions database and stored images live here",
+                         factory=_default_data_dir)
+    db_url: str | None = _opt("PULSE_DB_URL", "SQLAlchemy URL (e.g. postgresql://...); default: "
+                              "SQLite file <data_dir>/pulse.db")
+    auth: str | None = _opt("PULSE_AUTH", "accounts: path to a users file (user:pbkdf2-hash per "
+                            "line); unset = one private space per browser")
+    share: bool = _opt("PULSE_SHARE", "create a public gradio.live link", False)
+    concurrency: int = _opt("PULSE_CONCURRENCY", "answers generated at the same time (per GPU)", 1)
+    queue_size: int = _opt("PULSE_QUEUE_SIZE", "visitors waiting in the queue before new ones "
+                           "are turned away", 64)
+    max_upload_mb: float = _opt("PULSE_MAX_UPLOAD_MB", "largest accepted upload, in MB", 50.0)
+    max_pixels: int = _opt("PULSE_MAX_PIXELS", "largest accepted image, in pixels (decoded)",
+                           60_000_000)
+
+    @classmethod
+    def load(cls, **overrides) -> "Settings":
+        """Defaults, then environment variables, then ``overrides`` that are not None."""
+        values = {}
+        for f in dataclasses.fields(cls):
+            raw = os.environ.get(f.metadata["env"])
+            if raw is not None and raw != "":
+                values[f.name] = _parse(f, raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        unknown = set(values) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise TypeError(f"unknown settings: {sorted(unknown)}")
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        for f in dataclasses.fields(self):
+            choices = f.metadata.get("choices")
+            if choices and getattr(self, f.name) not in choices:
+                raise ValueError(f"{f.name} must be one of {', '.join(choices)} "
+                                 f"(got {getattr(self, f.name)!r}; env {f.metadata['env']})")
+        if self.temperature < 0:
+            raise ValueError("temperature must be >= 0")
+        if self.max_new_tokens < 1:
+            raise ValueError("max_new_tokens must be >= 1")
+
+    @property
+    def database_url(self) -> str:
+        return self.db_url or f"sqlite:///{Path(self.data_dir) / 'pulse.db'}"
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
+
+
+def _field_type(f: dataclasses.Field) -> type:
+    default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+    return type(default) if default is not None else str
+
+
+def _parse(f: dataclasses.Field, raw: str):
+    kind = _field_type(f)
+    if kind is bool:
+        return raw.strip().lower() in ("1", "true", "yes", "on")
+    return kind(raw)
+
+
+def add_arguments(parser: argparse.ArgumentParser, names: list[str]) -> None:
+    """Add ``--flag`` options for the named settings; each defaults to None (= env or default)."""
+    for name in names:
+        f = FIELDS[name]
+        flag = "--" + name.replace("_", "-")
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        doc = f"{f.metadata['help']} [env {f.metadata['env']}; default {default!r}]"
+        kind = _field_type(f)
+        if kind is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=doc)
+        else:
+            parser.add_argument(flag, type=kind, default=None, help=doc,
+                                choices=f.metadata.get("choices"))
+
+
+def from_arguments(args: argparse.Namespace, **extra) -> Settings:
+    """Settings from parsed CLI flags (only those that were added and given)."""
+    given = {name: getattr(args, name) for name in FIELDS if hasattr(args, name)}
+    given.update(extra)
+    return Settings.load(**given)
+
+
+def markdown_table() -> str:
+    """The settings as a Markdown table (for the README)."""
+    rows = ["| flag | env | default | meaning |", "|---|---|---|---|"]
+    for f in dataclasses.fields(Settings):
+        default = f.default if f.default is not dataclasses.MISSING else "(see below)"
+        rows.append(f"| `--{f.name.replace('_', '-')}` | `{f.metadata['env']}` | `{default!r}` | "
+                    f"{f.metadata['help']} |")
+    return "\n".join(rows)

@@ -1,0 +1,1 @@
+"""Fixtures for the app tests (registered in conftest.py)."""

@@ -1,0 +1,1 @@
+"""Fixtures for the ecg tests (registered in conftest.py)."""

@@ -1,0 +1,1 @@
+"""Regenerates the model: instruction data, fine-tuning recipe, evaluation. Imports pulse_app."""
