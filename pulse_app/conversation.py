@@ -14,7 +14,7 @@ app (prompting) and ``training/`` (loss masks) both use this module.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence, Tuple
 
 SYSTEM_PROMPT = ("A chat between a curious human and an artificial intelligence assistant. "
                  "The assistant gives helpful, detailed, and polite answers to the human's "
@@ -88,3 +88,45 @@ def build_prompt(history: Sequence[Turn], question: str, *, with_image: bool = T
     if not history:
         question = _first_user_message(question, with_image)
     return f"{text}{ROLES[0]}: {question}{SEP}{ROLES[1]}:"
+
+
+# -- prompt text -> token ids (LLaVA's ``tokenizer_image_token``, image placeholder expanded) ------
+
+#: A chunk encoder tokenizes one piece of prompt text (no BOS) into ``(token_id, char_start)``
+#: pairs; ``char_start`` is where the token's text begins inside the piece. The engine builds one
+#: from the checkpoint's sentencepiece model (``engine.pulse_format.LlamaChunkEncoder``).
+ChunkEncoder = Callable[[str], Sequence[Tuple[int, int]]]
+
+
+def encode_prompt(text: str, encode_chunk: ChunkEncoder, *, bos_id: int, image_token_id: int,
+                  image_token_count: int, train_spans: Sequence[tuple[int, int]] = ()
+                  ) -> tuple[list[int], list[bool]]:
+    """Token ids of ``text`` exactly as LLaVA builds them, and which tokens are trained on.
+
+    LLaVA splits the prompt on ``<image>``, tokenizes every chunk on its own (so each chunk gets
+    the tokenizer's leading ``▁``: the ``"\\n"`` after the image becomes ``▁`` + ``<0x0A>``), keeps
+    only the first chunk's BOS and puts the image between the chunks. Here the image is
+    ``image_token_count`` copies of ``image_token_id`` (one per image feature the model inserts).
+
+    ``train_spans`` are character spans of ``text`` (``format_dialogue``'s answer spans); a token
+    is trained on when its text starts inside one of them. BOS and image tokens never are.
+
+    >>> enc = lambda s: [(ord(c), i) for i, c in enumerate(s)]     # a toy 1-char tokenizer
+    >>> ids, train = encode_prompt("ab<image>c", enc, bos_id=1, image_token_id=9,
+    ...                            image_token_count=2, train_spans=[(9, 10)])
+    >>> ids, train
+    ([1, 97, 98, 9, 9, 99], [False, False, False, False, False, True])
+    """
+    ids, trained = [bos_id], [False]
+    offset = 0
+    for index, chunk in enumerate(text.split(IMAGE_PLACEHOLDER)):
+        if index > 0:
+            ids += [image_token_id] * image_token_count
+            trained += [False] * image_token_count
+            offset += len(IMAGE_PLACEHOLDER)
+        for token_id, start in encode_chunk(chunk):
+            at = offset + start
+            ids.append(token_id)
+            trained.append(any(a <= at < b for a, b in train_spans))
+        offset += len(chunk)
+    return ids, trained

@@ -1,0 +1,401 @@
+"""The local backend: a PULSE-style model on this machine, through transformers (CPU or GPU).
+
+Reads top to bottom, like nanoGPT's ``sample.py``:
+
+1. find the weights: the offline default, a folder, or a hub id (downloaded); a checkpoint in
+   the original LLaVA layout is converted once and cached;
+2. choose the device and precision (CUDA bf16, fp16 before Ampere, 4/8-bit on request, CPU fp32);
+3. load once, lazily, and refuse to run if any weight was missing (random) in the checkpoint;
+4. per question: LLaVA's anyres image tiles, LLaVA's prompt token ids, ``generate`` in a worker
+   thread, text streamed as it comes, stopped within a token by ``cancel`` or by closing the
+   stream.
+
+>>> backend = LocalBackend()                      # the offline default model   # doctest: +SKIP
+>>> for chunk in backend.stream(image, [], "What is the rhythm?"):           # doctest: +SKIP
+...     print(chunk, end="")
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import re
+import threading
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import torch
+from transformers import StoppingCriteria, StoppingCriteriaList
+from transformers.generation.streamers import BaseStreamer
+
+from pulse_app.conversation import Turn, build_prompt, encode_prompt
+from pulse_app.engine.backend import GenerationParams, ModelInfo
+from pulse_app.engine.pulse_format import (
+    PROVENANCE_KEY,
+    AnyresGeometry,
+    LlamaChunkEncoder,
+    PulseLlavaNextForConditionalGeneration,
+    anyres_pixel_values,
+    checkpoint_fingerprint,
+    ensure_converted,
+    read_config,
+)
+from pulse_app.errors import HardwareError, ModelUnavailable, PulseError
+from pulse_app.settings import ASSETS_DIR, OFFLINE_DEFAULT_MODEL, Settings
+
+log = logging.getLogger(__name__)
+Progress = Callable[[str], None]
+
+#: The trained mini model shipped with the app (a later issue trains it); else the tiny one.
+MINI_MODEL_DIR = ASSETS_DIR / "pulse-mini"
+HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
+
+
+# -- 1. find the weights ------------------------------------------------------------------------
+
+def download(repo_id: str, revision: str | None, progress: Progress) -> Path:
+    """A hub checkpoint in the local HuggingFace cache (downloaded if needed)."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        OfflineModeIsEnabled,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    progress(f"downloading {repo_id} from the HuggingFace hub (first use only)")
+    small = ["*.json", "*.model", "*.jinja", "*.md"]
+    try:
+        folder = Path(snapshot_download(repo_id, revision=revision,
+                                        allow_patterns=small + ["*.safetensors"]))
+        if not list(folder.glob("*.safetensors")):            # older checkpoints: .bin only
+            folder = Path(snapshot_download(repo_id, revision=revision,
+                                            allow_patterns=small + ["*.bin"]))
+        return folder
+    except GatedRepoError as e:
+        raise ModelUnavailable(f"{repo_id} is gated on the HuggingFace hub",
+                               hint="accept its terms on huggingface.co and set HF_TOKEN") from e
+    except RepositoryNotFoundError as e:
+        raise ModelUnavailable(f"no model {repo_id!r} on the HuggingFace hub (or it is private)",
+                               hint="check the id, or set HF_TOKEN for a private model") from e
+    except RevisionNotFoundError as e:
+        raise ModelUnavailable(f"{repo_id} has no revision {revision!r}",
+                               hint="check --revision") from e
+    except (LocalEntryNotFoundError, OfflineModeIsEnabled) as e:
+        raise ModelUnavailable(f"cannot download {repo_id}: the HuggingFace hub is unreachable "
+                               "and no copy is cached", hint="connect once to download it, or "
+                               "pass a folder holding the checkpoint with --model") from e
+    except (HfHubHTTPError, OSError) as e:
+        raise ModelUnavailable(f"downloading {repo_id} failed ({type(e).__name__})",
+                               hint="check the network and the free disk space, then retry") from e
+
+
+def resolve_model(model: str, revision: str | None, cache_dir: str | Path,
+                  progress: Progress) -> tuple[Path, str | None]:
+    """The transformers-layout folder to load and its revision (hub commit or content hash)."""
+    from pulse_app.engine.tiny import ensure_tiny
+
+    if model == OFFLINE_DEFAULT_MODEL:
+        if (MINI_MODEL_DIR / "config.json").is_file():
+            source = MINI_MODEL_DIR
+        else:
+            progress("building the untrained tiny model (first use only)")
+            source = ensure_tiny(cache_dir)
+    elif Path(model).expanduser().exists():
+        source = Path(model).expanduser()
+        if not source.is_dir():
+            raise ModelUnavailable(f"{model} is a file; --model takes a folder or a hub id")
+    elif HUB_ID.match(model):
+        source = download(model, revision, progress)
+    else:
+        raise ModelUnavailable(f"no folder {model!r} and not a hub id (owner/name)",
+                               hint="pass a checkpoint folder or e.g. PULSE-ECG/PULSE-7B")
+    hub_commit = source.name if "snapshots" in source.parts else None
+    folder = ensure_converted(source, cache_dir, progress=progress)
+    return folder, hub_commit or checkpoint_fingerprint(source)
+
+
+# -- 2. device and precision --------------------------------------------------------------------
+
+def choose_device(device: str = "auto") -> torch.device:
+    """``auto``: the first CUDA GPU, else Apple MPS, else the CPU."""
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", 0)
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    chosen = torch.device(device)
+    if chosen.type == "cuda" and not torch.cuda.is_available():
+        raise HardwareError(f"--device {device}: PyTorch sees no CUDA GPU here",
+                            hint="use --device cpu, or install a CUDA build of PyTorch")
+    if chosen.type == "cuda" and (chosen.index or 0) >= torch.cuda.device_count():
+        raise HardwareError(f"--device {device}: only {torch.cuda.device_count()} GPU(s) here")
+    if chosen.type == "mps" and not torch.backends.mps.is_available():
+        raise HardwareError(f"--device {device}: Apple MPS is not available here",
+                            hint="use --device cpu")
+    return chosen if chosen.type != "cuda" else torch.device("cuda", chosen.index or 0)
+
+
+def choose_precision(precision: str, device: torch.device) -> str:
+    """``auto``: bf16 on Ampere or newer GPUs, fp16 on older ones and MPS, fp32 on the CPU.
+    4bit and 8bit need CUDA and bitsandbytes."""
+    if precision in ("4bit", "8bit"):
+        if device.type != "cuda":
+            raise HardwareError(f"{precision} loading needs an NVIDIA GPU (CUDA); this runs on "
+                                f"{device.type}", hint="use --precision auto on this machine")
+        try:
+            import bitsandbytes  # noqa: F401
+        except ImportError as e:
+            raise HardwareError(f"{precision} loading needs the bitsandbytes package",
+                                hint="pip install -r requirements-gpu.txt") from e
+        return precision
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.get_device_capability(device)[0] >= 8 else "fp16"
+    return "fp16" if device.type == "mps" else "fp32"
+
+
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+
+
+def load_kwargs(device: torch.device, precision: str) -> dict:
+    """``from_pretrained`` arguments for a device and precision."""
+    if precision in ("4bit", "8bit"):
+        from transformers import BitsAndBytesConfig
+
+        compute = torch.bfloat16 if torch.cuda.get_device_capability(device)[0] >= 8 else torch.float16
+        skip = ["vision_tower", "multi_modal_projector", "lm_head"]   # small and sensitive
+        quant = (BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                    bnb_4bit_compute_dtype=compute, llm_int8_skip_modules=skip)
+                 if precision == "4bit" else
+                 BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=skip))
+        return {"dtype": compute, "quantization_config": quant, "device_map": {"": device.index}}
+    kwargs = {"dtype": DTYPES[precision]}
+    if device.type == "cuda":
+        kwargs["device_map"] = {"": device.index}
+    return kwargs
+
+
+# -- 3. load once, never on random weights ----------------------------------------------------
+
+def check_loading_info(info: dict, folder: Path) -> None:
+    """Refuse a model whose checkpoint lacked weights (transformers initialised them randomly)."""
+    missing = sorted(info.get("missing_keys") or ())
+    mismatched = sorted(str(k[0]) if isinstance(k, tuple) else str(k)
+                        for k in info.get("mismatched_keys") or ())
+    errors = list(info.get("error_msgs") or ())
+    bad = missing + mismatched
+    if bad or errors:
+        example = bad[0] if bad else errors[0]
+        raise ModelUnavailable(f"refusing to run {folder.name}: {len(bad) or len(errors)} weights "
+                               f"are missing or the wrong shape in the checkpoint (e.g. {example}) "
+                               "and would be random", hint="download or convert it again")
+    if info.get("unexpected_keys"):
+        log.warning("%s: %d unused tensors in the checkpoint (e.g. %s)", folder,
+                    len(info["unexpected_keys"]), sorted(info["unexpected_keys"])[0])
+
+
+def load_model(folder: Path, device: torch.device, precision: str):
+    """The model in eval mode on ``device``; raises instead of running on random weights."""
+    try:
+        model, info = PulseLlavaNextForConditionalGeneration.from_pretrained(
+            folder, output_loading_info=True, **load_kwargs(device, precision))
+    except torch.cuda.OutOfMemoryError as e:
+        torch.cuda.empty_cache()
+        raise HardwareError(f"the GPU has not enough memory for this model in {precision}",
+                            hint="try --precision 4bit, or a GPU with more memory") from e
+    check_loading_info(info, folder)
+    if device.type != "cuda":
+        model.to(device)
+    return model.eval()
+
+
+# -- 4. streaming generation --------------------------------------------------------------------
+
+class _TokenQueue(BaseStreamer):
+    """Receives token ids from ``generate`` (in the worker) for the stream (in the caller)."""
+
+    def __init__(self):
+        self.items: queue.Queue = queue.Queue()
+        self.prompt_seen = False
+
+    def put(self, value):
+        if not self.prompt_seen:               # generate's first call passes the prompt
+            self.prompt_seen = True
+            return
+        self.items.put(value.reshape(-1).tolist())
+
+    def end(self):
+        self.items.put(None)
+
+
+class _StopWhenSet(StoppingCriteria):
+    """Ends generation after the current token once any of the events is set."""
+
+    def __init__(self, *events: threading.Event | None):
+        self.events = [e for e in events if e is not None]
+
+    def __call__(self, input_ids, scores, **kwargs):
+        stop = any(e.is_set() for e in self.events)
+        return torch.full((input_ids.shape[0],), stop, dtype=torch.bool, device=input_ids.device)
+
+
+class _Detokenizer:
+    """Token ids -> new text, holding back incomplete UTF-8 characters; no leading space."""
+
+    def __init__(self, decode: Callable[[Sequence[int]], str]):
+        self.decode, self.ids, self.text = decode, [], ""
+
+    def push(self, ids: list[int]) -> str:
+        self.ids += ids
+        text = self.decode(self.ids).lstrip()
+        if text.endswith("\ufffd") or not text.startswith(self.text):
+            return ""
+        new, self.text = text[len(self.text):], text
+        return new
+
+
+class LocalBackend:
+    """A PULSE-style model answering on this machine. Loads on first use (``load()``)."""
+
+    name = "local"
+
+    def __init__(self, model: str = OFFLINE_DEFAULT_MODEL, revision: str | None = None,
+                 device: str = "auto", precision: str = "auto",
+                 cache_dir: str | Path | None = None, progress: Progress | None = None):
+        self.model_id, self.revision = model, revision
+        self.device = choose_device(device)
+        self.precision = choose_precision(precision, self.device)
+        self.cache_dir = Path(cache_dir or Settings.load().cache_dir)
+        self.progress = progress or (lambda message: log.info("%s", message))
+        self._load_lock, self._generate_lock = threading.Lock(), threading.Lock()
+        self._folder = self._model = self._encoder = self._geometry = None
+        self._info: ModelInfo | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings, progress: Progress | None = None) -> "LocalBackend":
+        return cls(settings.model, settings.revision, settings.device, settings.precision,
+                   settings.cache_dir, progress)
+
+    # -- loading --
+    def _resolve(self) -> Path:
+        if self._folder is None:
+            self._folder, revision = resolve_model(self.model_id, self.revision, self.cache_dir,
+                                                   self.progress)
+            self._info = self._describe(read_config(self._folder), revision)
+        return self._folder
+
+    def _describe(self, config: dict, revision: str | None) -> ModelInfo:
+        about = config.get(PROVENANCE_KEY, {})
+        trained = about.get("trained", True)
+        name = (about.get("name") or self.model_id.rstrip("/").split("/")[-1])
+        where = f"local, {self.device.type} {self.precision}"
+        label = f"{name} ({where})" if trained else f"{name}, UNTRAINED ({where})"
+        note = ("" if trained else "untrained demonstration model: its answers are random text, "
+                "not a reading of the ECG")
+        return ModelInfo(model_id=self.model_id, revision=revision, backend=self.name,
+                         label=label, trained=trained, note=note)
+
+    def load(self) -> None:
+        """Find, convert and load the model once (thread-safe; later calls return at once)."""
+        with self._load_lock:
+            if self._model is not None:
+                return
+            folder = self._resolve()
+            self.progress(f"loading {self._info.label}")
+            model = load_model(folder, self.device, self.precision)
+            self._encoder = LlamaChunkEncoder.from_folder(folder)
+            self._geometry = AnyresGeometry.from_config(model.config)
+            self._model = model
+            self.progress(f"ready: {self._info.label}")
+
+    def info(self) -> ModelInfo:
+        """Which model answers (finds and converts it if needed, without loading the weights)."""
+        with self._load_lock:
+            self._resolve()
+        return self._info
+
+    # -- answering --
+    def encode(self, image, history: Sequence[Turn], question: str) -> dict:
+        """The model inputs for one question, built exactly as LLaVA built them in training."""
+        self.load()
+        model, config = self._model, self._model.config
+        prompt = build_prompt(history, question, with_image=image is not None)
+        inputs = {}
+        count = 0
+        if image is not None:
+            image = image.convert("RGB")
+            count = self._geometry.image_token_count(image.size)
+            pixels = anyres_pixel_values(image, self._geometry)
+            inputs["pixel_values"] = pixels[None].to(self.device, model.dtype)
+            inputs["image_sizes"] = torch.tensor([[image.height, image.width]], device=self.device)
+        ids, _ = encode_prompt(prompt, self._encoder, bos_id=self._encoder.bos_id,
+                               image_token_id=config.image_token_index, image_token_count=count)
+        context = config.text_config.max_position_embeddings
+        if len(ids) >= context:
+            raise PulseError(f"the conversation is too long for the model ({len(ids)} tokens, "
+                             f"it reads at most {context})", hint="start a new conversation")
+        inputs["input_ids"] = torch.tensor([ids], device=self.device)
+        inputs["attention_mask"] = torch.ones_like(inputs["input_ids"])
+        return inputs
+
+    def _generation_kwargs(self, params: GenerationParams, prompt_tokens: int) -> dict:
+        context = self._model.config.text_config.max_position_embeddings
+        kwargs = {"max_new_tokens": min(params.max_new_tokens, context - prompt_tokens),
+                  "do_sample": not params.greedy, "eos_token_id": self._encoder.eos_id,
+                  "pad_token_id": self._model.generation_config.pad_token_id or 0}
+        if params.greedy:
+            kwargs.update(temperature=None, top_p=None, top_k=None)
+        else:
+            kwargs.update(temperature=params.temperature, top_p=params.top_p, top_k=None)
+        return kwargs
+
+    def _generate(self, inputs: dict, kwargs: dict, tokens: _TokenQueue, seed: int | None) -> None:
+        """Worker thread: run ``generate``; errors travel to the stream through the queue."""
+        try:
+            if seed is not None:
+                torch.manual_seed(seed)
+            with torch.inference_mode():
+                self._model.generate(**inputs, **kwargs, streamer=tokens)
+        except torch.cuda.OutOfMemoryError:
+            torch.cuda.empty_cache()
+            tokens.items.put(HardwareError("the GPU ran out of memory while answering",
+                                           hint="use a smaller image, fewer tokens, or "
+                                                "--precision 4bit"))
+            tokens.end()
+        except BaseException as error:          # surfaced in the caller's thread
+            tokens.items.put(error)
+            tokens.end()
+        finally:
+            self._generate_lock.release()
+
+    def stream(self, image, history: Sequence[Turn], question: str,
+               params: GenerationParams = GenerationParams(),
+               cancel: threading.Event | None = None) -> Iterator[str]:
+        """Yield the answer as text chunks while the model writes it (see Backend)."""
+        inputs = self.encode(image, history, question)
+        kwargs = self._generation_kwargs(params, inputs["input_ids"].shape[1])
+        stop, tokens = threading.Event(), _TokenQueue()
+        kwargs["stopping_criteria"] = StoppingCriteriaList([_StopWhenSet(stop, cancel)])
+        self._generate_lock.acquire()               # one answer at a time per loaded model
+        worker = threading.Thread(target=self._generate, args=(inputs, kwargs, tokens, params.seed),
+                                  name="pulse-generate", daemon=True)
+        try:
+            worker.start()
+        except BaseException:
+            self._generate_lock.release()
+            raise
+        text = _Detokenizer(self._encoder.decode)
+        try:
+            while (item := tokens.items.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise item
+                if chunk := text.push(item):
+                    yield chunk
+        finally:
+            stop.set()          # reached when finished, on error, or when the caller closes us
+            worker.join()
