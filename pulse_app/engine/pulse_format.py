@@ -202,10 +202,11 @@ def anyres_crops(image: Image.Image, geometry: AnyresGeometry) -> list[Image.Ima
     image = image.convert("RGB")
     target_w, target_h = geometry.best_resolution_wh(image.size)
     width, height = image.size
-    if target_w / width < target_h / height:
-        new_w, new_h = target_w, min(math.ceil(height * target_w / width), target_h)
+    scale_w, scale_h = target_w / width, target_h / height    # this float order, as LLaVA:
+    if scale_w < scale_h:                                      # 300 * (336/300) -> 337 rows
+        new_w, new_h = target_w, min(math.ceil(height * scale_w), target_h)
     else:
-        new_w, new_h = min(math.ceil(width * target_h / height), target_w), target_h
+        new_w, new_h = min(math.ceil(width * scale_h), target_w), target_h
     canvas = Image.new("RGB", (target_w, target_h), (0, 0, 0))
     canvas.paste(image.resize((new_w, new_h), Image.BICUBIC),
                  ((target_w - new_w) // 2, (target_h - new_h) // 2))
