@@ -1,0 +1,152 @@
+"""Command line: ``python -m pulse_app ask | convert | ...``.
+
+    python -m pulse_app ask ecg.png "What is the rhythm?"            # offline default model
+    python -m pulse_app ask scan.pdf "Any ST elevation?" --model PULSE-ECG/PULSE-7B --page 2
+    python -m pulse_app convert PULSE-7B-download/ PULSE-7B-hf/      # original -> transformers
+
+The answer goes to stdout as it is generated; which model answers, progress and errors go to
+stderr. An error is one line (what happened, what to do) and a non-zero exit code (see
+``pulse_app.errors``); set ``PULSE_DEBUG=1`` to see tracebacks of unexpected errors.
+
+Each command is an ``add_<name>_command(commands)`` function registered in :data:`COMMANDS`;
+it adds its sub-parser and sets ``run``, a function of the parsed arguments returning the exit
+code. Heavy modules (torch, transformers, gradio) are imported inside ``run``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from pulse_app import settings as settings_module
+from pulse_app.errors import ModelUnavailable, PulseError
+
+ASK_SETTINGS = ["model", "revision", "backend", "url", "api_key", "device", "precision",
+                "timeout_s", "cache_dir", "temperature", "top_p", "max_new_tokens", "max_pixels",
+                "max_upload_mb"]
+
+
+def say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def load_settings(args) -> settings_module.Settings:
+    """Settings from flags and PULSE_* variables; an invalid value is a user error."""
+    try:
+        return settings_module.from_arguments(args)
+    except ValueError as error:
+        raise PulseError(str(error), hint="fix the flag or the PULSE_* variable") from error
+
+
+# -- ask ----------------------------------------------------------------------------------------
+
+def add_ask_command(commands) -> None:
+    parser = commands.add_parser(
+        "ask", help="ask one question about an ECG image or PDF; the answer streams to stdout",
+        description="Ask a PULSE-style model one question about an ECG image (PNG, JPEG, ... "
+                    "or a PDF page). Without --model the offline default model answers.")
+    parser.add_argument("image", help="ECG image or PDF file")
+    parser.add_argument("question", help="the question, e.g. \"What is the heart rhythm?\"")
+    parser.add_argument("--page", type=int, default=1, help="PDF page to read (1 = first)")
+    parser.add_argument("--seed", type=int, default=None, help="random seed for sampling")
+    settings_module.add_arguments(parser, ASK_SETTINGS)
+    parser.set_defaults(run=run_ask)
+
+
+def run_ask(args) -> int:
+    from pulse_app.engine import make_backend
+    from pulse_app.engine.backend import GenerationParams
+    from pulse_app.intake import read_image
+
+    settings = load_settings(args)
+    image = read_image(args.image, filename=Path(args.image).name, page=args.page,
+                       max_pixels=settings.max_pixels,
+                       max_bytes=int(settings.max_upload_mb * 1_000_000))
+    backend = make_backend(settings, progress=say)
+    info = backend.info()
+    say(f"[{info.label}]" + (f" note: {info.note}" if info.note else ""))
+    params = GenerationParams(temperature=settings.temperature, top_p=settings.top_p,
+                              max_new_tokens=settings.max_new_tokens, seed=args.seed)
+    for chunk in backend.stream(image, [], args.question, params):
+        sys.stdout.write(chunk)
+        sys.stdout.flush()
+    sys.stdout.write("\n")
+    return 0
+
+
+# -- convert ------------------------------------------------------------------------------------
+
+def add_convert_command(commands) -> None:
+    parser = commands.add_parser(
+        "convert", help="convert a checkpoint in the original LLaVA layout (PULSE-7B as "
+                        "published) to a transformers LLaVA-NeXT folder",
+        description="Write a transformers LLaVA-NeXT folder (weights renamed, dtype kept, "
+                    "processor, tokenizer with the llava_v1 chat template, merge type kept) "
+                    "from SRC, a folder or hub id in the original LLaVA layout.")
+    parser.add_argument("src", help="folder or hub id, e.g. PULSE-ECG/PULSE-7B")
+    parser.add_argument("dst", help="new folder to write")
+    parser.add_argument("--revision", default=None, help="hub revision of SRC")
+    parser.add_argument("--vision-heads", type=int, default=None,
+                        help="attention heads of the vision tower, when its name is not a known "
+                             "CLIP (default: width / 64)")
+    parser.add_argument("--force", action="store_true", help="write into a non-empty DST")
+    parser.set_defaults(run=run_convert)
+
+
+def run_convert(args) -> int:
+    from pulse_app.engine.local import HUB_ID, download
+    from pulse_app.engine.pulse_format import convert_checkpoint
+
+    src, dst = Path(args.src).expanduser(), Path(args.dst).expanduser()
+    if dst.exists() and any(dst.iterdir()) and not args.force:
+        raise PulseError(f"{dst} exists and is not empty", hint="choose a new folder or --force")
+    if not src.exists():
+        if not HUB_ID.match(args.src):
+            raise ModelUnavailable(f"no folder {args.src!r} and not a hub id (owner/name)")
+        src = download(args.src, args.revision, say)
+    convert_checkpoint(src, dst, vision_heads=args.vision_heads, progress=say)
+    say(f"converted {args.src} -> {dst}")
+    return 0
+
+
+# -- the program ----------------------------------------------------------------------------------
+
+#: Every sub-command's ``add_*_command``. ``serve`` (the web app) registers itself here too.
+COMMANDS = [add_ask_command, add_convert_command]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m pulse_app", description="Read ECG images with PULSE-style models.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add_command in COMMANDS:
+        add_command(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")     # library chatter off stderr
+    try:
+        return args.run(args)
+    except PulseError as error:
+        say(f"error: {error}")
+        return error.exit_code
+    except KeyboardInterrupt:
+        say("interrupted")
+        return 130
+    except BrokenPipeError:                     # e.g. piped into `head`
+        return 0
+    except Exception as error:  # noqa: BLE001 - last resort: one line, not a traceback
+        if os.environ.get("PULSE_DEBUG"):
+            raise
+        first_line = (str(error).splitlines() or [""])[0][:200]
+        say(f"internal error: {type(error).__name__}: {first_line}")
+        say("this is a bug; run again with PULSE_DEBUG=1 and report the traceback")
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
