@@ -53,3 +53,9 @@ class SessionNotFound(PulseError):
     """No session with that id exists for this owner (also when it exists for another owner)."""
 
     exit_code = 7
+
+
+class RecordUnreadable(PulseError):
+    """An ECG signal file cannot be read (unknown format, missing .dat/.mat, corrupt, no leads...)."""
+
+    exit_code = 8

@@ -2,16 +2,38 @@
 
 Loaders for WFDB (PTB-XL, PhysioNet/CinC 2020/2021, MIMIC-IV-ECG), CODE-15% HDF5 and DICOM
 12-lead waveforms live here; the simulator returns the same object, the renderer draws it.
+Well-kept libraries do the parsing (wfdb, h5py, pydicom); this module only normalises what they
+return: lead names (``AVR``/``avr`` -> ``aVR``), units (µV, V -> mV), demographics and labels.
+
+>>> rec = read_record("../shared/data/ecg-records/E07509.hea")      # doctest: +SKIP
+>>> rec.signal.shape, rec.fs, rec.labels
+((5000, 12), 500.0, ['right bundle branch block', 'sinus bradycardia'])
+
+Labels use the canonical lower-case strings of ``pulse_app.ecg.simulate.FINDINGS`` where one
+fits (see :data:`CANONICAL_LABELS`); other diagnoses keep the source's own name, lower-cased.
 """
 
 from __future__ import annotations
 
+import ast
+import csv
+import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 
+from pulse_app.errors import RecordUnreadable
+
 #: The standard 12 leads, in the order machines print them.
 STANDARD_LEADS = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
+
+DATA_DIR = Path(__file__).with_name("data")
+
+#: File endings :func:`read_record` understands (``.dat``/``.mat`` need their ``.hea`` beside them).
+RECORD_SUFFIXES = (".hea", ".h5", ".hdf5", ".dcm")
 
 
 @dataclass
@@ -48,3 +70,554 @@ class Record:
     def lead(self, name: str) -> np.ndarray:
         """One lead's samples in mV (``name`` as in :data:`STANDARD_LEADS`)."""
         return self.signal[:, self.leads.index(name)]
+
+
+# -- names, units, labels ---------------------------------------------------------------------
+
+_LEAD_BY_UPPER = {name.upper(): name for name in STANDARD_LEADS}
+_LEAD_BY_UPPER.update({"DI": "I", "DII": "II", "DIII": "III"})      # CODE / Brazilian naming
+
+_UNIT_TO_MV = {"mv": 1.0, "uv": 1e-3, "µv": 1e-3, "μv": 1e-3, "v": 1e3, "nv": 1e-6}
+
+
+def normalize_lead_name(name: str) -> str:
+    """``"AVR"``, ``"avr"``, ``"Lead aVR"``, ``"DII"`` -> ``"aVR"``/``"II"``; unknown names
+    (``"MLII"``, ``"X"``) are returned stripped but otherwise unchanged."""
+    text = re.sub(r"\(.*?\)", "", str(name)).strip()
+    text = re.sub(r"^lead\s+", "", text, flags=re.IGNORECASE).strip()
+    return _LEAD_BY_UPPER.get(text.upper(), text)
+
+
+def unit_scale_to_mv(unit: str | None) -> float:
+    """Factor turning values in ``unit`` into mV: ``"uV"`` -> 0.001. Empty/unknown -> 1 (mV,
+    WFDB's default)."""
+    return _UNIT_TO_MV.get((unit or "mV").strip().lower(), 1.0)
+
+
+#: Source names and abbreviations -> the canonical finding labels of ``simulate.FINDINGS``.
+CANONICAL_LABELS = {
+    # SNOMED names (CinC dx_mapping tables)
+    "sinus rhythm": "sinus rhythm", "sinus bradycardia": "sinus bradycardia",
+    "sinus tachycardia": "sinus tachycardia", "sinus arrhythmia": "sinus arrhythmia",
+    "atrial fibrillation": "atrial fibrillation", "atrial flutter": "atrial flutter",
+    "premature ventricular contractions": "premature ventricular contractions",
+    "ventricular premature beats": "premature ventricular contractions",
+    "premature atrial contraction": "premature atrial contractions",
+    "supraventricular premature beats": "premature atrial contractions",
+    "1st degree av block": "first-degree av block", "prolonged pr interval": "first-degree av block",
+    "right bundle branch block": "right bundle branch block",
+    "complete right bundle branch block": "right bundle branch block",
+    "left bundle branch block": "left bundle branch block",
+    "complete left bundle branch block": "left bundle branch block",
+    "left axis deviation": "left axis deviation", "right axis deviation": "right axis deviation",
+    "t wave inversion": "t-wave inversion", "prolonged qt interval": "long qt",
+    "low qrs voltages": "low qrs voltage", "left ventricular hypertrophy": "left ventricular hypertrophy",
+    "inferior st segment depression": "inferior st depression",
+    # PTB-XL SCP codes
+    "SR": "sinus rhythm", "SBRAD": "sinus bradycardia", "STACH": "sinus tachycardia",
+    "SARRH": "sinus arrhythmia", "AFIB": "atrial fibrillation", "AFLT": "atrial flutter",
+    "PVC": "premature ventricular contractions", "PAC": "premature atrial contractions",
+    "SVPB": "premature atrial contractions", "1AVB": "first-degree av block",
+    "CRBBB": "right bundle branch block", "CLBBB": "left bundle branch block",
+    "LVH": "left ventricular hypertrophy", "LNGQT": "long qt", "LVOLT": "low qrs voltage",
+    "INVT": "t-wave inversion",
+    # CODE-15% exams.csv columns
+    "1dAVb": "first-degree av block", "RBBB": "right bundle branch block",
+    "LBBB": "left bundle branch block", "SB": "sinus bradycardia", "ST": "sinus tachycardia",
+    "AF": "atrial fibrillation",
+}
+
+#: Phrases in machine reports (MIMIC-IV-ECG) -> canonical labels, first match per line wins.
+_REPORT_PHRASES = [
+    ("sinus bradycardia", "sinus bradycardia"), ("sinus tachycardia", "sinus tachycardia"),
+    ("sinus arrhythmia", "sinus arrhythmia"), ("atrial fibrillation", "atrial fibrillation"),
+    ("atrial flutter", "atrial flutter"), ("sinus rhythm", "sinus rhythm"),
+    ("first degree av block", "first-degree av block"),
+    ("1st degree av block", "first-degree av block"), ("prolonged pr", "first-degree av block"),
+    ("incomplete right bundle", None), ("incomplete left bundle", None),
+    ("right bundle branch block", "right bundle branch block"),
+    ("left bundle branch block", "left bundle branch block"),
+    ("left axis deviation", "left axis deviation"), ("right axis deviation", "right axis deviation"),
+    ("left ventricular hypertrophy", "left ventricular hypertrophy"),
+    ("low qrs voltage", "low qrs voltage"), ("prolonged qt", "long qt"), ("long qt", "long qt"),
+    ("premature ventricular", "premature ventricular contractions"),
+    ("ventricular premature", "premature ventricular contractions"),
+    ("premature atrial", "premature atrial contractions"), ("atrial premature", "premature atrial contractions"),
+    ("t wave inversion", "t-wave inversion"),
+]
+
+
+def labels_from_report(lines: Iterable[str]) -> list[str]:
+    """Canonical labels found in machine-report lines (``"Sinus bradycardia"`` ->
+    ``["sinus bradycardia"]``); lines without a known phrase give nothing."""
+    labels: list[str] = []
+    for line in lines:
+        low = (line or "").lower().replace("-", " ").replace("a v block", "av block")
+        for phrase, label in _REPORT_PHRASES:
+            if phrase in low:
+                if label and label not in labels:
+                    labels.append(label)
+                break
+    return labels
+
+
+def _add_label(labels: list[str], name: str) -> None:
+    label = CANONICAL_LABELS.get(name, CANONICAL_LABELS.get(name.lower(), name.lower()))
+    if label not in labels:
+        labels.append(label)
+
+
+@lru_cache(maxsize=None)
+def snomed_table() -> dict[str, tuple[str, str]]:
+    """SNOMED CT code -> (diagnosis name, abbreviation), from the CinC 2021 mapping tables."""
+    table: dict[str, tuple[str, str]] = {}
+    for name in ("dx_mapping_unscored.csv", "dx_mapping_scored.csv"):
+        with open(DATA_DIR / name, newline="") as f:
+            for row in csv.DictReader(f):
+                table[row["SNOMEDCTCode"].strip()] = (row["Dx"].strip(), row["Abbreviation"].strip())
+    return table
+
+
+@lru_cache(maxsize=8)
+def _scp_table(path: str) -> dict[str, dict]:
+    with open(path, newline="") as f:
+        rows = csv.reader(f)
+        header = next(rows)
+        return {row[0]: dict(zip(header[1:], row[1:])) for row in rows if row}
+
+
+def scp_table(dataset_dir: Path | None = None) -> dict[str, dict]:
+    """PTB-XL SCP code -> its row of ``scp_statements.csv`` (the dataset's own copy if present)."""
+    own = dataset_dir / "scp_statements.csv" if dataset_dir else None
+    return _scp_table(str(own if own and own.is_file() else DATA_DIR / "scp_statements.csv"))
+
+
+# -- finding files ----------------------------------------------------------------------------
+
+def find_records(paths: Iterable[str | Path] | str | Path) -> list[Path]:
+    """Record files under ``paths`` (files kept, directories searched recursively), sorted.
+
+    A ``.dat``/``.mat`` with a ``.hea`` beside it counts as that ``.hea``; ``file.hdf5#id`` paths
+    are kept as they are. Example: ``find_records(["data/ptbxl/records500"])``.
+    """
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    found: list[Path] = []
+    for item in paths:
+        p = Path(item)
+        if p.is_dir():
+            found += [f for f in sorted(p.rglob("*")) if f.suffix.lower() in RECORD_SUFFIXES
+                      and f.is_file()]
+        elif p.suffix.lower() in (".dat", ".mat") and p.with_suffix(".hea").exists():
+            found.append(p.with_suffix(".hea"))
+        else:
+            found.append(p)
+    unique: list[Path] = []
+    for f in found:
+        if f not in unique:
+            unique.append(f)
+    return unique
+
+
+def read_record(path: str | Path) -> Record:
+    """Read one ECG record into a :class:`Record` (signal in mV, normalised lead names).
+
+    ``path`` may be a WFDB header (``.hea``, or its ``.dat``/``.mat``, or the record name without
+    ending), a CODE-15% HDF5 file (``exams_part0.hdf5``; ``exams_part0.hdf5#<exam_id or index>``
+    picks one exam, otherwise the first), or a DICOM 12-lead ECG (``.dcm``).
+    Raises :class:`~pulse_app.errors.RecordUnreadable` naming the file and why.
+    """
+    text = str(path)
+    selector = None
+    if "#" in text and Path(text.split("#", 1)[0]).suffix.lower() in (".h5", ".hdf5"):
+        text, selector = text.split("#", 1)
+    p = Path(text)
+    suffix = p.suffix.lower()
+    if suffix in (".dat", ".mat") or (suffix not in RECORD_SUFFIXES and p.with_name(p.name + ".hea").exists()):
+        p = p.with_name(p.stem + ".hea") if suffix in (".dat", ".mat") else p.with_name(p.name + ".hea")
+        suffix = ".hea"
+    if not p.exists():
+        raise RecordUnreadable(f"ECG record {p} does not exist", hint="check the path")
+    if suffix == ".hea":
+        return read_wfdb(p)
+    if suffix in (".h5", ".hdf5"):
+        return read_code15_exam(p, selector)
+    if suffix == ".dcm" or _is_dicom(p):
+        return read_dicom(p)
+    raise RecordUnreadable(
+        f"{p.name} is not an ECG record format we read",
+        hint="use WFDB (.hea with .dat/.mat), CODE-15% HDF5 (.hdf5) or a DICOM 12-lead ECG (.dcm)")
+
+
+def _is_dicom(path: Path) -> bool:
+    with open(path, "rb") as f:
+        head = f.read(132)
+    return head[128:132] == b"DICM"
+
+
+def _unreadable(path: Path, why: object) -> RecordUnreadable:
+    return RecordUnreadable(f"cannot read ECG record {path.name}: {why}",
+                            hint="check that the file is complete and in one of the supported formats")
+
+
+def _find_upwards(start: Path, name: str, levels: int = 5) -> Path | None:
+    """``name`` in ``start`` or one of its parents (at most ``levels`` up)."""
+    for folder in [start, *start.parents][: levels + 1]:
+        candidate = folder / name
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _finish(rec: Record) -> Record:
+    rec.signal = np.nan_to_num(np.asarray(rec.signal, dtype=np.float32), copy=False)
+    if rec.signal.ndim != 2 or rec.signal.shape[1] != len(rec.leads) or rec.signal.shape[0] == 0:
+        raise _unreadable(Path(rec.meta.get("path", rec.record_id)), "no samples in it")
+    rec.fs = float(rec.fs)
+    return rec
+
+
+# -- WFDB: CinC 2020/2021, PTB-XL, MIMIC-IV-ECG, plain WFDB ----------------------------------
+
+def read_wfdb(path: str | Path) -> Record:
+    """A WFDB record (``.hea`` + ``.dat``/``.mat``), with the metadata its dataset keeps beside it:
+    CinC ``# Age/# Sex/# Dx`` header lines, PTB-XL's ``ptbxl_database.csv``, MIMIC-IV-ECG's
+    ``machine_measurements.csv`` (searched in the record's folder and up to five above)."""
+    import wfdb
+
+    hea = Path(path)
+    try:
+        raw = wfdb.rdrecord(str(hea.with_suffix("")), physical=True)
+    except Exception as exc:  # wfdb raises many types for broken files
+        raise _unreadable(hea, exc) from exc
+    if raw.p_signal is None or not raw.sig_name:
+        raise _unreadable(hea, "it holds no signals")
+    scale = np.array([unit_scale_to_mv(u) for u in (raw.units or ["mV"] * raw.n_sig)], np.float32)
+    rec = Record(record_id=raw.record_name, signal=raw.p_signal.astype(np.float32) * scale,
+                 fs=float(raw.fs), leads=[normalize_lead_name(n) for n in raw.sig_name],
+                 source="wfdb", meta={"path": str(hea), "format": "wfdb"})
+    _apply_header_comments(rec, raw.comments or [])
+    if (db := _find_upwards(hea.parent, "ptbxl_database.csv")) is not None:
+        _apply_ptbxl(rec, hea, db)
+    elif (mm := _find_upwards(hea.parent, "machine_measurements.csv")) is not None:
+        _apply_mimic(rec, mm)
+    return _finish(rec)
+
+
+def _apply_header_comments(rec: Record, comments: list[str]) -> None:
+    """CinC 2020/2021 header lines: ``Age: 71``, ``Sex: Male``, ``Dx: 59118001,426177001``."""
+    fields = {}
+    for line in comments:
+        key, sep, value = line.partition(":")
+        if sep:
+            fields[key.strip().lower()] = value.strip()
+    rec.age = _number(fields.get("age"))
+    rec.sex = _sex(fields.get("sex"))
+    if "dx" in fields:
+        rec.source = "cinc"
+        codes = [c.strip() for c in fields["dx"].split(",") if c.strip()]
+        rec.codes["snomed"] = codes
+        table = snomed_table()
+        for code in codes:
+            _add_label(rec.labels, table[code][0] if code in table else f"snomed {code}")
+    for key in ("rx", "hx", "sx"):
+        if fields.get(key, "Unknown") not in ("Unknown", ""):
+            rec.meta[key] = fields[key]
+
+
+def _number(text) -> float | None:
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        return None
+    return None if np.isnan(value) else value
+
+
+def _sex(text) -> str | None:
+    t = str(text or "").strip().lower()
+    if t in ("m", "male", "man"):
+        return "M"
+    if t in ("f", "female", "woman"):
+        return "F"
+    return None
+
+
+@lru_cache(maxsize=4)
+def _csv_index(path: str, mtime: float, key_columns: tuple[str, ...]) -> dict[str, dict]:
+    """Rows of a (large) CSV keyed by the values of ``key_columns``; cached per file version."""
+    index: dict[str, dict] = {}
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            for col in key_columns:
+                if row.get(col):
+                    index[row[col].strip()] = row
+    return index
+
+
+def _apply_ptbxl(rec: Record, hea: Path, database: Path) -> None:
+    root = database.parent
+    rows = _csv_index(str(database), database.stat().st_mtime, ("filename_hr", "filename_lr"))
+    try:
+        relative = hea.with_suffix("").resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return
+    row = rows.get(relative)
+    if row is None:
+        return
+    rec.source = "ptbxl"
+    rec.record_id = f"ptbxl-{int(float(row['ecg_id'])):05d}"
+    age = _number(row.get("age"))
+    rec.age = 90.0 if age is not None and age >= 300 else age   # PTB-XL writes 300 for > 89
+    rec.sex = {"0": "M", "1": "F"}.get(str(row.get("sex", "")).strip().split(".")[0])
+    rec.report = (row.get("report") or "").strip() or None
+    scp = ast.literal_eval(row.get("scp_codes") or "{}")
+    rec.codes["scp"] = scp
+    table = scp_table(root)
+    superclasses = []
+    for code in scp:
+        entry = table.get(code, {})
+        if code in CANONICAL_LABELS:
+            _add_label(rec.labels, code)
+        elif code != "NORM" and entry.get("description"):
+            _add_label(rec.labels, entry["description"])
+        if str(entry.get("diagnostic", "")).startswith("1") and entry.get("diagnostic_class"):
+            if entry["diagnostic_class"] not in superclasses:
+                superclasses.append(entry["diagnostic_class"])
+    rec.meta["superclasses"] = superclasses
+    if row.get("heart_axis"):
+        rec.meta["heart_axis"] = row["heart_axis"]
+
+
+_MIMIC_MISSING = 29999      # MIMIC-IV-ECG writes this for an interval the machine did not find
+
+
+def _apply_mimic(rec: Record, measurements: Path) -> None:
+    rows = _csv_index(str(measurements), measurements.stat().st_mtime, ("study_id",))
+    row = rows.get(rec.record_id)
+    if row is None:
+        return
+    rec.source = "mimic-iv-ecg"
+    lines = [row[f"report_{i}"].strip() for i in range(18) if (row.get(f"report_{i}") or "").strip()]
+    rec.report = "\n".join(lines) or None
+    for label in labels_from_report(lines):
+        _add_label(rec.labels, label)
+    v = {k: _number(row.get(k)) for k in ("rr_interval", "p_onset", "p_end", "qrs_onset", "qrs_end",
+                                          "t_end", "p_axis", "qrs_axis", "t_axis")}
+    ok = {k: x for k, x in v.items() if x is not None and abs(x) < _MIMIC_MISSING}
+    m = rec.measurements
+    if ok.get("rr_interval"):
+        m["heart_rate_bpm"] = round(60000.0 / ok["rr_interval"], 1)
+    if "p_onset" in ok and "qrs_onset" in ok:
+        m["pr_ms"] = ok["qrs_onset"] - ok["p_onset"]
+    if "qrs_onset" in ok and "qrs_end" in ok:
+        m["qrs_ms"] = ok["qrs_end"] - ok["qrs_onset"]
+    if "qrs_onset" in ok and "t_end" in ok:
+        m["qt_ms"] = ok["t_end"] - ok["qrs_onset"]
+        if ok.get("rr_interval"):
+            m["qtc_ms"] = round(m["qt_ms"] / np.sqrt(ok["rr_interval"] / 1000.0), 1)
+    for src, key in (("qrs_axis", "axis_deg"), ("p_axis", "p_axis_deg"), ("t_axis", "t_axis_deg")):
+        if src in ok:
+            m[key] = ok[src]
+    rec.meta["subject_id"] = row.get("subject_id")
+
+
+# -- CODE-15% HDF5 ----------------------------------------------------------------------------
+
+CODE15_FS = 400.0
+CODE15_LABEL_COLUMNS = ("1dAVb", "RBBB", "LBBB", "SB", "ST", "AF")
+
+
+def read_code15(path: str | Path) -> Iterator[Record]:
+    """Every exam of a CODE-15% HDF5 file (``tracings`` N×4096×12 at 400 Hz, ``exam_id``), with
+    age, sex and the six labels of ``exams.csv`` when it lies beside/above the file. The zero
+    padding around shorter tracings is removed; the all-zero filler exam (id 0) is skipped."""
+    import h5py
+
+    p = Path(path)
+    try:
+        with h5py.File(p, "r") as f:
+            ids = np.asarray(f["exam_id"][()])
+            for i in range(len(ids)):
+                if int(ids[i]) == 0 and not np.any(f["tracings"][i]):
+                    continue
+                yield _code15_record(p, int(ids[i]), f["tracings"][i])
+    except RecordUnreadable:
+        raise
+    except (OSError, KeyError) as exc:
+        raise _unreadable(p, exc) from exc
+
+
+def read_code15_exam(path: str | Path, selector: str | None = None) -> Record:
+    """One exam of a CODE-15% file: ``selector`` is an exam_id in it, else an index (0-based);
+    ``None`` gives the first exam."""
+    import h5py
+
+    p = Path(path)
+    try:
+        with h5py.File(p, "r") as f:
+            ids = np.asarray(f["exam_id"][()])
+            if selector is None:
+                index = 0
+            else:
+                try:
+                    wanted = int(selector)
+                except ValueError:
+                    raise _unreadable(p, f"'#{selector}' is not an exam id or index") from None
+                hits = np.flatnonzero(ids == wanted)
+                index = int(hits[0]) if len(hits) else wanted
+                if not 0 <= index < len(ids):
+                    raise _unreadable(p, f"no exam {wanted} in it ({len(ids)} exams)")
+            return _code15_record(p, int(ids[index]), f["tracings"][index])
+    except RecordUnreadable:
+        raise
+    except (OSError, KeyError) as exc:
+        raise _unreadable(p, exc) from exc
+
+
+def _code15_record(path: Path, exam_id: int, tracing: np.ndarray) -> Record:
+    signal = np.asarray(tracing, dtype=np.float32)
+    nonzero = np.flatnonzero(np.any(signal != 0, axis=1))
+    if len(nonzero):
+        signal = signal[nonzero[0]: nonzero[-1] + 1]
+    rec = Record(record_id=f"code15-{exam_id}", signal=signal, fs=CODE15_FS,
+                 leads=list(STANDARD_LEADS), source="code15",
+                 meta={"path": str(path), "format": "code15-hdf5", "exam_id": exam_id})
+    exams = _find_upwards(path.parent, "exams.csv")
+    if exams is not None:
+        row = _csv_index(str(exams), exams.stat().st_mtime, ("exam_id",)).get(str(exam_id))
+        if row is not None:
+            rec.age = _number(row.get("age"))
+            rec.sex = {"true": "M", "false": "F"}.get(str(row.get("is_male", "")).strip().lower())
+            codes = [c for c in CODE15_LABEL_COLUMNS if str(row.get(c, "")).strip().lower() == "true"]
+            rec.codes["code15"] = codes
+            for c in codes:
+                _add_label(rec.labels, c)
+            rec.meta["normal_ecg"] = str(row.get("normal_ecg", "")).strip().lower() == "true"
+            rec.meta["patient_id"] = row.get("patient_id")
+    return _finish(rec)
+
+
+# -- DICOM 12-lead ECG waveform ---------------------------------------------------------------
+
+#: SCP-ECG lead codes (DICOM CID 3001, scheme "SCPECG") for the standard 12 leads.
+SCPECG_LEAD_CODES = {"I": "5.6.3-9-1", "II": "5.6.3-9-2", "V1": "5.6.3-9-3", "V2": "5.6.3-9-4",
+                     "V3": "5.6.3-9-5", "V4": "5.6.3-9-6", "V5": "5.6.3-9-7", "V6": "5.6.3-9-8",
+                     "III": "5.6.3-9-61", "aVR": "5.6.3-9-62", "aVL": "5.6.3-9-63",
+                     "aVF": "5.6.3-9-64"}
+_LEAD_BY_SCPECG = {code: lead for lead, code in SCPECG_LEAD_CODES.items()}
+
+
+def read_dicom(path: str | Path) -> Record:
+    """A DICOM ECG waveform (12-Lead / General ECG Waveform Storage): the multiplex group with the
+    most channels, scaled by each channel's sensitivity (µV/mV) to mV."""
+    import pydicom
+
+    p = Path(path)
+    try:
+        ds = pydicom.dcmread(p)
+    except Exception as exc:
+        raise _unreadable(p, f"not a DICOM file ({exc})") from exc
+    groups = ds.get("WaveformSequence")
+    if not groups:
+        raise _unreadable(p, "the DICOM file holds no ECG waveform (no WaveformSequence)")
+    index = max(range(len(groups)), key=lambda i: int(groups[i].NumberOfWaveformChannels))
+    group = groups[index]
+    try:
+        data = np.asarray(ds.waveform_array(index), dtype=np.float64)
+    except Exception as exc:
+        raise _unreadable(p, f"its waveform data cannot be decoded ({exc})") from exc
+    leads, scale = [], []
+    for ch in group.ChannelDefinitionSequence:
+        source = ch.ChannelSourceSequence[0]
+        code = str(source.get("CodeValue", ""))
+        leads.append(_LEAD_BY_SCPECG.get(code) or normalize_lead_name(source.get("CodeMeaning", code)))
+        units = ch.get("ChannelSensitivityUnitsSequence")
+        scale.append(unit_scale_to_mv(units[0].CodeValue if units else "uV"))
+    rec = Record(record_id=p.stem, signal=data * np.asarray(scale), fs=float(group.SamplingFrequency),
+                 leads=leads, source="dicom", meta={"path": str(p), "format": "dicom"})
+    age = str(ds.get("PatientAge", "") or "")
+    if age[:3].isdigit() and age.endswith("Y"):
+        rec.age = float(age[:3])
+    rec.sex = _sex(ds.get("PatientSex"))
+    texts = [str(a.UnformattedTextValue) for a in ds.get("WaveformAnnotationSequence", [])
+             if "UnformattedTextValue" in a]
+    for text in texts:
+        _add_label(rec.labels, text)
+    return _finish(rec)
+
+
+def write_dicom(record: Record, path: str | Path) -> Path:
+    """Write ``record`` as a DICOM 12-Lead ECG Waveform Storage file (int16 samples, µV
+    sensitivity chosen so the largest sample fits, SCP-ECG lead codes, labels as unformatted-text
+    waveform annotations). No patient identity is written. Returns ``path``."""
+    import datetime
+
+    from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
+    from pydicom.sequence import Sequence
+    from pydicom.uid import ExplicitVRLittleEndian, TwelveLeadECGWaveformStorage, generate_uid
+
+    p = Path(path)
+    signal = np.asarray(record.signal, dtype=np.float64)
+    peak_uv = float(np.max(np.abs(signal))) * 1000.0 if signal.size else 0.0
+    sensitivity = max(1.0, np.ceil(peak_uv / 32000.0))            # µV per stored unit
+    samples = np.round(signal * 1000.0 / sensitivity).astype("<i2")
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = TwelveLeadECGWaveformStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = FileDataset(str(p), {}, file_meta=meta, preamble=b"\0" * 128)
+    now = datetime.datetime.now()
+    ds.SOPClassUID = TwelveLeadECGWaveformStorage
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.Modality = "ECG"
+    ds.Manufacturer = "pulse_app"
+    ds.ContentDate, ds.ContentTime = now.strftime("%Y%m%d"), now.strftime("%H%M%S")
+    ds.AcquisitionDateTime = now.strftime("%Y%m%d%H%M%S")
+    ds.PatientName, ds.PatientID = "", ""
+    ds.PatientBirthDate, ds.StudyDate, ds.StudyTime = "", ds.ContentDate, ds.ContentTime
+    ds.ReferringPhysicianName, ds.StudyID, ds.AccessionNumber = "", "", ""
+    ds.SeriesNumber, ds.InstanceNumber = 1, 1
+    ds.PatientAge = f"{int(record.age):03d}Y" if record.age is not None else ""
+    ds.PatientSex = record.sex or ""
+
+    group = Dataset()
+    group.WaveformOriginality = "ORIGINAL"
+    group.MultiplexGroupLabel = "RHYTHM"
+    group.NumberOfWaveformChannels = samples.shape[1]
+    group.NumberOfWaveformSamples = samples.shape[0]
+    group.SamplingFrequency = f"{record.fs:g}"
+    group.WaveformBitsAllocated, group.WaveformBitsStored = 16, 16
+    group.WaveformSampleInterpretation = "SS"
+    channels = []
+    for name in record.leads:
+        source = Dataset()
+        source.CodeValue = SCPECG_LEAD_CODES.get(name, name)
+        source.CodingSchemeDesignator = "SCPECG" if name in SCPECG_LEAD_CODES else "99PULSE"
+        source.CodingSchemeVersion = "1.3"
+        source.CodeMeaning = f"Lead {name}"
+        units = Dataset()
+        units.CodeValue, units.CodingSchemeDesignator, units.CodeMeaning = "uV", "UCUM", "microvolt"
+        ch = Dataset()
+        ch.ChannelSourceSequence = Sequence([source])
+        ch.ChannelSensitivity = f"{sensitivity:g}"
+        ch.ChannelSensitivityUnitsSequence = Sequence([units])
+        ch.ChannelSensitivityCorrectionFactor = "1"
+        ch.ChannelBaseline = "0"
+        ch.ChannelSampleSkew = "0"
+        ch.WaveformBitsStored = 16
+        channels.append(ch)
+    group.ChannelDefinitionSequence = Sequence(channels)
+    group.WaveformData = samples.tobytes()
+    ds.WaveformSequence = Sequence([group])
+    notes = []
+    for label in record.labels:
+        note = Dataset()
+        note.UnformattedTextValue = label
+        note.ReferencedWaveformChannels = [1, 0]
+        notes.append(note)
+    if notes:
+        ds.WaveformAnnotationSequence = Sequence(notes)
+    ds.save_as(p, enforce_file_format=True)
+    return p
