@@ -58,12 +58,12 @@ def add_ask_command(commands) -> None:
 def run_ask(args) -> int:
     from pulse_app.engine import make_backend
     from pulse_app.engine.backend import GenerationParams
-    from pulse_app.intake import read_image
+    from pulse_app.intake import load_image
 
     settings = load_settings(args)
-    image = read_image(args.image, filename=Path(args.image).name, page=args.page,
+    image = load_image(args.image, filename=Path(args.image).name, page=args.page,
                        max_pixels=settings.max_pixels,
-                       max_bytes=int(settings.max_upload_mb * 1_000_000))
+                       max_bytes=int(settings.max_upload_mb * 1_000_000)).image
     backend = make_backend(settings, progress=say)
     info = backend.info()
     say(f"[{info.label}]" + (f" note: {info.note}" if info.note else ""))
