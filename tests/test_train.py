@@ -1,0 +1,246 @@
+"""The fine-tuning recipe on the tiny model, on CPU: masks, loss, save/reload, LoRA, resume, configs.
+
+Real things throughout: a real ECG printout (downscaled), an ECGInstruct JSON file read by the
+one reader, transformers' Trainer, peft, and the app's LocalBackend loading what training wrote.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from training.train import CONFIG_DIR, TrainConfig, TrainingError, load_config
+
+QA = [("What is the heart rate?", "The heart rate is about 72 beats per minute."),
+      ("What is the rhythm?", "Sinus rhythm."),
+      ("Is there ST elevation?", "Yes, ST elevation in leads V1 to V4."),
+      ("Which of the following best describes this ECG? A) normal B) abnormal", "B")]
+
+
+@pytest.fixture(scope="module")
+def instruct_file(tmp_path_factory, ecg_image) -> Path:
+    """Four hand-made samples in the ECGInstruct format, images beside the JSON file."""
+    folder = tmp_path_factory.mktemp("instruct")
+    (folder / "images").mkdir()
+    rows = []
+    for i, (question, answer) in enumerate(QA):
+        image = ecg_image.resize((220 + 20 * i, 170))        # small: the tiny model's tiles are 56 px
+        image.save(folder / "images" / f"ecg{i}.png")
+        conversations = [{"from": "human", "value": f"<image>\n{question}"},
+                         {"from": "gpt", "value": answer}]
+        if i == 0:                                        # one two-turn conversation
+            conversations += [{"from": "human", "value": QA[1][0]},
+                              {"from": "gpt", "value": QA[1][1]}]
+        rows.append({"id": f"s{i}", "image": f"images/ecg{i}.png", "conversations": conversations})
+    path = folder / "train.json"
+    path.write_text(json.dumps(rows))
+    return path
+
+
+def tiny_config(instruct_file: Path, out: Path, **overrides) -> TrainConfig:
+    values = dict(model="tiny", data=str(instruct_file), output_dir=str(out), name="tiny-trained",
+                  precision="fp32", gradient_checkpointing=False, global_batch_size=4,
+                  per_device_batch_size=2, learning_rate=3e-3, warmup_ratio=0.0,
+                  lr_scheduler="constant", max_steps=6, dataloader_workers=0, logging_steps=1,
+                  save_steps=1000, max_length=512, seed=0)
+    values.update(overrides)
+    return load_config(None, [f"{k}={json.dumps(v)}" for k, v in values.items()])
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory) -> Path:
+    from training.train import resolve_start
+
+    return resolve_start("tiny")
+
+
+def batch_loss(model_dir: Path, instruct_file: Path) -> float:
+    """Mean answer-token loss of the four samples, as one batch (the fixed batch)."""
+    import torch
+
+    from pulse_app.engine.pulse_format import PulseLlavaNextForConditionalGeneration
+    from training.data import Collator, InstructDataset
+
+    model = PulseLlavaNextForConditionalGeneration.from_pretrained(model_dir, dtype=torch.float32)
+    data = InstructDataset.from_file(instruct_file, model_dir, max_length=512)
+    batch = Collator()([data[i] for i in range(len(data))])
+    with torch.no_grad():
+        return model.eval()(**batch).loss.item()
+
+
+# -- labels ---------------------------------------------------------------------------------------
+
+def test_labels_train_on_answers_only(tiny_dir, instruct_file):
+    from pulse_app.engine.pulse_format import LlamaChunkEncoder
+    from training.data import IGNORE_INDEX, InstructDataset
+
+    data = InstructDataset.from_file(instruct_file, tiny_dir, max_length=512)
+    item = data[0]                                         # the two-turn conversation
+    ids, labels = item.input_ids.tolist(), item.labels.tolist()
+    image_id = data.encoder.image_token_id
+    image_positions = [i for i, t in enumerate(ids) if t == image_id]
+    assert len(image_positions) == data.encoder.geometry.image_token_count((240 - 20, 170))
+    assert all(labels[i] == IGNORE_INDEX for i in image_positions)
+    assert labels[0] == IGNORE_INDEX                       # BOS
+    first_answer = next(i for i, lab in enumerate(labels) if lab != IGNORE_INDEX)
+    assert first_answer > image_positions[-1]              # system + question masked
+    trained = [t for t, lab in zip(ids, labels) if lab != IGNORE_INDEX]
+    assert trained == [lab for lab in labels if lab != IGNORE_INDEX]
+    decoder = LlamaChunkEncoder.from_folder(tiny_dir)
+    eos = decoder.eos_id
+    assert trained.count(eos) == 2 and trained[-1] == eos  # each answer ends with </s>
+    answers = decoder.decode(trained)
+    assert "72 beats per minute." in answers and "Sinus rhythm." in answers
+    prompt_part = decoder.decode([t for t, lab in zip(ids, labels)
+                                  if lab == IGNORE_INDEX and t != image_id])
+    assert "What is the heart rate?" in prompt_part and "ASSISTANT:" in prompt_part
+    assert "72 beats" not in prompt_part
+
+
+def test_collator_pads_text_and_tiles(tiny_dir, instruct_file):
+    from training.data import IGNORE_INDEX, Collator, InstructDataset
+
+    data = InstructDataset.from_file(instruct_file, tiny_dir, max_length=512)
+    items = [data[0], data[3]]
+    batch = Collator(pad_id=0)(items)
+    lengths = [len(i.input_ids) for i in items]
+    assert batch["input_ids"].shape == (2, max(lengths))
+    short = lengths.index(min(lengths))
+    assert batch["attention_mask"][short].sum() == min(lengths)
+    assert (batch["labels"][short, min(lengths):] == IGNORE_INDEX).all()
+    assert batch["pixel_values"].shape[1] == max(i.pixel_values.shape[0] for i in items)
+    assert batch["image_sizes"].tolist() == [list(i.image_size) for i in items]
+
+
+def test_max_length_never_cuts_the_image(tiny_dir, instruct_file):
+    from training.data import DataError, InstructDataset
+
+    data = InstructDataset.from_file(instruct_file, tiny_dir, max_length=60)
+    with pytest.raises(DataError, match="image alone"):
+        data[0]
+
+
+# -- training -------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def trained(tiny_dir, instruct_file, tmp_path_factory):
+    from training.train import train
+
+    out = tmp_path_factory.mktemp("run")
+    return train(tiny_config(instruct_file, out, max_steps=8))
+
+
+def test_training_lowers_the_loss_on_a_fixed_batch(tiny_dir, instruct_file, trained):
+    before, after = batch_loss(tiny_dir, instruct_file), batch_loss(trained, instruct_file)
+    assert after < 0.8 * before, (before, after)
+
+
+def test_trained_folder_loads_in_the_app_and_answers(trained, ecg_image, tmp_path):
+    from pulse_app.engine.backend import GenerationParams
+    from pulse_app.engine.local import LocalBackend
+
+    config = json.loads((trained / "config.json").read_text())
+    assert config["pulse_app"]["trained"] is True and config["pulse_app"]["name"] == "tiny-trained"
+    assert config["mm_patch_merge_type"] == "flat"
+    backend = LocalBackend(str(trained), device="cpu", cache_dir=tmp_path, progress=lambda m: None)
+    assert backend.info().trained and "UNTRAINED" not in backend.info().label
+    answer = "".join(backend.stream(ecg_image.resize((240, 170)), [], "What is the rhythm?",
+                                    GenerationParams(temperature=0.0, max_new_tokens=12)))
+    assert answer.strip()
+
+
+def test_lora_trains_and_merges_on_cpu(tiny_dir, instruct_file, tmp_path):
+    from safetensors.torch import load_file
+
+    from training.train import train
+
+    final = train(tiny_config(instruct_file, tmp_path, method="lora", max_steps=3,
+                              gradient_checkpointing=True,
+                              **{"lora.r": 4, "lora.alpha": 8, "lora.dropout": 0.0}))
+    merged, base = load_file(final / "model.safetensors"), load_file(tiny_dir / "model.safetensors")
+    assert not any("lora" in k for k in merged) and set(merged) == set(base)
+    changed = [k for k in base if not (merged[k] == base[k]).all()]
+    assert any("language_model.layers.0.self_attn.q_proj" in k for k in changed)
+    assert not any("vision_tower" in k for k in changed)     # frozen, like the paper
+    assert batch_loss(final, instruct_file) < batch_loss(tiny_dir, instruct_file)
+
+
+def test_resume_continues_from_the_checkpoint(instruct_file, tmp_path):
+    from training.train import train
+
+    train(tiny_config(instruct_file, tmp_path, max_steps=2, save_steps=2))
+    assert (tmp_path / "checkpoint-2").is_dir()
+    train(tiny_config(instruct_file, tmp_path, max_steps=4, save_steps=2), resume=True)
+    state = json.loads((tmp_path / "checkpoint-4" / "trainer_state.json").read_text())
+    steps = [entry["step"] for entry in state["log_history"] if "loss" in entry]
+    assert steps == [1, 2, 3, 4]                # steps 1-2 from the first run, 3-4 resumed
+
+
+# -- configs --------------------------------------------------------------------------------------
+
+def test_full_config_has_the_papers_hyper_parameters():
+    config = load_config(CONFIG_DIR / "pulse-7b-full.yaml")
+    assert (config.learning_rate, config.global_batch_size, config.lr_scheduler,
+            config.warmup_ratio, config.epochs, config.max_length) == (2e-5, 128, "cosine", 0.03,
+                                                                        3, 4096)
+    assert config.precision == "bf16" and config.gradient_checkpointing
+    assert config.train_vision_tower is False and config.method == "full"
+    assert config.deepspeed.endswith("zero2.json")
+    assert load_config(CONFIG_DIR / "pulse-7b-full.yaml",
+                       ["train_vision_tower=true"]).train_vision_tower is True
+
+
+@pytest.mark.parametrize("name", ["pulse-7b-full", "pulse-7b-lora", "pulse-7b-qlora", "mini"])
+def test_every_config_loads_and_its_batch_arithmetic_holds(name):
+    config = load_config(CONFIG_DIR / f"{name}.yaml")
+    for gpus in (1, 2, 4, 8):
+        if config.global_batch_size % (config.per_device_batch_size * gpus) == 0:
+            assert (config.grad_accumulation(gpus) * config.per_device_batch_size * gpus
+                    == config.global_batch_size)
+    if config.deepspeed:
+        assert (Path(CONFIG_DIR.parent.parent) / config.deepspeed).is_file()
+
+
+@pytest.mark.parametrize("stage", [2, 3])
+def test_deepspeed_configs_parse_and_leave_batches_to_the_yaml(stage):
+    ds = json.loads((CONFIG_DIR / "deepspeed" / f"zero{stage}.json").read_text())
+    assert ds["zero_optimization"]["stage"] == stage
+    config = load_config(CONFIG_DIR / "pulse-7b-full.yaml")
+    # "auto" = filled from TrainingArguments, i.e. from the yaml; a number must agree with it
+    expected = {"train_batch_size": config.global_batch_size,
+                "train_micro_batch_size_per_gpu": config.per_device_batch_size,
+                "gradient_accumulation_steps": config.grad_accumulation(8)}
+    for key, value in expected.items():
+        assert ds[key] in ("auto", value), key
+    assert ds["bf16"]["enabled"] in ("auto", True)
+
+
+def test_overrides_and_bad_configs():
+    config = load_config(CONFIG_DIR / "pulse-7b-lora.yaml", ["lora.r=8", "epochs=1",
+                                                              "deepspeed=null"])
+    assert (config.lora.r, config.lora.alpha, config.epochs, config.deepspeed) == (8, 256, 1, None)
+    with pytest.raises(TrainingError, match="unknown config keys: learning_rat"):
+        load_config(None, ["learning_rat=1e-4"])
+    with pytest.raises(TrainingError, match="not a multiple"):
+        load_config(None, ["global_batch_size=100", "per_device_batch_size=16"]).grad_accumulation(1)
+
+
+def test_gpu_only_set_ups_fail_clearly_on_cpu(instruct_file, tmp_path):
+    import torch
+
+    from pulse_app.errors import HardwareError
+    from training.train import main, train
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(HardwareError, match="NVIDIA GPU"):
+        train(tiny_config(instruct_file, tmp_path, method="qlora"))
+    with pytest.raises(HardwareError, match="bf16"):
+        train(tiny_config(instruct_file, tmp_path, precision="bf16"))
+    try:
+        import deepspeed  # noqa: F401
+    except ImportError:
+        assert main([str(CONFIG_DIR / "pulse-7b-full.yaml"), f"data={instruct_file}",
+                     f"output_dir={tmp_path}"]) == 2
