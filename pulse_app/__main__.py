@@ -111,10 +111,50 @@ def run_convert(args) -> int:
     return 0
 
 
+# -- serve-openai -------------------------------------------------------------------------------
+
+SERVE_OPENAI_SETTINGS = ["model", "revision", "backend", "url", "device", "precision", "timeout_s",
+                         "cache_dir", "host", "max_pixels"]
+
+
+def add_serve_openai_command(commands) -> None:
+    parser = commands.add_parser(
+        "serve-openai", help="serve the model as an OpenAI-compatible API (/v1/chat/completions)",
+        description="Serve the model (any backend) at http://HOST:PORT/v1 for OpenAI clients: "
+                    "chat completions with a base64 image, streaming, /v1/models.")
+    parser.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
+    parser.add_argument("--served-model-name", default=None,
+                        help="the model's name for clients (default: --model)")
+    parser.add_argument("--server-api-key", default=os.environ.get("PULSE_SERVER_API_KEY"),
+                        help="require this key as 'Authorization: Bearer KEY' "
+                             "[env PULSE_SERVER_API_KEY; default: no key]")
+    settings_module.add_arguments(parser, SERVE_OPENAI_SETTINGS)
+    parser.set_defaults(run=run_serve_openai)
+
+
+def run_serve_openai(args) -> int:
+    from pulse_app.engine import make_backend
+    from pulse_app.engine.openai_server import make_server
+
+    settings = load_settings(args)
+    backend = make_backend(settings, progress=say)
+    if hasattr(backend, "load"):
+        backend.load()                      # fail now, not on the first request
+    server = make_server(backend, settings.host, args.port, model_name=args.served_model_name,
+                         api_key=args.server_api_key)
+    host, port = server.server_address[:2]
+    say(f"[{backend.info().label}] serving {server.model_name!r} at http://{host}:{port}/v1")
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
+    return 0
+
+
 # -- the program ----------------------------------------------------------------------------------
 
 #: Every sub-command's ``add_*_command``. ``serve`` (the web app) registers itself here too.
-COMMANDS = [add_ask_command, add_convert_command]
+COMMANDS = [add_ask_command, add_convert_command, add_serve_openai_command]
 
 
 def build_parser() -> argparse.ArgumentParser:

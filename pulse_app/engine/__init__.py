@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 BACKENDS = {
     "local": ("pulse_app.engine.local", "LocalBackend"),
     "space": ("pulse_app.engine.space", "SpaceBackend"),
-    "openai": ("pulse_app.engine.openai", "OpenAIBackend"),
+    "openai": ("pulse_app.engine.openai_compat", "OpenAIBackend"),
 }
 
 
