@@ -151,10 +151,35 @@ def run_serve_openai(args) -> int:
     return 0
 
 
+# -- hash-password --------------------------------------------------------------------------------
+
+def add_hash_password_command(commands) -> None:
+    parser = commands.add_parser(
+        "hash-password", help="print a scrypt hash of a password, for PULSE_AUTH",
+        description="Read a password (typed twice, hidden; or one line from stdin when piped) "
+                    "and print its hash. Put 'name:HASH' in PULSE_AUTH or in the users file.")
+    parser.set_defaults(run=run_hash_password)
+
+
+def run_hash_password(args) -> int:
+    import getpass
+
+    from pulse_app.auth import hash_password
+
+    if sys.stdin.isatty():
+        password = getpass.getpass("password: ")
+        if getpass.getpass("again: ") != password:
+            raise PulseError("the two passwords differ", hint="run the command again")
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    print(hash_password(password))
+    return 0
+
+
 # -- the program ----------------------------------------------------------------------------------
 
 #: Every sub-command's ``add_*_command``. ``serve`` (the web app) registers itself here too.
-COMMANDS = [add_ask_command, add_convert_command, add_serve_openai_command]
+COMMANDS = [add_ask_command, add_convert_command, add_serve_openai_command, add_hash_password_command]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,402 @@
+"""Saved sessions: SQLAlchemy 2 models and the owner-scoped repository the app talks to.
+
+A *session* is one ECG image (original + edited PNG) and the chat about it; each *turn* is one
+question and its answer, committed the moment it is finished, so a crash or restart loses at most
+the answer being generated. SQLite (``<data_dir>/pulse.db``, WAL mode, foreign keys on) by
+default; any SQLAlchemy URL (``PULSE_DB_URL=postgresql://...``) otherwise.
+
+Every method takes the ``owner`` first and filters on it: another owner's session id behaves
+exactly like an id that does not exist (:class:`~pulse_app.errors.SessionNotFound`). Results are
+plain dataclasses, detached from the database.
+
+>>> store = Store("sqlite:///:memory:")
+>>> s = store.create_session("user:ana", title="Chest pain, 54 y", model_id="tiny",
+...                          model_revision=None, original_png=b"png", edited_png=b"png")
+>>> _ = store.add_turn("user:ana", s.id, question="Rate?", answer="About 70 bpm.",
+...                    model_id="tiny", model_label="tiny (untrained)", params={})
+>>> [t.answer for t in store.get_session("user:ana", s.id).turns]
+['About 70 bpm.']
+>>> store.list_sessions("user:bob")
+[]
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    delete,
+    event,
+    func,
+    select,
+    update,
+)
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, sessionmaker
+from sqlalchemy.pool import StaticPool
+
+from pulse_app.errors import PulseError, SessionNotFound
+
+#: Bump when the tables change; a migration (alembic) then upgrades older databases.
+SCHEMA_VERSION = 1
+TITLE_MAX = 200
+DEFAULT_TITLE = "Untitled ECG"
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def new_session_id() -> str:
+    """An unguessable session id: 144 random bits, URL-safe (24 characters)."""
+    return secrets.token_urlsafe(18)
+
+
+# -- tables ----------------------------------------------------------------------------------------
+
+class Base(DeclarativeBase):
+    pass
+
+
+class SchemaInfo(Base):
+    """One row: the schema version of this database (works on SQLite and PostgreSQL alike)."""
+
+    __tablename__ = "schema_info"
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+
+
+class SessionRow(Base):
+    __tablename__ = "sessions"
+    __table_args__ = (Index("ix_sessions_owner_updated", "owner", "updated_at"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_session_id)
+    owner: Mapped[str] = mapped_column(String(256), nullable=False)
+    title: Mapped[str] = mapped_column(String(TITLE_MAX), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    model_id: Mapped[str | None] = mapped_column(String(512))
+    model_revision: Mapped[str | None] = mapped_column(String(256))
+    params: Mapped[dict] = mapped_column(JSON, nullable=False, default=dict)
+    original_png: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    edited_png: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    turns: Mapped[list["TurnRow"]] = relationship(
+        back_populates="session", order_by="TurnRow.index", cascade="all, delete-orphan",
+        passive_deletes=True)
+
+
+class TurnRow(Base):
+    __tablename__ = "turns"
+    __table_args__ = (UniqueConstraint("session_id", "index", name="uq_turns_session_index"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    session_id: Mapped[str] = mapped_column(
+        ForeignKey("sessions.id", ondelete="CASCADE"), nullable=False, index=True)
+    index: Mapped[int] = mapped_column(Integer, nullable=False)
+    question: Mapped[str] = mapped_column(Text, nullable=False)
+    answer: Mapped[str] = mapped_column(Text, nullable=False)
+    model_id: Mapped[str | None] = mapped_column(String(512))
+    model_label: Mapped[str | None] = mapped_column(String(512))
+    params: Mapped[dict] = mapped_column(JSON, nullable=False, default=dict)
+    stopped: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    session: Mapped[SessionRow] = relationship(back_populates="turns")
+
+
+# -- what callers get back ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class TurnRecord:
+    """One finished (or stopped) question and answer, and which model answered."""
+
+    id: int
+    session_id: str
+    index: int                 # 0 = first question
+    question: str
+    answer: str
+    model_id: str | None
+    model_label: str | None
+    params: dict
+    stopped: bool              # True: the user pressed Stop, ``answer`` is partial
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class SessionRecord:
+    """A whole session: both images (PNG bytes) and every turn, oldest first."""
+
+    id: str
+    owner: str
+    title: str
+    created_at: datetime
+    updated_at: datetime
+    model_id: str | None
+    model_revision: str | None
+    params: dict
+    original_png: bytes
+    edited_png: bytes
+    turns: list[TurnRecord] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class SessionSummary:
+    """A row of the session list (no images)."""
+
+    id: str
+    title: str
+    created_at: datetime
+    updated_at: datetime
+    model_id: str | None
+    turn_count: int
+
+
+def _aware(moment: datetime) -> datetime:
+    """SQLite gives naive datetimes back; every stored time is UTC."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def _turn_record(row: TurnRow) -> TurnRecord:
+    return TurnRecord(id=row.id, session_id=row.session_id, index=row.index,
+                      question=row.question, answer=row.answer, model_id=row.model_id,
+                      model_label=row.model_label, params=dict(row.params or {}),
+                      stopped=bool(row.stopped), created_at=_aware(row.created_at))
+
+
+def _clean_title(title: str | None) -> str:
+    title = " ".join((title or "").split())[:TITLE_MAX]
+    return title or DEFAULT_TITLE
+
+
+def _check_owner(owner: str) -> None:
+    if not isinstance(owner, str) or not owner.strip():
+        raise ValueError("every store call needs a non-empty owner")
+
+
+# -- the repository --------------------------------------------------------------------------------
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``url``; SQLite gets its folder created, WAL mode and foreign keys on."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return create_engine(url, pool_pre_ping=True)
+    database = parsed.database
+    if database and database != ":memory:" and not database.startswith("file:"):
+        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    if not database or database == ":memory:":       # one shared connection for all threads
+        engine = create_engine(url, connect_args={"check_same_thread": False},
+                               poolclass=StaticPool)
+    else:
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+    @event.listens_for(engine, "connect")
+    def _sqlite_pragmas(dbapi_connection, _record):
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=FULL")       # a committed turn survives a crash
+        cursor.close()
+
+    return engine
+
+
+class Store:
+    """The sessions database. ``Store(settings.database_url)``; tables are created if missing.
+
+    Thread-safe: every call opens its own short database session.
+    """
+
+    def __init__(self, url: str):
+        self.url = url
+        self.engine = make_engine(url)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # SQLite has one writer at a time: writers of this process queue here instead of
+        # failing with "database is locked"; other databases lock rows themselves.
+        self._write_lock = (threading.Lock() if self.engine.dialect.name == "sqlite"
+                            else None)
+        self.create_all()
+
+    def create_all(self) -> None:
+        """Create missing tables and record the schema version (refuse a newer database)."""
+        Base.metadata.create_all(self.engine)
+        with self._session(write=True) as db:
+            version = db.scalar(select(func.max(SchemaInfo.version)))
+            if version is None:
+                db.add(SchemaInfo(version=SCHEMA_VERSION))
+            elif version > SCHEMA_VERSION:
+                raise PulseError(f"the sessions database was written by a newer version of this "
+                                 f"app (schema {version}, this app knows {SCHEMA_VERSION})",
+                                 hint="upgrade the app, or point PULSE_DB_URL at another database")
+
+    def schema_version(self) -> int:
+        with self._session() as db:
+            return int(db.scalar(select(func.max(SchemaInfo.version))))
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def _session(self, *, write: bool = False) -> Iterator[Any]:
+        """A database session in one transaction, committed when the block ends."""
+        lock = self._write_lock if write else None
+        if lock is not None:
+            lock.acquire()
+        try:
+            with self._sessions() as db:
+                with db.begin():
+                    yield db
+        finally:
+            if lock is not None:
+                lock.release()
+
+    @staticmethod
+    def _owned(db, owner: str, session_id: str, *, lock: bool = False) -> SessionRow:
+        _check_owner(owner)
+        query = select(SessionRow).where(SessionRow.id == str(session_id),
+                                         SessionRow.owner == owner)
+        if lock:
+            query = query.with_for_update()
+        row = db.scalar(query)
+        if row is None:
+            raise SessionNotFound("this session does not exist (or was deleted)",
+                                  hint="pick one from your session list, or start a new one")
+        return row
+
+    # -- sessions --------------------------------------------------------------------------------
+
+    def create_session(self, owner: str, *, title: str | None, model_id: str | None,
+                       model_revision: str | None, original_png: bytes, edited_png: bytes,
+                       params: dict | None = None) -> SessionRecord:
+        """A new session holding the uploaded image (original and edited PNG bytes)."""
+        _check_owner(owner)
+        now = utc_now()
+        row = SessionRow(id=new_session_id(), owner=owner, title=_clean_title(title),
+                         created_at=now, updated_at=now, model_id=model_id,
+                         model_revision=model_revision, params=dict(params or {}),
+                         original_png=original_png, edited_png=edited_png)
+        with self._session(write=True) as db:
+            db.add(row)
+        return self._record(row, [])
+
+    def get_session(self, owner: str, session_id: str) -> SessionRecord:
+        """The session with its images and turns; SessionNotFound if it is not ``owner``'s."""
+        with self._session() as db:
+            row = self._owned(db, owner, session_id)
+            turns = [_turn_record(t) for t in row.turns]
+            return self._record(row, turns)
+
+    def list_sessions(self, owner: str, *, search: str | None = None, limit: int = 50,
+                      offset: int = 0) -> list[SessionSummary]:
+        """``owner``'s sessions, most recently used first; ``search`` matches inside titles."""
+        _check_owner(owner)
+        turn_count = (select(func.count(TurnRow.id)).where(TurnRow.session_id == SessionRow.id)
+                      .correlate(SessionRow).scalar_subquery())
+        query = (select(SessionRow.id, SessionRow.title, SessionRow.created_at,
+                        SessionRow.updated_at, SessionRow.model_id, turn_count)
+                 .where(SessionRow.owner == owner)
+                 .order_by(SessionRow.updated_at.desc(), SessionRow.id)
+                 .limit(max(0, int(limit))).offset(max(0, int(offset))))
+        if search and search.strip():
+            query = query.where(SessionRow.title.icontains(search.strip(), autoescape=True))
+        with self._session() as db:
+            return [SessionSummary(id=r[0], title=r[1], created_at=_aware(r[2]),
+                                   updated_at=_aware(r[3]), model_id=r[4], turn_count=int(r[5]))
+                    for r in db.execute(query)]
+
+    def count_sessions(self, owner: str, *, search: str | None = None) -> int:
+        _check_owner(owner)
+        query = select(func.count(SessionRow.id)).where(SessionRow.owner == owner)
+        if search and search.strip():
+            query = query.where(SessionRow.title.icontains(search.strip(), autoescape=True))
+        with self._session() as db:
+            return int(db.scalar(query))
+
+    def rename(self, owner: str, session_id: str, title: str) -> None:
+        with self._session(write=True) as db:
+            row = self._owned(db, owner, session_id)
+            row.title = _clean_title(title)
+            row.updated_at = utc_now()
+
+    def delete(self, owner: str, session_id: str) -> None:
+        """Delete the session and its turns (SessionNotFound if it is not ``owner``'s)."""
+        with self._session(write=True) as db:
+            self._owned(db, owner, session_id)
+            db.execute(delete(TurnRow).where(TurnRow.session_id == session_id))
+            db.execute(delete(SessionRow).where(SessionRow.id == session_id,
+                                                SessionRow.owner == owner))
+
+    def update_images(self, owner: str, session_id: str, *, edited_png: bytes,
+                      original_png: bytes | None = None) -> None:
+        with self._session(write=True) as db:
+            row = self._owned(db, owner, session_id)
+            row.edited_png = edited_png
+            if original_png is not None:
+                row.original_png = original_png
+            row.updated_at = utc_now()
+
+    def update_params(self, owner: str, session_id: str, params: dict) -> None:
+        with self._session(write=True) as db:
+            row = self._owned(db, owner, session_id)
+            row.params = dict(params)
+
+    # -- turns -----------------------------------------------------------------------------------
+
+    def add_turn(self, owner: str, session_id: str, *, question: str, answer: str,
+                 model_id: str | None, model_label: str | None, params: dict | None,
+                 stopped: bool = False) -> TurnRecord:
+        """Append a finished turn and commit it at once."""
+        with self._session(write=True) as db:
+            row = self._owned(db, owner, session_id, lock=True)
+            index = db.scalar(select(func.count(TurnRow.id))
+                              .where(TurnRow.session_id == session_id))
+            turn = TurnRow(session_id=session_id, index=int(index), question=question,
+                           answer=answer, model_id=model_id, model_label=model_label,
+                           params=dict(params or {}), stopped=bool(stopped),
+                           created_at=utc_now())
+            db.add(turn)
+            row.updated_at = turn.created_at
+            db.flush()
+            return _turn_record(turn)
+
+    def replace_last_turn(self, owner: str, session_id: str, *, answer: str,
+                          model_id: str | None, model_label: str | None, params: dict | None,
+                          stopped: bool = False) -> TurnRecord:
+        """Replace the last turn's answer (regenerate), in one commit; its question is kept."""
+        with self._session(write=True) as db:
+            row = self._owned(db, owner, session_id, lock=True)
+            turn = db.scalar(select(TurnRow).where(TurnRow.session_id == session_id)
+                             .order_by(TurnRow.index.desc()).limit(1))
+            if turn is None:
+                raise SessionNotFound("this session has no answer to regenerate yet",
+                                      hint="ask a question first")
+            now = utc_now()
+            db.execute(update(TurnRow).where(TurnRow.id == turn.id).values(
+                answer=answer, model_id=model_id, model_label=model_label,
+                params=dict(params or {}), stopped=bool(stopped), created_at=now))
+            row.updated_at = now
+            db.flush()
+            db.refresh(turn)
+            return _turn_record(turn)
+
+    @staticmethod
+    def _record(row: SessionRow, turns: list[TurnRecord]) -> SessionRecord:
+        return SessionRecord(id=row.id, owner=row.owner, title=row.title,
+                             created_at=_aware(row.created_at), updated_at=_aware(row.updated_at),
+                             model_id=row.model_id, model_revision=row.model_revision,
+                             params=dict(row.params or {}), original_png=row.original_png,
+                             edited_png=row.edited_png, turns=turns)
