@@ -1,0 +1,464 @@
+"""Instruction samples from a record's labels and measurements (deterministic given a seed).
+
+For one record and its image, :func:`generate_samples` writes questions of the paper's four task
+categories (basic features, rhythm, morphology/pathology, report) in four question types
+(close-ended yes/no, open-ended, fill-in-the-blank, multiple choice with shuffled options A-D),
+each asked in one of many phrasings, with an answer that states the ground truth exactly.
+
+Every sample's ``meta`` says how to score an answer to it (``training.evaluate`` does)::
+
+    task, qtype, kind      e.g. "basic", "mcq", "rate"
+    score                  yesno | choice | option | rate | label | labels | intervals
+    answer                 the canonical answer: "yes", "B", "tachycardia", "atrial flutter", ...
+    options / choices      mcq: {"A": text, ...}; fill: the words the blank takes
+    vocabulary, labels     labels scoring: the labels the question covers, and those present
+    value                  rate: exact bpm; intervals: {"pr_ms": ..., ...}
+
+>>> from pulse_app.ecg.records import Record
+>>> import numpy as np
+>>> rec = Record("r1", np.zeros((10, 12), "float32"), 500.0, [], labels=["sinus rhythm"],
+...              measurements={"heart_rate_bpm": 72, "pr_ms": 160, "qrs_ms": 90, "qt_ms": 380,
+...                            "qtc_ms": 415, "axis_deg": 45})
+>>> [s.meta["task"] + "/" + s.meta["qtype"] for s in generate_samples(rec, "r1.png", seed=0)][:4]
+['basic/close', 'basic/open', 'basic/fill', 'basic/mcq']
+"""
+
+from __future__ import annotations
+
+import random
+import zlib
+from typing import TYPE_CHECKING, Callable
+
+from training.instruct.format import IMAGE_PREFIX, QTYPES, TASKS, Sample
+from training.instruct.report import build_report, phrase
+from training.instruct.vocab import (AXIS, CONDUCTION, ECTOPY, OTHER, RHYTHMS, ST_T,
+                                     TERRITORY_LEADS, canonical_labels, rate_bucket)
+
+if TYPE_CHECKING:
+    from pulse_app.ecg.records import Record
+
+LETTERS = "ABCD"
+RATE_TEXT = {"bradycardia": "bradycardia, below 60 bpm", "normal": "normal, 60-100 bpm",
+             "tachycardia": "tachycardia, above 100 bpm"}
+#: Findings the simulator never produces: safe distractors for multiple choice.
+NEVER = ("second-degree AV block", "Wolff-Parkinson-White pattern", "complete heart block",
+         "ventricular tachycardia", "pacemaker rhythm", "Brugada pattern")
+
+
+class Facts:
+    """What a record says, in the forms the question builders need."""
+
+    def __init__(self, record: "Record"):
+        self.id = record.record_id
+        self.labels = canonical_labels(record.labels)
+        self.extra = [l for l in record.labels if l.lower() not in self.labels]
+        self.m = {k: v for k, v in (record.measurements or {}).items() if v is not None}
+        self.rate = self.m.get("heart_rate_bpm")
+        self.rhythm = next((l for l in self.labels if l in RHYTHMS), None)
+
+    def has(self, label: str) -> bool:
+        return label in self.labels
+
+    def present(self, group) -> list[str]:
+        return [l for l in self.labels if l in group]
+
+
+# -- small helpers ---------------------------------------------------------------------------------
+
+def _cap(text: str) -> str:
+    return text[0].upper() + text[1:]
+
+
+def _yes_no(rng: random.Random, truth: bool, claim_true: str, claim_false: str) -> tuple[str, str]:
+    """(answer text, "yes"/"no") for a close-ended question."""
+    if truth:
+        return f"Yes. {_cap(claim_true)}", "yes"
+    return f"No. {_cap(claim_false)}", "no"
+
+
+def _mcq(rng: random.Random, question: str, correct: str, distractors: list[str],
+         explanation: str) -> tuple[str, str, dict]:
+    """Shuffle ``correct`` among three ``distractors``: (question with options, answer, meta)."""
+    options = [correct] + rng.sample(distractors, 3)
+    rng.shuffle(options)
+    table = dict(zip(LETTERS, options))
+    letter = LETTERS[options.index(correct)]
+    lines = "\n".join(f"{k}. {v}" for k, v in table.items())
+    style = rng.choice(["{q}\n{o}", "{q}\nOptions:\n{o}", "{q}\n{o}\nAnswer with the letter.",
+                        "Answer the following multiple choice question. {q}\n{o}",
+                        "{q} Choose one option.\n{o}"])
+    answer = f"{letter}. {correct}. {explanation}".strip()
+    return style.format(q=question, o=lines), answer, {"answer": letter, "answer_text": correct,
+                                                      "options": table}
+
+
+def _fill(rng: random.Random, sentence: str, choices: list[str]) -> str:
+    """A fill-in-the-blank instruction around ``sentence`` (which contains ``____``)."""
+    listed = ", ".join(choices[:-1]) + " or " + choices[-1]
+    return rng.choice([
+        "Fill in the blank: {s} ({c})",
+        "Complete the sentence with one of: {c}.\n{s}",
+        "Based on this ECG, fill in the blank ({c}): {s}",
+        "You are reviewing this tracing. Fill in the blank: {s} Options: {c}.",
+        "Read the ECG and complete: {s} (choose from {c})",
+    ]).format(s=sentence, c=listed)
+
+
+def _bold(word: str) -> str:
+    return f"**{word}**"
+
+
+# -- basic features: rate, axis, intervals ----------------------------------------------------------
+
+RATE_CLAIMS = {"normal": "within the normal range (60-100 bpm)",
+               "bradycardia": "slower than 60 bpm (bradycardia)",
+               "tachycardia": "faster than 100 bpm (tachycardia)"}
+RATE_OPEN = ["What is the heart rate?", "Estimate the ventricular rate on this ECG.",
+             "How fast is the heart beating on this tracing?",
+             "What is the heart rate in beats per minute, and is it normal?",
+             "Calculate the heart rate from the R-R intervals.",
+             "Is the heart rate slow, normal or fast? Give the rate."]
+
+
+def _rate_statement(f: Facts) -> str:
+    bucket = rate_bucket(f.rate)
+    return f"The heart rate is about {round(f.rate)} bpm ({RATE_TEXT[bucket]})."
+
+
+def basic_rate(f: Facts, qtype: str, rng: random.Random):
+    bucket = rate_bucket(f.rate)
+    meta = {"kind": "rate", "score": "rate", "answer": bucket, "value": round(f.rate)}
+    if qtype == "close":
+        claim = bucket if rng.random() < 0.5 else rng.choice([b for b in RATE_CLAIMS if b != bucket])
+        q = rng.choice(["Is the heart rate {c}?", "Would you describe the heart rate as {c}?",
+                        "Based on this ECG, is the rate {c}?",
+                        "Does this tracing show a heart rate {c}?",
+                        "Looking at the R-R intervals, is the ventricular rate {c}?"]
+                       ).format(c=RATE_CLAIMS[claim])
+        text, yn = _yes_no(rng, claim == bucket, _rate_statement(f), _rate_statement(f))
+        return q, text, {**meta, "score": "yesno", "answer": yn, "claim": claim}
+    if qtype == "open":
+        return rng.choice(RATE_OPEN), _rate_statement(f), meta
+    if qtype == "fill":
+        q = _fill(rng, rng.choice(["The heart rate is in the ____ range.",
+                                   "This ECG shows a ____ heart rate.",
+                                   "The ventricular rate falls in the ____ category."]),
+                  ["bradycardia", "normal", "tachycardia"])
+        return q, f"The heart rate is in the {_bold(bucket)} range, about {round(f.rate)} bpm.", \
+            {**meta, "choices": ["bradycardia", "normal", "tachycardia"]}
+    names = {"bradycardia": "Bradycardia (below 60 bpm)", "normal": "Normal rate (60-100 bpm)",
+             "tachycardia": "Tachycardia (above 100 bpm)"}
+    others = [v for k, v in names.items() if k != bucket] + ["Asystole (no ventricular activity)"]
+    q, a, extra = _mcq(rng, rng.choice(["Which option best describes the heart rate?",
+                                        "What is the heart rate category on this ECG?",
+                                        "How would you classify the ventricular rate?",
+                                        "Which rate category fits this tracing?",
+                                        "Select the correct description of the heart rate."]),
+                       names[bucket], others, f"The rate is about {round(f.rate)} bpm.")
+    return q, a, {**meta, **extra, "score": "choice", "rate_answer": bucket}
+
+
+AXIS_NAMES = {"normal axis": "Normal axis", "left axis deviation": "Left axis deviation",
+              "right axis deviation": "Right axis deviation"}
+
+
+def basic_axis(f: Facts, qtype: str, rng: random.Random):
+    truth = next((l for l in f.labels if l in AXIS), "normal axis")
+    deg = f.m.get("axis_deg")
+    statement = (f"The QRS axis is about {round(deg):+d} degrees: {truth}." if deg is not None
+                 else f"The QRS axis shows {truth}.")
+    meta = {"kind": "axis", "score": "label", "answer": truth,
+            "vocabulary": ["normal axis", *AXIS]}
+    if qtype == "close":
+        claim = truth if rng.random() < 0.5 else rng.choice([a for a in AXIS_NAMES if a != truth])
+        q = rng.choice(["Is there {c}?", "Does this ECG show {c}?", "Is the axis consistent with {c}?",
+                        "Would you report {c} on this tracing?",
+                        "Looking at leads I and aVF, is there {c}?"]).format(c=claim)
+        text, yn = _yes_no(rng, claim == truth, statement, statement)
+        return q, text, {**meta, "score": "yesno", "answer": yn, "claim": claim}
+    if qtype == "open":
+        q = rng.choice(["What is the cardiac axis?", "Determine the QRS axis.",
+                        "Is the electrical axis normal or deviated?",
+                        "Describe the frontal plane axis.",
+                        "Using leads I and aVF, what is the axis?"])
+        return q, statement, meta
+    if qtype == "fill":
+        q = _fill(rng, rng.choice(["The cardiac axis shows ____.", "The QRS axis is ____.",
+                                   "Frontal plane axis: ____."]), list(AXIS_NAMES))
+        return q, f"The cardiac axis shows {_bold(truth)}.", {**meta, "choices": list(AXIS_NAMES)}
+    q, a, extra = _mcq(rng, rng.choice(["What is the QRS axis?", "Which describes the cardiac axis?",
+                                        "Select the correct axis.", "How is the axis best described?",
+                                        "Which axis does this ECG show?"]),
+                       AXIS_NAMES[truth],
+                       [v for k, v in AXIS_NAMES.items() if k != truth] +
+                       ["Extreme axis deviation (northwest axis)"], statement)
+    return q, a, {**meta, **extra, "score": "choice"}
+
+
+def _interval_facts(f: Facts) -> dict:
+    keys = ("pr_ms", "qrs_ms", "qt_ms", "qtc_ms")
+    return {k: round(f.m[k]) for k in keys if k in f.m}
+
+
+def basic_intervals(f: Facts, qtype: str, rng: random.Random):
+    values = _interval_facts(f)
+    statement = " ".join(filter(None, [
+        f"PR interval {values['pr_ms']} ms." if "pr_ms" in values else
+        "No measurable PR interval (no consistent P waves).",
+        f"QRS duration {values['qrs_ms']} ms." if "qrs_ms" in values else "",
+        f"QT {values['qt_ms']} ms." if "qt_ms" in values else "",
+        f"QTc {values['qtc_ms']} ms." if "qtc_ms" in values else ""]))
+    meta = {"kind": "intervals", "score": "intervals", "answer": values, "value": values}
+    qrs = values.get("qrs_ms", 90)
+    wide = "wide" if qrs >= 120 else "narrow"
+    if qtype == "close":
+        checks = [("qrs", "Is the QRS complex wide (120 ms or more)?", qrs >= 120),
+                  ("qrs", "Are the QRS complexes broad?", qrs >= 120)]
+        if "pr_ms" in values:
+            long_pr = f.has("first-degree av block") or f.m["pr_ms"] > 200
+            checks += [("pr", "Is the PR interval prolonged beyond 200 ms?", long_pr),
+                       ("pr", "Is AV conduction delayed (PR over 200 ms)?", long_pr)]
+        if "qtc_ms" in values:
+            long_qt = f.has("long qt")
+            checks += [("qtc", "Is the corrected QT interval prolonged?", long_qt),
+                       ("qtc", "Is the QTc abnormally long?", long_qt)]
+        _, q, truth = rng.choice(checks)
+        text, yn = _yes_no(rng, truth, statement, statement)
+        return q, text, {**meta, "score": "yesno", "answer": yn}
+    if qtype == "open":
+        q = rng.choice(["Measure the PR, QRS and QT intervals.", "What are the main intervals?",
+                        "Report the PR interval, QRS duration and QTc.",
+                        "Give the interval measurements of this ECG in milliseconds.",
+                        "What are the PR, QRS and QT/QTc durations?"])
+        return q, statement, meta
+    if qtype == "fill":
+        q = _fill(rng, rng.choice(["The QRS complexes are ____.", "QRS width: ____.",
+                                   "Ventricular depolarisation produces ____ QRS complexes."]),
+                  ["narrow", "wide"])
+        return q, f"The QRS complexes are {_bold(wide)} (QRS duration {qrs} ms).", \
+            {**meta, "score": "option", "answer": wide, "choices": ["narrow", "wide"]}
+    bins = ["below 100 ms", "100-119 ms", "120-150 ms", "above 150 ms"]
+    correct = bins[0 if qrs < 100 else 1 if qrs < 120 else 2 if qrs <= 150 else 3]
+    q, a, extra = _mcq(rng, rng.choice(["What is the QRS duration?", "Which range contains the "
+                                        "QRS duration?", "How long is the QRS complex?",
+                                        "Select the QRS duration.",
+                                        "The QRS duration on this ECG is closest to which range?"]),
+                       correct, [b for b in bins if b != correct], f"QRS duration {qrs} ms.")
+    return q, a, {**meta, **extra, "score": "choice"}
+
+
+# -- rhythm: rhythm, ectopy, conduction -------------------------------------------------------------
+
+def rhythm_rhythm(f: Facts, qtype: str, rng: random.Random):
+    truth = f.rhythm
+    rate = f" at {round(f.rate)} bpm" if f.rate is not None else ""
+    statement = f"The rhythm is {truth}{rate}."
+    meta = {"kind": "rhythm", "score": "label", "answer": truth, "vocabulary": list(RHYTHMS)}
+    if qtype == "close":
+        claim = truth if rng.random() < 0.5 else rng.choice([r for r in RHYTHMS if r != truth])
+        q = rng.choice(["Is the rhythm {c}?", "Does this ECG show {c}?", "Is this {c}?",
+                        "Would you classify the rhythm as {c}?",
+                        "Is the underlying rhythm consistent with {c}?"]).format(c=claim)
+        no = f"The rhythm is {truth}{rate}, not {claim}."
+        text, yn = _yes_no(rng, claim == truth, statement, no)
+        return q, text, {**meta, "score": "yesno", "answer": yn, "claim": claim}
+    if qtype == "open":
+        q = rng.choice(["What is the rhythm?", "Identify the heart rhythm on this ECG.",
+                        "Describe the cardiac rhythm.", "What rhythm does this tracing show?",
+                        "Analyse the rhythm strip: what is the rhythm?"])
+        return q, statement, meta
+    if qtype == "fill":
+        q = _fill(rng, rng.choice(["The underlying rhythm is ____.", "Rhythm: ____.",
+                                   "This tracing shows ____."]), list(RHYTHMS))
+        return q, f"The underlying rhythm is {_bold(truth)}{rate}.", \
+            {**meta, "choices": list(RHYTHMS)}
+    q, a, extra = _mcq(rng, rng.choice(["What is the rhythm?", "Which rhythm is shown?",
+                                        "Identify the rhythm.", "Which best describes the rhythm?",
+                                        "Select the heart rhythm on this ECG."]),
+                       _cap(truth), [_cap(r) for r in RHYTHMS if r != truth], statement)
+    return q, a, {**meta, **extra, "score": "choice"}
+
+
+def _finding_kind(f: Facts, qtype: str, rng: random.Random, *, kind: str, group: tuple,
+                  none_text: str, close_q: list[str], open_q: list[str], fill_sentences: list[str],
+                  mcq_q: list[str], pool: tuple):
+    """Shared builder for 'which of these findings' kinds (ectopy, conduction, morphology)."""
+    present = f.present(group)
+    listed = "; ".join(phrase(l) for l in present)
+    statement = (f"{_cap(listed)}." if present else f"{none_text}.")
+    meta = {"kind": kind, "score": "labels", "answer": present, "labels": present,
+            "vocabulary": list(group)}
+    if qtype == "close":
+        claim = (rng.choice(present) if present and rng.random() < 0.5
+                 else rng.choice([l for l in group if l not in present] or list(group)))
+        q = rng.choice(close_q).format(c=phrase(claim))
+        truth = claim in present
+        shown = (f"; the tracing shows {listed}." if present else f". {statement}")
+        text, yn = _yes_no(rng, truth, f"{_cap(phrase(claim))} is present.",
+                           f"There is no {phrase(claim)}{shown}")
+        return q, text, {**meta, "score": "yesno", "answer": yn, "claim": claim}
+    if qtype == "open":
+        return rng.choice(open_q), statement, meta
+    if qtype == "fill":
+        target = rng.choice(present) if present else "none"
+        choices = list(group) + ["none"]
+        q = _fill(rng, rng.choice(fill_sentences), choices)
+        return q, f"{_bold(target)}. {statement}", \
+            {**meta, "score": "option", "answer": target, "choices": choices}
+    correct = rng.choice(present) if present else "none"
+    correct_text = _cap(phrase(correct)) if present else "None of these"
+    distract = [_cap(phrase(l)) for l in pool if l not in present]
+    if present:
+        distract.append("None of these")
+    distract += [d for d in NEVER][:max(0, 3 - len(distract))]
+    also = [phrase(l) for l in present if l != correct]
+    explanation = f"Also present: {'; '.join(also)}." if also else ""
+    q, a, extra = _mcq(rng, rng.choice(mcq_q), correct_text, distract, explanation)
+    return q, a, {**meta, **extra, "score": "choice"}
+
+
+def rhythm_ectopy(f: Facts, qtype: str, rng: random.Random):
+    return _finding_kind(
+        f, qtype, rng, kind="ectopy", group=ECTOPY, none_text="No premature beats are seen",
+        close_q=["Are there {c}?", "Does this ECG show {c}?", "Do you see {c} on the rhythm strip?",
+                 "Are {c} present?", "Is there evidence of {c}?"],
+        open_q=["Are there any ectopic beats?", "Describe any premature beats.",
+                "Is there ectopy on this tracing?", "Do you see extra or early beats?",
+                "Comment on premature complexes in this ECG."],
+        fill_sentences=["The premature beats on this ECG are ____.", "Ectopy: ____.",
+                        "Early beats seen: ____."],
+        mcq_q=["Which ectopic beats are present?", "Which premature beats does this ECG show?",
+               "Select the ectopy seen on this tracing.", "What kind of early beats are present?",
+               "Which of the following is present?"],
+        pool=ECTOPY + NEVER[:2])
+
+
+def rhythm_conduction(f: Facts, qtype: str, rng: random.Random):
+    return _finding_kind(
+        f, qtype, rng, kind="conduction", group=CONDUCTION,
+        none_text="AV and intraventricular conduction are normal",
+        close_q=["Is there a {c}?", "Does this ECG show {c}?", "Is {c} present?",
+                 "Would you report {c}?", "Is there evidence of {c}?"],
+        open_q=["Is there a conduction abnormality?", "Describe AV and intraventricular "
+                "conduction.", "Are there any bundle branch or AV blocks?",
+                "Comment on the conduction system.", "Which conduction abnormalities are present?"],
+        fill_sentences=["The conduction abnormality on this ECG is ____.",
+                        "Conduction: ____.", "This tracing shows ____ (conduction)."],
+        mcq_q=["Which conduction abnormality is present?", "Select the conduction finding.",
+               "Which block does this ECG show?", "Which of the following is present?",
+               "What is the conduction abnormality?"],
+        pool=CONDUCTION + NEVER[:3])
+
+
+# -- morphology: ST/T, QT, voltage, hypertrophy ------------------------------------------------------
+
+MORPHOLOGY = ST_T + OTHER
+
+
+def morphology_findings(f: Facts, qtype: str, rng: random.Random):
+    if qtype == "fill":
+        return morphology_fill(f, rng)
+    return _finding_kind(
+        f, qtype, rng, kind="morphology", group=MORPHOLOGY,
+        none_text="No ST-segment, T-wave, QT or voltage abnormality is seen",
+        close_q=["Is there {c}?", "Does this ECG show {c}?", "Do you see {c}?",
+                 "Is {c} present on this tracing?", "Is there evidence of {c}?"],
+        open_q=["Describe any ST-segment, T-wave, QT or voltage abnormalities.",
+                "What morphological abnormalities do you see?",
+                "Comment on the ST segments, T waves and QRS voltage.",
+                "Are there signs of ischaemia, hypertrophy or repolarisation abnormality?",
+                "List the waveform abnormalities on this ECG."],
+        fill_sentences=[], mcq_q=["Which of the following findings is present?",
+                                  "Which waveform abnormality does this ECG show?",
+                                  "Select the morphological finding.",
+                                  "Which abnormality is seen on this tracing?",
+                                  "What does the ST/T and QRS morphology show?"],
+        pool=MORPHOLOGY)
+
+
+def morphology_fill(f: Facts, rng: random.Random):
+    options = []
+    territory = rng.choice(list(TERRITORY_LEADS))
+    st = ("elevated" if f.has(f"{territory} st elevation") else
+          "depressed" if f.has(f"{territory} st depression") else "isoelectric")
+    options.append((f"In the {territory} leads ({TERRITORY_LEADS[territory]}) the ST segments "
+                    "are ____.", ["elevated", "depressed", "isoelectric"], st))
+    options.append(("The QT interval is ____.", ["normal", "prolonged"],
+                    "prolonged" if f.has("long qt") else "normal"))
+    volt = ("low" if f.has("low qrs voltage") else "increased"
+            if f.has("left ventricular hypertrophy") else "normal")
+    options.append(("The QRS voltage is ____.", ["low", "normal", "increased"], volt))
+    options.append(("T-wave inversion is ____ on this tracing.", ["present", "absent"],
+                    "present" if f.has("t-wave inversion") else "absent"))
+    weights = [3, 1, 1, 1]
+    sentence, choices, answer = rng.choices(options, weights)[0]
+    q = _fill(rng, sentence, choices)
+    return q, sentence.replace("____", _bold(answer)), {
+        "kind": "morphology", "score": "option", "answer": answer, "choices": choices,
+        "labels": f.present(MORPHOLOGY)}
+
+
+# -- report ---------------------------------------------------------------------------------------
+
+REPORT_Q = ["Write a clinical report for this ECG.", "Please write a clinical report based on "
+            "this ECG image.", "Review this electrocardiogram and provide your expert diagnosis.",
+            "Interpret this 12-lead ECG: rhythm, rate, intervals, axis, findings and conclusion.",
+            "Provide a structured report of this ECG.", "What is your full reading of this ECG?"]
+
+
+def report(f: Facts, qtype: str, rng: random.Random):
+    from training.instruct.vocab import FINDINGS
+
+    text = build_report(f.labels + f.extra, f.m, rng=rng)
+    return rng.choice(REPORT_Q), text, {"kind": "report", "score": "labels", "answer": f.labels,
+                                        "labels": f.labels, "vocabulary": list(FINDINGS)}
+
+
+# -- putting it together -----------------------------------------------------------------------------
+
+Builder = Callable[[Facts, str, random.Random], tuple]
+#: task -> [(kind builder, weight, needs)]; a builder is skipped when the record lacks what it needs.
+KINDS: dict[str, list[tuple[Builder, float, Callable[[Facts], bool]]]] = {
+    "basic": [(basic_rate, 0.5, lambda f: f.rate is not None),
+              (basic_axis, 0.25, lambda f: True),
+              (basic_intervals, 0.25, lambda f: "qrs_ms" in f.m)],
+    "rhythm": [(rhythm_rhythm, 0.6, lambda f: f.rhythm is not None),
+               (rhythm_ectopy, 0.2, lambda f: True),
+               (rhythm_conduction, 0.2, lambda f: True)],
+    "morphology": [(morphology_findings, 1.0, lambda f: True)],
+    "report": [(report, 1.0, lambda f: True)],
+}
+#: Question types per task (the paper's reports are open-ended only).
+TASK_QTYPES = {"basic": QTYPES, "rhythm": QTYPES, "morphology": QTYPES, "report": ("open",)}
+
+
+def _rng(seed: int, record_id: str, task: str, qtype: str) -> random.Random:
+    return random.Random(zlib.crc32(f"{seed}|{record_id}|{task}|{qtype}".encode()))
+
+
+def generate_samples(record: "Record", image: str, *, seed: int = 0, tasks=TASKS,
+                     qtypes=QTYPES) -> list[Sample]:
+    """One sample per (task, question type) for ``record``, its image at relative path ``image``.
+
+    The kind asked (rate, axis, rhythm, ectopy...) and its phrasing are drawn from ``seed`` and
+    the record id, so the same inputs give the same samples.
+    """
+    f = Facts(record)
+    samples = []
+    for task in tasks:
+        for qtype in TASK_QTYPES[task]:
+            if qtype not in qtypes:
+                continue
+            rng = _rng(seed, f.id, task, qtype)
+            usable = [(b, w) for b, w, needs in KINDS[task] if needs(f)]
+            if not usable:
+                continue
+            builder = rng.choices([b for b, _ in usable], [w for _, w in usable])[0]
+            question, answer, meta = builder(f, qtype, rng)
+            meta = {"task": task, "qtype": qtype, **meta, "record_labels": f.labels}
+            samples.append(Sample(
+                id=f"{f.id}-{task}-{qtype}", image=image,
+                conversations=[{"from": "human", "value": IMAGE_PREFIX + question},
+                               {"from": "gpt", "value": answer}],
+                meta=meta))
+    return samples
