@@ -151,6 +151,32 @@ def run_serve_openai(args) -> int:
     return 0
 
 
+# -- serve ----------------------------------------------------------------------------------------
+
+SERVE_SETTINGS = ["host", "port", "model", "revision", "backend", "url", "api_key", "device",
+                  "precision", "cache_dir", "data_dir", "db_url", "auth", "share", "concurrency",
+                  "queue_size", "temperature", "top_p", "max_new_tokens", "max_upload_mb"]
+
+
+def add_serve_command(commands) -> None:
+    parser = commands.add_parser(
+        "serve", help="start the web app (default http://127.0.0.1:7860, offline default model)",
+        description="Start the PULSE web app: upload an ECG, crop/rotate it, chat with the "
+                    "model, keep sessions, export PDF reports.")
+    settings_module.add_arguments(parser, SERVE_SETTINGS)
+    parser.set_defaults(run=run_serve)
+
+
+def run_serve(args) -> int:
+    from pulse_app.ui.app import launch
+
+    settings = load_settings(args)
+    say(f"starting the web app on http://{settings.host}:{settings.port} "
+        f"(model {settings.model}, data in {settings.data_dir})")
+    launch(settings)
+    return 0
+
+
 # -- hash-password --------------------------------------------------------------------------------
 
 def add_hash_password_command(commands) -> None:
@@ -179,7 +205,8 @@ def run_hash_password(args) -> int:
 # -- the program ----------------------------------------------------------------------------------
 
 #: Every sub-command's ``add_*_command``. ``serve`` (the web app) registers itself here too.
-COMMANDS = [add_ask_command, add_convert_command, add_serve_openai_command, add_hash_password_command]
+COMMANDS = [add_ask_command, add_convert_command, add_serve_openai_command, add_serve_command,
+            add_hash_password_command]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,27 @@
+"""Words the web app shows: the notice, one-click prompts, help lines. No logic here.
+
+>>> sorted(PROMPTS)[0]
+'Axis and intervals'
+"""
+
+NOTICE = ("**Research tool, not a medical device.** Answers come from a language model and can be "
+          "wrong; never use them alone for a clinical decision.")
+
+UNTRAINED = ("**The model answering here is untrained** (a tiny demonstration model with random "
+             "weights): its answers are random text, not a reading of the ECG. Start the app with "
+             "`--model PULSE-ECG/PULSE-7B` on a GPU for real answers.")
+
+#: One-click prompts: button text -> question sent to the model.
+PROMPTS = {
+    "Full clinical report": "Please write a complete clinical report for this 12-lead ECG: rhythm, "
+                            "rate, axis, intervals, morphology and the final interpretation.",
+    "Rhythm": "What is the heart rhythm in this ECG?",
+    "Axis and intervals": "What are the QRS axis, the PR, QRS and QT/QTc intervals in this ECG?",
+    "Is this normal?": "Is this ECG normal? If not, what are the abnormal findings?",
+}
+
+UPLOAD_HELP = ("An ECG image (PNG, JPEG, WebP, TIFF, BMP, HEIC phone photo), a PDF, or a signal "
+               "record: WFDB `.hea` together with its `.dat`/`.mat`, or DICOM `.dcm`.")
+
+TEACHING_HELP = ("Choose findings, generate a synthetic 12-lead ECG, discuss it with the model, "
+                 "then reveal what was really simulated.")

@@ -1,0 +1,63 @@
+"""Fixtures for the web-app tests (registered in conftest.py): real servers on 127.0.0.1.
+
+``ui_cache`` holds the untrained tiny model (built once per test run); ``ui_settings`` is a fresh
+data directory with short answers; ``ui_server`` is the real app serving on a free port in this
+process (``.url``, ``.demo``, ``.settings``, ``.store``).
+"""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def ui_cache(tmp_path_factory) -> Path:
+    """A cache directory with the offline default (untrained tiny) model already built."""
+    from pulse_app.engine.tiny import ensure_tiny
+
+    cache = tmp_path_factory.mktemp("ui-cache")
+    ensure_tiny(cache)
+    return cache
+
+
+def make_ui_settings(data_dir: Path, cache: Path, **overrides):
+    from pulse_app.settings import Settings
+
+    values = dict(data_dir=str(data_dir), cache_dir=str(cache), device="cpu", temperature=0.0,
+                  max_new_tokens=8, port=free_port(), host="127.0.0.1")
+    values.update(overrides)
+    return Settings.load(**values)
+
+
+@pytest.fixture
+def ui_settings(tmp_path, ui_cache):
+    return make_ui_settings(tmp_path / "data", ui_cache)
+
+
+def start_server(settings) -> SimpleNamespace:
+    """Build the app and serve it in this process (a thread); ``.close()`` stops it."""
+    from pulse_app.ui.app import build_app
+
+    demo, launch_kwargs = build_app(settings)
+    launch_kwargs.pop("theme", None)
+    demo.launch(prevent_thread_lock=True, quiet=True, **launch_kwargs)
+    return SimpleNamespace(url=f"http://127.0.0.1:{settings.port}/", demo=demo,
+                           settings=settings, chat=demo.pulse_ui.chat, store=demo.pulse_ui.chat.store,
+                           close=demo.close)
+
+
+@pytest.fixture(scope="module")
+def ui_server(tmp_path_factory, ui_cache):
+    server = start_server(make_ui_settings(tmp_path_factory.mktemp("ui-data"), ui_cache))
+    yield server
+    server.close()

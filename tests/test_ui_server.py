@@ -1,0 +1,71 @@
+"""The web app as a real server on 127.0.0.1, driven by gradio_client (tiny offline model).
+
+Upload -> session -> a streamed answer -> stored under the right owner; bad files give the
+clear intake message; another owner's session cannot be used by id.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("gradio_client")
+
+from gradio_client import Client, handle_file  # noqa: E402
+from gradio_client.exceptions import AppError  # noqa: E402
+
+from pulse_app.auth import new_owner_token  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def client(ui_server):
+    return Client(ui_server.url, verbose=False, download_files=False)
+
+
+def test_public_api_is_the_session_and_model_endpoints(ui_server):
+    public = {fn.api_name for fn in ui_server.demo.fns.values()
+              if fn.api_visibility == "public"}
+    assert public == {"session_start", "session_ask", "ask", "model_info"}
+
+
+def test_upload_ask_streams_and_is_stored(client, ui_server, shared_data):
+    token = new_owner_token()
+    session_id = client.predict(handle_file(str(shared_data / "ecg-images" / "ecg00040.jpg")),
+                                token, 1, api_name="/session_start")
+    job = client.submit(token, session_id, "What is the rhythm?", 0.0, 0.7, 8,
+                        api_name="/session_ask")
+    updates = list(job)
+    answer = job.outputs()[-1]
+    assert len(updates) >= 2, "the answer should arrive in several streamed updates"
+    assert all(answer.startswith(u) for u in updates), "updates are the answer so far"
+
+    stored = ui_server.store.get_session(f"browser:{token}", session_id)
+    assert [t.question for t in stored.turns] == ["What is the rhythm?"]
+    assert stored.turns[0].answer == answer.strip()
+    assert "UNTRAINED" in stored.turns[0].model_label
+    assert stored.edited_png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bad_file_gives_the_clear_message(client, ui_server, tmp_path):
+    fake = tmp_path / "scan.png"
+    fake.write_text("this is a letter, not a picture")
+    token = new_owner_token()
+    with pytest.raises(AppError) as error:
+        client.predict(handle_file(str(fake)), token, 1, api_name="/session_start")
+    assert "scan.png" in str(error.value) or "image" in str(error.value).lower()
+    assert ui_server.store.list_sessions(f"browser:{token}") == []
+
+
+def test_another_owner_cannot_use_a_session_by_id(client, ui_server, shared_data):
+    alice, mallory = new_owner_token(), new_owner_token()
+    session_id = client.predict(handle_file(str(shared_data / "ecg-images" / "ecg00010.png")),
+                                alice, 1, api_name="/session_start")
+    with pytest.raises(AppError):
+        client.predict(mallory, session_id, "Show me", 0.0, 0.7, 4, api_name="/session_ask")
+    assert ui_server.store.get_session(f"browser:{alice}", session_id).turns == []
+    assert ui_server.store.list_sessions(f"browser:{mallory}") == []
+
+
+def test_a_malformed_owner_token_is_refused(client, shared_data):
+    with pytest.raises(AppError, match="private space"):
+        client.predict(handle_file(str(shared_data / "ecg-images" / "ecg00010.png")),
+                       "alice", 1, api_name="/session_start")
