@@ -65,15 +65,29 @@ def download(repo_id: str, revision: str | None, progress: Progress) -> Path:
         RevisionNotFoundError,
     )
 
-    progress(f"downloading {repo_id} from the HuggingFace hub (first use only)")
+    from huggingface_hub import constants
+
     small = ["*.json", "*.model", "*.jinja", "*.md"]
-    try:
-        folder = Path(snapshot_download(repo_id, revision=revision,
+
+    def fetch(local_only: bool) -> Path:
+        folder = Path(snapshot_download(repo_id, revision=revision, local_files_only=local_only,
                                         allow_patterns=small + ["*.safetensors"]))
         if not list(folder.glob("*.safetensors")):            # older checkpoints: .bin only
             folder = Path(snapshot_download(repo_id, revision=revision,
+                                            local_files_only=local_only,
                                             allow_patterns=small + ["*.bin"]))
         return folder
+
+    try:
+        try:
+            folder = fetch(local_only=True)                   # cached: no network, no message
+            if list(folder.glob("*.safetensors")) or list(folder.glob("*.bin")):
+                return folder
+        except LocalEntryNotFoundError:
+            if constants.HF_HUB_OFFLINE:
+                raise
+        progress(f"downloading {repo_id} from the HuggingFace hub (first use only)")
+        return fetch(local_only=False)
     except GatedRepoError as e:
         raise ModelUnavailable(f"{repo_id} is gated on the HuggingFace hub",
                                hint="accept its terms on huggingface.co and set HF_TOKEN") from e
@@ -101,8 +115,7 @@ def resolve_model(model: str, revision: str | None, cache_dir: str | Path,
         if (MINI_MODEL_DIR / "config.json").is_file():
             source = MINI_MODEL_DIR
         else:
-            progress("building the untrained tiny model (first use only)")
-            source = ensure_tiny(cache_dir)
+            source = ensure_tiny(cache_dir, progress=progress)
     elif Path(model).expanduser().exists():
         source = Path(model).expanduser()
         if not source.is_dir():

@@ -21,6 +21,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 from transformers import CLIPVisionConfig, LlamaConfig, LlavaNextConfig
@@ -253,13 +254,16 @@ def build_tiny(dst: str | Path, spec: TinySpec = TinySpec(), **original_options)
     return dst
 
 
-def ensure_tiny(cache_dir: str | Path, spec: TinySpec = TinySpec()) -> Path:
+def ensure_tiny(cache_dir: str | Path, spec: TinySpec = TinySpec(),
+                progress: Callable[[str], None] | None = None) -> Path:
     """``<cache_dir>/<spec.name>``, built on first use (deterministic; rebuilt if the spec
-    changed)."""
+    changed). ``progress`` hears one line when a build starts."""
     target = Path(cache_dir) / spec.name
     marker = target / "tiny_spec.json"
     if marker.is_file() and json.loads(marker.read_text()) == spec.fingerprint():
         return target
+    if progress:
+        progress(f"building the {spec.name} model (first use only)")
     target.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{spec.name}-", dir=target.parent))
     try:
