@@ -78,8 +78,9 @@ class Settings:
                          factory=_default_data_dir)
     db_url: str | None = _opt("PULSE_DB_URL", "SQLAlchemy URL (e.g. postgresql://...); default: "
                               "SQLite file <data_dir>/pulse.db")
-    auth: str | None = _opt("PULSE_AUTH", "accounts: path to a users file (user:pbkdf2-hash per "
-                            "line); unset = one private space per browser")
+    auth: str | None = _opt("PULSE_AUTH", "accounts: 'user:HASH,...' or a users file (one user:HASH "
+                            "per line; HASH from `python -m pulse_app hash-password`); unset = one "
+                            "private space per browser")
     share: bool = _opt("PULSE_SHARE", "create a public gradio.live link", False)
     concurrency: int = _opt("PULSE_CONCURRENCY", "answers generated at the same time (per GPU)", 1)
     queue_size: int = _opt("PULSE_QUEUE_SIZE", "visitors waiting in the queue before new ones "
