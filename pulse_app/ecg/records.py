@@ -6,7 +6,7 @@ Well-kept libraries do the parsing (wfdb, h5py, pydicom); this module only norma
 return: lead names (``AVR``/``avr`` -> ``aVR``), units (µV, V -> mV), demographics and labels.
 
 >>> rec = read_record("../shared/data/ecg-records/E07509.hea")      # doctest: +SKIP
->>> rec.signal.shape, rec.fs, rec.labels
+>>> rec.signal.shape, rec.fs, rec.labels                             # doctest: +SKIP
 ((5000, 12), 500.0, ['right bundle branch block', 'sinus bradycardia'])
 
 Labels use the canonical lower-case strings of ``pulse_app.ecg.simulate.FINDINGS`` where one
