@@ -79,7 +79,7 @@ _PATTERNS = {label: re.compile("|".join(f"(?:{p})" for p in pats))
              for label, pats in _SYNONYMS.items()}
 #: Words that negate a finding when they come shortly before it in the same clause.
 _NEGATION = re.compile(r"\b(?:no|not|without|absence of|absent|negative for|rules? out|nor)\b"
-                       r"[^.;:,]{0,40}$")
+                       r"(?:(?!\b(?:but|however|rather|instead)\b)[^.;:,]){0,40}$")
 
 
 def normalise_text(text: str) -> str:
