@@ -6,8 +6,10 @@ per line (``#`` comments allowed). ``HASH`` is ``scrypt$n$r$p$salt_b64$hash_b64`
 owner token (:func:`new_owner_token`), and the store keeps its sessions apart.
 
 >>> accounts = Accounts.parse("ana:" + hash_password("correct horse", n=2**10))
->>> accounts.verify("ana", "correct horse"), accounts.verify("ana", "wrong"), accounts.verify("bob", "x")
-(True, False, False)
+>>> accounts.verify("ana", "correct horse"), accounts.verify("ana", "wrong")
+(True, False)
+>>> accounts.verify("bob", "correct horse")
+False
 """
 
 from __future__ import annotations

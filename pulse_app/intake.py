@@ -15,9 +15,10 @@ Problems are :class:`~pulse_app.errors.ImageRejected` with a message and a hint 
 :func:`edit_image` rotates (quarter turns, then a fine angle) and crops; the original is kept.
 
 >>> intake = load_image("ecg.jpg")                                        # doctest: +SKIP
->>> intake.image.size, intake.format, intake.pages
+>>> intake.image.size, intake.format, intake.pages                        # doctest: +SKIP
 ((2200, 1700), 'JPEG', 1)
->>> edited = edit_image(intake.image, rotate90=1, angle_deg=-2.5, crop=(0, 0, 1600, 2000))
+>>> edited = edit_image(intake.image, rotate90=1, angle_deg=-2.5,
+...                     crop=(0, 0, 1600, 2000))                           # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -123,7 +124,7 @@ def png_bytes(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
-# -- steps ------------------------------------------------------------------------------------------
+# -- steps -----------------------------------------------------------------------------------------
 
 def _megabytes(n: int) -> str:
     return f"{n / 1_000_000:.1f} MB"
@@ -190,7 +191,8 @@ def _decode_image(data: bytes, name: str, max_pixels: int) -> tuple[Image.Image,
         raise
     except Image.DecompressionBombError as error:      # Pillow's own guard, before ours
         declared = re.search(r"\((\d+) pixels\)", str(error))
-        amount = f"{int(declared.group(1)) / 1e6:,.0f} megapixels" if declared else "too many pixels"
+        amount = (f"{int(declared.group(1)) / 1e6:,.0f} megapixels" if declared
+                  else "too many pixels")
         raise ImageRejected(f"{name} declares {amount}, too many to open safely",
                             hint="export or photograph it at a lower resolution") from error
     except Image.UnidentifiedImageError as error:

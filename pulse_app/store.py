@@ -119,7 +119,7 @@ class TurnRow(Base):
     session: Mapped[SessionRow] = relationship(back_populates="turns")
 
 
-# -- what callers get back ---------------------------------------------------------------------------
+# -- what callers get back -------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class TurnRecord:
@@ -178,8 +178,13 @@ def _turn_record(row: TurnRow) -> TurnRecord:
                       stopped=bool(row.stopped), created_at=_aware(row.created_at))
 
 
+def _text(text: str | None) -> str:
+    """Text that every database can store: lone surrogates (broken Unicode) become "?"."""
+    return (text or "").encode("utf-8", "replace").decode("utf-8")
+
+
 def _clean_title(title: str | None) -> str:
-    title = " ".join((title or "").split())[:TITLE_MAX]
+    title = " ".join(_text(title).split())[:TITLE_MAX]
     return title or DEFAULT_TITLE
 
 
@@ -364,8 +369,8 @@ class Store:
             row = self._owned(db, owner, session_id, lock=True)
             index = db.scalar(select(func.count(TurnRow.id))
                               .where(TurnRow.session_id == session_id))
-            turn = TurnRow(session_id=session_id, index=int(index), question=question,
-                           answer=answer, model_id=model_id, model_label=model_label,
+            turn = TurnRow(session_id=session_id, index=int(index), question=_text(question),
+                           answer=_text(answer), model_id=model_id, model_label=model_label,
                            params=dict(params or {}), stopped=bool(stopped),
                            created_at=utc_now())
             db.add(turn)
@@ -386,7 +391,7 @@ class Store:
                                       hint="ask a question first")
             now = utc_now()
             db.execute(update(TurnRow).where(TurnRow.id == turn.id).values(
-                answer=answer, model_id=model_id, model_label=model_label,
+                answer=_text(answer), model_id=model_id, model_label=model_label,
                 params=dict(params or {}), stopped=bool(stopped), created_at=now))
             row.updated_at = now
             db.flush()
