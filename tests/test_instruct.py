@@ -42,7 +42,11 @@ def samples(records):
 def test_vocabulary_is_the_simulators():
     from pulse_app.ecg import simulate
 
-    assert FINDINGS == tuple(simulate.FINDINGS)
+    from training.instruct.vocab import GROUPS
+
+    assert FINDINGS is simulate.FINDINGS
+    grouped = [label for group in GROUPS.values() for label in group]
+    assert sorted(grouped) == sorted(FINDINGS) and len(set(grouped)) == len(grouped)
     assert set(TASK_LABELS["report"]) == set(FINDINGS)
 
 
@@ -259,3 +263,15 @@ def test_cli_renders_and_writes_a_dataset(tmp_path, capsys):
     assert Image.open(images[0]).size == (440, 340)                  # US letter at 40 dpi
     out = capsys.readouterr().out
     assert "Heart Rhythm Analysis" in out and "Multi-choice QA" in out and "52" in out
+
+
+def test_cli_builds_from_real_records(shared_data, tmp_path):
+    from training.instruct.__main__ import main
+
+    assert main(["--from-records", str(shared_data / "ecg-records"), "--out", str(tmp_path),
+                 "--dpi", "30", "--distort", "none", "--name", "cinc.jsonl"]) == 0
+    samples = read_samples(tmp_path / "cinc.jsonl")
+    assert {s.image for s in samples} == {f"images/{p.stem}.png" for p in
+                                          (shared_data / "ecg-records").glob("*.hea")}
+    report = next(s for s in samples if s.id == "E07509-report-open")
+    assert {"right bundle branch block", "sinus bradycardia"} <= find_labels(report.reference)

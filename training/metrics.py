@@ -17,13 +17,13 @@ import re
 import statistics
 from collections import Counter, defaultdict
 
-from training.instruct.vocab import (_NEGATION, _PATTERNS, FINDINGS, find_labels, first_label,
+from training.instruct.vocab import (NEGATION, PATTERNS, FINDINGS, find_labels, first_label,
                                      normalise_text, rate_bucket)
 
 # -- parsers ------------------------------------------------------------------------------------
 
 def _negated(text: str, start: int) -> bool:
-    return bool(_NEGATION.search(text[max(0, start - 60):start]))
+    return bool(NEGATION.search(text[max(0, start - 60):start]))
 
 
 def parse_yes_no(text: str) -> str | None:
@@ -128,7 +128,7 @@ def parse_option(text: str, choices) -> str | None:
             return bold.strip()
     best = None
     for choice in choices:
-        pattern = _PATTERNS.get(choice) or re.compile(rf"(?<!\w){re.escape(choice)}(?!\w)")
+        pattern = PATTERNS.get(choice) or re.compile(rf"(?<!\w){re.escape(choice)}(?!\w)")
         for m in pattern.finditer(t):
             if not _negated(t, m.start()):
                 if best is None or m.start() < best[0]:

@@ -1,7 +1,7 @@
 """The findings vocabulary of the instruction data: groups, synonyms, and finding them in text.
 
-The canonical label strings are the simulator's (``pulse_app.ecg.simulate.FINDINGS``, see the
-shared contract); this module groups them by the paper's task categories and knows the other
+The canonical label strings are the simulator's (``pulse_app.ecg.simulate.FINDINGS``, the one
+definition); this module groups them by the paper's task categories and knows the other
 ways a report writes them ("RBBB", "inverted T waves", "ST elevation in II, III and aVF"), so
 that :func:`find_labels` can read findings back out of any model's free text.
 
@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import re
 
+from pulse_app.ecg.simulate import FINDINGS
+
 RHYTHMS = ("sinus rhythm", "sinus bradycardia", "sinus tachycardia", "sinus arrhythmia",
            "atrial fibrillation", "atrial flutter")
 ECTOPY = ("premature ventricular contractions", "premature atrial contractions")
@@ -22,8 +24,9 @@ ST_T = ("inferior st elevation", "anterior st elevation", "lateral st elevation"
         "inferior st depression", "anterior st depression", "lateral st depression",
         "t-wave inversion")
 OTHER = ("long qt", "low qrs voltage", "left ventricular hypertrophy")
-#: Every canonical label, in the contract's order.
-FINDINGS = RHYTHMS + ECTOPY + CONDUCTION + AXIS + ST_T + OTHER
+#: The groups partition the simulator's FINDINGS (checked in tests/test_instruct.py).
+GROUPS = {"rhythm": RHYTHMS, "ectopy": ECTOPY, "conduction": CONDUCTION, "axis": AXIS,
+          "st_t": ST_T, "other": OTHER}
 
 #: Labels each task category asks about (the paper puts conduction under rhythm analysis).
 TASK_LABELS = {
@@ -75,10 +78,10 @@ for _t, _leads in _LEAD_SETS.items():
             rf"{_t} {_ST_WORDS} {_word}",
             rf"{_ST_WORDS} {_word} (?:is )?(?:seen |present )?in (?:the )?{_leads}"]
 
-_PATTERNS = {label: re.compile("|".join(f"(?:{p})" for p in pats))
+PATTERNS = {label: re.compile("|".join(f"(?:{p})" for p in pats))
              for label, pats in _SYNONYMS.items()}
 #: Words that negate a finding when they come shortly before it in the same clause.
-_NEGATION = re.compile(r"\b(?:no|not|without|absence of|absent|negative for|rules? out|nor)\b"
+NEGATION = re.compile(r"\b(?:no|not|without|absence of|absent|negative for|rules? out|nor)\b"
                        r"(?:(?!\b(?:but|however|rather|instead)\b)[^.;:,]){0,40}$")
 
 
@@ -97,11 +100,11 @@ def find_labels(text: str, vocabulary=FINDINGS) -> set[str]:
     text = normalise_text(text)
     found = set()
     for label in vocabulary:
-        pattern = _PATTERNS.get(label)
+        pattern = PATTERNS.get(label)
         if pattern is None:
             continue
         for match in pattern.finditer(text):
-            if not _NEGATION.search(text[max(0, match.start() - 60):match.start()]):
+            if not NEGATION.search(text[max(0, match.start() - 60):match.start()]):
                 found.add(label)
                 break
     return found
@@ -116,9 +119,9 @@ def first_label(text: str, vocabulary) -> str | None:
     text = normalise_text(text)
     best = None
     for label in vocabulary:
-        pattern = _PATTERNS.get(label)
+        pattern = PATTERNS.get(label)
         for match in pattern.finditer(text) if pattern else ():
-            if _NEGATION.search(text[max(0, match.start() - 60):match.start()]):
+            if NEGATION.search(text[max(0, match.start() - 60):match.start()]):
                 continue
             if best is None or match.start() < best[0]:
                 best = (match.start(), label)
