@@ -89,3 +89,172 @@ def test_unreadable_files_name_the_file(tmp_path):
     with pytest.raises(RecordUnreadable, match="broken.hea") as info:
         read_record(broken)
     assert isinstance(info.value, PulseError) and info.value.exit_code == 8 and info.value.hint
+
+
+# -- other formats, built in tmp_path from a real record ------------------------------------------
+
+PTBXL_FIRST_ROW = ("1,15709.0,56.0,1,,63.0,2.0,0.0,CS-12   E,1984-11-09 09:17:34,sinusrhythmus periphere "
+                   "niederspannung,\"{'NORM': 100.0, 'LVOLT': 0.0, 'SR': 0.0}\",,,,,False,False,True,,"
+                   "\" , I-V1,  \",,,,,3,records100/00000/00001_lr,records500/00000/00001_hr")
+
+
+def write_wfdb(real, folder, name, *, lead_names=None, units="mV", scale=1.0, comments=None):
+    import wfdb
+
+    folder.mkdir(parents=True, exist_ok=True)
+    wfdb.wrsamp(name, fs=real.fs, units=[units] * 12, sig_name=lead_names or list(real.leads),
+                p_signal=real.signal.astype(np.float64) * scale, fmt=["16"] * 12,
+                adc_gain=[1000.0 / scale] * 12, baseline=[0] * 12, comments=comments or [],
+                write_dir=str(folder))
+    return folder / f"{name}.hea"
+
+
+def test_ptbxl_tree_reads_scp_codes_superclasses_and_demographics(cinc_record, shared_data, tmp_path):
+    root = tmp_path / "ptb-xl"
+    header = (shared_data / "labels" / "ptbxl_database.first10rows.csv").read_text().splitlines()[0]
+    root.mkdir()
+    (root / "ptbxl_database.csv").write_text(header + "\n" + PTBXL_FIRST_ROW + "\n")
+    upper = ["I", "II", "III", "AVR", "AVL", "AVF", "V1", "V2", "V3", "V4", "V5", "V6"]
+    hea = write_wfdb(cinc_record, root / "records500" / "00000", "00001_hr", lead_names=upper)
+    rec = read_record(hea)
+    assert rec.source == "ptbxl" and rec.record_id == "ptbxl-00001"
+    assert rec.leads == list(STANDARD_LEADS)
+    np.testing.assert_allclose(rec.signal, cinc_record.signal, atol=1e-3)
+    assert (rec.age, rec.sex) == (56.0, "F")
+    assert rec.codes["scp"] == {"NORM": 100.0, "LVOLT": 0.0, "SR": 0.0}
+    assert sorted(rec.labels) == ["low qrs voltage", "normal ecg", "sinus rhythm"]
+    assert rec.meta["superclasses"] == ["NORM"]           # from the shipped scp_statements.csv
+    assert rec.report == "sinusrhythmus periphere niederspannung"
+    # a record of the tree that the database does not list still reads, as plain WFDB
+    other = read_record(write_wfdb(cinc_record, root / "records500" / "00000", "09999_hr"))
+    assert other.source == "wfdb" and other.labels == []
+
+
+def test_wfdb_microvolts_and_lower_case_lead_names(cinc_record, tmp_path):
+    lower = [n.lower() for n in cinc_record.leads]
+    rec = read_record(write_wfdb(cinc_record, tmp_path, "uv_rec", lead_names=lower, units="uV",
+                                 scale=1000.0))
+    assert rec.leads == list(STANDARD_LEADS)
+    np.testing.assert_allclose(rec.signal, cinc_record.signal, atol=2e-3)
+
+
+MIMIC_COLUMNS = (["subject_id", "study_id", "cart_id", "machine_name", "ecg_time"]
+                 + [f"report_{i}" for i in range(18)]
+                 + ["bandwidth", "filtering", "rr_interval", "p_onset", "p_end", "qrs_onset",
+                    "qrs_end", "t_end", "p_axis", "qrs_axis", "t_axis"])
+
+
+def test_mimic_iv_ecg_reads_machine_report_and_measurements(cinc_record, tmp_path):
+    import csv
+
+    root = tmp_path / "mimic-iv-ecg"
+    mimic_order = ["I", "II", "III", "aVR", "aVF", "aVL", "V1", "V2", "V3", "V4", "V5", "V6"]
+    reordered = cinc_record.signal[:, [cinc_record.leads.index(n) for n in mimic_order]]
+    fake = type(cinc_record)(record_id="x", signal=reordered, fs=500.0, leads=mimic_order)
+    hea = write_wfdb(fake, root / "files" / "p1000" / "p10000032" / "s40689238", "40689238")
+    row = dict.fromkeys(MIMIC_COLUMNS, "")
+    row.update(subject_id="10000032", study_id="40689238", cart_id="6848296",
+               machine_name="TC50", ecg_time="2180-07-23 08:44:00",
+               report_0="Sinus bradycardia", report_1="Right bundle branch block",
+               report_2="Borderline ECG", bandwidth="0.005-150 Hz", filtering="60 Hz notch Baseline filter",
+               rr_interval="1100", p_onset="40", p_end="150", qrs_onset="210", qrs_end="350",
+               t_end="640", p_axis="55", qrs_axis="75", t_axis="40")
+    with open(root / "machine_measurements.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=MIMIC_COLUMNS)
+        writer.writeheader()
+        writer.writerow(row)
+    rec = read_record(hea)
+    assert rec.source == "mimic-iv-ecg"
+    assert rec.leads == list(STANDARD_LEADS)                  # aVF/aVL put in standard order
+    np.testing.assert_allclose(rec.lead("aVL"), cinc_record.lead("aVL"), atol=1e-3)
+    assert rec.report == "Sinus bradycardia\nRight bundle branch block\nBorderline ECG"
+    assert rec.labels == ["sinus bradycardia", "right bundle branch block"]
+    m = rec.measurements
+    assert m["heart_rate_bpm"] == pytest.approx(54.5, abs=0.1)
+    assert (m["pr_ms"], m["qrs_ms"], m["qt_ms"], m["axis_deg"]) == (170, 140, 430, 75)
+    assert m["qtc_ms"] == pytest.approx(430 / np.sqrt(1.1), abs=0.1)
+
+
+def write_code15(real, folder):
+    """A CODE-15%-layout part file (two exams + the all-zero filler) and its exams.csv."""
+    import h5py
+    from scipy.signal import resample_poly
+
+    folder.mkdir(parents=True, exist_ok=True)
+    at400 = resample_poly(real.signal.astype(np.float64), 4, 5, axis=0)      # 500 -> 400 Hz
+    tracings = np.zeros((3, 4096, 12), dtype=np.float32)
+    tracings[0, 48: 48 + len(at400)] = at400                                 # centred, zero-padded
+    tracings[1, : len(at400)] = at400[::-1]
+    with h5py.File(folder / "exams_part0.hdf5", "w") as f:
+        f.create_dataset("tracings", data=tracings)
+        f.create_dataset("exam_id", data=np.array([1169160, 2873686, 0], dtype=np.int64))
+    (folder / "exams.csv").write_text(
+        "exam_id,age,is_male,nn_predicted_age,1dAVb,RBBB,LBBB,SB,ST,AF,patient_id,death,timey,"
+        "normal_ecg,trace_file\n"
+        "1169160,71,True,68.2,False,True,False,True,False,False,523632,False,2.1,False,exams_part0.hdf5\n"
+        "2873686,48,False,51.0,False,False,False,False,False,False,1724173,,,True,exams_part0.hdf5\n")
+    return folder / "exams_part0.hdf5", at400
+
+
+def test_code15_hdf5_exams_with_labels(cinc_record, tmp_path):
+    from pulse_app.ecg.records import read_code15
+
+    path, at400 = write_code15(cinc_record, tmp_path / "code15")
+    first = read_record(path)
+    assert first.record_id == "code15-1169160" and first.fs == 400.0
+    assert first.signal.shape == (4000, 12)                  # padding removed
+    np.testing.assert_allclose(first.signal, at400, atol=1e-5)
+    assert (first.age, first.sex) == (71.0, "M")
+    assert sorted(first.labels) == ["right bundle branch block", "sinus bradycardia"]
+    by_id = read_record(f"{path}#2873686")
+    by_index = read_record(f"{path}#1")
+    assert by_id.record_id == by_index.record_id == "code15-2873686"
+    assert by_id.sex == "F" and by_id.labels == [] and by_id.meta["normal_ecg"] is True
+    assert [r.record_id for r in read_code15(path)] == ["code15-1169160", "code15-2873686"]
+    with pytest.raises(RecordUnreadable, match="no exam 7"):
+        read_record(f"{path}#7")
+    assert find_records([tmp_path / "code15"]) == [path]
+
+
+def test_dicom_round_trip_is_a_real_12_lead_ecg_file(cinc_record, tmp_path):
+    import pydicom
+    from pydicom.uid import TwelveLeadECGWaveformStorage
+
+    from pulse_app.ecg.records import write_dicom
+
+    path = write_dicom(cinc_record, tmp_path / "E07509.dcm")
+    ds = pydicom.dcmread(path)
+    assert ds.SOPClassUID == TwelveLeadECGWaveformStorage and ds.Modality == "ECG"
+    assert ds.file_meta.MediaStorageSOPClassUID == TwelveLeadECGWaveformStorage
+    group = ds.WaveformSequence[0]
+    assert group.NumberOfWaveformChannels == 12 and float(group.SamplingFrequency) == 500
+    assert group.ChannelDefinitionSequence[0].ChannelSourceSequence[0].CodeValue == "5.6.3-9-1"
+    assert str(ds.PatientName) == "" and ds.PatientAge == "071Y"
+    rec = read_record(path)
+    assert rec.source == "dicom" and rec.leads == list(STANDARD_LEADS) and rec.fs == 500.0
+    np.testing.assert_allclose(rec.signal, cinc_record.signal, atol=1e-3)   # 1 µV steps
+    assert (rec.age, rec.sex) == (71.0, "M")
+    assert rec.labels == cinc_record.labels
+
+
+def test_dicom_without_waveform_is_refused(tmp_path):
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = FileDataset(str(tmp_path / "image.dcm"), {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.SOPClassUID, ds.SOPInstanceUID = SecondaryCaptureImageStorage, meta.MediaStorageSOPInstanceUID
+    ds.save_as(tmp_path / "image.dcm", enforce_file_format=True)
+    with pytest.raises(RecordUnreadable, match="no ECG waveform"):
+        read_record(tmp_path / "image.dcm")
+
+
+def test_simulated_record_survives_dicom(simulated_record, tmp_path):
+    from pulse_app.ecg.records import write_dicom
+
+    rec = read_record(write_dicom(simulated_record, tmp_path / "sim.dcm"))
+    np.testing.assert_allclose(rec.signal, simulated_record.signal, atol=1e-3)
+    assert rec.labels == simulated_record.labels

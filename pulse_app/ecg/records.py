@@ -270,9 +270,16 @@ def _find_upwards(start: Path, name: str, levels: int = 5) -> Path | None:
 
 
 def _finish(rec: Record) -> Record:
+    """float32 mV without NaNs; the standard leads first, in :data:`STANDARD_LEADS` order
+    (MIMIC-IV-ECG stores aVF before aVL), other leads after them."""
     rec.signal = np.nan_to_num(np.asarray(rec.signal, dtype=np.float32), copy=False)
     if rec.signal.ndim != 2 or rec.signal.shape[1] != len(rec.leads) or rec.signal.shape[0] == 0:
         raise _unreadable(Path(rec.meta.get("path", rec.record_id)), "no samples in it")
+    order = sorted(range(len(rec.leads)), key=lambda i: (
+        STANDARD_LEADS.index(rec.leads[i]) if rec.leads[i] in STANDARD_LEADS else len(STANDARD_LEADS), i))
+    if order != list(range(len(rec.leads))):
+        rec.signal = np.ascontiguousarray(rec.signal[:, order])
+        rec.leads = [rec.leads[i] for i in order]
     rec.fs = float(rec.fs)
     return rec
 
@@ -378,7 +385,7 @@ def _apply_ptbxl(rec: Record, hea: Path, database: Path) -> None:
         entry = table.get(code, {})
         if code in CANONICAL_LABELS:
             _add_label(rec.labels, code)
-        elif code != "NORM" and entry.get("description"):
+        elif entry.get("description"):
             _add_label(rec.labels, entry["description"])
         if str(entry.get("diagnostic", "")).startswith("1") and entry.get("diagnostic_class"):
             if entry["diagnostic_class"] not in superclasses:
