@@ -222,16 +222,18 @@ def _homography(plan: dict, w: int, h: int) -> np.ndarray:
     return H
 
 
-def _light_map(shape, p: dict, ppm: float) -> np.ndarray:
-    h, w = shape[0] // _LOWRES, shape[1] // _LOWRES
+def _light_map(h: int, w: int, p: dict, ppm: float) -> np.ndarray:
+    """Uneven light and a soft shadow, as an h×w×3 float32 factor map (h, w: low resolution)."""
     gx, gy = p["light_gradient"]
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     light = 1.0 + p["light_strength"] * ((xx / w - 0.5) * gx + (yy / h - 0.5) * gy)
-    mask = np.zeros((h, w), np.float32)
-    poly = np.round(np.float32(p["polygon"]) * np.float32([w, h])).astype(np.int32)
+    sh, sw = max(1, h // 4), max(1, w // 4)          # the soft shadow at 1/4 of that again
+    mask = np.zeros((sh, sw), np.float32)
+    poly = np.round(np.float32(p["polygon"]) * np.float32([sw, sh])).astype(np.int32)
     cv2.fillPoly(mask, [poly], 1.0)
-    k = p["softness_mm"] * ppm / _LOWRES
-    mask = cv2.GaussianBlur(mask, (0, 0), max(0.5, k))
+    sigma = p["softness_mm"] * ppm * sw / (w * _LOWRES)
+    mask = cv2.resize(cv2.GaussianBlur(mask, (0, 0), max(0.5, sigma)), (w, h),
+                      interpolation=cv2.INTER_LINEAR)
     m = light * (1.0 - p["darkness"] * mask)
     return np.repeat(m[:, :, None], 3, axis=2)
 
@@ -244,25 +246,36 @@ def apply_distortions(img: np.ndarray, plan: dict, boxes: dict[str, list[float]]
     """
     h, w = img.shape[:2]
     applied = [{"name": k, **v} for k, v in plan.items()]
-    pmap = _paper_map(img.shape, plan, ppm)
-    if pmap is not None:
-        img = _apply_map(img, pmap)
     if "marks" in plan:
         _draw_marks(img, plan["marks"], ppm)
+    # Paper shading (yellowing, wrinkles, creases) is computed at low resolution, warped with
+    # the page and multiplied together with the camera's light in one full-resolution pass.
+    shade = _paper_map(img.shape, plan, ppm)
     H = _homography(plan, w, h)
     geometric = [k for k in GEOMETRIC if k in plan]
     if geometric:
         bg = tuple(int(c) for c in plan[geometric[0]].get("background", (60, 60, 60)))
         img = cv2.warpPerspective(img, H, (w, h), flags=cv2.INTER_LINEAR,
                                   borderMode=cv2.BORDER_CONSTANT, borderValue=bg)
+        if shade is not None:
+            lh, lw = shade.shape[:2]
+            S = np.diag([lw / w, lh / h, 1.0])
+            shade = cv2.warpPerspective(shade, S @ H @ np.linalg.inv(S), (lw, lh),
+                                        flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                                        borderValue=(1.0, 1.0, 1.0))
     if "shadow" in plan:
-        img = _apply_map(img, _light_map(img.shape, plan["shadow"], ppm))
+        lh, lw = h // _LOWRES, w // _LOWRES
+        light = _light_map(lh, lw, plan["shadow"], ppm)
+        shade = light if shade is None else shade * light
+    if shade is not None:
+        img = _apply_map(img, shade)
     if "blur" in plan:
         img = cv2.GaussianBlur(img, (0, 0), max(0.3, plan["blur"]["sigma_mm"] * ppm))
-    if "noise" in plan:
-        noise = np.empty(img.shape, np.int16)
+    if "noise" in plan:      # in 2×2-pixel grains, like demosaiced sensor noise
+        noise = np.empty(((h + 1) // 2, (w + 1) // 2, 3), np.int16)
         cv2.setRNGSeed(int(plan["noise"]["seed"]))
         cv2.randn(noise, 0, plan["noise"]["sigma"])
+        noise = cv2.resize(noise, (w, h), interpolation=cv2.INTER_NEAREST)
         img = cv2.add(img, noise, dtype=cv2.CV_8U)
     if "jpeg" in plan:
         ok, buf = cv2.imencode(".jpg", cv2.cvtColor(img, cv2.COLOR_RGB2BGR),
