@@ -137,25 +137,28 @@ def _record_rng(record: Record, seed: int) -> np.random.Generator:
 
 
 def _header_lines(record: Record, rng: np.random.Generator, speed: float, gain: float):
-    """(top-left lines, top-right lines, bottom line) of the name-free header."""
+    """(top-left lines, top-right lines, bottom line) of the name-free header: demographics and
+    the machine's measurements where the record has them, date, device, speed and gain."""
     left = []
     demo = []
     if record.age is not None and np.isfinite(record.age):
         demo.append(f"Age {int(record.age)} y")
     if record.sex in ("M", "F"):
         demo.append("Male" if record.sex == "M" else "Female")
-    left.append("   ".join(demo) if demo else "Age --   Sex --")
+    if demo:
+        left.append("   ".join(demo))
     m = record.measurements or {}
 
     def val(key, unit):
         v = m.get(key)
         return f"{v:.0f} {unit}" if isinstance(v, (int, float)) and np.isfinite(v) else "--"
 
-    left.append(f"Vent. rate {val('heart_rate_bpm', 'bpm')}")
-    left.append(f"PR int. {val('pr_ms', 'ms')}   QRS dur. {val('qrs_ms', 'ms')}")
-    qt, qtc = m.get("qt_ms"), m.get("qtc_ms")
-    qt_text = f"{qt:.0f}/{qtc:.0f} ms" if qt and qtc else f"{val('qt_ms', 'ms')}"
-    left.append(f"QT/QTc {qt_text}   Axis {val('axis_deg', 'deg')}")
+    if any(k in m for k in ("heart_rate_bpm", "pr_ms", "qrs_ms", "qt_ms", "qtc_ms", "axis_deg")):
+        left.append(f"Vent. rate {val('heart_rate_bpm', 'bpm')}")
+        left.append(f"PR int. {val('pr_ms', 'ms')}   QRS dur. {val('qrs_ms', 'ms')}")
+        qt, qtc = m.get("qt_ms"), m.get("qtc_ms")
+        qt_text = f"{qt:.0f}/{qtc:.0f} ms" if qt and qtc else f"{val('qt_ms', 'ms')}"
+        left.append(f"QT/QTc {qt_text}   Axis {val('axis_deg', 'deg')}")
     date = record.meta.get("date")
     if not date:
         day = _dt.date(2019, 1, 1) + _dt.timedelta(days=int(rng.integers(0, 5 * 365)))
