@@ -98,6 +98,8 @@ def test_answers_agree_with_the_record(samples, records):
             claim = meta.get("claim")
             if claim in FINDINGS:
                 assert (meta["answer"] == "yes") == (claim in labels), s.id
+            if claim == "no finding":                                # "is the group normal?"
+                assert (meta["answer"] == "yes") == (not meta["labels"]), s.id
             if claim == "normal axis":
                 assert (meta["answer"] == "yes") == (not labels & set(AXIS))
             if meta["kind"] == "rate":

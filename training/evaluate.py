@@ -9,7 +9,8 @@ turns are given as history) greedily through the app's own engine (``pulse_app.e
 backend). Without ``--data`` a held-out synthetic split is simulated and rendered with a seed far
 from the training seeds. Scores (see ``training.metrics``): accuracy for close-ended (yes/no
 parsed), multiple choice (letter or option text parsed), fill-in-the-blank and rate (exact bucket:
-bradycardia/normal/tachycardia); macro F1 over the findings named in open answers and reports.
+bradycardia/normal/tachycardia); macro F1 over the findings named in open answers and reports
+(an answer naming none counts as the class "no finding").
 Every score is printed next to a majority-class baseline (most frequent answer per question kind
 in ``--train``, or in the evaluated data itself) and, with ``--compare``, a second model (e.g.
 ``tiny-untrained``, the untrained tiny model of the same class).
@@ -37,6 +38,8 @@ from training.metrics import MajorityBaseline, macro_f1, score_answer
 #: Seed of the held-out synthetic split (training data uses small seeds).
 HELDOUT_SEED = 90_210
 MAJORITY = "majority"
+#: The class an empty set of findings counts as in macro F1 (like PTB-XL's NORM).
+NO_FINDING = "(no finding)"
 
 
 # -- data ------------------------------------------------------------------------------------------
@@ -138,9 +141,9 @@ def score_rows(samples, predictions: dict[str, list[str]]) -> tuple[list[dict], 
             return
         row = {"group": group, "metric": metric, "n": len(index)}
         for name, results in scored.items():
-            if metric == "macro F1":
-                row[name] = macro_f1([results[i]["true"] for i in index],
-                                     [results[i]["pred"] for i in index])
+            if metric == "macro F1":                       # "no finding" counts as a class
+                row[name] = macro_f1([results[i]["true"] or [NO_FINDING] for i in index],
+                                     [results[i]["pred"] or [NO_FINDING] for i in index])
             elif metric == "MAE bpm":
                 errors = [results[i].get("abs_error_bpm") for i in index]
                 known = [e for e in errors if e is not None]

@@ -233,8 +233,8 @@ class MajorityBaseline:
     """Answers every question with the most frequent answer of its kind in a train split.
 
     Per (task, question type, kind): the majority yes/no, option text, blank word or label; for
-    findings every label present in more than half of the train answers; for intervals the
-    medians. Its answers are text, scored by the same parsers as a model's.
+    findings every label present in more than half of the train answers; for intervals and the
+    heart rate in bpm the medians. Its answers are text, scored by the same parsers as a model's.
     """
 
     def __init__(self):
@@ -260,6 +260,8 @@ class MajorityBaseline:
                     self.intervals[key][k].append(v)
             elif how is not None:
                 self.answers[key][str(meta.get("answer"))] += 1
+            if how == "rate" and meta.get("value") is not None:
+                self.intervals[key]["bpm"].append(meta["value"])
         return self
 
     def majority(self, key: tuple) -> str | None:
@@ -283,6 +285,8 @@ class MajorityBaseline:
             medians = {k: statistics.median(v) for k, v in self.intervals[key].items()}
             names = {"pr_ms": "PR", "qrs_ms": "QRS", "qt_ms": "QT", "qtc_ms": "QTc"}
             return ", ".join(f"{names[k]} {round(v)} ms" for k, v in medians.items())
+        if how == "rate" and self.intervals[key].get("bpm"):
+            return f"{self.majority(key)} ({round(statistics.median(self.intervals[key]['bpm']))} bpm)"
         if how == "option":
             answer = self.majority(key) or ""
             return f"**{answer}**"

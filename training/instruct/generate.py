@@ -281,13 +281,22 @@ def rhythm_rhythm(f: Facts, qtype: str, rng: random.Random):
 
 def _finding_kind(f: Facts, qtype: str, rng: random.Random, *, kind: str, group: tuple,
                   none_text: str, close_q: list[str], open_q: list[str], fill_sentences: list[str],
-                  mcq_q: list[str], pool: tuple):
-    """Shared builder for 'which of these findings' kinds (ectopy, conduction, morphology)."""
+                  mcq_q: list[str], pool: tuple, normal_q: list[str]):
+    """Shared builder for 'which of these findings' kinds (ectopy, conduction, morphology).
+
+    Close-ended questions ask about one finding (present half the time when the record has
+    one) or, in a third of cases, whether the whole group is normal, so that "no" does not
+    dominate the answers of mostly normal records.
+    """
     present = f.present(group)
     listed = "; ".join(phrase(l) for l in present)
     statement = (f"{_cap(listed)}." if present else f"{none_text}.")
     meta = {"kind": kind, "score": "labels", "answer": present, "labels": present,
             "vocabulary": list(group)}
+    if qtype == "close" and rng.random() < 1 / 3:
+        text, yn = _yes_no(rng, not present, f"{none_text}.", f"The tracing shows {listed}.")
+        return rng.choice(normal_q), text, {**meta, "score": "yesno", "answer": yn,
+                                            "claim": "no finding"}
     if qtype == "close":
         claim = (rng.choice(present) if present and rng.random() < 0.5
                  else rng.choice([l for l in group if l not in present] or list(group)))
@@ -320,6 +329,9 @@ def _finding_kind(f: Facts, qtype: str, rng: random.Random, *, kind: str, group:
 def rhythm_ectopy(f: Facts, qtype: str, rng: random.Random):
     return _finding_kind(
         f, qtype, rng, kind="ectopy", group=ECTOPY, none_text="No premature beats are seen",
+        normal_q=["Is the rhythm free of premature beats?", "Is every beat on time, without "
+                  "ectopy?", "Is this tracing free of ectopic beats?",
+                  "Do all complexes arrive on time?", "Is this ECG free of premature complexes?"],
         close_q=["Are there {c}?", "Does this ECG show {c}?", "Do you see {c} on the rhythm strip?",
                  "Are {c} present?", "Is there evidence of {c}?"],
         open_q=["Are there any ectopic beats?", "Describe any premature beats.",
@@ -337,6 +349,10 @@ def rhythm_conduction(f: Facts, qtype: str, rng: random.Random):
     return _finding_kind(
         f, qtype, rng, kind="conduction", group=CONDUCTION,
         none_text="AV and intraventricular conduction are normal",
+        normal_q=["Is AV and intraventricular conduction normal?", "Is conduction normal?",
+                  "Is this ECG free of AV and bundle branch blocks?",
+                  "Are the PR interval and QRS duration normal?",
+                  "Would you call the conduction system normal on this tracing?"],
         close_q=["Is there a {c}?", "Does this ECG show {c}?", "Is {c} present?",
                  "Would you report {c}?", "Is there evidence of {c}?"],
         open_q=["Is there a conduction abnormality?", "Describe AV and intraventricular "
@@ -361,6 +377,10 @@ def morphology_findings(f: Facts, qtype: str, rng: random.Random):
     return _finding_kind(
         f, qtype, rng, kind="morphology", group=MORPHOLOGY,
         none_text="No ST-segment, T-wave, QT or voltage abnormality is seen",
+        normal_q=["Are the ST segments, T waves, QT and QRS voltage all normal?",
+                  "Is the waveform morphology normal?", "Are repolarisation and voltage normal?",
+                  "Is this tracing free of ST-T, QT and voltage abnormalities?",
+                  "Would you call the ST segments, T waves and voltage normal?"],
         close_q=["Is there {c}?", "Does this ECG show {c}?", "Do you see {c}?",
                  "Is {c} present on this tracing?", "Is there evidence of {c}?"],
         open_q=["Describe any ST-segment, T-wave, QT or voltage abnormalities.",
