@@ -85,6 +85,24 @@ def test_heic_phone_photo_loads(ecg):
     assert abs(dark_fraction(intake.image) - dark_fraction(ecg)) < 0.03
 
 
+def test_heic_rotation_from_its_container_is_applied_and_metadata_dropped():
+    import pillow_heif
+
+    pillow_heif.register_heif_opener()
+    photo = Image.new("RGB", (300, 200), "white")
+    photo.paste((255, 0, 0), (0, 0, 40, 40))
+    exif = Image.Exif()
+    exif[0x0112] = 6                                      # written as the HEIF 'irot' transform
+    exif[0x010F] = "SecretPhoneMaker"
+    photo.info["exif"] = exif.tobytes()
+    data = encode(photo, "HEIF", quality=90)
+    assert b"irot" in data and b"SecretPhoneMaker" in data
+    intake = load_image(data, filename="IMG_0002.HEIC")
+    assert intake.image.size == (200, 300)
+    assert intake.image.getpixel((180, 20))[0] > 200 > intake.image.getpixel((180, 20))[1]
+    assert b"SecretPhoneMaker" not in png_bytes(intake.image)
+
+
 def test_multipage_pdf_reads_the_chosen_page(ecg, tmp_path):
     path = tmp_path / "scan.pdf"
     path.write_bytes(pdf_with_ecg(ecg, pages=3, ecg_page=2))
@@ -279,3 +297,31 @@ def test_edit_refusals(ecg):
         edit_image(ecg, angle_deg=30)
     with pytest.raises(ImageRejected, match="crop box is too small"):
         edit_image(ecg, crop=(0, 0, 50, 400))
+
+
+# -- the CLI reads through intake -----------------------------------------------------------------
+
+def run_ask(*args, timeout=180):
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PULSE_")}
+    env.update(PYTHONPATH=str(REPO), HF_HUB_OFFLINE="1")
+    return subprocess.run([sys.executable, "-m", "pulse_app", "ask", *map(str, args)], env=env,
+                          cwd=REPO, capture_output=True, text=True, timeout=timeout)
+
+
+def test_cli_ask_reads_a_pdf_page(ecg, tmp_path, tiny_model_dir):
+    path = tmp_path / "scan.pdf"
+    path.write_bytes(pdf_with_ecg(ecg, pages=2, ecg_page=2))
+    refused = run_ask(path, "Rhythm?", "--page", "3")
+    assert refused.returncode == 3 and refused.stdout == ""
+    assert "error: scan.pdf has 2 pages, no page 3. choose a page from 1 to 2" in refused.stderr
+    answered = run_ask(path, "Rhythm?", "--page", "2", "--model", tiny_model_dir,
+                       "--device", "cpu", "--temperature", "0", "--max-new-tokens", "4",
+                       "--cache-dir", tmp_path / "cache")
+    assert answered.returncode == 0, answered.stderr
+    assert answered.stdout.strip() and "UNTRAINED" in answered.stderr
