@@ -335,6 +335,8 @@ def test_findings_are_validated_and_returned():
         ecg_simulate({"rhythm": "vtach"})
     with pytest.raises(ValueError, match="territory"):
         ecg_simulate({"st": {"posterior": 0.1}})
+    with pytest.raises(ValueError, match="sinus rhythm"):
+        ecg_simulate({"rhythm": "afib", "ectopy": "pac"})
     with pytest.raises(ValueError, match="unknown"):
         ecg_simulate({"heart_rate": 80})
 
@@ -357,6 +359,9 @@ def test_random_findings_mix_and_label_consistency():
         assert f.lvh == ("left ventricular hypertrophy" in labels)
         assert f.low_voltage == ("low qrs voltage" in labels)
         assert f.qt_long == ("long qt" in labels)
+        if f.ectopy:       # the labelled ectopic beat is inside the record
+            assert any(k == f.ectopy and 0 < o < 4.0 for o, k in
+                       zip(rec.meta["qrs_onsets_s"], rec.meta["beat_kinds"])), seed
         seen.update(labels)
     assert 0.25 < plain / n < 0.45
     assert len(seen) >= len(FINDINGS) - 2      # nearly every finding occurs in 300 draws

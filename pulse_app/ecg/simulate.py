@@ -75,6 +75,11 @@ class Findings:
                 raise ValueError(f"{name}={getattr(self, name)!r}: choose one of {allowed}")
         if not 25 <= float(self.rate_bpm) <= 250:
             raise ValueError(f"rate_bpm={self.rate_bpm}: choose 25-250 beats per minute")
+        if self.ectopy == "pac" and self.rhythm in ("afib", "aflutter"):
+            raise ValueError("premature atrial contractions need sinus rhythm, not "
+                             f"rhythm={self.rhythm!r}")
+        if self.low_voltage and self.lvh:
+            raise ValueError("low_voltage and lvh contradict each other: choose one")
         if not 60 <= float(self.pr_ms) <= 400:
             raise ValueError(f"pr_ms={self.pr_ms}: choose 60-400 ms")
         self.st = {str(k): float(v) for k, v in dict(self.st).items()}
@@ -411,7 +416,7 @@ def _beat_schedule(f: Findings, rr: float, duration_s: float, rng: np.random.Gen
     ectopic_every = None
     if f.ectopy:
         ectopic_every = int(rng.integers(3, 6))
-    k = 0
+    k = placed = 0
     resp_period, resp_phase = rng.uniform(3.5, 5.0), rng.uniform(0, 2 * np.pi)
     if f.rhythm == "afib":       # irregularly irregular, scaled so the record's mean RR is rr
         count = int(np.ceil((duration_s + 2) / rr)) + 2
@@ -429,8 +434,12 @@ def _beat_schedule(f: Findings, rr: float, duration_s: float, rng: np.random.Gen
         else:
             interval = rr * (1 + 0.012 * rng.standard_normal())
         k += 1
-        if ectopic_every and k % ectopic_every == 0 and 0.3 < t + 0.62 * interval < duration_s - 0.4:
-            coupling = 0.62 * interval if f.ectopy == "pvc" else 0.68 * interval
+        coupling = (0.62 if f.ectopy == "pvc" else 0.68) * interval
+        inside = 0.3 < t + coupling < duration_s - 0.4
+        last_chance = t + interval + coupling > duration_s - 0.4
+        # every 3rd-5th beat, and at least one inside the record whenever one fits
+        if ectopic_every and inside and (k % ectopic_every == 0 or (placed == 0 and last_chance)):
+            placed += 1
             times.append(t + coupling)
             kinds.append(f.ectopy)
             # PVC: full compensatory pause; PAC resets the sinus node (pause < compensatory)
@@ -561,7 +570,7 @@ def random_findings(seed_or_rng: int | np.random.Generator = 0) -> Findings:
                           p=[0.25, 0.5, 0.25])
     f = Findings(rate_bpm=float(round(rate)), rhythm=str(rhythm))
     if rng.random() < 0.18:
-        f.ectopy = str(rng.choice(["pvc", "pac"]))
+        f.ectopy = "pvc" if f.rhythm in ("afib", "aflutter") else str(rng.choice(["pvc", "pac"]))
     f.pr_ms = float(round(rng.uniform(220, 320) if rng.random() < 0.18 else rng.uniform(130, 190)))
     f.qrs = str(rng.choice(["normal", "rbbb", "lbbb"], p=[0.8, 0.12, 0.08]))
     f.axis = str(rng.choice(["normal", "left", "right"], p=[0.78, 0.14, 0.08]))
