@@ -236,3 +236,16 @@ def test_bad_settings_are_refused(real):
         render_ecg(real, distort={"coffee": True})
     with pytest.raises(ValueError, match="distort mode"):
         render_ecg(real, distort="heavy")
+
+
+def test_header_prints_the_measurements_the_record_has(real):
+    def header_ink(record):
+        px = render_ecg(record, grid="none", seed=1).pixels[: int(28 * 200 / 25.4), : int(150 * 200 / 25.4)]
+        return int((px.min(axis=2) < 100).sum())
+
+    measured = Record(**{**real.__dict__, "measurements": {
+        "heart_rate_bpm": 55.0, "pr_ms": 170.0, "qrs_ms": 140.0, "qt_ms": 440.0, "qtc_ms": 425.0,
+        "axis_deg": 30.0}})
+    anonymous = Record(**{**real.__dict__, "age": None, "sex": None})
+    assert header_ink(measured) > 3 * header_ink(real) > 0
+    assert header_ink(anonymous) == 0
