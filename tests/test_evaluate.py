@@ -153,6 +153,15 @@ def test_files_without_meta_are_scored_by_their_reference():
     assert score_answer("Sinus rhythm, normal axis.", meta)["correct"] == 0
 
 
+def test_ecgbench_label_spaces_match_as_substrings():
+    ptb = Sample("p", "a.png", [{"from": "human", "value": "<image>\nWhich classes?"},
+                                {"from": "gpt", "value": "MI, STTC"}])
+    meta = infer_meta(ptb, ["NORM", "MI", "STTC", "CD", "HYP"])
+    assert meta["labels"] == ["MI", "STTC"]
+    assert score_answer("The answer is STTC and MI.", meta)["correct"] == 1
+    assert score_answer("NORM", meta)["pred"] == ["NORM"]
+
+
 def test_balanced_subset_covers_every_group():
     samples = [_sample(i, {"task": t, "qtype": q}) for i, (t, q) in
                enumerate([("basic", "close")] * 10 + [("rhythm", "mcq")] * 10 + [("report", "open")])]

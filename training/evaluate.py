@@ -44,12 +44,24 @@ NO_FINDING = "(no finding)"
 
 # -- data ------------------------------------------------------------------------------------------
 
-def infer_meta(sample) -> dict:
-    """Scoring meta for a sample without generator meta, from its reference answer."""
+def infer_meta(sample, label_space=None) -> dict:
+    """Scoring meta for a sample without generator meta, from its reference answer.
+
+    With ``label_space`` (e.g. ECGBench PTB-XL's ``["NORM", "MI", "STTC", "CD", "HYP"]``) the
+    labels are found as case-sensitive substrings of reference and answer, as the released
+    ECGBench scorer does.
+    """
     meta = dict(sample.meta)
     if meta.get("score"):
         return meta
     reference = sample.reference.strip()
+    if label_space:
+        labels = [l for l in label_space if l in reference]
+        meta.update(score="labels", labels=labels, answer=labels, vocabulary=list(label_space),
+                    match="substring", qtype="open")
+        meta.setdefault("task", "labels")
+        meta.setdefault("kind", "labels")
+        return meta
     letter = re.fullmatch(r"\(?([A-H])\)?[.)]?(?:\s.*)?", reference, flags=re.S)
     options = dict(re.findall(r"(?m)^\s*\(?([A-H])[.)]\s*(.+?)\s*$", sample.question))
     if letter and (options or len(reference) <= 3):
@@ -220,6 +232,8 @@ def main(argv=None) -> int:
     parser.add_argument("--compare", help="a second model scored alongside (e.g. tiny-untrained)")
     parser.add_argument("--limit", type=int, help="score at most N samples (balanced over "
                         "task/type)")
+    parser.add_argument("--label-space", help="comma-separated labels for files without meta, "
+                        "matched as substrings (ECGBench style), e.g. NORM,MI,STTC,CD,HYP")
     parser.add_argument("--max-new-tokens", type=int, default=128)
     parser.add_argument("--records", type=int, default=50, help="held-out split: records")
     parser.add_argument("--seed", type=int, default=HELDOUT_SEED, help="held-out split: seed")
@@ -239,8 +253,10 @@ def main(argv=None) -> int:
             data = heldout_split(folder, records=args.records, seed=args.seed, dpi=args.dpi)
         samples = read_samples(data, image_root=args.image_root)
         image_root = Path(args.image_root) if args.image_root else Path(data).parent
+        label_space = [l.strip() for l in args.label_space.split(",")] if args.label_space \
+            else None
         for s in samples:
-            s.meta = infer_meta(s)
+            s.meta = infer_meta(s, label_space)
         samples = balanced_subset(samples, args.limit)
         train = read_samples(args.train, check_images=False) if args.train else None
         predictions, labels = {}, {}

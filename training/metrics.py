@@ -195,7 +195,10 @@ def score_answer(prediction: str, meta: dict) -> dict:
         return {"parsed": parsed, "correct": float(parsed == answer)}
     if how == "labels":
         vocabulary = meta.get("vocabulary", FINDINGS)
-        pred = sorted(find_labels(prediction, vocabulary), key=list(vocabulary).index)
+        if meta.get("match") == "substring":                 # ECGBench's own label matching
+            pred = [l for l in vocabulary if l in prediction]
+        else:
+            pred = sorted(find_labels(prediction, vocabulary), key=list(vocabulary).index)
         true = list(meta.get("labels", answer or []))
         return {"parsed": pred, "true": true, "pred": pred, "correct": float(set(pred) == set(true))}
     if how == "intervals":
