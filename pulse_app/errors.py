@@ -59,3 +59,9 @@ class RecordUnreadable(PulseError):
     """An ECG signal file cannot be read (unknown format, missing .dat/.mat, corrupt, no leads...)."""
 
     exit_code = 8
+
+
+class FindingsInvalid(PulseError, ValueError):
+    """A simulator request that cannot be drawn (unknown choice, out of range, contradictory)."""
+
+    exit_code = 9

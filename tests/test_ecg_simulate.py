@@ -10,6 +10,7 @@ from scipy.signal import find_peaks
 from pulse_app.ecg.records import STANDARD_LEADS
 from pulse_app.ecg.simulate import (FINDINGS, RHYTHM_FINDINGS, TERRITORIES, Findings, ecg_simulate,
                                     random_findings)
+from pulse_app.errors import PulseError
 
 FS = 500
 
@@ -339,6 +340,32 @@ def test_findings_are_validated_and_returned():
         ecg_simulate({"rhythm": "afib", "ectopy": "pac"})
     with pytest.raises(ValueError, match="unknown"):
         ecg_simulate({"heart_rate": 80})
+    with pytest.raises(PulseError) as info:      # shown to a teacher as message + hint
+        ecg_simulate({"low_voltage": True, "lvh": True})
+    assert info.value.hint and info.value.exit_code == 9
+
+
+#: One request per canonical label: every label of FINDINGS can be drawn on demand.
+REQUESTS = {
+    "sinus rhythm": {}, "sinus bradycardia": {"rate_bpm": 50}, "sinus tachycardia": {"rate_bpm": 120},
+    "sinus arrhythmia": {"rhythm": "sinus_arrhythmia"}, "atrial fibrillation": {"rhythm": "afib"},
+    "atrial flutter": {"rhythm": "aflutter"}, "premature ventricular contractions": {"ectopy": "pvc"},
+    "premature atrial contractions": {"ectopy": "pac"}, "first-degree av block": {"pr_ms": 260},
+    "right bundle branch block": {"qrs": "rbbb"}, "left bundle branch block": {"qrs": "lbbb"},
+    "left axis deviation": {"axis": "left"}, "right axis deviation": {"axis": "right"},
+    "inferior st elevation": {"st": {"inferior": 0.2}}, "anterior st elevation": {"st": {"anterior": 0.2}},
+    "lateral st elevation": {"st": {"lateral": 0.2}}, "inferior st depression": {"st": {"inferior": -0.1}},
+    "anterior st depression": {"st": {"anterior": -0.1}}, "lateral st depression": {"st": {"lateral": -0.1}},
+    "t-wave inversion": {"t_inversion": ["inferior"]}, "long qt": {"qt_long": True},
+    "low qrs voltage": {"low_voltage": True}, "left ventricular hypertrophy": {"lvh": True},
+}
+
+
+@pytest.mark.parametrize("label", FINDINGS)
+def test_every_finding_label_can_be_requested(label):
+    rec = ecg_simulate(REQUESTS[label], seed=21)
+    expected = {label} | ({"sinus rhythm"} if label not in RHYTHM_FINDINGS else set())
+    assert set(rec.labels) == expected
 
 
 def test_random_findings_mix_and_label_consistency():

@@ -430,6 +430,8 @@ def _apply_mimic(rec: Record, measurements: Path) -> None:
 
 # -- CODE-15% HDF5 ----------------------------------------------------------------------------
 
+#: CODE-15% tracings are float mV at 400 Hz (as the PhysioNet Challenge 2025 conversion treats
+#: them); 7 s exams are zero-padded, centred, to 4096 samples.
 CODE15_FS = 400.0
 CODE15_LABEL_COLUMNS = ("1dAVb", "RBBB", "LBBB", "SB", "ST", "AF")
 

@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass, field, fields
 import numpy as np
 
 from pulse_app.ecg.records import STANDARD_LEADS, Record
+from pulse_app.errors import FindingsInvalid
 
 RHYTHM_FINDINGS = ("sinus rhythm", "sinus bradycardia", "sinus tachycardia", "sinus arrhythmia",
                    "atrial fibrillation", "atrial flutter")
@@ -72,21 +73,25 @@ class Findings:
                    "axis": ("normal", "left", "right")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
-                raise ValueError(f"{name}={getattr(self, name)!r}: choose one of {allowed}")
+                raise FindingsInvalid(f"{name}={getattr(self, name)!r} is not a finding we simulate",
+                                      hint=f"choose one of {allowed}")
         if not 25 <= float(self.rate_bpm) <= 250:
-            raise ValueError(f"rate_bpm={self.rate_bpm}: choose 25-250 beats per minute")
+            raise FindingsInvalid(f"rate_bpm={self.rate_bpm} is out of range",
+                                  hint="choose 25-250 beats per minute")
         if self.ectopy == "pac" and self.rhythm in ("afib", "aflutter"):
-            raise ValueError("premature atrial contractions need sinus rhythm, not "
-                             f"rhythm={self.rhythm!r}")
+            raise FindingsInvalid(f"premature atrial contractions cannot occur in {self.rhythm}",
+                                  hint="choose sinus rhythm, or PVCs instead")
         if self.low_voltage and self.lvh:
-            raise ValueError("low_voltage and lvh contradict each other: choose one")
+            raise FindingsInvalid("low QRS voltage and LVH voltage contradict each other",
+                                  hint="choose one of them")
         if not 60 <= float(self.pr_ms) <= 400:
-            raise ValueError(f"pr_ms={self.pr_ms}: choose 60-400 ms")
+            raise FindingsInvalid(f"pr_ms={self.pr_ms} is out of range", hint="choose 60-400 ms")
         self.st = {str(k): float(v) for k, v in dict(self.st).items()}
         self.t_inversion = sorted(set(self.t_inversion))
         for territory in [*self.st, *self.t_inversion]:
             if territory not in TERRITORIES:
-                raise ValueError(f"territory {territory!r}: choose from {tuple(TERRITORIES)}")
+                raise FindingsInvalid(f"territory {territory!r} is unknown",
+                                      hint=f"choose from {tuple(TERRITORIES)}")
 
     @classmethod
     def from_any(cls, value: "Findings | dict | None") -> "Findings":
@@ -97,7 +102,8 @@ class Findings:
         known = {f.name for f in fields(cls)}
         unknown = set(value) - known
         if unknown:
-            raise ValueError(f"unknown findings {sorted(unknown)}; known: {sorted(known)}")
+            raise FindingsInvalid(f"unknown findings {sorted(unknown)}",
+                                  hint=f"use the fields {sorted(known)}")
         return cls(**value)
 
 
@@ -388,11 +394,11 @@ def ecg_simulate(findings: Findings | dict | None = None, *, duration_s: float =
         measurements["pr_ms"] = round(f.pr_ms)
     if flutter_ratio:
         measurements["atrial_rate_bpm"] = round(f.rate_bpm * flutter_ratio)
-    measurements["sokolow_lyon_mV"] = round(float(-template[:, _LEAD_INDEX["V1"]].min()
-                                                  + template[:, _LEAD_INDEX["V5"]].max()), 2)
-    measurements["limb_qrs_max_mV"] = round(float((template[:, :6].max(0)
-                                                   - template[:, :6].min(0)).max()), 2)
-    labels = _labels(f, measurements)
+    voltages = {"sokolow_lyon_mV": round(float(-template[:, _LEAD_INDEX["V1"]].min()
+                                               + template[:, _LEAD_INDEX["V5"]].max()), 2),
+                "limb_qrs_max_mV": round(float((template[:, :6].max(0)
+                                                - template[:, :6].min(0)).max()), 2)}
+    labels = _labels(f, measurements, voltages)
     request = asdict(f)
     digest = hashlib.sha1(json.dumps([request, duration_s, fs, noise_mV, baseline_wander, seed],
                                      sort_keys=True).encode()).hexdigest()[:8]
@@ -401,7 +407,7 @@ def ecg_simulate(findings: Findings | dict | None = None, *, duration_s: float =
         source="simulator", labels=labels, codes={}, measurements=measurements,
         findings=request,
         meta={"seed": seed, "qrs_onsets_s": [round(float(o), 4) for o in onsets],
-              "beat_kinds": list(kinds), "qrs_end_s": round(qrs_end, 4),
+              "beat_kinds": list(kinds), "qrs_end_s": round(qrs_end, 4), "voltages": voltages,
               "noise_mV": noise_mV, "baseline_wander": baseline_wander,
               **({"flutter_conduction": f"{flutter_ratio}:1"} if flutter_ratio else {})},
     )
@@ -522,7 +528,7 @@ def _measured_qrs_ms(template: np.ndarray, fs: float) -> float:
     return (above[-1] - above[0] + 1) / fs * 1000.0
 
 
-def _labels(f: Findings, m: dict) -> list[str]:
+def _labels(f: Findings, m: dict, voltages: dict) -> list[str]:
     rhythm = {"sinus_arrhythmia": "sinus arrhythmia", "afib": "atrial fibrillation",
               "aflutter": "atrial flutter"}.get(f.rhythm) or _rate_label(m["heart_rate_bpm"])
     labels = [rhythm]
@@ -547,9 +553,9 @@ def _labels(f: Findings, m: dict) -> list[str]:
         labels.append("t-wave inversion")
     if m["qtc_ms"] > 470:
         labels.append("long qt")
-    if m["limb_qrs_max_mV"] < 0.5:
+    if voltages["limb_qrs_max_mV"] < 0.5:
         labels.append("low qrs voltage")
-    if m["sokolow_lyon_mV"] > 3.5:
+    if voltages["sokolow_lyon_mV"] > 3.5:
         labels.append("left ventricular hypertrophy")
     return labels
 
