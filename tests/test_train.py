@@ -244,3 +244,36 @@ def test_gpu_only_set_ups_fail_clearly_on_cpu(instruct_file, tmp_path):
     except ImportError:
         assert main([str(CONFIG_DIR / "pulse-7b-full.yaml"), f"data={instruct_file}",
                      f"output_dir={tmp_path}"]) == 2
+
+
+# -- the mini model -------------------------------------------------------------------------------
+
+def test_mini_data_packs_each_records_questions_into_one_conversation(tmp_path):
+    from training.instruct import read_samples
+    from training.mini_model import make_split, pack_conversations
+
+    samples = make_split(tmp_path, 2, seed=5, progress=lambda m: None)
+    packed = pack_conversations(samples, turns=5, seed=0)
+    (tmp_path / "train.json").write_text(json.dumps(packed))
+    read_back = read_samples(tmp_path / "train.json")            # valid ECGInstruct data
+    assert {s.image for s in read_back} == {s.image for s in samples}
+    assert all(len(s.turns) <= 5 for s in read_back)
+    asked = sorted((s.image, t.question, t.answer) for s in read_back for t in s.turns)
+    assert asked == sorted((s.image, s.turns[0].question, s.turns[0].answer) for s in samples)
+    assert len(read_back) == sum(-(-sum(s.image == i for s in samples) // 5)
+                                 for i in {s.image for s in samples})
+
+
+def test_a_demonstration_model_is_labelled_as_such(trained, tmp_path):
+    from pulse_app.engine.local import LocalBackend
+
+    folder = tmp_path / "demo"
+    folder.mkdir()
+    for path in trained.iterdir():
+        (folder / path.name).write_bytes(path.read_bytes())
+    config = json.loads((folder / "config.json").read_text())
+    config["pulse_app"].update(demonstration=True, note="not for clinical use")
+    (folder / "config.json").write_text(json.dumps(config))
+    info = LocalBackend(str(folder), device="cpu", cache_dir=tmp_path).info()
+    assert info.trained and "trained demonstration model" in info.label
+    assert info.note == "not for clinical use"

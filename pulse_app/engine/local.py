@@ -308,8 +308,10 @@ class LocalBackend:
         name = (about.get("name") or self.model_id.rstrip("/").split("/")[-1])
         where = f"local, {self.device.type} {self.precision}"
         label = f"{name} ({where})" if trained else f"{name}, UNTRAINED ({where})"
-        note = ("" if trained else "untrained demonstration model: its answers are random text, "
-                "not a reading of the ECG")
+        if trained and about.get("demonstration"):          # e.g. assets/pulse-mini
+            label = f"{name}, trained demonstration model ({where})"
+        note = (about.get("note", "") if trained else "untrained demonstration model: its answers "
+                "are random text, not a reading of the ECG")
         return ModelInfo(model_id=self.model_id, revision=revision, backend=self.name,
                          label=label, trained=trained, note=note)
 
