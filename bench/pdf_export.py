@@ -38,7 +38,8 @@ def twenty_turn_session(store: Store):
         store.add_turn("user:bench", session.id, question=f"Question {n}: what do you see in "
                        f"lead V{n % 6 + 1}? <b>&</b>", answer=f"Answer {n}. " + ANSWER * 3,
                        model_id="PULSE-7B", model_label="PULSE-7B (local, cuda bf16)",
-                       params={"temperature": 0.2, "top_p": 0.7, "max_new_tokens": 512})
+                       params={"temperature": 0.2, "top_p": 0.7, "max_new_tokens": 512},
+                       model_revision="main")
     return store.get_session("user:bench", session.id)
 
 

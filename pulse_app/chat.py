@@ -205,11 +205,12 @@ class ChatService:
                   "model_revision": info.revision}
         if regenerate:
             self.store.replace_last_turn(owner, session_id, answer=answer, model_id=info.model_id,
-                                         model_label=info.label, params=params, stopped=stopped)
+                                         model_label=info.label, params=params, stopped=stopped,
+                                         model_revision=info.revision)
         else:
             self.store.add_turn(owner, session_id, question=question, answer=answer,
                                 model_id=info.model_id, model_label=info.label, params=params,
-                                stopped=stopped)
+                                stopped=stopped, model_revision=info.revision)
 
     @contextmanager
     def _one_answer_at_a_time(self, owner: str, session_id: str):

@@ -79,7 +79,7 @@ class SchemaInfo(Base):
     """One row: the schema version of this database (works on SQLite and PostgreSQL alike)."""
 
     __tablename__ = "schema_info"
-    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
 
 
 class SessionRow(Base):
@@ -363,8 +363,11 @@ class Store:
 
     def add_turn(self, owner: str, session_id: str, *, question: str, answer: str,
                  model_id: str | None, model_label: str | None, params: dict | None,
-                 stopped: bool = False) -> TurnRecord:
-        """Append a finished turn and commit it at once."""
+                 stopped: bool = False, model_revision: str | None = None) -> TurnRecord:
+        """Append a finished turn and commit it at once.
+
+        The session's model id + revision become those of this answer (its latest model).
+        """
         with self._session(write=True) as db:
             row = self._owned(db, owner, session_id, lock=True)
             index = db.scalar(select(func.count(TurnRow.id))
@@ -375,12 +378,15 @@ class Store:
                            created_at=utc_now())
             db.add(turn)
             row.updated_at = turn.created_at
+            if model_id is not None:
+                row.model_id, row.model_revision = model_id, model_revision
             db.flush()
             return _turn_record(turn)
 
     def replace_last_turn(self, owner: str, session_id: str, *, answer: str,
                           model_id: str | None, model_label: str | None, params: dict | None,
-                          stopped: bool = False) -> TurnRecord:
+                          stopped: bool = False, model_revision: str | None = None
+                          ) -> TurnRecord:
         """Replace the last turn's answer (regenerate), in one commit; its question is kept."""
         with self._session(write=True) as db:
             row = self._owned(db, owner, session_id, lock=True)
@@ -394,6 +400,8 @@ class Store:
                 answer=_text(answer), model_id=model_id, model_label=model_label,
                 params=dict(params or {}), stopped=bool(stopped), created_at=now))
             row.updated_at = now
+            if model_id is not None:
+                row.model_id, row.model_revision = model_id, model_revision
             db.flush()
             db.refresh(turn)
             return _turn_record(turn)

@@ -89,6 +89,8 @@ def test_ask_streams_and_commits_each_turn_with_its_model(chat, photo, tiny_back
     assert turns[1].params["max_new_tokens"] == 8 and turns[1].params["temperature"] == 0
     assert turns[1].params["model_revision"] == info.revision
     assert not any(t.stopped for t in turns)
+    stored = chat.store.get_session("user:ana", session.id)
+    assert (stored.model_id, stored.model_revision) == (info.model_id, info.revision)
     # the second question was asked with the first turn as history
     assert chat.backend.histories[-1] == [("What is the rhythm?", turns[0].answer)]
 

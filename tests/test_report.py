@@ -37,7 +37,7 @@ def make_session(store, png, turns):
         store.add_turn("user:ana", session.id, question=question, answer=answer,
                        model_id="PULSE-ECG/PULSE-7B", model_label=LABEL,
                        params={"temperature": 0.0, "top_p": 0.7, "max_new_tokens": 512},
-                       stopped=stopped)
+                       stopped=stopped, model_revision="3c1b2a9")
     return store.get_session("user:ana", session.id)
 
 

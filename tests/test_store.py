@@ -33,7 +33,8 @@ def new_session(store, owner="user:ana", title="Chest pain, 54 y"):
 def add(store, owner, session_id, n):
     return store.add_turn(owner, session_id, question=f"question {n}", answer=f"answer {n}",
                           model_id="tiny-pulse", model_label="tiny (untrained)",
-                          params={"temperature": 0.0, "max_new_tokens": 64})
+                          params={"temperature": 0.0, "max_new_tokens": 64},
+                          model_revision="abc123")
 
 
 def test_sqlite_file_is_wal_with_foreign_keys_and_a_schema_version(store, db_path):
@@ -64,7 +65,8 @@ def test_session_round_trip_with_turns_in_order(store):
     for n in range(3):
         add(store, "user:ana", session.id, n)
     store.add_turn("user:ana", session.id, question="stop me", answer="partial an",
-                   model_id="tiny-pulse", model_label="tiny", params={}, stopped=True)
+                   model_id="tiny-pulse", model_label="tiny", params={}, stopped=True,
+                   model_revision="abc123")
     loaded = store.get_session("user:ana", session.id)
     assert (loaded.original_png, loaded.edited_png) == (PNG_A, PNG_B)
     assert (loaded.model_id, loaded.model_revision, loaded.params) == \
@@ -129,6 +131,7 @@ def test_rename_delete_update_images_and_regenerate(store):
                             model_label="M2", params={"temperature": 0.7})
     loaded = store.get_session("user:ana", session.id)
     assert loaded.title == "Syncope, 70 y" and loaded.edited_png == b"cropped"
+    assert (loaded.model_id, loaded.model_revision) == ("m2", None)      # its latest model
     assert loaded.original_png == PNG_A
     assert [(t.question, t.answer, t.model_label) for t in loaded.turns] == \
         [("question 1", "better answer", "M2")]
