@@ -59,8 +59,8 @@ def _sample(kind: str, rng: np.random.Generator) -> dict:
                 "rgb_gain": [round(1.0 + cast[0], 3), round(1.0 - 0.08 * s + cast[1], 3),
                              round(1.0 - 0.35 * s + cast[2], 3)]}
     if kind == "wrinkles":
-        return {"strength": _u(rng, 0.04, 0.12), "scale_mm": _u(rng, 12, 45, 1),
-                "seed": int(rng.integers(2**31))}
+        return {"strength": _u(rng, 0.05, 0.15), "scale_mm": _u(rng, 15, 45, 1),
+                "light_deg": _u(rng, 0, 360, 1), "seed": int(rng.integers(2**31))}
     if kind == "creases":
         lines = []
         for _ in range(int(rng.integers(1, 4))):
@@ -139,15 +139,21 @@ def _paper_map(shape, plan, ppm) -> np.ndarray | None:
     lppm = ppm / _LOWRES
     m = np.ones((h, w), np.float32)
     if "wrinkles" in plan:
+        # Crumpled paper: a ridged random height field (two octaves of -|smooth noise|), lit
+        # from one side; the shading is the slope along the light direction.
         p = plan["wrinkles"]
         r = np.random.default_rng(p["seed"])
-        cell = max(2, int(p["scale_mm"] * lppm / 2))
-        coarse = r.standard_normal((h // cell + 3, w // cell + 3)).astype(np.float32)
-        field = cv2.resize(coarse, (w + 3 * cell, h + 3 * cell), interpolation=cv2.INTER_CUBIC)
-        field = field[cell:cell + h, cell:cell + w]
-        # Ridges where the smooth field crosses zero look like wrinkles of paper.
-        ridges = np.exp(-(field / 0.12) ** 2) - 0.15
-        m *= 1.0 + p["strength"] * (0.5 * field - 0.6 * ridges)
+        height = np.zeros((h, w), np.float32)
+        for octave, amp in ((1.0, 1.0), (0.4, 0.45)):
+            cell = max(2, int(p["scale_mm"] * octave * lppm))
+            gh, gw = h // cell + 3, w // cell + 3
+            coarse = r.standard_normal((gh, gw)).astype(np.float32)
+            field = cv2.resize(coarse, (gw * cell, gh * cell), interpolation=cv2.INTER_CUBIC)
+            height -= amp * np.abs(field[cell:cell + h, cell:cell + w])
+        gy, gx = np.gradient(height)
+        angle = np.deg2rad(p.get("light_deg", 45.0))
+        slope = gx * np.cos(angle) + gy * np.sin(angle)
+        m *= 1.0 + p["strength"] * np.clip(slope / (3 * slope.std() + 1e-6), -1.5, 1.5)
     if "creases" in plan:
         p = plan["creases"]
         yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
