@@ -277,3 +277,19 @@ def test_cli_builds_from_real_records(shared_data, tmp_path):
                                           (shared_data / "ecg-records").glob("*.hea")}
     report = next(s for s in samples if s.id == "E07509-report-open")
     assert {"right bundle branch block", "sinus bradycardia"} <= find_labels(report.reference)
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    import training.evaluate
+    import training.instruct.format
+    import training.instruct.generate
+    import training.instruct.report
+    import training.instruct.vocab
+    import training.metrics
+
+    for module in (training.instruct.format, training.instruct.generate, training.instruct.report,
+                   training.instruct.vocab, training.metrics, training.evaluate):
+        result = doctest.testmod(module)
+        assert result.failed == 0, module.__name__

@@ -272,7 +272,8 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code
     result = evaluate(samples, predictions, train)
-    result.update(model=args.model, compare=args.compare, model_labels=labels, data=str(data), train=args.train,
+    result.update(model=args.model, compare=args.compare, model_labels=labels, data=str(data),
+                  train=args.train,
                   n=len(samples), seconds=round(time.monotonic() - started, 1))
     print_table(result, title=f"{args.model} on {data} ({len(samples)} samples)")
     if args.out:

@@ -20,7 +20,7 @@ from collections import Counter, defaultdict
 from training.instruct.vocab import (NEGATION, PATTERNS, FINDINGS, find_labels, first_label,
                                      normalise_text, rate_bucket)
 
-# -- parsers ------------------------------------------------------------------------------------
+# -- parsers ---------------------------------------------------------------------------------------
 
 def _negated(text: str, start: int) -> bool:
     return bool(NEGATION.search(text[max(0, start - 60):start]))
@@ -157,7 +157,7 @@ def parse_intervals(text: str) -> dict[str, float]:
     return out
 
 
-# -- scoring ------------------------------------------------------------------------------------
+# -- scoring ---------------------------------------------------------------------------------------
 
 def interval_score(pred: dict, truth: dict) -> float:
     """Fraction of the true intervals the prediction gets within max(20 ms, 10 %)."""
@@ -200,7 +200,8 @@ def score_answer(prediction: str, meta: dict) -> dict:
         else:
             pred = sorted(find_labels(prediction, vocabulary), key=list(vocabulary).index)
         true = list(meta.get("labels", answer or []))
-        return {"parsed": pred, "true": true, "pred": pred, "correct": float(set(pred) == set(true))}
+        return {"parsed": pred, "true": true, "pred": pred,
+                "correct": float(set(pred) == set(true))}
     if how == "intervals":
         parsed = parse_intervals(prediction)
         return {"parsed": parsed, "correct": interval_score(parsed, meta.get("value") or {})}
@@ -226,7 +227,7 @@ def macro_f1(true_sets, pred_sets, labels=None) -> float:
     return float(f1_score(y_true, y_pred, average="macro", zero_division=0))
 
 
-# -- majority-class baseline ------------------------------------------------------------------------
+# -- majority-class baseline -----------------------------------------------------------------------
 
 def group_key(meta: dict) -> tuple:
     return (meta.get("task"), meta.get("qtype"), meta.get("kind"))
@@ -289,7 +290,8 @@ class MajorityBaseline:
             names = {"pr_ms": "PR", "qrs_ms": "QRS", "qt_ms": "QT", "qtc_ms": "QTc"}
             return ", ".join(f"{names[k]} {round(v)} ms" for k, v in medians.items())
         if how == "rate" and self.intervals[key].get("bpm"):
-            return f"{self.majority(key)} ({round(statistics.median(self.intervals[key]['bpm']))} bpm)"
+            bpm = round(statistics.median(self.intervals[key]["bpm"]))
+            return f"{self.majority(key)} ({bpm} bpm)"
         if how == "option":
             answer = self.majority(key) or ""
             return f"**{answer}**"

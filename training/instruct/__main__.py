@@ -28,8 +28,8 @@ def simulated_records(count: int, seed: int, start: int = 0):
     for n in range(start, start + count):
         record_seed = zlib.crc32(f"{seed}|{n}".encode())
         findings = random_findings(record_seed)
-        record = ecg_simulate(findings, seed=record_seed,
-                              noise_mV=0.01 * (record_seed % 4), baseline_wander=record_seed % 3 == 0)
+        record = ecg_simulate(findings, seed=record_seed, noise_mV=0.01 * (record_seed % 4),
+                              baseline_wander=record_seed % 3 == 0)
         record.record_id = f"sim-{seed}-{n:06d}"
         yield record
 
@@ -103,7 +103,8 @@ def main(argv=None) -> int:
                         help="render images (--no-render writes the JSON only)")
     parser.add_argument("--dpi", type=int, default=100, help="image resolution (paper is 200)")
     parser.add_argument("--distort", default="mix",
-                        help="render_ecg distort: mix (about 1:1 clean:distorted), none, photo, all")
+                        help="render_ecg distort: mix (about 1:1 clean:distorted), none, "
+                             "photo, all")
     parser.add_argument("--name", default="train.json", help="output file (.jsonl for JSON lines)")
     args = parser.parse_args(argv)
     from pulse_app.errors import PulseError

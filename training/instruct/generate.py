@@ -108,7 +108,7 @@ def _bold(word: str) -> str:
     return f"**{word}**"
 
 
-# -- basic features: rate, axis, intervals ----------------------------------------------------------
+# -- basic features: rate, axis, intervals ---------------------------------------------------------
 
 RATE_CLAIMS = {"normal": "within the normal range (60-100 bpm)",
                "bradycardia": "slower than 60 bpm (bradycardia)",
@@ -129,7 +129,8 @@ def basic_rate(f: Facts, qtype: str, rng: random.Random):
     bucket = rate_bucket(f.rate)
     meta = {"kind": "rate", "score": "rate", "answer": bucket, "value": round(f.rate)}
     if qtype == "close":
-        claim = bucket if rng.random() < 0.5 else rng.choice([b for b in RATE_CLAIMS if b != bucket])
+        claim = (bucket if rng.random() < 0.5
+                 else rng.choice([b for b in RATE_CLAIMS if b != bucket]))
         q = rng.choice(["Is the heart rate {c}?", "Would you describe the heart rate as {c}?",
                         "Based on this ECG, is the rate {c}?",
                         "Does this tracing show a heart rate {c}?",
@@ -171,7 +172,8 @@ def basic_axis(f: Facts, qtype: str, rng: random.Random):
             "vocabulary": ["normal axis", *AXIS]}
     if qtype == "close":
         claim = truth if rng.random() < 0.5 else rng.choice([a for a in AXIS_NAMES if a != truth])
-        q = rng.choice(["Is there {c}?", "Does this ECG show {c}?", "Is the axis consistent with {c}?",
+        q = rng.choice(["Is there {c}?", "Does this ECG show {c}?",
+                        "Is the axis consistent with {c}?",
                         "Would you report {c} on this tracing?",
                         "Looking at leads I and aVF, is there {c}?"]).format(c=claim)
         text, yn = _yes_no(rng, claim == truth, statement, statement)
@@ -186,8 +188,10 @@ def basic_axis(f: Facts, qtype: str, rng: random.Random):
         q = _fill(rng, rng.choice(["The cardiac axis shows ____.", "The QRS axis is ____.",
                                    "Frontal plane axis: ____."]), list(AXIS_NAMES))
         return q, f"The cardiac axis shows {_bold(truth)}.", {**meta, "choices": list(AXIS_NAMES)}
-    q, a, extra = _mcq(rng, rng.choice(["What is the QRS axis?", "Which describes the cardiac axis?",
-                                        "Select the correct axis.", "How is the axis best described?",
+    q, a, extra = _mcq(rng, rng.choice(["What is the QRS axis?",
+                                        "Which describes the cardiac axis?",
+                                        "Select the correct axis.",
+                                        "How is the axis best described?",
                                         "Which axis does this ECG show?"]),
                        AXIS_NAMES[truth],
                        [v for k, v in AXIS_NAMES.items() if k != truth] +
@@ -247,7 +251,7 @@ def basic_intervals(f: Facts, qtype: str, rng: random.Random):
     return q, a, {**meta, **extra, "score": "choice"}
 
 
-# -- rhythm: rhythm, ectopy, conduction -------------------------------------------------------------
+# -- rhythm: rhythm, ectopy, conduction ------------------------------------------------------------
 
 def rhythm_rhythm(f: Facts, qtype: str, rng: random.Random):
     truth = f.rhythm
@@ -366,7 +370,7 @@ def rhythm_conduction(f: Facts, qtype: str, rng: random.Random):
         pool=CONDUCTION + NEVER[:3])
 
 
-# -- morphology: ST/T, QT, voltage, hypertrophy ------------------------------------------------------
+# -- morphology: ST/T, QT, voltage, hypertrophy ----------------------------------------------------
 
 MORPHOLOGY = ST_T + OTHER
 
@@ -418,7 +422,7 @@ def morphology_fill(f: Facts, rng: random.Random):
         "labels": f.present(MORPHOLOGY)}
 
 
-# -- report ---------------------------------------------------------------------------------------
+# -- report ----------------------------------------------------------------------------------------
 
 REPORT_Q = ["Write a clinical report for this ECG.", "Please write a clinical report based on "
             "this ECG image.", "Review this electrocardiogram and provide your expert diagnosis.",
@@ -434,10 +438,10 @@ def report(f: Facts, qtype: str, rng: random.Random):
                                         "labels": f.labels, "vocabulary": list(FINDINGS)}
 
 
-# -- putting it together -----------------------------------------------------------------------------
+# -- putting it together ---------------------------------------------------------------------------
 
 Builder = Callable[[Facts, str, random.Random], tuple]
-#: task -> [(kind builder, weight, needs)]; a builder is skipped when the record lacks what it needs.
+#: task -> [(kind builder, weight, needs)]; skipped when the record lacks what a builder needs.
 KINDS: dict[str, list[tuple[Builder, float, Callable[[Facts], bool]]]] = {
     "basic": [(basic_rate, 0.5, lambda f: f.rate is not None),
               (basic_axis, 0.25, lambda f: True),

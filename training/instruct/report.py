@@ -6,8 +6,10 @@ conclusion. Every canonical label of the record is written with a phrase that
 Phrasing varies with ``rng``; content never does.
 
 >>> print(build_report(["sinus rhythm"], {"heart_rate_bpm": 72, "pr_ms": 160, "qrs_ms": 90,
-...       "qt_ms": 380, "qtc_ms": 415, "axis_deg": 45}, rng=None))
-Sinus rhythm at 72 bpm. PR interval 160 ms, QRS duration 90 ms, QT/QTc 380/415 ms. Normal QRS axis (+45°). No conduction, ST-segment, T-wave or voltage abnormality. Conclusion: normal ECG.
+...       "qt_ms": 380, "qtc_ms": 415, "axis_deg": 45}))   # doctest: +NORMALIZE_WHITESPACE
+Sinus rhythm at 72 bpm. PR interval 160 ms, QRS duration 90 ms, QT/QTc 380/415 ms.
+Normal QRS axis (+45°). No conduction, ST-segment, T-wave or voltage abnormality.
+Conclusion: normal ECG.
 """
 
 from __future__ import annotations
