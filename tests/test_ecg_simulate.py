@@ -394,3 +394,26 @@ def test_random_findings_mix_and_label_consistency():
     assert len(seen) >= len(FINDINGS) - 2      # nearly every finding occurs in 300 draws
     rng = np.random.default_rng(0)
     assert random_findings(rng) != random_findings(rng)
+
+
+def mean_beat(rec) -> np.ndarray:
+    """Average beat around the R peaks (-100..+120 ms), baseline-corrected, samples × 12."""
+    x = rec.signal - np.median(rec.signal, axis=0)
+    fs = int(rec.fs)
+    peaks = r_peaks(rec)[1:-1]
+    return np.stack([x[p - fs // 10: p + int(0.12 * fs)] for p in peaks]).mean(axis=0)
+
+
+def test_simulated_normal_beat_resembles_a_real_normal_ecg(shared_data):
+    """Per-lead QRS peaks (max, min) of a simulated normal ECG vs the real normal record E07506."""
+    from pulse_app.ecg.records import read_record
+
+    real = mean_beat(read_record(shared_data / "ecg-records" / "E07506.hea"))
+    profile = lambda beat: np.concatenate([beat.max(axis=0), beat.min(axis=0)])  # noqa: E731
+    for seed in range(3):
+        sim = mean_beat(ecg_simulate(None, seed=seed))
+        assert np.corrcoef(profile(real), profile(sim))[0, 1] > 0.93
+        for lead in ("I", "II", "aVR", "aVF", "V1", "V2", "V5", "V6"):
+            i = STANDARD_LEADS.index(lead)
+            dominant = lambda b: np.sign(b[:, i].max() + b[:, i].min())  # noqa: E731
+            assert dominant(sim) == dominant(real), (seed, lead)
