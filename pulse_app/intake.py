@@ -23,6 +23,7 @@ Problems are :class:`~pulse_app.errors.ImageRejected` with a message and a hint 
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 import re
@@ -169,7 +170,9 @@ def _check_dimensions(size: tuple[int, int], name: str, max_pixels: int) -> None
                             hint=f"upload an image at least {MIN_SIDE_PX} px on each side")
 
 
+@functools.cache
 def _register_heif() -> None:
+    """Teach Pillow to open HEIC/HEIF (once per process)."""
     import pillow_heif
 
     pillow_heif.register_heif_opener()
