@@ -98,14 +98,15 @@ PTBXL_FIRST_ROW = ("1,15709.0,56.0,1,,63.0,2.0,0.0,CS-12   E,1984-11-09 09:17:34
                    "\" , I-V1,  \",,,,,3,records100/00000/00001_lr,records500/00000/00001_hr")
 
 
-def write_wfdb(real, folder, name, *, lead_names=None, units="mV", scale=1.0, comments=None):
+def write_wfdb(real, folder, name, *, lead_names=None, units="mV", scale=1.0, comments=None,
+               **header):
     import wfdb
 
     folder.mkdir(parents=True, exist_ok=True)
     wfdb.wrsamp(name, fs=real.fs, units=[units] * 12, sig_name=lead_names or list(real.leads),
                 p_signal=real.signal.astype(np.float64) * scale, fmt=["16"] * 12,
                 adc_gain=[1000.0 / scale] * 12, baseline=[0] * 12, comments=comments or [],
-                write_dir=str(folder))
+                write_dir=str(folder), **header)
     return folder / f"{name}.hea"
 
 
@@ -125,6 +126,7 @@ def test_ptbxl_tree_reads_scp_codes_superclasses_and_demographics(cinc_record, s
     assert sorted(rec.labels) == ["low qrs voltage", "normal ecg", "sinus rhythm"]
     assert rec.meta["superclasses"] == ["NORM"]           # from the shipped scp_statements.csv
     assert rec.report == "sinusrhythmus periphere niederspannung"
+    assert (rec.meta["date"], rec.meta["device"]) == ("1984-11-09 09:17", "CS-12 E")
     # a record of the tree that the database does not list still reads, as plain WFDB
     other = read_record(write_wfdb(cinc_record, root / "records500" / "00000", "09999_hr"))
     assert other.source == "wfdb" and other.labels == []
@@ -132,9 +134,13 @@ def test_ptbxl_tree_reads_scp_codes_superclasses_and_demographics(cinc_record, s
 
 def test_wfdb_microvolts_and_lower_case_lead_names(cinc_record, tmp_path):
     lower = [n.lower() for n in cinc_record.leads]
+    import datetime
+
     rec = read_record(write_wfdb(cinc_record, tmp_path, "uv_rec", lead_names=lower, units="uV",
-                                 scale=1000.0))
+                                 scale=1000.0, base_date=datetime.date(2024, 3, 5),
+                                 base_time=datetime.time(14, 7, 0)))
     assert rec.leads == list(STANDARD_LEADS)
+    assert rec.meta["date"] == "2024-03-05 14:07"
     np.testing.assert_allclose(rec.signal, cinc_record.signal, atol=2e-3)
 
 
@@ -173,6 +179,7 @@ def test_mimic_iv_ecg_reads_machine_report_and_measurements(cinc_record, tmp_pat
     assert m["heart_rate_bpm"] == pytest.approx(54.5, abs=0.1)
     assert (m["pr_ms"], m["qrs_ms"], m["qt_ms"], m["axis_deg"]) == (170, 140, 430, 75)
     assert m["qtc_ms"] == pytest.approx(430 / np.sqrt(1.1), abs=0.1)
+    assert (rec.meta["date"], rec.meta["device"]) == ("2180-07-23 08:44", "TC50")
 
 
 def write_code15(real, folder):
@@ -235,6 +242,7 @@ def test_dicom_round_trip_is_a_real_12_lead_ecg_file(cinc_record, tmp_path):
     np.testing.assert_allclose(rec.signal, cinc_record.signal, atol=1e-3)   # 1 µV steps
     assert (rec.age, rec.sex) == (71.0, "M")
     assert rec.labels == cinc_record.labels
+    assert rec.meta["device"] == "pulse_app" and len(rec.meta["date"]) == 16
 
 
 def test_dicom_without_waveform_is_refused(tmp_path):

@@ -303,6 +303,9 @@ def read_wfdb(path: str | Path) -> Record:
     rec = Record(record_id=raw.record_name, signal=raw.p_signal.astype(np.float32) * scale,
                  fs=float(raw.fs), leads=[normalize_lead_name(n) for n in raw.sig_name],
                  source="wfdb", meta={"path": str(hea), "format": "wfdb"})
+    if raw.base_date is not None:
+        rec.meta["date"] = f"{raw.base_date.isoformat()}" + (
+            f" {raw.base_time.strftime('%H:%M')}" if raw.base_time is not None else "")
     _apply_header_comments(rec, raw.comments or [])
     if (db := _find_upwards(hea.parent, "ptbxl_database.csv")) is not None:
         _apply_ptbxl(rec, hea, db)
@@ -393,6 +396,7 @@ def _apply_ptbxl(rec: Record, hea: Path, database: Path) -> None:
     rec.meta["superclasses"] = superclasses
     if row.get("heart_axis"):
         rec.meta["heart_axis"] = row["heart_axis"]
+    _set_date_device(rec, row.get("recording_date"), row.get("device"))
 
 
 _MIMIC_MISSING = 29999      # MIMIC-IV-ECG writes this for an interval the machine did not find
@@ -426,6 +430,15 @@ def _apply_mimic(rec: Record, measurements: Path) -> None:
         if src in ok:
             m[key] = ok[src]
     rec.meta["subject_id"] = row.get("subject_id")
+    _set_date_device(rec, row.get("ecg_time"), row.get("machine_name"))
+
+
+def _set_date_device(rec: Record, date: str | None, device: str | None) -> None:
+    """``meta["date"]`` as "YYYY-MM-DD HH:MM" and ``meta["device"]`` (what the renderer prints)."""
+    if date and date.strip():
+        rec.meta["date"] = date.strip()[:16]
+    if device and device.strip():
+        rec.meta["device"] = " ".join(device.split())
 
 
 # -- CODE-15% HDF5 ----------------------------------------------------------------------------
@@ -548,6 +561,10 @@ def read_dicom(path: str | Path) -> Record:
     if age[:3].isdigit() and age.endswith("Y"):
         rec.age = float(age[:3])
     rec.sex = _sex(ds.get("PatientSex"))
+    when = str(ds.get("AcquisitionDateTime", "") or "")
+    if len(when) >= 12 and when[:12].isdigit():
+        rec.meta["date"] = f"{when[:4]}-{when[4:6]}-{when[6:8]} {when[8:10]}:{when[10:12]}"
+    _set_date_device(rec, None, str(ds.get("Manufacturer", "") or ""))
     texts = [str(a.UnformattedTextValue) for a in ds.get("WaveformAnnotationSequence", [])
              if "UnformattedTextValue" in a]
     for text in texts:
