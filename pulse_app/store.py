@@ -22,8 +22,10 @@ plain dataclasses, detached from the database.
 
 from __future__ import annotations
 
+import os
 import secrets
 import threading
+import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -220,6 +222,22 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
+def _renew_after_fork(store: "Store") -> None:
+    """In a forked child (e.g. a ZeroGPU worker) open new connections and a fresh lock: the
+    parent's must not be shared across processes."""
+    ref = weakref.ref(store)
+
+    def renew() -> None:
+        alive = ref()
+        if alive is not None:
+            alive.engine.dispose(close=False)
+            if alive._write_lock is not None:
+                alive._write_lock = threading.Lock()
+
+    if hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=renew)
+
+
 class Store:
     """The sessions database. ``Store(settings.database_url)``; tables are created if missing.
 
@@ -234,6 +252,7 @@ class Store:
         # failing with "database is locked"; other databases lock rows themselves.
         self._write_lock = (threading.Lock() if self.engine.dialect.name == "sqlite"
                             else None)
+        _renew_after_fork(self)
         self.create_all()
 
     def create_all(self) -> None:

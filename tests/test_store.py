@@ -212,3 +212,22 @@ def test_ten_thousand_sessions_list_uses_the_index_and_no_blobs(store):
         plan = " ".join(str(row[-1]) for row in connection.exec_driver_sql(
             "EXPLAIN QUERY PLAN " + list_sql, tuple(list_params)))
     assert "ix_sessions_owner_updated" in plan and "SCAN sessions" not in plan, plan
+
+
+def test_a_forked_child_writes_with_its_own_connections(store):
+    import os
+
+    session = new_session(store)
+    add(store, "user:ana", session.id, 1)                  # the parent's pool holds a connection
+    pid = os.fork()
+    if pid == 0:                                           # child: what a ZeroGPU worker does
+        try:
+            add(store, "user:ana", session.id, 2)
+            os._exit(0)
+        except BaseException:
+            os._exit(1)
+    _, status = os.waitpid(pid, 0)
+    assert os.WEXITSTATUS(status) == 0
+    add(store, "user:ana", session.id, 3)                  # and the parent still works
+    assert [t.question for t in store.get_session("user:ana", session.id).turns] == \
+        ["question 1", "question 2", "question 3"]
