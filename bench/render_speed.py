@@ -5,7 +5,8 @@ The same 10 s 12-lead record (CinC E07509, 500 Hz) drawn as a 3x4+II page, 200 d
 - ours, clean: ``render_ecg(record)`` (numpy + OpenCV), pixels in memory;
 - ours, fully distorted: ``render_ecg(record, distort="all")`` (every distortion kind), a new seed
   per image so every image gets other parameters;
-- PNG encoding, timed separately (OpenCV, zlib level 1 as ``training.render`` writes them);
+- PNG encoding, timed separately (``training.render.encode_image``: OpenCV, zlib level 1, "up"
+  filter, as the batch CLI writes them), and JPEG for comparison;
 - baseline: matplotlib (Agg) drawing the same page the plain way (1 mm / 5 mm grid from minor and
   major ticks + ``ax.grid``, as ecg_plot and ecg-image-kit do; 13 traces, calibration pulses,
   labels), timed as ``fig.canvas.draw()`` (pixels in memory) and as ``savefig`` to PNG (what
@@ -38,6 +39,7 @@ import numpy as np
 
 from pulse_app.ecg.records import read_record
 from pulse_app.ecg.render import LAYOUT_3X4, render_ecg
+from training.render import encode_image
 
 REPO = Path(__file__).resolve().parent.parent
 RECORD = REPO.parent / "shared" / "data" / "ecg-records" / "E07509.hea"
@@ -122,13 +124,13 @@ def main(argv=None) -> None:
 
     clean = timed(lambda i: render_ecg(record, seed=i), args.runs)
     distorted = timed(lambda i: render_ecg(record, distort="all", seed=i), args.runs)
-    pages = [cv2.cvtColor(render_ecg(record, distort=d, seed=1).pixels, cv2.COLOR_RGB2BGR)
-             for d in ("none", "all")]
-    png_opts = [cv2.IMWRITE_PNG_COMPRESSION, 1]
-    png_clean = timed(lambda i: cv2.imencode(".png", pages[0], png_opts), max(3, args.runs // 4))
-    png_all = timed(lambda i: cv2.imencode(".png", pages[1], png_opts), max(3, args.runs // 4))
-    jpg_all = timed(lambda i: cv2.imencode(".jpg", pages[1], [cv2.IMWRITE_JPEG_QUALITY, 92]),
-                    max(3, args.runs // 4))
+    pages = [render_ecg(record, distort=d, seed=1).pixels for d in ("none", "all")]
+    n_enc = max(3, args.runs // 4)
+    png_clean = timed(lambda i: encode_image(pages[0], "png"), n_enc)
+    png_all = timed(lambda i: encode_image(pages[1], "png"), n_enc)
+    jpg_all = timed(lambda i: encode_image(pages[1], "jpg"), n_enc)
+    sizes = [len(encode_image(pages[0], "png")), len(encode_image(pages[1], "png")),
+             len(encode_image(pages[1], "jpg"))]
     mpl_draw = timed(lambda i: matplotlib_page(record, png=False), args.baseline_runs)
     mpl_png = timed(lambda i: matplotlib_page(record, png=True), args.baseline_runs)
     mpl_tuned = timed(lambda i: matplotlib_page(record, png=False, grid="collection"),
@@ -141,11 +143,13 @@ def main(argv=None) -> None:
           f"{record.fs:g} Hz; page 2200x1700 px (200 dpi), 3x4+II; one core; median CPU s")
     print(f"{'':36s}{'s/image':>9s}{'images/s':>10s}")
     for name, t in (("ours, clean (no encoding)", t_clean), ("ours, all distortions (no encoding)", t_all),
-                    ("PNG encoding, clean page (level 1)", t_pc), ("PNG encoding, distorted page", t_pa),
+                    ("PNG encoding, clean page", t_pc), ("PNG encoding, distorted page", t_pa),
                     ("JPEG q92 encoding, distorted page", t_ja),
                     ("matplotlib draw (no encoding)", t_mdraw), ("matplotlib savefig PNG", t_mpng),
                     ("matplotlib, tuned grid, draw", t_mtuned)):
         print(f"{name:36s}{t:9.4f}{1 / t:10.1f}")
+    print(f"file sizes: clean PNG {sizes[0] / 1e6:.2f} MB, distorted PNG {sizes[1] / 1e6:.2f} MB, "
+          f"distorted JPEG q92 {sizes[2] / 1e6:.2f} MB")
     print("ratios (baseline time / ours, same run):")
     print(f"  clean drawing, both without encoding:       {t_mdraw / t_clean:6.1f}x")
     print(f"  clean PNG files, both with encoding:        {t_mpng / (t_clean + t_pc):6.1f}x")
