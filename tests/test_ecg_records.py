@@ -93,10 +93,6 @@ def test_unreadable_files_name_the_file(tmp_path):
 
 # -- other formats, built in tmp_path from a real record ------------------------------------------
 
-PTBXL_FIRST_ROW = ("1,15709.0,56.0,1,,63.0,2.0,0.0,CS-12   E,1984-11-09 09:17:34,sinusrhythmus periphere "
-                   "niederspannung,\"{'NORM': 100.0, 'LVOLT': 0.0, 'SR': 0.0}\",,,,,False,False,True,,"
-                   "\" , I-V1,  \",,,,,3,records100/00000/00001_lr,records500/00000/00001_hr")
-
 
 def write_wfdb(real, folder, name, *, lead_names=None, units="mV", scale=1.0, comments=None,
                **header):
@@ -110,11 +106,13 @@ def write_wfdb(real, folder, name, *, lead_names=None, units="mV", scale=1.0, co
     return folder / f"{name}.hea"
 
 
-def test_ptbxl_tree_reads_scp_codes_superclasses_and_demographics(cinc_record, shared_data, tmp_path):
+def test_ptbxl_tree_reads_scp_codes_superclasses_and_demographics(cinc_record, shared_data,
+                                                                  tmp_path):
     root = tmp_path / "ptb-xl"
-    header = (shared_data / "labels" / "ptbxl_database.first10rows.csv").read_text().splitlines()[0]
     root.mkdir()
-    (root / "ptbxl_database.csv").write_text(header + "\n" + PTBXL_FIRST_ROW + "\n")
+    # PTB-XL's real header and first row (ecg_id 1: NORM, LVOLT, SR; 56-year-old woman)
+    real = (shared_data / "labels" / "ptbxl_database.first10rows.csv").read_text().splitlines()
+    (root / "ptbxl_database.csv").write_text("\n".join(real[:2]) + "\n")
     upper = ["I", "II", "III", "AVR", "AVL", "AVF", "V1", "V2", "V3", "V4", "V5", "V6"]
     hea = write_wfdb(cinc_record, root / "records500" / "00000", "00001_hr", lead_names=upper)
     rec = read_record(hea)
@@ -162,7 +160,8 @@ def test_mimic_iv_ecg_reads_machine_report_and_measurements(cinc_record, tmp_pat
     row.update(subject_id="10000032", study_id="40689238", cart_id="6848296",
                machine_name="TC50", ecg_time="2180-07-23 08:44:00",
                report_0="Sinus bradycardia", report_1="Right bundle branch block",
-               report_2="Borderline ECG", bandwidth="0.005-150 Hz", filtering="60 Hz notch Baseline filter",
+               report_2="Borderline ECG", bandwidth="0.005-150 Hz",
+               filtering="60 Hz notch Baseline filter",
                rr_interval="1100", p_onset="40", p_end="150", qrs_onset="210", qrs_end="350",
                t_end="640", p_axis="55", qrs_axis="75", t_axis="40")
     with open(root / "machine_measurements.csv", "w", newline="") as f:
@@ -198,8 +197,10 @@ def write_code15(real, folder):
     (folder / "exams.csv").write_text(
         "exam_id,age,is_male,nn_predicted_age,1dAVb,RBBB,LBBB,SB,ST,AF,patient_id,death,timey,"
         "normal_ecg,trace_file\n"
-        "1169160,71,True,68.2,False,True,False,True,False,False,523632,False,2.1,False,exams_part0.hdf5\n"
-        "2873686,48,False,51.0,False,False,False,False,False,False,1724173,,,True,exams_part0.hdf5\n")
+        "1169160,71,True,68.2,False,True,False,True,False,False,523632,False,2.1,False,"
+        "exams_part0.hdf5\n"
+        "2873686,48,False,51.0,False,False,False,False,False,False,1724173,,,True,"
+        "exams_part0.hdf5\n")
     return folder / "exams_part0.hdf5", at400
 
 
@@ -254,7 +255,8 @@ def test_dicom_without_waveform_is_refused(tmp_path):
     meta.MediaStorageSOPInstanceUID = generate_uid()
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds = FileDataset(str(tmp_path / "image.dcm"), {}, file_meta=meta, preamble=b"\0" * 128)
-    ds.SOPClassUID, ds.SOPInstanceUID = SecondaryCaptureImageStorage, meta.MediaStorageSOPInstanceUID
+    ds.SOPClassUID = SecondaryCaptureImageStorage
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
     ds.save_as(tmp_path / "image.dcm", enforce_file_format=True)
     with pytest.raises(RecordUnreadable, match="no ECG waveform"):
         read_record(tmp_path / "image.dcm")

@@ -347,15 +347,19 @@ def test_findings_are_validated_and_returned():
 
 #: One request per canonical label: every label of FINDINGS can be drawn on demand.
 REQUESTS = {
-    "sinus rhythm": {}, "sinus bradycardia": {"rate_bpm": 50}, "sinus tachycardia": {"rate_bpm": 120},
-    "sinus arrhythmia": {"rhythm": "sinus_arrhythmia"}, "atrial fibrillation": {"rhythm": "afib"},
-    "atrial flutter": {"rhythm": "aflutter"}, "premature ventricular contractions": {"ectopy": "pvc"},
+    "sinus rhythm": {}, "sinus bradycardia": {"rate_bpm": 50},
+    "sinus tachycardia": {"rate_bpm": 120}, "sinus arrhythmia": {"rhythm": "sinus_arrhythmia"},
+    "atrial fibrillation": {"rhythm": "afib"}, "atrial flutter": {"rhythm": "aflutter"},
+    "premature ventricular contractions": {"ectopy": "pvc"},
     "premature atrial contractions": {"ectopy": "pac"}, "first-degree av block": {"pr_ms": 260},
     "right bundle branch block": {"qrs": "rbbb"}, "left bundle branch block": {"qrs": "lbbb"},
     "left axis deviation": {"axis": "left"}, "right axis deviation": {"axis": "right"},
-    "inferior st elevation": {"st": {"inferior": 0.2}}, "anterior st elevation": {"st": {"anterior": 0.2}},
-    "lateral st elevation": {"st": {"lateral": 0.2}}, "inferior st depression": {"st": {"inferior": -0.1}},
-    "anterior st depression": {"st": {"anterior": -0.1}}, "lateral st depression": {"st": {"lateral": -0.1}},
+    "inferior st elevation": {"st": {"inferior": 0.2}},
+    "anterior st elevation": {"st": {"anterior": 0.2}},
+    "lateral st elevation": {"st": {"lateral": 0.2}},
+    "inferior st depression": {"st": {"inferior": -0.1}},
+    "anterior st depression": {"st": {"anterior": -0.1}},
+    "lateral st depression": {"st": {"lateral": -0.1}},
     "t-wave inversion": {"t_inversion": ["inferior"]}, "long qt": {"qt_long": True},
     "low qrs voltage": {"low_voltage": True}, "left ventricular hypertrophy": {"lvh": True},
 }

@@ -104,14 +104,16 @@ CANONICAL_LABELS = {
     "ventricular premature beats": "premature ventricular contractions",
     "premature atrial contraction": "premature atrial contractions",
     "supraventricular premature beats": "premature atrial contractions",
-    "1st degree av block": "first-degree av block", "prolonged pr interval": "first-degree av block",
+    "1st degree av block": "first-degree av block",
+    "prolonged pr interval": "first-degree av block",
     "right bundle branch block": "right bundle branch block",
     "complete right bundle branch block": "right bundle branch block",
     "left bundle branch block": "left bundle branch block",
     "complete left bundle branch block": "left bundle branch block",
     "left axis deviation": "left axis deviation", "right axis deviation": "right axis deviation",
     "t wave inversion": "t-wave inversion", "prolonged qt interval": "long qt",
-    "low qrs voltages": "low qrs voltage", "left ventricular hypertrophy": "left ventricular hypertrophy",
+    "low qrs voltages": "low qrs voltage",
+    "left ventricular hypertrophy": "left ventricular hypertrophy",
     "inferior st segment depression": "inferior st depression",
     # PTB-XL SCP codes
     "SR": "sinus rhythm", "SBRAD": "sinus bradycardia", "STACH": "sinus tachycardia",
@@ -137,12 +139,14 @@ _REPORT_PHRASES = [
     ("incomplete right bundle", None), ("incomplete left bundle", None),
     ("right bundle branch block", "right bundle branch block"),
     ("left bundle branch block", "left bundle branch block"),
-    ("left axis deviation", "left axis deviation"), ("right axis deviation", "right axis deviation"),
+    ("left axis deviation", "left axis deviation"),
+    ("right axis deviation", "right axis deviation"),
     ("left ventricular hypertrophy", "left ventricular hypertrophy"),
     ("low qrs voltage", "low qrs voltage"), ("prolonged qt", "long qt"), ("long qt", "long qt"),
     ("premature ventricular", "premature ventricular contractions"),
     ("ventricular premature", "premature ventricular contractions"),
-    ("premature atrial", "premature atrial contractions"), ("atrial premature", "premature atrial contractions"),
+    ("premature atrial", "premature atrial contractions"),
+    ("atrial premature", "premature atrial contractions"),
     ("t wave inversion", "t-wave inversion"),
 ]
 
@@ -174,7 +178,8 @@ def snomed_table() -> dict[str, tuple[str, str]]:
     for name in ("dx_mapping_unscored.csv", "dx_mapping_scored.csv"):
         with open(DATA_DIR / name, newline="") as f:
             for row in csv.DictReader(f):
-                table[row["SNOMEDCTCode"].strip()] = (row["Dx"].strip(), row["Abbreviation"].strip())
+                code = row["SNOMEDCTCode"].strip()
+                table[code] = (row["Dx"].strip(), row["Abbreviation"].strip())
     return table
 
 
@@ -233,9 +238,10 @@ def read_record(path: str | Path) -> Record:
         text, selector = text.split("#", 1)
     p = Path(text)
     suffix = p.suffix.lower()
-    if suffix in (".dat", ".mat") or (suffix not in RECORD_SUFFIXES and p.with_name(p.name + ".hea").exists()):
-        p = p.with_name(p.stem + ".hea") if suffix in (".dat", ".mat") else p.with_name(p.name + ".hea")
-        suffix = ".hea"
+    if suffix in (".dat", ".mat"):                          # the signal file of a WFDB record
+        p, suffix = p.with_suffix(".hea"), ".hea"
+    elif suffix not in RECORD_SUFFIXES and p.with_name(p.name + ".hea").exists():   # bare name
+        p, suffix = p.with_name(p.name + ".hea"), ".hea"
     if not p.exists():
         raise RecordUnreadable(f"ECG record {p} does not exist", hint="check the path")
     if suffix == ".hea":
@@ -257,7 +263,7 @@ def _is_dicom(path: Path) -> bool:
 
 def _unreadable(path: Path, why: object) -> RecordUnreadable:
     return RecordUnreadable(f"cannot read ECG record {path.name}: {why}",
-                            hint="check that the file is complete and in one of the supported formats")
+                            hint="check that the file is complete and in a supported format")
 
 
 def _find_upwards(start: Path, name: str, levels: int = 5) -> Path | None:
@@ -275,8 +281,8 @@ def _finish(rec: Record) -> Record:
     rec.signal = np.nan_to_num(np.asarray(rec.signal, dtype=np.float32), copy=False)
     if rec.signal.ndim != 2 or rec.signal.shape[1] != len(rec.leads) or rec.signal.shape[0] == 0:
         raise _unreadable(Path(rec.meta.get("path", rec.record_id)), "no samples in it")
-    order = sorted(range(len(rec.leads)), key=lambda i: (
-        STANDARD_LEADS.index(rec.leads[i]) if rec.leads[i] in STANDARD_LEADS else len(STANDARD_LEADS), i))
+    rank = {name: i for i, name in enumerate(STANDARD_LEADS)}
+    order = sorted(range(len(rec.leads)), key=lambda i: (rank.get(rec.leads[i], len(rank)), i))
     if order != list(range(len(rec.leads))):
         rec.signal = np.ascontiguousarray(rec.signal[:, order])
         rec.leads = [rec.leads[i] for i in order]
@@ -408,7 +414,8 @@ def _apply_mimic(rec: Record, measurements: Path) -> None:
     if row is None:
         return
     rec.source = "mimic-iv-ecg"
-    lines = [row[f"report_{i}"].strip() for i in range(18) if (row.get(f"report_{i}") or "").strip()]
+    lines = [(row.get(f"report_{i}") or "").strip() for i in range(18)]
+    lines = [line for line in lines if line]
     rec.report = "\n".join(lines) or None
     for label in labels_from_report(lines):
         _add_label(rec.labels, label)
@@ -510,7 +517,8 @@ def _code15_record(path: Path, exam_id: int, tracing: np.ndarray) -> Record:
         if row is not None:
             rec.age = _number(row.get("age"))
             rec.sex = {"true": "M", "false": "F"}.get(str(row.get("is_male", "")).strip().lower())
-            codes = [c for c in CODE15_LABEL_COLUMNS if str(row.get(c, "")).strip().lower() == "true"]
+            codes = [c for c in CODE15_LABEL_COLUMNS
+                     if str(row.get(c, "")).strip().lower() == "true"]
             rec.codes["code15"] = codes
             for c in codes:
                 _add_label(rec.labels, c)
@@ -552,11 +560,13 @@ def read_dicom(path: str | Path) -> Record:
     for ch in group.ChannelDefinitionSequence:
         source = ch.ChannelSourceSequence[0]
         code = str(source.get("CodeValue", ""))
-        leads.append(_LEAD_BY_SCPECG.get(code) or normalize_lead_name(source.get("CodeMeaning", code)))
+        leads.append(_LEAD_BY_SCPECG.get(code)
+                     or normalize_lead_name(source.get("CodeMeaning", code)))
         units = ch.get("ChannelSensitivityUnitsSequence")
         scale.append(unit_scale_to_mv(units[0].CodeValue if units else "uV"))
-    rec = Record(record_id=p.stem, signal=data * np.asarray(scale), fs=float(group.SamplingFrequency),
-                 leads=leads, source="dicom", meta={"path": str(p), "format": "dicom"})
+    rec = Record(record_id=p.stem, signal=data * np.asarray(scale),
+                 fs=float(group.SamplingFrequency), leads=leads, source="dicom",
+                 meta={"path": str(p), "format": "dicom"})
     age = str(ds.get("PatientAge", "") or "")
     if age[:3].isdigit() and age.endswith("Y"):
         rec.age = float(age[:3])

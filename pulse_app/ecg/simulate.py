@@ -6,8 +6,8 @@ atrium), QRS (septum rightward-anterior, apex, posterobasal wall, terminal basal
 for the findings extra forces (late rightward-anterior RV activation in RBBB, slow left-posterior
 activation in LBBB, injury currents for ST shifts, fibrillatory or flutter waves). The dipole is
 projected onto leads I, II and V1–V6; III, aVR, aVL, aVF are derived from I and II, so Einthoven's
-law holds exactly (III = II − I, aVR = −(I+II)/2, aVL = I − II/2, aVF = II − I/2). Leads therefore
-differ plausibly: V1 rS, V6 qR, aVR negative, R-wave progression across the chest.
+law holds exactly (III = II − I, aVR = −(I+II)/2, aVL = I − II/2, aVF = II − I/2). Leads
+therefore differ plausibly: V1 rS, V6 qR, aVR negative, R-wave progression across the chest.
 
 Each record comes with its ground truth: ``labels`` (canonical strings of :data:`FINDINGS`),
 ``measurements`` (computed from what was generated, not copied from the request) and ``findings``
@@ -73,8 +73,9 @@ class Findings:
                    "axis": ("normal", "left", "right")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
-                raise FindingsInvalid(f"{name}={getattr(self, name)!r} is not a finding we simulate",
-                                      hint=f"choose one of {allowed}")
+                raise FindingsInvalid(
+                    f"{name}={getattr(self, name)!r} is not a finding we simulate",
+                    hint=f"choose one of {allowed}")
         if not 25 <= float(self.rate_bpm) <= 250:
             raise FindingsInvalid(f"rate_bpm={self.rate_bpm} is out of range",
                                   hint="choose 25-250 beats per minute")
@@ -201,11 +202,9 @@ def _render_waves(waves: _Waves, n: int, fs: float) -> np.ndarray:
 
 @dataclass
 class _Beat:
-    """Shapes of one kind of beat, times relative to QRS onset (s)."""
+    """Waves of one kind of beat, times relative to its QRS onset (s)."""
     qrs: _Waves
     t: _Waves
-    qrs_end: float            # J point (s after QRS onset)
-    t_end: float              # end of T (s after QRS onset)
 
 
 def _qrs_waves(f: Findings, axis_deg: float, rng: np.random.Generator) -> _Waves:
@@ -250,7 +249,9 @@ def _axis_of(twelve: np.ndarray) -> float:
 
 
 def _rate_label(rate: float) -> str:
-    return "sinus bradycardia" if rate < 60 else "sinus tachycardia" if rate > 100 else "sinus rhythm"
+    if rate < 60:
+        return "sinus bradycardia"
+    return "sinus tachycardia" if rate > 100 else "sinus rhythm"
 
 
 # -- the simulator ----------------------------------------------------------------------------
@@ -306,10 +307,9 @@ def ecg_simulate(findings: Findings | dict | None = None, *, duration_s: float =
 
     # 2. rhythm: beat times (QRS onsets), kinds ------------------------------------------------
     rr = 60.0 / f.rate_bpm
-    flutter_ratio = None
+    flutter_ratio = None              # atrial flutter: F waves at ~300/min, 2:1, 3:1 or 4:1
     if f.rhythm == "aflutter":
         flutter_ratio = int(np.clip(round(300.0 / f.rate_bpm), 2, 4))
-        rr = 60.0 / f.rate_bpm
     onsets, kinds = _beat_schedule(f, rr, duration_s, rng)
 
     # 3. repolarisation: QT from Bazett on the mean RR ---------------------------------------
@@ -363,11 +363,12 @@ def ecg_simulate(findings: Findings | dict | None = None, *, duration_s: float =
         st_beats.append(onset)
     dipole = _render_waves(waves, n, fs)
     if np.any(st_vec):
-        dipole += _st_plateau(np.asarray(st_beats), qrs_end, t_peak, sig_down, n, fs)[:, None] * st_vec
+        plateau = _st_plateau(np.asarray(st_beats), qrs_end, t_peak, sig_down, n, fs)
+        dipole += plateau[:, None] * st_vec
     if f.rhythm == "afib":
         dipole += _fibrillation(n, fs, rng)
     if f.rhythm == "aflutter":
-        dipole += _flutter(onsets, kinds, flutter_ratio, n, fs, rng)
+        dipole += _flutter(onsets, flutter_ratio, n, fs, rng)
 
     ind = dipole @ _LEAD_MATRIX
     if baseline_wander:
@@ -380,8 +381,8 @@ def ecg_simulate(findings: Findings | dict | None = None, *, duration_s: float =
     signal = _twelve(ind)
 
     # 5. ground truth ---------------------------------------------------------------------------
-    conducted = [o for o, k in zip(onsets, kinds)]
-    intervals = np.diff(conducted)
+    inside = onsets[(onsets >= 0) & (onsets < duration_s)]
+    intervals = np.diff(inside if len(inside) > 2 else onsets)
     rate = 60.0 / float(np.mean(intervals)) if len(intervals) else f.rate_bpm
     measurements = {
         "heart_rate_bpm": round(rate, 1),
@@ -463,7 +464,7 @@ def _pvc_waves(rng: np.random.Generator) -> _Beat:
     qrs.add(0.100, 0.022, 0.022, 0.9, _unit(*(origin + _unit(0.3, 0.3, 0.3))))
     t = _Waves()
     t.add(0.34, 0.07, 0.05, 0.5, -origin)
-    return _Beat(qrs=qrs, t=t, qrs_end=0.16, t_end=0.45)
+    return _Beat(qrs=qrs, t=t)
 
 
 def _invert_t(t_dir: np.ndarray, territory: str, depth_mV: float = 0.15) -> np.ndarray:
@@ -488,7 +489,8 @@ def _st_plateau(onsets: np.ndarray, j: float, t_peak: float, t_sigma: float, n: 
     t = np.arange(n) / fs
     out = np.zeros(n)
     for onset in onsets:
-        lo, hi = int(max((onset + j - 0.05) * fs, 0)), int(min((onset + t_peak + 4 * t_sigma) * fs, n))
+        lo = int(max((onset + j - 0.05) * fs, 0))
+        hi = int(min((onset + t_peak + 4 * t_sigma) * fs, n))
         if hi <= lo:
             continue
         s = t[lo:hi] - onset
@@ -499,7 +501,7 @@ def _st_plateau(onsets: np.ndarray, j: float, t_peak: float, t_sigma: float, n: 
 
 
 def _fibrillation(n: int, fs: float, rng: np.random.Generator) -> np.ndarray:
-    """Fibrillatory baseline: 4–9 Hz waves of wandering amplitude, strongest in V1 and II/III/aVF."""
+    """Fibrillatory baseline: 4–9 Hz waves of wandering amplitude (V1, II, III, aVF most)."""
     t = np.arange(n) / fs
     dipole = np.zeros((n, 3))
     for _ in range(4):
@@ -507,11 +509,12 @@ def _fibrillation(n: int, fs: float, rng: np.random.Generator) -> np.ndarray:
         wobble = 1 + 0.4 * np.sin(2 * np.pi * rng.uniform(0.2, 0.8) * t + rng.uniform(0, 6.3))
         phase = np.cumsum(2 * np.pi * freq * (1 + 0.08 * np.sin(2 * np.pi * 0.5 * t)) / fs)
         wave = np.sin(phase + rng.uniform(0, 6.3)) * wobble * rng.uniform(0.015, 0.035)
-        dipole += np.outer(wave, _unit(rng.uniform(-0.6, 0.2), rng.uniform(0.4, 1), rng.uniform(0.4, 1)))
+        direction = _unit(rng.uniform(-0.6, 0.2), rng.uniform(0.4, 1), rng.uniform(0.4, 1))
+        dipole += np.outer(wave, direction)
     return dipole
 
 
-def _flutter(onsets, kinds, ratio: int, n: int, fs: float, rng: np.random.Generator) -> np.ndarray:
+def _flutter(onsets, ratio: int, n: int, fs: float, rng: np.random.Generator) -> np.ndarray:
     """Sawtooth F waves (negative in II/III/aVF), each k-th one conducted to a QRS."""
     t = np.arange(n) / fs
     cycle = float(np.median(np.diff(onsets))) / ratio
@@ -538,7 +541,8 @@ def _labels(f: Findings, m: dict, voltages: dict) -> list[str]:
     if m.get("pr_ms", 0) > 200:
         labels.append("first-degree av block")
     if f.qrs != "normal":
-        labels.append({"rbbb": "right bundle branch block", "lbbb": "left bundle branch block"}[f.qrs])
+        labels.append({"rbbb": "right bundle branch block",
+                       "lbbb": "left bundle branch block"}[f.qrs])
     if m["axis_deg"] < -30:
         labels.append("left axis deviation")
     elif m["axis_deg"] > 90:
@@ -563,9 +567,11 @@ def _labels(f: Findings, m: dict, voltages: dict) -> list[str]:
 def random_findings(seed_or_rng: int | np.random.Generator = 0) -> Findings:
     """A realistic mix of findings for training data: ~35 % plain normal sinus rhythm, the rest
     rhythm, conduction, axis, ST/T, QT and voltage findings in plausible combinations."""
-    rng = seed_or_rng if isinstance(seed_or_rng, np.random.Generator) else np.random.default_rng(seed_or_rng)
+    rng = (seed_or_rng if isinstance(seed_or_rng, np.random.Generator)
+           else np.random.default_rng(seed_or_rng))
     if rng.random() < 0.35:
-        return Findings(rate_bpm=float(round(rng.uniform(60, 100))), pr_ms=float(round(rng.uniform(130, 190))))
+        return Findings(rate_bpm=float(round(rng.uniform(60, 100))),
+                        pr_ms=float(round(rng.uniform(130, 190))))
     rhythm = rng.choice(["sinus", "sinus_arrhythmia", "afib", "aflutter"], p=[0.6, 0.1, 0.2, 0.1])
     if rhythm == "aflutter":
         rate = 300.0 / rng.choice([2, 3, 4])
