@@ -249,3 +249,14 @@ def test_header_prints_the_measurements_the_record_has(real):
     anonymous = Record(**{**real.__dict__, "age": None, "sex": None})
     assert header_ink(measured) > 3 * header_ink(real) > 0
     assert header_ink(anonymous) == 0
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    import pulse_app.ecg.distort
+    import pulse_app.ecg.render
+
+    for module in (pulse_app.ecg.render, pulse_app.ecg.distort):
+        result = doctest.testmod(module)
+        assert result.failed == 0 and result.attempted > 0, module.__name__

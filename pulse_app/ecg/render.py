@@ -23,10 +23,10 @@ each panel's time window, baseline and x range in page pixels, and ``page_to_ima
 homography from page pixels to image pixels (identity without geometric distortions).
 
 Example:
-    >>> from pulse_app.ecg.records import read_record
-    >>> out = render_ecg(read_record("E07509.hea"), layout="3x4+II", distort="photo", seed=3)
-    >>> out.image.size, out.sidecar["px_per_mm"]
-    ((2200, 1700), 7.874015748031496)
+    >>> from pulse_app.ecg.simulate import ecg_simulate
+    >>> out = render_ecg(ecg_simulate(seed=1), layout="3x4+II", distort="photo", seed=3)
+    >>> out.image.size, round(out.sidecar["px_per_mm"], 3), len(out.sidecar["leads"])
+    ((2200, 1700), 7.874, 13)
 """
 
 from __future__ import annotations
