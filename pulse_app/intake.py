@@ -27,7 +27,6 @@ import functools
 import io
 import math
 import re
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -182,14 +181,12 @@ def _decode_image(data: bytes, name: str, max_pixels: int) -> tuple[Image.Image,
     """Decode frame 0, checking the declared size before any pixel is decompressed."""
     _register_heif()
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)
-            _check_dimensions(image.size, name, max_pixels)      # from the header only
-            fmt = "JPEG" if image.format == "MPO" else (image.format or "image")
-            if getattr(image, "n_frames", 1) > 1:
-                image.seek(0)
-            image.load()
+        image = Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)
+        _check_dimensions(image.size, name, max_pixels)          # from the header only
+        fmt = "JPEG" if image.format == "MPO" else (image.format or "image")
+        if getattr(image, "n_frames", 1) > 1:
+            image.seek(0)
+        image.load()
     except ImageRejected:
         raise
     except Image.DecompressionBombError as error:      # Pillow's own guard, before ours
@@ -201,7 +198,7 @@ def _decode_image(data: bytes, name: str, max_pixels: int) -> tuple[Image.Image,
     except Image.UnidentifiedImageError as error:
         raise ImageRejected(f"{name} is not an image this app can read",
                             hint=f"upload a {SUPPORTED} file") from error
-    except (OSError, SyntaxError, ValueError, EOFError, IndexError) as error:
+    except Exception as error:  # noqa: BLE001 - decoders fail in many ways on broken files
         detail = "truncated" if "truncated" in str(error).lower() else "damaged or incomplete"
         raise ImageRejected(f"{name} looks like an image but is {detail}",
                             hint="upload the file again or export it again") from error
@@ -289,6 +286,14 @@ def _high_bit_depth_to_8bit(image: Image.Image) -> Image.Image:
 
 def _clean_rgb(image: Image.Image) -> Image.Image:
     """Orientation, 8-bit RGB on white, sRGB, and a fresh image that carries no metadata."""
+    try:
+        return _normalise(image)
+    except (ValueError, OSError) as error:
+        raise ImageRejected(f"the image's colour format ({image.mode}) cannot be converted",
+                            hint="export it again as an ordinary PNG or JPEG") from error
+
+
+def _normalise(image: Image.Image) -> Image.Image:
     try:
         image = ImageOps.exif_transpose(image)
     except Exception:  # noqa: BLE001 - an unreadable EXIF block: keep the pixels as stored

@@ -325,3 +325,19 @@ def test_cli_ask_reads_a_pdf_page(ecg, tmp_path, tiny_model_dir):
                        "--cache-dir", tmp_path / "cache")
     assert answered.returncode == 0, answered.stderr
     assert answered.stdout.strip() and "UNTRAINED" in answered.stderr
+
+
+def test_damaged_files_never_crash_with_anything_but_image_rejected(ecg):
+    import random
+
+    rng = random.Random(0)
+    originals = [encode(ecg, fmt) for fmt in ("PNG", "JPEG", "WEBP", "TIFF", "GIF", "BMP")]
+    for n in range(120):
+        data = bytearray(rng.choice(originals))
+        for _ in range(rng.randint(1, 20)):                # flip bytes, header included
+            data[rng.randrange(min(len(data), 4096 if n % 2 else len(data)))] = rng.randrange(256)
+        try:
+            intake = load_image(bytes(data), filename="damaged")
+        except ImageRejected:
+            continue
+        assert intake.image.mode == "RGB"                   # a readable image is fine too
