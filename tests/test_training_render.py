@@ -107,3 +107,15 @@ def test_names_and_seeds():
     assert output_name("exams_part0.hdf5#1234") == "exams_part0-1234"
     seeds = {variant_seed(s, k) for s in range(20) for k in range(20)}
     assert len(seeds) == 400
+
+
+def test_repeated_layouts_and_grids_are_mixed_across_variants(records, tmp_path):
+    proc = run_cli(records / "E07509.hea", "--out", tmp_path, "--variants", 6, "--distort", "none",
+                   "--dpi", 50, "--layout", "6x2", "--layout", "3x4+II,V1", "--grid", "grey",
+                   "--grid", "none")
+    assert proc.returncode == 0, proc.stderr
+    sides = [json.loads(p.read_text()) for p in sorted(tmp_path.glob("*.json"))]
+    assert len(sides) == 6
+    assert {s["layout"] for s in sides} == {"6x2", "3x4+II,V1"}
+    assert {s["grid"] for s in sides} == {"grey", "none"}
+    assert all(len(s["leads"]) == (12 if s["layout"] == "6x2" else 14) for s in sides)
