@@ -3,6 +3,8 @@ files built in tmp_path from a real record with the formats' own libraries and c
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -221,7 +223,11 @@ def test_code15_hdf5_exams_with_labels(cinc_record, tmp_path):
     assert [r.record_id for r in read_code15(path)] == ["code15-1169160", "code15-2873686"]
     with pytest.raises(RecordUnreadable, match="no exam 7"):
         read_record(f"{path}#7")
-    assert find_records([tmp_path / "code15"]) == [path]
+    # one path per exam, which the batch renderer reads one by one
+    exams = find_records([tmp_path / "code15"])
+    assert exams == [Path(f"{path}#1169160"), Path(f"{path}#2873686")]
+    assert [read_record(p).record_id for p in exams] == ["code15-1169160", "code15-2873686"]
+    assert find_records(path, split_hdf5=False) == [path]
 
 
 def test_dicom_round_trip_is_a_real_12_lead_ecg_file(cinc_record, tmp_path):

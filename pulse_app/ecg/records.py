@@ -199,11 +199,14 @@ def scp_table(dataset_dir: Path | None = None) -> dict[str, dict]:
 
 # -- finding files ----------------------------------------------------------------------------
 
-def find_records(paths: Iterable[str | Path] | str | Path) -> list[Path]:
-    """Record files under ``paths`` (files kept, directories searched recursively), sorted.
+def find_records(paths: Iterable[str | Path] | str | Path, *,
+                 split_hdf5: bool = True) -> list[Path]:
+    """Record paths under ``paths`` (files kept, directories searched recursively), sorted.
 
-    A ``.dat``/``.mat`` with a ``.hea`` beside it counts as that ``.hea``; ``file.hdf5#id`` paths
-    are kept as they are. Example: ``find_records(["data/ptbxl/records500"])``.
+    A ``.dat``/``.mat`` with a ``.hea`` beside it counts as that ``.hea``. A CODE-15% HDF5 file
+    holds many exams: with ``split_hdf5`` it becomes one ``file.hdf5#<exam_id>`` path per exam
+    (what :func:`read_record` reads); ``file.hdf5#id`` paths given are kept as they are.
+    Example: ``find_records(["data/ptbxl/records500", "data/code15/exams_part0.hdf5"])``.
     """
     if isinstance(paths, (str, Path)):
         paths = [paths]
@@ -218,10 +221,28 @@ def find_records(paths: Iterable[str | Path] | str | Path) -> list[Path]:
         else:
             found.append(p)
     unique: list[Path] = []
+    seen: set[Path] = set()
     for f in found:
-        if f not in unique:
-            unique.append(f)
+        for g in (_code15_exam_paths(f) if split_hdf5 else [f]):
+            if g not in seen:
+                seen.add(g)
+                unique.append(g)
     return unique
+
+
+def _code15_exam_paths(path: Path) -> list[Path]:
+    """``file.hdf5`` -> ``[file.hdf5#<exam_id>, ...]`` (the all-zero filler exam 0 left out);
+    anything else, or a file h5py cannot open, is returned unchanged (reading it reports why)."""
+    if path.suffix.lower() not in (".h5", ".hdf5") or not path.is_file():
+        return [path]
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            ids = [int(i) for i in np.asarray(f["exam_id"][()]).ravel()]
+    except (OSError, KeyError):
+        return [path]
+    return [Path(f"{path}#{i}") for i in ids if i != 0] or [path]
 
 
 def read_record(path: str | Path) -> Record:
