@@ -331,8 +331,6 @@ def ecg_simulate(findings: Findings | dict | None = None, *, duration_s: float =
         t_dir = t_dir - 0.18 * _unit(0.9, -0.2, 0.2)             # lateral strain tendency
     for territory in f.t_inversion:
         t_dir = _invert_t(t_dir, territory)
-    t_waves = _Waves()
-    t_waves.add(t_peak, sig_up, sig_down, 1.0, t_dir)
     st_vec = np.zeros(3)
     for territory, mv in f.st.items():
         st_vec += _st_vector(territory, mv)
@@ -345,8 +343,11 @@ def ecg_simulate(findings: Findings | dict | None = None, *, duration_s: float =
     p_right, p_left = _unit(0.25, 0.85, 0.45), _unit(0.85, 0.45, -0.45)
     p_amp = rng.uniform(0.10, 0.16)
     pvc = _pvc_waves(rng)
-    for onset, kind in zip(onsets, kinds):
+    previous = np.concatenate([[rr], np.diff(onsets)])       # RR before each beat
+    for onset, kind, rr_before in zip(onsets, kinds, previous):
         resp = 1.0 + 0.04 * np.sin(2 * np.pi * onset / 4.0)
+        # repolarisation follows the preceding cycle (QT ~ sqrt(RR)): matters in AF and ectopy
+        k = float(np.clip(np.sqrt(rr_before / rr), 0.8, 1.12))
         if kind == "pvc":
             waves.extend_shifted(pvc.qrs, onset, 1.0)
             waves.extend_shifted(pvc.t, onset, 1.0)
@@ -359,11 +360,11 @@ def ecg_simulate(findings: Findings | dict | None = None, *, duration_s: float =
                 waves.add(p_on + 0.035, 0.015, 0.015, p_amp, p_right)
                 waves.add(p_on + 0.065, 0.015, 0.015, p_amp * 0.75, p_left)
         waves.extend_shifted(qrs, onset, resp)
-        waves.extend_shifted(t_waves, onset, resp)
-        st_beats.append(onset)
+        waves.add(onset + qrs_end + (t_peak - qrs_end) * k, sig_up * k, sig_down * k, resp, t_dir)
+        st_beats.append((onset, k))
     dipole = _render_waves(waves, n, fs)
     if np.any(st_vec):
-        plateau = _st_plateau(np.asarray(st_beats), qrs_end, t_peak, sig_down, n, fs)
+        plateau = _st_plateau(st_beats, qrs_end, t_peak, sig_down, n, fs)
         dipole += plateau[:, None] * st_vec
     if f.rhythm == "afib":
         dipole += _fibrillation(n, fs, rng)
@@ -429,6 +430,7 @@ def _beat_schedule(f: Findings, rr: float, duration_s: float, rng: np.random.Gen
         count = int(np.ceil((duration_s + 2) / rr)) + 2
         af_intervals = np.clip(rng.lognormal(0.0, 0.3, count), 0.5, 2.0)
         af_intervals *= rr / af_intervals[: max(int(duration_s / rr), 1) + 1].mean()
+        af_intervals = np.maximum(af_intervals, 0.3)     # AV-node refractoriness: <= 200/min
     while t < duration_s + 0.6:
         times.append(t)
         kinds.append(base_kind)
@@ -483,19 +485,21 @@ def _st_vector(territory: str, mv: float) -> np.ndarray:
     return _TERRITORY_DIR[territory] * (mv / float(proj.min()))
 
 
-def _st_plateau(onsets: np.ndarray, j: float, t_peak: float, t_sigma: float, n: int,
-                fs: float) -> np.ndarray:
-    """1 from the J point to the T peak with smooth edges, 0 elsewhere (one per beat)."""
+def _st_plateau(beats: list[tuple[float, float]], j: float, t_peak: float, t_sigma: float,
+                n: int, fs: float) -> np.ndarray:
+    """1 from the J point to the T peak with smooth edges, 0 elsewhere, for each (QRS onset s,
+    repolarisation time scale) in ``beats``."""
     t = np.arange(n) / fs
     out = np.zeros(n)
-    for onset in onsets:
+    for onset, k in beats:
+        t_peak_k, t_sigma_k = j + (t_peak - j) * k, t_sigma * k
         lo = int(max((onset + j - 0.05) * fs, 0))
-        hi = int(min((onset + t_peak + 4 * t_sigma) * fs, n))
+        hi = int(min((onset + t_peak_k + 4 * t_sigma_k) * fs, n))
         if hi <= lo:
             continue
         s = t[lo:hi] - onset
         rise = 0.5 * (1 + np.tanh((s - j + 0.005) / 0.006))
-        fall = 0.5 * (1 - np.tanh((s - t_peak - t_sigma) / (0.8 * t_sigma)))
+        fall = 0.5 * (1 - np.tanh((s - t_peak_k - t_sigma_k) / (0.8 * t_sigma_k)))
         out[lo:hi] += rise * fall
     return out
 
