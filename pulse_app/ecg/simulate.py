@@ -2,7 +2,7 @@
 
 The heart is modelled as one moving dipole (x: to the patient's left, y: inferior, z: anterior).
 Every wave is a sum of Gaussian "bumps" in time, each with a 3-D direction: P (right then left
-atrium), QRS (septum rightward-anterior, apex, posterobasal wall, terminal basal forces), T, and
+atrium), QRS (septum rightward-anterior, apex, posterobasal wall, terminal basal forces), T, U, and
 for the findings extra forces (late rightward-anterior RV activation in RBBB, slow left-posterior
 activation in LBBB, injury currents for ST shifts, fibrillatory or flutter waves). The dipole is
 projected onto leads I, II and V1–V6; III, aVR, aVL, aVF are derived from I and II, so Einthoven's
@@ -214,8 +214,8 @@ def _qrs_waves(f: Findings, axis_deg: float, rng: np.random.Generator) -> _Waves
     if f.qrs == "lbbb":
         # septum activated right -> left: no septal q; slow, notched leftward-posterior forces
         w.add(0.020, 0.010, 0.010, 0.25 * j(.1), frontal(-10, -0.6))
-        w.add(0.055, 0.018, 0.018, 1.10 * j(.1), frontal(0, -0.55))
-        w.add(0.105, 0.020, 0.020, 1.15 * j(.1), frontal(-15, -0.6))
+        w.add(0.052, 0.017, 0.017, 1.05 * j(.1), frontal(0, -0.55))
+        w.add(0.112, 0.019, 0.019, 1.10 * j(.1), frontal(-15, -0.6))
         return w
     w.add(0.013, 0.0055, 0.0055, 0.30 * j(.1), _unit(-0.7, 0.15, 0.75))     # septal
     w.add(0.038, 0.0095, 0.0095, 1.10 * j(.1), frontal(0, 0.45))             # apical
@@ -342,6 +342,8 @@ def ecg_simulate(findings: Findings | dict | None = None, *, duration_s: float =
     st_beats = []
     p_right, p_left = _unit(0.25, 0.85, 0.45), _unit(0.85, 0.45, -0.45)
     p_amp = rng.uniform(0.10, 0.16)
+    # small U wave after T, anterior (V2-V3), clearest at slow rates, absent above ~130/min
+    u_amp, u_dir = 0.05 * float(np.clip((rr - 0.45) / 0.6, 0, 1)), _unit(0.3, 0.2, 1.0)
     pvc = _pvc_waves(rng)
     previous = np.concatenate([[rr], np.diff(onsets)])       # RR before each beat
     for onset, kind, rr_before in zip(onsets, kinds, previous):
@@ -361,6 +363,8 @@ def ecg_simulate(findings: Findings | dict | None = None, *, duration_s: float =
                 waves.add(p_on + 0.065, 0.015, 0.015, p_amp * 0.75, p_left)
         waves.extend_shifted(qrs, onset, resp)
         waves.add(onset + qrs_end + (t_peak - qrs_end) * k, sig_up * k, sig_down * k, resp, t_dir)
+        if u_amp > 0:
+            waves.add(onset + (qt + 0.09) * k, 0.035, 0.035, u_amp, u_dir)
         st_beats.append((onset, k))
     dipole = _render_waves(waves, n, fs)
     if np.any(st_vec):
