@@ -127,6 +127,11 @@ def test_ptbxl_tree_reads_scp_codes_superclasses_and_demographics(cinc_record, s
     assert rec.meta["superclasses"] == ["NORM"]           # from the shipped scp_statements.csv
     assert rec.report == "sinusrhythmus periphere niederspannung"
     assert (rec.meta["date"], rec.meta["device"]) == ("1984-11-09 09:17", "CS-12 E")
+    # the dataset's own scp_statements.csv wins over the shipped copy
+    table = (shared_data / "labels" / "scp_statements.csv").read_text()
+    (root / "scp_statements.csv").write_text(table.replace(
+        "NORM,normal ECG,1.0,,,NORM,NORM", "NORM,normal ECG,1.0,,,NORMAL,NORM"))
+    assert read_record(hea).meta["superclasses"] == ["NORMAL"]
     # a record of the tree that the database does not list still reads, as plain WFDB
     other = read_record(write_wfdb(cinc_record, root / "records500" / "00000", "09999_hr"))
     assert other.source == "wfdb" and other.labels == []
