@@ -86,6 +86,11 @@ def test_unreadable_files_name_the_file(tmp_path):
         read_record(junk)
     with pytest.raises(RecordUnreadable, match="does not exist"):
         read_record(tmp_path / "missing.hea")
+    (tmp_path / "lonely.mat").write_bytes(b"MATLAB 5.0")
+    with pytest.raises(RecordUnreadable, match="no lonely.hea header"):
+        read_record(tmp_path / "lonely.mat")
+    with pytest.raises(RecordUnreadable, match="is a folder"):
+        read_record(tmp_path)
     broken = tmp_path / "broken.hea"
     broken.write_text("broken 12 500 5000\nbroken.mat 16x1+24 1000.0(0)/mV 16 0 0 0 0 I\n")
     with pytest.raises(RecordUnreadable, match="broken.hea") as info:

@@ -260,11 +260,17 @@ def read_record(path: str | Path) -> Record:
     p = Path(text)
     suffix = p.suffix.lower()
     if suffix in (".dat", ".mat"):                          # the signal file of a WFDB record
+        if p.exists() and not p.with_suffix(".hea").exists():
+            raise RecordUnreadable(f"{p.name} has no {p.stem}.hea header beside it",
+                                   hint="WFDB records need their .hea file next to the .dat/.mat")
         p, suffix = p.with_suffix(".hea"), ".hea"
     elif suffix not in RECORD_SUFFIXES and p.with_name(p.name + ".hea").exists():   # bare name
         p, suffix = p.with_name(p.name + ".hea"), ".hea"
     if not p.exists():
         raise RecordUnreadable(f"ECG record {p} does not exist", hint="check the path")
+    if p.is_dir():
+        raise RecordUnreadable(f"{p} is a folder, not one record",
+                               hint="give a record file, or let find_records search the folder")
     if suffix == ".hea":
         return read_wfdb(p)
     if suffix in (".h5", ".hdf5"):
