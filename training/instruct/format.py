@@ -43,7 +43,7 @@ _ROLES = {"human": "human", "user": "human", "gpt": "gpt", "assistant": "gpt"}
 class InstructFormatError(PulseError):
     """An instruction-data file or sample does not follow the ECGInstruct/LLaVA format."""
 
-    exit_code = 8
+    exit_code = 10
 
 
 @dataclass
