@@ -107,7 +107,7 @@ def generate(rate, rhythm, ectopy, pr_ms, qrs, axis, st_territory, st_mv, t_inve
 
 
 def wire(p: SimpleNamespace, ui, image_outputs: list, private: dict) -> None:
-    """Generate fills the shared editor and starts a new chat; Reveal shows the truth."""
+    """Generate fills the shared picture and starts a new chat; Reveal shows the truth."""
     from pulse_app.errors import PulseError
 
     def on_generate(*controls):

@@ -23,5 +23,8 @@ PROMPTS = {
 UPLOAD_HELP = ("An ECG image (PNG, JPEG, WebP, TIFF, BMP, HEIC phone photo), a PDF, or a signal "
                "record: WFDB `.hea` together with its `.dat`/`.mat`, or DICOM `.dcm`.")
 
+CROP_HELP = ("Crop: click two opposite corners of the part to keep. Rotate with the buttons and the "
+             "slider (tilted photos). Reset starts over from the upload.")
+
 TEACHING_HELP = ("Choose findings, generate a synthetic 12-lead ECG, discuss it with the model, "
                  "then reveal what was really simulated.")

@@ -1,0 +1,155 @@
+"""End to end in real headless Chromium (Debian's, through playwright): a clinician's visit.
+
+Upload a phone photo, rotate it, crop it, ask, watch the answer stream in, export the PDF (a real
+download, parsed back), reload the page and reopen the session (same browser context = same
+owner token). Screenshots go to test-artifacts/.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+
+import pytest
+from PIL import Image
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+QUESTION = "Is there <b>ST elevation</b> & what is the rate?"
+
+#: Watches the chat and records every distinct text of the last bot message (streaming proof).
+RECORD_STREAM_JS = """() => {
+  window.__botTexts = [];
+  const chat = document.querySelector('#chat');
+  new MutationObserver(() => {
+    const bots = chat.querySelectorAll('[data-testid="bot"]');
+    if (!bots.length) return;
+    const text = bots[bots.length - 1].innerText;
+    const seen = window.__botTexts;
+    if (seen[seen.length - 1] !== text) seen.push(text);
+  }).observe(chat, {subtree: true, childList: true, characterData: true});
+}"""
+
+
+@pytest.fixture(scope="module")
+def browser_server(tmp_path_factory, ui_cache):
+    from tests.fixtures_ui import make_ui_settings, start_server
+
+    settings = make_ui_settings(tmp_path_factory.mktemp("browser-data"), ui_cache,
+                                max_new_tokens=48)
+    server = start_server(settings)
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    with playwright_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+def click_picture(page, fx: float, fy: float) -> None:
+    """Click the shown picture at a fraction of its width and height."""
+    box = page.locator("#picture img").bounding_box()
+    page.mouse.click(box["x"] + fx * box["width"], box["y"] + fy * box["height"])
+
+
+def wait_for_picture_size(page, width: int, height: int) -> None:
+    page.wait_for_function(
+        """([w, h]) => { const img = document.querySelector('#picture img');
+                        return img && img.complete && Math.abs(img.naturalWidth - w) <= 8
+                               && Math.abs(img.naturalHeight - h) <= 8; }""",
+        arg=[width, height], timeout=30_000)
+
+
+def test_clinician_visit(browser, browser_server, shared_data, artifacts, tmp_path):
+    from pypdf import PdfReader
+
+    context = browser.new_context(viewport={"width": 1500, "height": 1100}, accept_downloads=True)
+    page = context.new_page()
+    outside = []
+    page.on("request", lambda r: outside.append(r.url)
+            if not r.url.startswith(("http://127.0.0.1", "data:", "blob:")) else None)
+    try:
+        page.goto(browser_server.url)
+        page.locator("#notice").get_by_text("not a medical device").wait_for()
+        page.locator("#notice").get_by_text("untrained").first.wait_for()
+
+        # upload, rotate a quarter turn left, crop
+        page.locator("#upload input[type=file]").set_input_files(
+            str(shared_data / "ecg-images" / "ecg00040.jpg"))
+        wait_for_picture_size(page, 1200, 612)
+        page.locator("#rotate-left").click()
+        wait_for_picture_size(page, 612, 1200)
+        click_picture(page, 0.1, 0.1)                       # crop: two opposite corners
+        page.wait_for_timeout(500)
+        click_picture(page, 0.6, 0.6)
+        wait_for_picture_size(page, 306, 600)
+        page.screenshot(path=str(artifacts / "browser-1-edited.png"))
+
+        # ask; the answer streams in and ends with the model's name
+        page.evaluate(RECORD_STREAM_JS)
+        page.locator("#question textarea").fill(QUESTION)
+        page.locator("#ask").click()
+        page.locator("#chat").get_by_text("— tiny-untrained").wait_for(timeout=60_000)
+        texts = page.evaluate("window.__botTexts")
+        assert len([t for t in texts if t.strip()]) >= 2, f"no streaming seen: {texts}"
+        assert page.locator("#chat").get_by_text(QUESTION).count() == 1, "question not literal"
+        page.screenshot(path=str(artifacts / "browser-2-answer.png"))
+
+        owner_sessions = [s for s in _all_sessions(browser_server)]
+        assert len(owner_sessions) == 1
+        stored = browser_server.store.get_session(*owner_sessions[0])
+        edited = Image.open(io.BytesIO(stored.edited_png))
+        original = Image.open(io.BytesIO(stored.original_png))
+        assert original.size == (1200, 612)
+        assert abs(edited.width - 306) <= 8 and abs(edited.height - 600) <= 8, \
+            "rotated a quarter turn (portrait), then cropped to half of each side"
+        assert stored.params["edit"]["rotate90"] == 1
+        assert [t.question for t in stored.turns] == [QUESTION]
+
+        # export the PDF with a clinician note: a real download, parsed back
+        page.locator("#report-note textarea").fill("Seen with Dr. Osei; repeat ECG tomorrow.")
+        page.locator("#export-pdf").click()
+        link = page.locator("#report-file a").first
+        link.wait_for(timeout=30_000)
+        with page.expect_download() as download_info:
+            link.click()
+        pdf_path = tmp_path / "report.pdf"
+        download_info.value.save_as(pdf_path)
+        text = "\n".join(p.extract_text() for p in PdfReader(pdf_path).pages)
+        flat = re.sub(r"\s+", " ", text)
+        assert "<b>ST elevation</b> &" in flat
+        assert "repeat ECG tomorrow" in flat
+        assert "tiny-untrained" in flat
+
+        # reload: same browser = same owner; reopen the session from the sidebar
+        page.reload()
+        page.locator("#notice").get_by_text("not a medical device").wait_for()
+        page.locator("#session-list input").click()
+        page.get_by_role("option").filter(has_text="Is there").first.click()
+        page.locator("#session-open").click()
+        page.locator("#chat").get_by_text("— tiny-untrained").wait_for(timeout=30_000)
+        assert page.locator("#chat").get_by_text(QUESTION).count() == 1
+        wait_for_picture_size(page, edited.width, edited.height)
+        page.screenshot(path=str(artifacts / "browser-3-reopened.png"), full_page=True)
+        assert not outside, f"the page reached outside 127.0.0.1: {outside[:3]}"
+    finally:
+        context.close()
+
+
+def _all_sessions(server):
+    """(owner, session id) of every stored session (the test owns the whole database)."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(server.settings.database_url)
+    with engine.connect() as db:
+        rows = db.execute(text("SELECT owner, id FROM sessions")).all()
+    engine.dispose()
+    return [(owner, sid) for owner, sid in rows]
