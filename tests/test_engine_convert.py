@@ -152,6 +152,22 @@ def test_stock_transformers_reads_the_converted_folder(tiny_model_dir):
     assert "spatial_unpad" in (tiny_model_dir / "README.md").read_text()
 
 
+@pytest.mark.parametrize("size_wh", [(2200, 1100), (2200, 1700), (768, 420), (300, 900)])
+def test_stock_processor_reserves_as_many_image_tokens_as_the_stock_model_makes(
+        tiny_model_dir, size_wh):
+    """A stock transformers user (or a server reading the folder) gets a consistent pair:
+    the processor counts CLIP's CLS token as the stock model does (num_additional_image_tokens)."""
+    from PIL import Image
+    from transformers import AutoProcessor, LlavaNextForConditionalGeneration
+
+    processor = AutoProcessor.from_pretrained(tiny_model_dir)
+    model = LlavaNextForConditionalGeneration.from_pretrained(tiny_model_dir).eval()
+    inputs = processor(images=Image.new("RGB", size_wh, "white"),
+                       text="USER: <image>\nRate? ASSISTANT:", return_tensors="pt")
+    with torch.inference_mode():
+        model(**inputs)           # raises when tokens and image features do not match
+
+
 def test_conversion_is_cached_by_content(tiny_original, tmp_path):
     first = ensure_converted(tiny_original, tmp_path)
     stamp = (first / "model.safetensors").stat().st_mtime_ns

@@ -55,7 +55,7 @@ from pulse_app.errors import ModelUnavailable
 log = logging.getLogger(__name__)
 
 #: Bump when converted folders must be rebuilt (it is part of the cache fingerprint).
-CONVERTER_VERSION = 1
+CONVERTER_VERSION = 2          # 2: processor counts the CLS token (num_additional_image_tokens=1)
 #: Where provenance lives in a converted ``config.json``.
 PROVENANCE_KEY = "pulse_app"
 MERGE_TYPES = ("flat", "spatial", "spatial_unpad")
@@ -687,6 +687,7 @@ def _write_tokenizer_and_processor(src: Path, dst: Path, config: LlavaNextConfig
         image_processor=image_processor, tokenizer=tokenizer,
         patch_size=config.vision_config.patch_size,
         vision_feature_select_strategy=config.vision_feature_select_strategy,
+        num_additional_image_tokens=1,          # CLIP's CLS token ("default" drops it again)
         chat_template=tokenizer.chat_template)
     processor.save_pretrained(dst)
     tokenizer.save_pretrained(dst)

@@ -28,6 +28,7 @@ from transformers import CLIPVisionConfig, LlamaConfig, LlavaNextConfig
 
 from pulse_app.conversation import SYSTEM_PROMPT
 from pulse_app.engine.pulse_format import (
+    CONVERTER_VERSION,
     PROVENANCE_KEY,
     PulseLlavaNextForConditionalGeneration,
     convert_checkpoint,
@@ -104,6 +105,7 @@ class TinySpec:
         """JSON-ready description (the corpus as a hash) that identifies a build."""
         data = dataclasses.asdict(self)
         data["corpus"] = hash_text(self.corpus)
+        data["converter_version"] = CONVERTER_VERSION     # a converter fix rebuilds the cache
         return json.loads(json.dumps(data))
 
 
