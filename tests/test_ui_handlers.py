@@ -160,3 +160,13 @@ def test_teaching_generates_and_reveals_ground_truth():
                   "inferior st elevation"):
         assert label in revealed
     assert "Heart rate" in revealed
+
+
+def test_a_pdf_page_is_picked(ui, shared_data, tmp_path):
+    first = Image.open(shared_data / "ecg-images" / "ecg00010.png").convert("RGB")
+    second = Image.open(shared_data / "ecg-images" / "fullScan.png").convert("RGB")
+    pdf = tmp_path / "two-pages.pdf"
+    first.save(pdf, save_all=True, append_images=[second], resolution=200)
+    picture, *_, page_note, _ = ui.upload([str(pdf)], 2)
+    assert page_note["value"] == "PDF page 2 of 2"
+    assert picture.width > picture.height and abs(picture.width / picture.height - 2200 / 1700) < 0.02

@@ -69,3 +69,38 @@ def test_a_malformed_owner_token_is_refused(client, shared_data):
     with pytest.raises(AppError, match="private space"):
         client.predict(handle_file(str(shared_data / "ecg-images" / "ecg00010.png")),
                        "alice", 1, api_name="/session_start")
+
+
+def test_a_dicom_record_is_rendered_and_chatted_about(client, ui_server, shared_data, tmp_path):
+    from pulse_app.ecg.records import read_record, write_dicom
+
+    dicom = write_dicom(read_record(shared_data / "ecg-records" / "E07509.hea"),
+                        tmp_path / "E07509.dcm")
+    token = new_owner_token()
+    session_id = client.predict(handle_file(str(dicom)), token, 1, api_name="/session_start")
+    assert client.predict(token, session_id, "Any bundle branch block?", 0.0, 0.7, 4,
+                          api_name="/session_ask").strip()
+    from io import BytesIO
+
+    from PIL import Image
+
+    stored = ui_server.store.get_session(f"browser:{token}", session_id)
+    assert Image.open(BytesIO(stored.edited_png)).size == (2200, 1700)
+
+
+def test_with_accounts_the_owner_is_the_signed_in_user(tmp_path, ui_cache, shared_data):
+    from pulse_app.auth import hash_password
+    from tests.fixtures_ui import make_ui_settings, start_server
+
+    users = tmp_path / "users"
+    users.write_text(f"ana:{hash_password('s3cret pass', n=2**10)}\n")
+    server = start_server(make_ui_settings(tmp_path / "data", ui_cache, auth=str(users)))
+    try:
+        with pytest.raises(Exception):
+            Client(server.url, verbose=False, auth=("ana", "wrong"))
+        ana = Client(server.url, verbose=False, download_files=False, auth=("ana", "s3cret pass"))
+        session_id = ana.predict(handle_file(str(shared_data / "ecg-images" / "ecg00010.png")),
+                                 "", 1, api_name="/session_start")
+        assert [s.id for s in server.store.list_sessions("user:ana")] == [session_id]
+    finally:
+        server.close()

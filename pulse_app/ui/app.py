@@ -64,14 +64,18 @@ def build_app(settings: Settings, *, chat=None) -> tuple[gr.Blocks, dict]:
         with gr.Row():
             with gr.Column(scale=5):
                 with gr.Tab("Upload"):
-                    upload = gr.File(label="ECG file", file_count="multiple",
-                                     file_types=UPLOAD_TYPES, elem_id="upload")
+                    with gr.Row(equal_height=True):
+                        upload = gr.File(label="ECG file", file_count="multiple",
+                                         file_types=UPLOAD_TYPES, height=120, scale=4,
+                                         elem_id="upload")
+                        page = gr.Number(label="PDF page", value=1, precision=0, minimum=1,
+                                         scale=1, min_width=90, elem_id="page")
+                    page_note = gr.Markdown(visible=False, elem_id="page-note")
                     gr.Markdown(texts.UPLOAD_HELP)
-                    page = gr.Number(label="PDF page", value=1, precision=0, minimum=1,
-                                     elem_id="page")
-                    page_note = gr.Markdown(visible=False)
-                    examples = gr.Gallery(value=example_paths(), label="Examples", columns=4,
-                                          height=160, allow_preview=False, elem_id="examples")
+                with gr.Tab("Examples"):
+                    examples = gr.Gallery(value=example_paths(), show_label=False, columns=4,
+                                          height=140, allow_preview=False, elem_id="examples")
+                    gr.Markdown(texts.EXAMPLES_NOTE)
                 with gr.Tab("Teaching", elem_id="teaching-tab"):
                     teach = teaching.build_panel()
                 picture = gr.Image(label="ECG as the model sees it", type="pil", format="png",
@@ -129,7 +133,7 @@ def build_app(settings: Settings, *, chat=None) -> tuple[gr.Blocks, dict]:
         image_outputs = [picture, original, edit, angle, session, chatbot, page_note,
                          report_file]
         upload.upload(ui.upload, [upload, page], image_outputs, **private)
-        page.submit(ui.upload, [upload, page], image_outputs, **private)
+        gr.on([page.submit, page.blur], ui.upload, [upload, page], image_outputs, **private)
         examples.select(ui.use_example, None, image_outputs, **private)
         teaching.wire(teach, ui, image_outputs, private)
 

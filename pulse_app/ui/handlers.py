@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import html
 import io
+import os
 import shutil
 import tempfile
 import threading
@@ -38,11 +39,12 @@ RECORD_SUFFIXES = {".hea", ".dat", ".mat", ".dcm"}
 NO_EDIT = {"rotate90": 0, "angle_deg": 0.0, "crop": None}
 NEW_SESSION = {"id": None}
 
-try:                                    # ZeroGPU Spaces: a GPU is attached per generation call
-    import spaces                       # type: ignore[import-not-found]
-    gpu, ZERO_GPU = spaces.GPU, True
+#: On ZeroGPU hardware (Hugging Face sets SPACES_ZERO_GPU) generation runs in a GPU worker process.
+ZERO_GPU = os.environ.get("SPACES_ZERO_GPU", "").lower() in ("1", "true", "yes")
+try:                                    # `spaces` present: spaces.GPU attaches a GPU per call on
+    import spaces                       # ZeroGPU and returns the function unchanged elsewhere
+    gpu = spaces.GPU
 except ImportError:                     # anywhere else: unchanged
-    ZERO_GPU = False
 
     def gpu(fn):
         return fn
@@ -113,7 +115,6 @@ def generate(service_id: int, owner: str, session_id: str, question: str | None,
     """Where generation runs: the answer to ``question`` (None = regenerate the last answer) as
     text chunks. On ZeroGPU a GPU is attached for the stream (there Stop closes the stream)."""
     chat = _SERVICES[service_id]
-    cancel = None if ZERO_GPU else cancel
     if question is None:
         stream = chat.regenerate(owner, session_id, params, cancel=cancel)
     else:
@@ -298,7 +299,11 @@ class PulseUI:
                           cancel=self._cancel_event(request))
         yield from self._stream_into(history, stream, owner, session, token, request)
 
-    def _cancel_event(self, request) -> threading.Event:
+    def _cancel_event(self, request) -> threading.Event | None:
+        """The event Stop sets (None on ZeroGPU: there generation runs in another process and
+        Stop closes the stream instead)."""
+        if ZERO_GPU:
+            return None
         event = threading.Event()
         self.cancels[request.session_hash] = event
         return event
