@@ -163,3 +163,27 @@ def test_space_stages_and_settings():
         make_backend(Settings.load(backend="space", url=""))
     backend = make_backend(Settings.load(backend="space", url="org/pulse", timeout_s=7.0))
     assert isinstance(backend, SpaceBackend) and backend.is_space_id and backend.timeout_s == 7.0
+
+
+def test_app_with_accounts_needs_them_in_the_url(tiny_backend, ecg_image):
+    import gradio as gr
+
+    from pulse_app.ui.api import add_model_api
+
+    with gr.Blocks() as demo:
+        add_model_api(lambda: tiny_backend)
+    demo.queue()
+    _, url, _ = demo.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True,
+                            auth=[("doc", "s3cret:!")])
+    try:
+        with_account = url.replace("http://", "http://doc:s3cret%3A%21@")
+        backend = SpaceBackend(with_account, timeout_s=30)
+        assert answer(backend, ecg_image, [], "Rate?", GREEDY)
+        assert "s3cret" not in backend.info().label and backend.url == url
+        wrong = url.replace("http://", "http://doc:nope@")
+        with pytest.raises(BackendUnreachable, match="refused the user name or password"):
+            SpaceBackend(wrong, timeout_s=30).info()
+        with pytest.raises(BackendUnreachable, match="asks for a user name and password"):
+            SpaceBackend(url, timeout_s=30).info()
+    finally:
+        demo.close()

@@ -3,7 +3,10 @@
 A laptop without a GPU borrows a Space's: the question and the image go to the remote app's
 ``/ask`` endpoint (see ``pulse_app.ui.api``) through ``gradio_client``; the answer streams back.
 Every answer is labelled with the remote model, e.g. "PULSE-7B (local, cuda bf16) via
-https://org-pulse.hf.space".
+https://org-pulse.hf.space". An app with accounts (PULSE_AUTH) takes its account in the URL,
+``https://USER:PASSWORD@host/``; a private Space takes a HuggingFace token (``--api-key``).
+Waiting in the remote app's queue does not count towards the timeout; silence while answering
+does.
 
 >>> backend = SpaceBackend("http://127.0.0.1:7860")                   # doctest: +SKIP
 >>> print("".join(backend.stream(image, [], "What is the rhythm?")))  # doctest: +SKIP
@@ -58,6 +61,22 @@ def space_stage_problem(space_id: str, stage: str) -> BackendUnreachable | None:
     return None
 
 
+def split_credentials(url: str) -> tuple[str, tuple[str, str] | None]:
+    """An app URL without its ``user:password@`` part, and that account (apps with PULSE_AUTH).
+
+    >>> split_credentials("https://doc:s3cret@pulse.example.org/")
+    ('https://pulse.example.org/', ('doc', 's3cret'))
+    """
+    from urllib.parse import unquote, urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if not parts.scheme or parts.username is None:
+        return url, None
+    host = parts.hostname + (f":{parts.port}" if parts.port else "")
+    bare = urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+    return bare, (unquote(parts.username), unquote(parts.password or ""))
+
+
 def _connection_error(url: str, error: BaseException, timeout_s: float) -> BackendUnreachable:
     """A one-line message for a failure to talk to ``url`` (refused, timeout, not an app)."""
     import httpx
@@ -82,13 +101,20 @@ def _reason(error: BaseException) -> str:
     return text[:120]
 
 
+def _waiting_in_queue(job) -> bool:
+    from gradio_client.utils import Status
+
+    return job.status().code in (Status.JOINING_QUEUE, Status.IN_QUEUE)
+
+
 class SpaceBackend:
     """A PULSE app elsewhere answers. Connects on first use; thread-safe."""
 
     name = "space"
 
     def __init__(self, url: str, token: str | None = None, timeout_s: float = 120.0):
-        self.url, self.token, self.timeout_s = url.strip(), token, float(timeout_s)
+        self.url, self.auth = split_credentials(url.strip())
+        self.token, self.timeout_s = token, float(timeout_s)
         self._client = None
         self._info: ModelInfo | None = None
         self._lock = threading.Lock()
@@ -129,14 +155,23 @@ class SpaceBackend:
 
     def _connect(self):
         from gradio_client import Client
+        from gradio_client.exceptions import AuthenticationError
 
         if self.is_space_id:
             self._check_space_stage()
         try:
-            client = Client(self.url, token=self.token, verbose=False, download_files=False,
-                            analytics_enabled=False, httpx_kwargs={"timeout": self.timeout_s})
+            client = Client(self.url, token=self.token, auth=self.auth, verbose=False,
+                            download_files=False, analytics_enabled=False,
+                            httpx_kwargs={"timeout": self.timeout_s})
         except PulseError:
             raise
+        except (AuthenticationError, ValueError) as error:
+            if not (isinstance(error, AuthenticationError) or "Could not login" in str(error)):
+                raise _connection_error(self.url, error, self.timeout_s) from error
+            what = ("refused the user name or password" if self.auth else
+                    "asks for a user name and password")
+            raise BackendUnreachable(f"{self.url} {what}", hint="put the app's account in the "
+                                     "URL: https://USER:PASSWORD@host/") from error
         except Exception as error:  # noqa: BLE001 - httpx, ValueError from the config fetch...
             raise _connection_error(self.url, error, self.timeout_s) from error
         names = {getattr(e, "api_name", None) for e in client.endpoints.values()}
@@ -201,6 +236,9 @@ class SpaceBackend:
                     continue
                 self._raise_if_failed(job, "ask")
                 return
+            elif _waiting_in_queue(job):         # other visitors first: not a silence
+                last = time.monotonic()
+                time.sleep(POLL_S)
             elif time.monotonic() - last > self.timeout_s:
                 job.cancel()
                 raise BackendUnreachable(f"{self.url} sent nothing for {self.timeout_s:g} s",
@@ -224,6 +262,9 @@ class SpaceBackend:
             return
         from gradio_client.exceptions import AppError
 
+        if "queue is full" in str(error).lower():
+            raise BackendUnreachable(f"{self.url} is busy: its queue is full",
+                                     hint="try again in a few minutes") from error
         if isinstance(error, AppError):            # the remote app's own one-line message
             message = str(error).strip() or f"the remote app failed on {what}"
             raise PulseError(f"{self.url}: {message}")
