@@ -136,3 +136,33 @@ def test_convert_round_trip(cli_env, tiny_original, tiny_model_dir, tmp_path):
     assert again.returncode == 1 and "not empty" in error_lines(again)[0]
     nowhere = run_cli(cli_env, "convert", tmp_path / "missing folder", tmp_path / "out")
     assert nowhere.returncode == 4 and "not a hub id" in error_lines(nowhere)[0]
+
+
+def test_serve_openai_command_serves_the_offline_model(cli_env, default_backend, ecg_image):
+    """``serve-openai`` as a real process; the openai backend of this process asks it."""
+    import re
+
+    from pulse_app.engine.openai_compat import OpenAIBackend
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pulse_app", "serve-openai", "--port", "0", "--device", "cpu",
+         "--server-api-key", "k3y"], env=cli_env, cwd=REPO, stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE, text=True)
+    try:
+        url, seen = None, []
+        for line in process.stderr:                        # ends if the process dies
+            seen.append(line)
+            if match := re.search(r"at (http://127\.0\.0\.1:\d+/v1)$", line.strip()):
+                url = match.group(1)
+                break
+        assert url, "".join(seen)
+        assert f"[{default_backend.info().label}] serving 'offline-default'" in seen[-1]
+        remote = OpenAIBackend(url, api_key="k3y", timeout_s=60)
+        params = GenerationParams(temperature=0, max_new_tokens=10)
+        assert answer(remote, ecg_image, [], QUESTION, params) == answer(
+            default_backend, ecg_image, [], QUESTION, params)
+        assert remote.info().model_id == OFFLINE_DEFAULT_MODEL
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        process.stderr.close()
