@@ -153,3 +153,22 @@ def _all_sessions(server):
         rows = db.execute(text("SELECT owner, id FROM sessions")).all()
     engine.dispose()
     return [(owner, sid) for owner, sid in rows]
+
+
+def test_teaching_panel_generates_then_reveals(browser, browser_server):
+    context = browser.new_context(viewport={"width": 1500, "height": 1100})
+    page = context.new_page()
+    try:
+        page.goto(browser_server.url)
+        page.locator("#notice").get_by_text("not a medical device").wait_for()
+        page.get_by_role("tab", name="Teaching").click()
+        page.locator("#teach-rhythm input").click()
+        page.get_by_role("option", name="Atrial fibrillation").click()
+        page.locator("#teach-generate").click()
+        wait_for_picture_size(page, 2200, 1700)
+        truth = page.locator("#teach-truth")
+        assert "atrial fibrillation" not in truth.inner_text(), "ground truth shown too early"
+        page.locator("#teach-reveal").click()
+        truth.get_by_text("atrial fibrillation").wait_for()
+    finally:
+        context.close()

@@ -33,3 +33,34 @@ def test_space_card_points_at_app_py_and_pulse_7b():
     for line in ("sdk: gradio", "app_file: app.py", "- PULSE-ECG/PULSE-7B", "suggested_hardware:"):
         assert line in card
     assert "launch(" in (REPO / "app.py").read_text()
+
+
+def test_python_app_py_serves_like_a_space(tmp_path, ui_cache):
+    """`python app.py` with a Space's environment: settings from PULSE_*, listening on 0.0.0.0."""
+    import os
+    import signal
+    import time
+
+    import httpx
+
+    from tests.fixtures_ui import free_port
+
+    port = free_port()
+    env = {**os.environ, "SPACE_ID": "someone/pulse", "PULSE_PORT": str(port),
+           "PULSE_DATA_DIR": str(tmp_path / "data"), "PULSE_CACHE_DIR": str(ui_cache),
+           "PULSE_DEVICE": "cpu", "GRADIO_ANALYTICS_ENABLED": "False"}
+    process = subprocess.Popen([sys.executable, "app.py"], cwd=REPO, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline, page = time.monotonic() + 90, None
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                page = httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        assert page is not None and page.status_code == 200
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output = process.communicate(timeout=30)[0]
+    assert f"0.0.0.0:{port}" in output
