@@ -95,8 +95,8 @@ def main(argv=None) -> None:
     ready = statistics.median(r for r, _ in runs)
     answer = statistics.median(a for _, a in runs)
     print(f"baseline  python -c 'import gradio':     {baseline:6.2f} s (median of {args.runs})")
-    print(f"ours      serve -> HTTP 200:              {ready:6.2f} s  ratio {ready / baseline:.2f}x "
-          "the baseline")
+    print(f"ours      serve -> HTTP 200:              {ready:6.2f} s  ratio "
+          f"{ready / baseline:.2f}x the baseline")
     print(f"ours      serve -> first answer (8 tok):  {answer:6.2f} s  ratio "
           f"{answer / baseline:.2f}x the baseline")
     print(f"(once per machine: building the untrained tiny model took {build:.2f} s)")

@@ -51,9 +51,9 @@ def start_server(settings) -> SimpleNamespace:
     demo, launch_kwargs = build_app(settings)
     launch_kwargs.pop("theme", None)
     demo.launch(prevent_thread_lock=True, quiet=True, **launch_kwargs)
+    chat = demo.pulse_ui.chat
     return SimpleNamespace(url=f"http://127.0.0.1:{settings.port}/", demo=demo,
-                           settings=settings, chat=demo.pulse_ui.chat, store=demo.pulse_ui.chat.store,
-                           close=demo.close)
+                           settings=settings, chat=chat, store=chat.store, close=demo.close)
 
 
 @pytest.fixture(scope="module")

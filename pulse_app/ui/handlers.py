@@ -125,7 +125,7 @@ def generate(service_id: int, owner: str, session_id: str, question: str | None,
         stream.close()
 
 
-# -- the handlers -----------------------------------------------------------------------------------
+# -- the handlers ---------------------------------------------------------------------------------
 
 class PulseUI:
     """Handlers of one app instance; holds the ChatService and the Stop buttons' cancel events."""

@@ -23,8 +23,8 @@ PROMPTS = {
 UPLOAD_HELP = ("An ECG image (PNG, JPEG, WebP, TIFF, BMP, HEIC phone photo), a PDF, or a signal "
                "record: WFDB `.hea` together with its `.dat`/`.mat`, or DICOM `.dcm`.")
 
-CROP_HELP = ("Crop: click two opposite corners of the part to keep. Rotate with the buttons and the "
-             "slider (tilted photos). Reset starts over from the upload.")
+CROP_HELP = ("Crop: click two opposite corners of the part to keep. Rotate with the buttons and "
+             "the slider (tilted photos). Reset starts over from the upload.")
 
 EXAMPLES_NOTE = ("Real, de-identified ECG pictures from ecg-image-kit (BSD-3) and paper-ecg (MIT); "
                  "see assets/examples/README.md.")
