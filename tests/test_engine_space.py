@@ -187,3 +187,13 @@ def test_app_with_accounts_needs_them_in_the_url(tiny_backend, ecg_image):
             SpaceBackend(url, timeout_s=30).info()
     finally:
         demo.close()
+
+
+def test_space_backend_against_the_whole_app(ui_server, ecg_image):
+    """The real web app (its UI, sessions, and the model API) answers a laptop's space backend."""
+    url = ui_server.url.rstrip("/")
+    backend = SpaceBackend(url, timeout_s=60)
+    app_backend = ui_server.chat.backend
+    assert answer(backend, ecg_image, [], "Rate?", GREEDY) == answer(
+        app_backend, ecg_image, [], "Rate?", GREEDY)
+    assert backend.info().label == f"{app_backend.info().label} via {url}"
