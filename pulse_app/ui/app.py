@@ -150,14 +150,14 @@ def build_app(settings: Settings, *, chat=None) -> tuple[gr.Blocks, dict]:
         ask_inputs = [token, session, original, edit, question, chatbot, temperature, top_p,
                       max_new_tokens]
         ask_outputs = [chatbot, session, question, sessions]
-        send_button.click(ui.ask, ask_inputs, ask_outputs, **model_event, **private)
-        question.submit(ui.ask, ask_inputs, ask_outputs, **model_event, **private)
+        chat_event = {**model_event, **private, "show_progress_on": [chatbot]}  # queue position
+        send_button.click(ui.ask, ask_inputs, ask_outputs, **chat_event)
+        question.submit(ui.ask, ask_inputs, ask_outputs, **chat_event)
         for button, text in prompt_buttons:
             button.click(lambda t=text: t, None, question, queue=False, **private).then(
-                ui.ask, ask_inputs, ask_outputs, **model_event, **private)
+                ui.ask, ask_inputs, ask_outputs, **chat_event)
         regenerate_button.click(ui.regenerate, [token, session, chatbot, temperature, top_p,
-                                                max_new_tokens], ask_outputs, **model_event,
-                                **private)
+                                                max_new_tokens], ask_outputs, **chat_event)
         stop_button.click(ui.stop, None, None, queue=False, **private)
         new_button.click(ui.new_chat, None, [session, chatbot], queue=False, **private)
 
