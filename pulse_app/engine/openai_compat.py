@@ -6,6 +6,11 @@ The ECG goes as a base64 PNG ``image_url`` part of the first user message, earli
 messages, and the answer streams back (``stream=True``); closing the stream stops it.
 (Named ``openai_compat`` so that it is never mistaken for the ``openai`` package.)
 
+Caveat for PULSE-7B: its config says ``mm_patch_merge_type: flat``, but vLLM's LLaVA-NeXT
+(``_merge_image_patch_embeddings(..., strategy="spatial_unpad")``) and stock transformers always
+unpad and add newline tokens, a token layout PULSE was not trained on (answers degrade silently).
+``serve-openai`` runs the app's own flat-aware model, so its answers match ``--backend local``.
+
 >>> backend = OpenAIBackend("http://gpu-host:8000/v1", model="PULSE-ECG/PULSE-7B")  # doctest: +SKIP
 >>> print("".join(backend.stream(image, [], "What is the rhythm?")))             # doctest: +SKIP
 """
