@@ -143,6 +143,19 @@ def test_clinician_visit(browser, browser_server, shared_data, artifacts, tmp_pa
     finally:
         context.close()
 
+    # another browser (a fresh context = no stored token) gets its own, empty, private space
+    stranger = browser.new_context(viewport={"width": 1500, "height": 1100})
+    try:
+        other = stranger.new_page()
+        other.goto(browser_server.url)
+        other.locator("#notice").get_by_text("not a medical device").wait_for()
+        other.wait_for_timeout(1000)
+        other.locator("#session-list input").click()
+        other.wait_for_timeout(500)
+        assert other.get_by_role("option").filter(has_text="Is there").count() == 0
+    finally:
+        stranger.close()
+
 
 def _all_sessions(server):
     """(owner, session id) of every stored session (the test owns the whole database)."""

@@ -170,3 +170,12 @@ def test_a_pdf_page_is_picked(ui, shared_data, tmp_path):
     picture, *_, page_note, _ = ui.upload([str(pdf)], 2)
     assert page_note["value"] == "PDF page 2 of 2"
     assert abs(picture.width / picture.height - 2200 / 1700) < 0.02, "page 2 is the landscape scan"
+
+
+def test_the_browser_token_secret_survives_restarts(tmp_path):
+    from pulse_app.ui.owner import browser_secret
+
+    first = browser_secret(tmp_path / "data")
+    assert browser_secret(tmp_path / "data") == first and len(first) >= 32
+    assert (tmp_path / "data" / "browser-state.key").stat().st_mode & 0o077 == 0
+    assert browser_secret(tmp_path / "other") != first
