@@ -104,3 +104,27 @@ def test_with_accounts_the_owner_is_the_signed_in_user(tmp_path, ui_cache, share
         assert [s.id for s in server.store.list_sessions("user:ana")] == [session_id]
     finally:
         server.close()
+
+
+def test_another_copy_of_the_app_answers_through_the_space_backend(ui_server, ui_cache,
+                                                                     shared_data, tmp_path):
+    """App B (--backend space --url A) sends its questions to app A's /ask endpoint."""
+    from tests.fixtures_ui import make_ui_settings, start_server
+
+    remote = start_server(make_ui_settings(tmp_path / "b", ui_cache, backend="space",
+                                           url=ui_server.url))
+    try:
+        client = Client(remote.url, verbose=False, download_files=False)
+        token = new_owner_token()
+        session_id = client.predict(handle_file(str(shared_data / "ecg-images" / "ecg00010.png")),
+                                    token, 1, api_name="/session_start")
+        answer = client.predict(token, session_id, "What is the rhythm?", 0.0, 0.7, 6,
+                                api_name="/session_ask")
+        turn, = remote.store.get_session(f"browser:{token}", session_id).turns
+        assert turn.answer == answer.strip() and answer.strip()
+        assert "tiny-untrained" in turn.model_label and ui_server.url.rstrip("/") in \
+            turn.model_label
+        assert ui_server.store.list_sessions(f"browser:{token}") == [], \
+            "the answering app keeps no session of the asking app's visitor"
+    finally:
+        remote.close()
