@@ -277,3 +277,21 @@ def test_a_demonstration_model_is_labelled_as_such(trained, tmp_path):
     info = LocalBackend(str(folder), device="cpu", cache_dir=tmp_path).info()
     assert info.trained and "trained demonstration model" in info.label
     assert info.note == "not for clinical use"
+
+
+@pytest.mark.slow
+def test_mini_model_command_runs_end_to_end(tmp_path):
+    """The whole `python -m training.mini_model` at toy scale: data, train, evaluate, card."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "pulse-mini"
+    subprocess.run([sys.executable, "-m", "training.mini_model", "--records", "6", "--heldout",
+                    "2", "--epochs", "1", "--eval-limit", "2", "--work", str(tmp_path / "work"),
+                    "--out", str(out), "max_steps=2", "dataloader_workers=0"],
+                   check=True, cwd=Path(__file__).resolve().parent.parent, timeout=900)
+    config = json.loads((out / "config.json").read_text())
+    assert config["pulse_app"]["trained"] and config["pulse_app"]["demonstration"]
+    card = (out / "README.md").read_text()
+    assert "not PULSE-7B" in card and "| majority baseline |" in card
+    assert "not for clinical use" in card.lower()

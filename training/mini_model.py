@@ -45,6 +45,7 @@ log = logging.getLogger("training.mini_model")
 MINI_DIR = ASSETS_DIR / "pulse-mini"
 STORED_WIDTH_PX = 448
 TRAIN_SEED, HELDOUT_SEED = 1, 2          # simulated_records seeds: disjoint records
+STEPS = ("data", "model", "train", "evaluate", "card")
 NOTE = ("trained demonstration model (a few million parameters, synthetic ECGs): not PULSE-7B, "
         "not for clinical use")
 
@@ -126,6 +127,7 @@ def evaluate(model: Path, data: Path, train_data: Path, out: Path, limit: int | 
     command = [sys.executable, "-m", "training.evaluate", "--model", str(model), "--data",
                str(data), "--train", str(train_data), "--compare", "tiny-untrained",
                "--out", str(out)]
+    command += ["--max-new-tokens", "192"]                  # reports run to ~150 tokens
     if limit:
         command += ["--limit", str(limit)]
     log.info("evaluating: %s", " ".join(command))
@@ -135,11 +137,51 @@ def evaluate(model: Path, data: Path, train_data: Path, out: Path, limit: int | 
         log.error("evaluation failed:\n%s", result.stderr[-3000:])
         return {}
     print(result.stdout)
-    return {"table": result.stdout, "json": json.loads(out.read_text()) if out.is_file() else {}}
+    return json.loads(out.read_text()) if out.is_file() else {}
+
+
+def score_table(result: dict, model: str) -> str:
+    """The evaluation rows as a markdown table: this model, the untrained tiny one, majority."""
+    columns = [(model, "pulse-mini"), (result.get("compare"), "untrained tiny"),
+               ("majority", "majority baseline")]
+    columns = [(key, name) for key, name in columns if key in result.get("predictors", [])]
+    lines = ["| task / question type | metric | n | " + " | ".join(n for _, n in columns) + " |",
+             "|---|---|---:|" + "---:|" * len(columns)]
+    for row in result.get("rows", []):
+        def cell(key):
+            value = row.get(key)
+            if value is None:
+                return "-"
+            return f"{value:.1f}" if row["metric"] == "MAE bpm" else f"{100 * value:.1f} %"
+        lines.append(f"| {row['group']} | {row['metric']} | {row['n']} | "
+                     + " | ".join(cell(k) for k, _ in columns) + " |")
+    return "\n".join(lines)
+
+
+def verdict(result: dict, model: str) -> str:
+    """One honest sentence per headline score: rate and rhythm vs the majority baseline."""
+    rows = {row["group"]: row for row in result.get("rows", [])}
+    out = []
+    for group, what in (("Rate: bucket, all question types", "heart-rate questions"),
+                        ("Rhythm: rhythm label, all question types", "rhythm questions"),
+                        ("All questions", "all questions")):
+        row = rows.get(group)
+        if not row or row.get(model) is None or row.get("majority") is None:
+            continue
+        ours, base = 100 * row[model], 100 * row["majority"]
+        if ours >= base + 10:
+            how = "clearly beats"
+        elif ours > base + 2:
+            how = "beats, but only slightly,"
+        else:
+            how = "does NOT beat"
+        out.append(f"- On {what} it {how} the majority baseline: {ours:.1f} % vs {base:.1f} % "
+                   f"(n = {row['n']}).")
+    return "\n".join(out)
 
 
 def model_card(info: dict) -> str:
-    table = info.get("evaluation", {}).get("table", "").strip() or "(evaluation did not run)"
+    table = info.get("score_table") or "(evaluation did not run)"
     return f"""# pulse-mini — a trained demonstration model (not PULSE-7B, not for clinical use)
 
 A tiny model of **PULSE-7B's exact classes** (LLaVA-NeXT: a CLIP-style ViT vision tower, an
@@ -179,11 +221,12 @@ Final training loss: {info.get('train_loss', 'n/a')}.
 for findings), against the majority-class baseline (from the training answers) and the
 untrained tiny model:
 
-```
 {table}
-```
 
 {info.get('verdict', '')}
+
+Percentages are accuracies except "macro F1" rows; "MAE bpm" is the mean absolute error of the
+heart rate stated in open answers. Full answers: `scores.json` of the run.
 
 ## Regenerate
 `make mini-model` (= `python -m training.mini_model`) rebuilds data, tokenizer, weights,
@@ -201,30 +244,35 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--turns", type=int, default=13, help="questions per packed conversation")
     parser.add_argument("--epochs", type=float, default=2.0)
     parser.add_argument("--eval-limit", type=int, default=260,
-                        help="score only the first N held-out samples")
+                        help="score N held-out samples (balanced over task and question type)")
     parser.add_argument("--work", type=Path, default=REPO_ROOT / "runs" / "mini")
     parser.add_argument("--out", type=Path, default=MINI_DIR)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--from-step", choices=STEPS, default="data",
+                        help="start at this step, reusing the earlier steps' files in --work")
     parser.add_argument("overrides", nargs="*", help="training key=value overrides")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     import torch
 
     from pulse_app.engine.tiny import build_tiny
-    from training.instruct import write_samples
+    from training.instruct import read_samples, write_samples
     from training.train import count_parameters, load_config, train
 
     torch.set_num_threads(args.threads)
     started, work = time.time(), args.work
-    timings = {}
+    info_file = work / "mini_model_info.json"
+    info = json.loads(info_file.read_text()) if info_file.is_file() else {}
+    info.setdefault("timings_s", {})
+    first = STEPS.index(args.from_step)
+    data, init = work / "data", work / "init"
+    config = load_config(REPO_ROOT / "training" / "configs" / "mini.yaml", [
+        f"model={init}", f"data={data / 'train.json'}", f"output_dir={work / 'train'}",
+        f"epochs={args.epochs}", *args.overrides])
+    final = Path(config.output_dir) / "final"
 
-    # 1. data
-    data = work / "data"
-    if (data / "train.json").is_file() and (data / "heldout.json").is_file():
-        log.info("reusing the data in %s", data)
-        from training.instruct import read_samples
-        train_samples = read_samples(data / "train-single.json")
-    else:
+    # 1. data: training and held-out records from different seeds
+    if first <= STEPS.index("data"):
         shutil.rmtree(data, ignore_errors=True)
         train_samples = make_split(data, args.records, TRAIN_SEED)
         heldout = make_split(data, args.heldout, HELDOUT_SEED)
@@ -232,55 +280,59 @@ def main(argv: list[str] | None = None) -> int:
         write_samples(heldout, data / "heldout.json")
         (data / "train.json").write_text(json.dumps(
             pack_conversations(train_samples, args.turns, seed=0), indent=0))
+        info["timings_s"]["data"] = round(time.time() - started)
+        info.update(train_records=args.records, heldout_records=args.heldout)
+    train_samples = read_samples(data / "train-single.json")
     packed = json.loads((data / "train.json").read_text())
-    timings["data_s"] = time.time() - started
 
-    # 2. model: tokenizer on the instruction text, random weights
-    init = work / "init"
+    # 2. model: a tokenizer trained on the instruction text, random weights
     spec = mini_spec(tokenizer_corpus(train_samples))
-    shutil.rmtree(init, ignore_errors=True)
-    build_tiny(init, spec)
+    if first <= STEPS.index("model"):
+        shutil.rmtree(init, ignore_errors=True)
+        build_tiny(init, spec)
 
-    # 3. train
-    t0 = time.time()
-    config = load_config(REPO_ROOT / "training" / "configs" / "mini.yaml", [
-        f"model={init}", f"data={data / 'train.json'}", f"output_dir={work / 'train'}",
-        f"epochs={args.epochs}", *args.overrides])
-    shutil.rmtree(config.output_dir, ignore_errors=True)
-    final = train(config)
-    timings["train_s"] = time.time() - t0
+    # 3. train, then mark the result as a trained demonstration model
+    if first <= STEPS.index("train"):
+        t0 = time.time()
+        shutil.rmtree(config.output_dir, ignore_errors=True)
+        train(config)
+        info["timings_s"]["train"] = round(time.time() - t0)
+        config_file = final / "config.json"
+        saved = json.loads(config_file.read_text())
+        saved["pulse_app"].update({"demonstration": True, "note": NOTE})
+        config_file.write_text(json.dumps(saved, indent=2))
 
-    # provenance the app shows: trained, and a demonstration
-    config_file = final / "config.json"
-    saved = json.loads(config_file.read_text())
-    saved["pulse_app"].update({"demonstration": True, "note": NOTE})
-    config_file.write_text(json.dumps(saved, indent=2))
+    # 4. evaluate on the held-out split
+    if first <= STEPS.index("evaluate"):
+        t0 = time.time()
+        info["evaluation"] = evaluate(final, data / "heldout.json", data / "train-single.json",
+                                      work / "scores.json", args.eval_limit)
+        info["timings_s"]["evaluate"] = round(time.time() - t0)
 
-    # 4. evaluate, then the card
-    t0 = time.time()
-    evaluation = evaluate(final, data / "heldout.json", data / "train-single.json",
-                          work / "scores.json", args.eval_limit)
-    timings["evaluate_s"] = time.time() - t0
+    # 5. the model card, and the folder the app loads
     from pulse_app.engine.pulse_format import PulseLlavaNextForConditionalGeneration
 
     model = PulseLlavaNextForConditionalGeneration.from_pretrained(final)
-    state = json.loads(next((work / "train").glob("checkpoint-*/trainer_state.json")).read_text()) \
-        if list((work / "train").glob("checkpoint-*")) else {}
-    losses = [e["loss"] for e in state.get("log_history", []) if "loss" in e]
-    info = {
-        "spec": dataclasses.asdict(spec), "vocab": model.config.image_token_index,
-        "parameters_m": count_parameters(model)[1] / 1e6, "train_records": args.records,
-        "heldout_records": args.heldout, "train_samples": len(train_samples),
-        "train_conversations": len(packed), "epochs": args.epochs,
-        "learning_rate": config.learning_rate, "batch": config.global_batch_size,
-        "train_loss": f"{losses[-1]:.3f}" if losses else "n/a", "evaluation": evaluation,
-        "minutes_total": (time.time() - started) / 60, "timings_s": timings,
-    }
+    states = sorted(Path(config.output_dir).glob("checkpoint-*/trainer_state.json"))
+    history = json.loads(states[-1].read_text())["log_history"] if states else []
+    losses = [e["loss"] for e in history if "loss" in e]
+    evaluation = info.get("evaluation") or {}
+    info.update({
+        "spec": {k: v for k, v in dataclasses.asdict(spec).items() if k != "corpus"},
+        "vocab": model.config.image_token_index, "parameters_m": count_parameters(model)[1] / 1e6,
+        "train_samples": len(train_samples), "train_conversations": len(packed),
+        "epochs": config.epochs, "learning_rate": config.learning_rate,
+        "batch": config.global_batch_size,
+        "train_loss": f"{losses[-1]:.3f}" if losses else "n/a",
+        "score_table": score_table(evaluation, str(final)) if evaluation else "",
+        "verdict": verdict(evaluation, str(final)) if evaluation else "",
+    })
+    info.setdefault("train_records", args.records)
+    info.setdefault("heldout_records", args.heldout)
+    info["minutes_total"] = sum(info["timings_s"].values()) / 60
     (final / "README.md").write_text(model_card(info))
-    (work / "mini_model_info.json").write_text(json.dumps(
-        {k: v for k, v in info.items() if k not in ("spec",)}, indent=2, default=str))
-
-    # ship: the app-loadable folder, small
+    info_file.write_text(json.dumps({k: v for k, v in info.items() if k != "evaluation"},
+                                    indent=2, default=str))
     out = args.out
     shutil.rmtree(out, ignore_errors=True)
     shutil.copytree(final, out, ignore=shutil.ignore_patterns("training_config.json"))

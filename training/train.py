@@ -193,9 +193,9 @@ def check_hardware(config: TrainConfig) -> None:
         except ImportError as e:
             raise HardwareError("QLoRA needs the bitsandbytes package",
                                 hint="pip install -r requirements-gpu.txt") from e
-    if config.precision == "bf16" and not torch.cuda.is_available():
-        raise HardwareError("precision bf16 is meant for GPUs; this machine has no CUDA GPU",
-                            hint="set precision=fp32 to train on the CPU")
+    if config.precision in ("bf16", "fp16") and not torch.cuda.is_available():
+        raise HardwareError(f"precision {config.precision} is meant for GPUs; this machine has no "
+                            "CUDA GPU", hint="set precision=fp32 to train on the CPU")
     if config.precision == "bf16" and not torch.cuda.is_bf16_supported():
         raise HardwareError("this GPU does not support bf16", hint="set precision=fp16")
 
