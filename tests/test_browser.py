@@ -185,3 +185,37 @@ def test_teaching_panel_generates_then_reveals(browser, browser_server):
         truth.get_by_text("atrial fibrillation").wait_for()
     finally:
         context.close()
+
+
+def test_queue_position_shown_and_stop_keeps_the_partial_answer(browser, browser_server,
+                                                                 shared_data, artifacts):
+    """Two visitors, one model: the second sees its place in the queue; Stop ends the first
+    answer early and it is kept, marked [stopped]."""
+    contexts = [browser.new_context(viewport={"width": 1500, "height": 1100}) for _ in range(2)]
+    try:
+        pages = [context.new_page() for context in contexts]
+        for page in pages:
+            page.goto(browser_server.url)
+            page.locator("#notice").get_by_text("not a medical device").wait_for()
+            page.locator("#upload input[type=file]").set_input_files(
+                str(shared_data / "ecg-images" / "ecg00010.png"))
+            wait_for_picture_size(page, 768, 420)
+        first, second = pages
+        first.locator("#generation").click()
+        tokens = first.locator("#max-new-tokens input[type=number]")
+        tokens.fill("2000")
+        tokens.press("Enter")
+        first.locator("#question textarea").fill("Write a long report.")
+        first.locator("#ask").click()
+        first.locator("#chat [data-testid=bot]").wait_for()
+        second.locator("#question textarea").fill("And the rate?")
+        second.locator("#ask").click()
+        second.locator("#chat").get_by_text(re.compile(r"queue: \d+/\d+")).wait_for(
+            timeout=15_000)
+        second.screenshot(path=str(artifacts / "browser-queue.png"))
+        first.locator("#stop").click()
+        first.locator("#chat").get_by_text("[stopped]").wait_for(timeout=30_000)
+        second.locator("#chat").get_by_text("— tiny-untrained").wait_for(timeout=60_000)
+    finally:
+        for context in contexts:
+            context.close()

@@ -100,12 +100,15 @@ def build_app(settings: Settings, *, chat=None) -> tuple[gr.Blocks, dict]:
                     prompt_buttons = [(gr.Button(label, size="sm",
                                                  elem_id="prompt-" + str(i)), text)
                                       for i, (label, text) in enumerate(texts.PROMPTS.items())]
-                with gr.Accordion("Generation settings", open=False):
+                with gr.Accordion("Generation settings", open=False, elem_id="generation"):
                     temperature = gr.Slider(0, 1.5, value=settings.temperature, step=0.05,
-                                            label="Temperature (0 = always the likeliest words)")
-                    top_p = gr.Slider(0.05, 1, value=settings.top_p, step=0.05, label="Top-p")
+                                            label="Temperature (0 = always the likeliest words)",
+                                            elem_id="temperature")
+                    top_p = gr.Slider(0.05, 1, value=settings.top_p, step=0.05, label="Top-p",
+                                      elem_id="top-p")
                     max_new_tokens = gr.Slider(1, 2048, value=settings.max_new_tokens, step=1,
-                                               label="Longest answer (tokens)")
+                                               label="Longest answer (tokens)",
+                                               elem_id="max-new-tokens")
 
         # -- programmatic session API (hidden components; owner by token) --
         with gr.Group(visible=False):
