@@ -1,7 +1,7 @@
 """Regenerate the app's offline default, ``assets/pulse-mini``, from scratch on a CPU.
 
-    make mini-model                    # = python -m training.mini_model (about 40 min on 2 cores)
-    python -m training.mini_model --records 400 --epochs 1 --out /tmp/pulse-mini   # a quick try
+    make mini-model                    # = python -m training.mini_model (about 45 min on 2 cores)
+    python -m training.mini_model --records 400 --out /tmp/pulse-mini     # a quick try
 
 Four steps, each one command of the project:
 
@@ -16,8 +16,10 @@ Four steps, each one command of the project:
 2. **model**: PULSE-7B's classes at toy size (:data:`MINI_SPEC`: CLIP-style ViT 112 px tiles,
    ``mlp2x_gelu`` projector, 4-layer Llama, anyres, ``flat`` merge), a sentencepiece tokenizer
    trained on the instruction text, random initial weights (``pulse_app.engine.tiny``).
-3. **train**: ``training.train`` with ``training/configs/mini.yaml`` (everything trained, the
-   vision tower included: it starts from random weights).
+3. **train**: ``training.train`` with ``training/configs/mini.yaml``, everything trained (the
+   vision tower starts from random weights), in two stages like LLaVA's: alignment on the
+   report question alone (every answer token depends on the image), then the full question mix
+   at half the learning rate.
 4. **evaluate**: ``python -m training.evaluate`` on the held-out split, against the majority
    baseline and the untrained tiny model; the scores go into the model card.
 
@@ -45,7 +47,7 @@ log = logging.getLogger("training.mini_model")
 MINI_DIR = ASSETS_DIR / "pulse-mini"
 STORED_WIDTH_PX = 448
 TRAIN_SEED, HELDOUT_SEED = 1, 2          # simulated_records seeds: disjoint records
-STEPS = ("data", "model", "train", "evaluate", "card")
+STEPS = ("data", "model", "align", "train", "evaluate", "card")
 NOTE = ("trained demonstration model (a few million parameters, synthetic ECGs): not PULSE-7B, "
         "not for clinical use")
 
@@ -62,8 +64,10 @@ def mini_spec(corpus: str):
 
 # -- 1. data --------------------------------------------------------------------------------------
 
-def make_split(out: Path, count: int, seed: int, *, qa_seeds=(0,), progress=log.info) -> list:
-    """Render ``count`` simulated records into ``out/images`` and return their samples."""
+def make_split(out: Path, count: int, seed: int, *, start: int = 0, qa_seeds=(0,),
+               progress=log.info) -> list:
+    """Render simulated records ``start`` .. ``start + count - 1`` of ``seed`` into
+    ``out/images`` and return their samples."""
     from PIL import Image
 
     from pulse_app.ecg.render import render_ecg
@@ -72,15 +76,15 @@ def make_split(out: Path, count: int, seed: int, *, qa_seeds=(0,), progress=log.
 
     (out / "images").mkdir(parents=True, exist_ok=True)
     samples, started = [], time.time()
-    for i, record in enumerate(simulated_records(count, seed)):
+    for i, record in enumerate(simulated_records(count, seed, start), start=start):
         image = f"images/{record.record_id}.png"
         page = render_ecg(record, dpi=100, distort="mix", seed=seed * 7919 + i).image
         height = round(page.height * STORED_WIDTH_PX / page.width)
         page.resize((STORED_WIDTH_PX, height), Image.BICUBIC).save(out / image)
         for qa_seed in qa_seeds:
             samples += generate_samples(record, image, seed=qa_seed)
-        if (i + 1) % 100 == 0:
-            progress(f"{out.name}: {i + 1}/{count} records ({time.time() - started:.0f} s)")
+        if (i + 1 - start) % 100 == 0:
+            progress(f"{out.name}: {i + 1 - start}/{count} records ({time.time() - started:.0f} s)")
     return samples
 
 
@@ -107,6 +111,15 @@ def pack_conversations(samples: list, turns: int, seed: int) -> list[dict]:
                            "conversations": conversations})
     rng.shuffle(packed)
     return packed
+
+
+def alignment_samples(samples: list) -> list[dict]:
+    """Stage 1 data: each image with its report question only (LLaVA's alignment stage, with
+    reports as captions). Every answer token of a report depends on the image (rhythm, rate,
+    intervals, axis, findings), so the vision tower, which starts from random weights, gets far
+    more signal per step than from the full mix, where most tokens are template."""
+    return [dict(s.to_dict(), id=s.id + "-align") for s in samples
+            if s.meta.get("task") == "report"]
 
 
 def tokenizer_corpus(samples: list) -> str:
@@ -210,10 +223,13 @@ use.**
 rendered as 3x4+II paper ECGs (`pulse_app.ecg.render`, the training mix: about half clean, half
 with photo/scan distortions), {info['train_samples']} question/answer pairs from
 `training.instruct` (basic features, rhythm, morphology, report; close-ended, open-ended,
-fill-in-the-blank, multiple choice), packed into {info['train_conversations']} multi-turn
-conversations. {info['epochs']} epochs, AdamW lr {info['learning_rate']}, cosine schedule,
-batch {info['batch']}, everything trained (the vision tower starts from random weights).
-Final training loss: {info.get('train_loss', 'n/a')}.
+fill-in-the-blank, multiple choice). Everything is trained, the vision tower included (it starts
+from random weights), in two stages like LLaVA's: (1) alignment, {info['align_epochs']} epoch(s)
+over each image with its report question only (every answer token depends on the image),
+AdamW lr {info['align_learning_rate']}; (2) instruction tuning, {info['epochs']} epoch(s) over all
+questions, packed into {info['train_conversations']} multi-turn conversations (one per image),
+lr {info['learning_rate']}. Cosine schedules, batch {info['batch']}. Final training loss:
+{info.get('train_loss', 'n/a')}.
 
 ## Scores on held-out records
 {info['heldout_records']} held-out simulated records (different seeds), scored by
@@ -239,10 +255,13 @@ evaluation and this card from scratch, deterministically up to floating-point or
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.mini_model",
                                      description="Regenerate assets/pulse-mini from scratch.")
-    parser.add_argument("--records", type=int, default=1600, help="training records")
+    parser.add_argument("--records", type=int, default=3200, help="training records")
     parser.add_argument("--heldout", type=int, default=200, help="held-out records")
     parser.add_argument("--turns", type=int, default=13, help="questions per packed conversation")
-    parser.add_argument("--epochs", type=float, default=2.0)
+    parser.add_argument("--align-epochs", type=float, default=1.0,
+                        help="stage 1: epochs over the report-only alignment data")
+    parser.add_argument("--epochs", type=float, default=1.0,
+                        help="stage 2: epochs over the full instruction mix")
     parser.add_argument("--eval-limit", type=int, default=260,
                         help="score N held-out samples (balanced over task and question type)")
     parser.add_argument("--work", type=Path, default=REPO_ROOT / "runs" / "mini")
@@ -266,9 +285,14 @@ def main(argv: list[str] | None = None) -> int:
     info.setdefault("timings_s", {})
     first = STEPS.index(args.from_step)
     data, init = work / "data", work / "init"
-    config = load_config(REPO_ROOT / "training" / "configs" / "mini.yaml", [
-        f"model={init}", f"data={data / 'train.json'}", f"output_dir={work / 'train'}",
-        f"epochs={args.epochs}", *args.overrides])
+    mini_yaml = REPO_ROOT / "training" / "configs" / "mini.yaml"
+    align = load_config(mini_yaml, [
+        f"model={init}", f"data={data / 'align.json'}", f"output_dir={work / 'align'}",
+        f"epochs={args.align_epochs}", "name=pulse-mini-align", *args.overrides])
+    config = load_config(mini_yaml, [
+        f"model={work / 'align' / 'final'}", f"data={data / 'train.json'}",
+        f"output_dir={work / 'train'}", f"epochs={args.epochs}",
+        f"learning_rate={align.learning_rate / 2}", *args.overrides])
     final = Path(config.output_dir) / "final"
 
     # 1. data: training and held-out records from different seeds
@@ -280,6 +304,7 @@ def main(argv: list[str] | None = None) -> int:
         write_samples(heldout, data / "heldout.json")
         (data / "train.json").write_text(json.dumps(
             pack_conversations(train_samples, args.turns, seed=0), indent=0))
+        (data / "align.json").write_text(json.dumps(alignment_samples(train_samples), indent=0))
         info["timings_s"]["data"] = round(time.time() - started)
         info.update(train_records=args.records, heldout_records=args.heldout)
     train_samples = read_samples(data / "train-single.json")
@@ -291,7 +316,13 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(init, ignore_errors=True)
         build_tiny(init, spec)
 
-    # 3. train, then mark the result as a trained demonstration model
+    # 3. train: stage 1 aligns image and text on reports, stage 2 the full mix (half the lr);
+    #    then mark the result as a trained demonstration model
+    if first <= STEPS.index("align"):
+        t0 = time.time()
+        shutil.rmtree(align.output_dir, ignore_errors=True)
+        train(align)
+        info["timings_s"]["align"] = round(time.time() - t0)
     if first <= STEPS.index("train"):
         t0 = time.time()
         shutil.rmtree(config.output_dir, ignore_errors=True)
@@ -322,6 +353,7 @@ def main(argv: list[str] | None = None) -> int:
         "vocab": model.config.image_token_index, "parameters_m": count_parameters(model)[1] / 1e6,
         "train_samples": len(train_samples), "train_conversations": len(packed),
         "epochs": config.epochs, "learning_rate": config.learning_rate,
+        "align_epochs": align.epochs, "align_learning_rate": align.learning_rate,
         "batch": config.global_batch_size,
         "train_loss": f"{losses[-1]:.3f}" if losses else "n/a",
         "score_table": score_table(evaluation, str(final)) if evaluation else "",
