@@ -192,8 +192,8 @@ def test_queue_position_shown_and_stop_keeps_the_partial_answer(browser, browser
     """Two visitors, one model: the second sees its place in the queue; Stop ends the first
     answer early and it is kept, marked [stopped]."""
     contexts = [browser.new_context(viewport={"width": 1500, "height": 1100}) for _ in range(2)]
+    pages = [context.new_page() for context in contexts]
     try:
-        pages = [context.new_page() for context in contexts]
         for page in pages:
             page.goto(browser_server.url)
             page.locator("#notice").get_by_text("not a medical device").wait_for()
@@ -210,12 +210,16 @@ def test_queue_position_shown_and_stop_keeps_the_partial_answer(browser, browser
         first.locator("#chat [data-testid=bot]").wait_for()
         second.locator("#question textarea").fill("And the rate?")
         second.locator("#ask").click()
-        second.locator("#chat").get_by_text(re.compile(r"queue: \d+/\d+")).wait_for(
-            timeout=15_000)
+        queue_line = second.locator("#chat").get_by_text(re.compile(r"queue: \d+/\d+"))
+        queue_line.wait_for(timeout=15_000)
+        first.locator("#stop").click()                  # at once: the first answer takes ~5 s
         second.screenshot(path=str(artifacts / "browser-queue.png"))
-        first.locator("#stop").click()
         first.locator("#chat").get_by_text("[stopped]").wait_for(timeout=30_000)
         second.locator("#chat").get_by_text("— tiny-untrained").wait_for(timeout=60_000)
+    except Exception:
+        for number, page in enumerate(pages, 1):      # what each visitor saw, for the log
+            page.screenshot(path=str(artifacts / f"browser-queue-failed-{number}.png"))
+        raise
     finally:
         for context in contexts:
             context.close()

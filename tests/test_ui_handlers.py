@@ -18,7 +18,9 @@ from pulse_app.ui.handlers import NO_EDIT, PulseUI
 
 @pytest.fixture
 def ui(ui_settings):
-    return PulseUI(ui_settings)
+    handlers = PulseUI(ui_settings)
+    handlers.stream_every_s = 0.0           # every chunk an update: streaming is visible
+    return handlers
 
 
 def request(username=None, session_hash="page-1"):

@@ -21,6 +21,7 @@ import os
 import shutil
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -109,6 +110,24 @@ def user_error(error: PulseError) -> gr.Error:
     return gr.Error(str(error), print_exception=False)
 
 
+def growing_text(stream: Iterator[str], every_s: float) -> Iterator[str]:
+    """The answer so far, at most once every ``every_s`` seconds; always the first chunk and the
+    whole answer.
+
+    >>> list(growing_text(iter(["a", "b", "c"]), 3600))
+    ['a', 'abc']
+    """
+    text, shown, last = "", "", float("-inf")
+    for chunk in stream:
+        text += chunk
+        now = time.monotonic()
+        if now - last >= every_s:
+            shown, last = text, now
+            yield text
+    if text != shown:
+        yield text
+
+
 @gpu
 def generate(service_id: int, owner: str, session_id: str, question: str | None, params: dict,
              cancel: threading.Event | None = None) -> Iterator[str]:
@@ -129,6 +148,10 @@ def generate(service_id: int, owner: str, session_id: str, question: str | None,
 
 class PulseUI:
     """Handlers of one app instance; holds the ChatService and the Stop buttons' cancel events."""
+
+    #: Shortest time between two updates of a streaming answer (a small model writes hundreds of
+    #: tokens a second; re-drawing the chat for each would lag the browser behind the model).
+    stream_every_s = 0.05
 
     def __init__(self, settings: Settings, chat=None):
         if chat is None:
@@ -310,10 +333,8 @@ class PulseUI:
 
     def _stream_into(self, history, stream, owner, session, token, request) -> Iterator:
         """Show the answer as it grows; at the end show the stored turns (with the model name)."""
-        text = ""
         try:
-            for chunk in stream:
-                text += chunk
+            for text in growing_text(stream, self.stream_every_s):
                 history[-1] = {"role": "assistant", "content": literal(text)}
                 yield history, session, gr.skip(), gr.skip()
         except PulseError as error:
@@ -419,11 +440,8 @@ class PulseUI:
         owner = self.owner(request, token)
         stream = generate(id(self.chat), owner, session_id, question or "",
                           self.params(temperature, top_p, max_new_tokens))
-        text = ""
         try:
-            for chunk in stream:
-                text += chunk
-                yield text
+            yield from growing_text(stream, self.stream_every_s)
         except PulseError as error:
             raise user_error(error) from None
         finally:
