@@ -17,9 +17,9 @@ Four steps, each one command of the project:
    ``mlp2x_gelu`` projector, 4-layer Llama, anyres, ``flat`` merge), a sentencepiece tokenizer
    trained on the instruction text, random initial weights (``pulse_app.engine.tiny``).
 3. **train**: ``training.train`` with ``training/configs/mini.yaml``, everything trained (the
-   vision tower starts from random weights), in two stages like LLaVA's: alignment on the
-   report question alone (every answer token depends on the image), then the full question mix
-   at half the learning rate.
+   vision tower starts from random weights), in two stages like LLaVA's: alignment on single
+   heart-rate and rhythm questions (answers that depend on the image alone), then the full
+   question mix at half the learning rate.
 4. **evaluate**: ``python -m training.evaluate`` on the held-out split, against the majority
    baseline and the untrained tiny model; the scores go into the model card.
 
@@ -53,10 +53,11 @@ NOTE = ("trained demonstration model (a few million parameters, synthetic ECGs):
 
 
 def mini_spec(corpus: str):
-    """The mini model's sizes (~6M parameters; 112 px tiles -> 64 tokens per tile)."""
+    """The mini model's sizes (~6M parameters). 112 px tiles of 28 px patches: 16 tokens per
+    tile, 80 per ECG page (base image + 2x2 tiles), so a CPU step is cheap."""
     from pulse_app.engine.tiny import TinySpec
 
-    return TinySpec(name="pulse-mini", tile_px=112, patch_px=14, vision_hidden=192,
+    return TinySpec(name="pulse-mini", tile_px=112, patch_px=28, vision_hidden=192,
                     vision_layers=4, vision_mlp=768, text_hidden=256, text_layers=4, text_heads=4,
                     text_mlp=704, vocab_size=2000, max_positions=1280, seed=0, trained=False,
                     corpus=corpus)
@@ -113,13 +114,18 @@ def pack_conversations(samples: list, turns: int, seed: int) -> list[dict]:
     return packed
 
 
+#: Question kinds of the alignment stage: what the image shows most plainly (beats per strip,
+#: their regularity), asked in all four question types.
+ALIGN_KINDS = ("rate", "rhythm")
+
+
 def alignment_samples(samples: list) -> list[dict]:
-    """Stage 1 data: each image with its report question only (LLaVA's alignment stage, with
-    reports as captions). Every answer token of a report depends on the image (rhythm, rate,
-    intervals, axis, findings), so the vision tower, which starts from random weights, gets far
-    more signal per step than from the full mix, where most tokens are template."""
+    """Stage 1 data: each image with its heart-rate and rhythm questions, one per sample (a
+    short LLaVA alignment stage). These answers depend on the image alone, so the vision tower,
+    which starts from random weights, gets far more signal per step than from the full mix,
+    where most answer tokens are template or can be copied from earlier answers."""
     return [dict(s.to_dict(), id=s.id + "-align") for s in samples
-            if s.meta.get("task") == "report"]
+            if s.meta.get("kind") in ALIGN_KINDS]
 
 
 def tokenizer_corpus(samples: list) -> str:
@@ -224,8 +230,8 @@ rendered as 3x4+II paper ECGs (`pulse_app.ecg.render`, the training mix: about h
 with photo/scan distortions), {info['train_samples']} question/answer pairs from
 `training.instruct` (basic features, rhythm, morphology, report; close-ended, open-ended,
 fill-in-the-blank, multiple choice). Everything is trained, the vision tower included (it starts
-from random weights), in two stages like LLaVA's: (1) alignment, {info['align_epochs']} epoch(s)
-over each image with its report question only (every answer token depends on the image),
+from random weights), in two stages like LLaVA's: (1) alignment, {info['align_epochs']} epoch(s) over
+{info.get('align_samples', '?')} single heart-rate and rhythm questions (answers that depend on the image alone),
 AdamW lr {info['align_learning_rate']}; (2) instruction tuning, {info['epochs']} epoch(s) over all
 questions, packed into {info['train_conversations']} multi-turn conversations (one per image),
 lr {info['learning_rate']}. Cosine schedules, batch {info['batch']}. Final training loss:
@@ -354,6 +360,7 @@ def main(argv: list[str] | None = None) -> int:
         "train_samples": len(train_samples), "train_conversations": len(packed),
         "epochs": config.epochs, "learning_rate": config.learning_rate,
         "align_epochs": align.epochs, "align_learning_rate": align.learning_rate,
+        "align_samples": len(json.loads((data / "align.json").read_text())),
         "batch": config.global_batch_size,
         "train_loss": f"{losses[-1]:.3f}" if losses else "n/a",
         "score_table": score_table(evaluation, str(final)) if evaluation else "",
