@@ -277,7 +277,7 @@ def training_arguments(config: TrainConfig):
         disable_tqdm=not sys.stderr.isatty(), logging_first_step=True)
 
 
-def build_trainer(model, config: TrainConfig, folder: Path):
+def build_trainer(model, config: TrainConfig, folder: Path, args=None):
     from transformers import Trainer
 
     from training.data import Collator, InstructDataset
@@ -288,7 +288,8 @@ def build_trainer(model, config: TrainConfig, folder: Path):
 
     if not config.data:
         raise TrainingError("no training data given", hint="add data=PATH/TO/train.json")
-    return Trainer(model=model, args=training_arguments(config), train_dataset=dataset(config.data),
+    return Trainer(model=model, args=args or training_arguments(config),
+                   train_dataset=dataset(config.data),
                    eval_dataset=dataset(config.eval_data) if config.eval_data else None,
                    data_collator=Collator(pad_id=model.config.text_config.pad_token_id or 0))
 
@@ -334,11 +335,12 @@ def train(config: TrainConfig, *, resume: bool | str = False) -> Path:
     check_hardware(config)
     torch.manual_seed(config.seed)
     folder = resolve_start(config.model)
+    args = training_arguments(config)    # before the model: ZeRO-3 then loads it partitioned
     model = load_for_training(folder, config)
     trainable, total = count_parameters(model)
     log.info("training %s from %s: %.2fM of %.2fM parameters", config.method, folder,
              trainable / 1e6, total / 1e6)
-    trainer = build_trainer(model, config, folder)
+    trainer = build_trainer(model, config, folder, args)
     if resume is True and not any(Path(config.output_dir).glob("checkpoint-*")):
         log.warning("--resume: no checkpoint in %s yet, starting fresh", config.output_dir)
         resume = False
