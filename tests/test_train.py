@@ -295,3 +295,17 @@ def test_mini_model_command_runs_end_to_end(tmp_path):
     card = (out / "README.md").read_text()
     assert "not PULSE-7B" in card and "| majority baseline |" in card
     assert "not for clinical use" in card.lower()
+
+
+def test_offline_default_is_the_shipped_mini_model(tmp_path):
+    """`offline-default` resolves to assets/pulse-mini, a trained demonstration model, small."""
+    from pulse_app.engine.local import MINI_MODEL_DIR, LocalBackend
+
+    assert (MINI_MODEL_DIR / "config.json").is_file(), "assets/pulse-mini is missing"
+    size_mb = sum(p.stat().st_size for p in MINI_MODEL_DIR.rglob("*") if p.is_file()) / 1e6
+    assert size_mb < 30
+    info = LocalBackend(device="cpu", cache_dir=tmp_path).info()
+    assert info.trained and "pulse-mini, trained demonstration model" in info.label
+    assert "not for clinical use" in info.note
+    card = (MINI_MODEL_DIR / "README.md").read_text()
+    assert "not PULSE-7B" in card and "majority baseline" in card

@@ -223,7 +223,7 @@ def image_dependence(model_dir: Path, data: Path, count: int = 32) -> dict:
 
 
 def model_card(info: dict) -> str:
-    table = info.get("score_table") or "(evaluation did not run)"
+    table = info.get("score_table") if info.get("verdict") else "(evaluation did not run)"
     return f"""# pulse-mini — a trained demonstration model (not PULSE-7B, not for clinical use)
 
 A tiny model of **PULSE-7B's exact classes** (LLaVA-NeXT: a CLIP-style ViT vision tower, an
@@ -231,7 +231,8 @@ A tiny model of **PULSE-7B's exact classes** (LLaVA-NeXT: a CLIP-style ViT visio
 image-token merge, the `llava_v1` conversation template), trained from scratch on a CPU by
 `python -m training.mini_model` in {info['minutes_total']:.0f} minutes. It is the app's offline
 default so that a fresh machine without a GPU or network shows the whole workflow with a model
-that has actually learned something from ECG images.
+that went through the project's whole training path; the scores below say what it did and did
+not learn.
 
 **It is not PULSE-7B** and knows nothing PULSE-7B knows: it saw only synthetic, simulated ECGs
 drawn by this project's renderer. Its answers about real ECGs are unreliable. **Not for clinical
@@ -393,7 +394,9 @@ def main(argv: list[str] | None = None) -> int:
     states = sorted(Path(config.output_dir).glob("checkpoint-*/trainer_state.json"))
     history = json.loads(states[-1].read_text())["log_history"] if states else []
     losses = [e["loss"] for e in history if "loss" in e]
-    evaluation = info.get("evaluation") or {}
+    scores = work / "scores.json"
+    evaluation = info.get("evaluation") or (json.loads(scores.read_text()) if scores.is_file()
+                                            else {})
     info.update({
         "spec": {k: v for k, v in dataclasses.asdict(spec).items() if k != "corpus"},
         "vocab": model.config.image_token_index, "parameters_m": count_parameters(model)[1] / 1e6,
@@ -403,8 +406,8 @@ def main(argv: list[str] | None = None) -> int:
         "align_samples": len(json.loads((data / "align.json").read_text())),
         "batch": config.global_batch_size,
         "train_loss": f"{losses[-1]:.3f}" if losses else "n/a",
-        "score_table": score_table(evaluation, str(final)) if evaluation else "",
-        "verdict": verdict(evaluation, str(final)) if evaluation else "",
+        "score_table": score_table(evaluation, evaluation.get("model", str(final))),
+        "verdict": verdict(evaluation, evaluation.get("model", str(final))),
     })
     info.setdefault("train_records", args.records)
     info.setdefault("heldout_records", args.heldout)
