@@ -49,7 +49,8 @@ class Settings:
 
     # -- model and backend --------------------------------------------------------------------
     model: str = _opt("PULSE_MODEL", "model: hub id, folder (transformers or original LLaVA "
-                      f"layout), or '{OFFLINE_DEFAULT_MODEL}'", OFFLINE_DEFAULT_MODEL)
+                      f"layout), '{OFFLINE_DEFAULT_MODEL}' (assets/pulse-mini, else the untrained "
+                      "tiny model) or 'tiny-untrained'", OFFLINE_DEFAULT_MODEL)
     revision: str | None = _opt("PULSE_REVISION", "hub revision (branch, tag or commit) of --model")
     backend: str = _opt("PULSE_BACKEND", "where the model runs", "local",
                         choices=("local", "space", "openai"))

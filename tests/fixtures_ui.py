@@ -22,7 +22,8 @@ def free_port() -> int:
 
 @pytest.fixture(scope="session")
 def ui_cache(tmp_path_factory) -> Path:
-    """A cache directory with the offline default (untrained tiny) model already built."""
+    """A cache directory with the untrained tiny model already built (``model="tiny-untrained"``:
+    its long random answers exercise streaming and Stop; the shipped mini model stops early)."""
     from pulse_app.engine.tiny import ensure_tiny
 
     cache = tmp_path_factory.mktemp("ui-cache")
@@ -33,7 +34,8 @@ def ui_cache(tmp_path_factory) -> Path:
 def make_ui_settings(data_dir: Path, cache: Path, **overrides):
     from pulse_app.settings import Settings
 
-    values = dict(data_dir=str(data_dir), cache_dir=str(cache), device="cpu", temperature=0.0,
+    values = dict(model="tiny-untrained", data_dir=str(data_dir), cache_dir=str(cache),
+                  device="cpu", temperature=0.0,
                   max_new_tokens=8, port=free_port(), host="127.0.0.1")
     values.update(overrides)
     return Settings.load(**values)

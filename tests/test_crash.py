@@ -22,7 +22,8 @@ from tests.fixtures_ui import free_port
 
 def start_serve(data_dir, cache_dir, port, log_path) -> subprocess.Popen:
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "PULSE_DEVICE": "cpu"}
-    command = [sys.executable, "-m", "pulse_app", "serve", "--port", str(port),
+    command = [sys.executable, "-m", "pulse_app", "serve", "--model", "tiny-untrained",
+               "--port", str(port),
                "--data-dir", str(data_dir), "--cache-dir", str(cache_dir), "--temperature", "0"]
     process = subprocess.Popen(command, cwd=REPO, env=env, stdout=open(log_path, "ab"),
                                stderr=subprocess.STDOUT)

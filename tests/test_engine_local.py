@@ -153,12 +153,23 @@ def test_original_layout_folder_is_converted_once_and_cached(tiny_original, tmp_
     assert not messages
 
 
-def test_offline_default_builds_the_tiny_model_deterministically(tmp_path):
-    a, _ = resolve_model(OFFLINE_DEFAULT_MODEL, None, tmp_path / "a", lambda m: None)
-    b, _ = resolve_model(OFFLINE_DEFAULT_MODEL, None, tmp_path / "b", lambda m: None)
+def test_tiny_untrained_is_built_deterministically(tmp_path):
+    a, _ = resolve_model("tiny-untrained", None, tmp_path / "a", lambda m: None)
+    b, _ = resolve_model("tiny-untrained", None, tmp_path / "b", lambda m: None)
     assert a == tmp_path / "a" / "tiny-untrained"
     for name in ("model.safetensors", "tokenizer.model", "config.json"):
         assert (a / name).read_bytes() == (b / name).read_bytes(), name
+
+
+def test_offline_default_is_the_shipped_mini_model_else_the_tiny_one(tmp_path, monkeypatch):
+    import pulse_app.engine.local as local
+
+    folder, _ = resolve_model(OFFLINE_DEFAULT_MODEL, None, tmp_path / "a", lambda m: None)
+    if (local.MINI_MODEL_DIR / "config.json").is_file():
+        assert json.loads((folder / "config.json").read_text())["pulse_app"]["trained"] is True
+    monkeypatch.setattr(local, "MINI_MODEL_DIR", tmp_path / "no-mini")
+    folder, _ = resolve_model(OFFLINE_DEFAULT_MODEL, None, tmp_path / "b", lambda m: None)
+    assert folder == tmp_path / "b" / "tiny-untrained"
 
 
 def test_unreachable_hub_id_is_a_clear_model_unavailable(tmp_path, monkeypatch):

@@ -153,6 +153,17 @@ def test_model_notice_says_untrained_plainly(ui):
     assert "not a medical device" in notice and "untrained" in notice
 
 
+def test_model_notice_says_a_demonstration_model_is_one(tmp_path, ui_cache):
+    from pulse_app.engine.local import MINI_MODEL_DIR
+    from tests.fixtures_ui import make_ui_settings
+
+    if not (MINI_MODEL_DIR / "config.json").is_file():
+        pytest.skip("no shipped mini model in assets/pulse-mini")
+    notice = PulseUI(make_ui_settings(tmp_path, ui_cache, model="offline-default")).model_notice()
+    assert "pulse-mini" in notice and "demonstration model" in notice
+    assert "not PULSE-7B" in notice and "not a medical device" in notice
+
+
 def test_teaching_generates_and_reveals_ground_truth():
     image, truth = teaching.generate(120, "afib", "none", 160, "rbbb", "left", "inferior", 0.2,
                                      [], False, False, False, "none", 3)

@@ -108,12 +108,8 @@ def heldout_split(folder: str | Path, *, records: int = 50, seed: int = HELDOUT_
 def load_backend(model: str, *, device: str = "auto", precision: str = "auto"):
     """The app's local backend for ``model`` (``tiny-untrained``: the untrained tiny model)."""
     from pulse_app.engine import make_backend
-    from pulse_app.engine.tiny import TINY_NAME, ensure_tiny
     from pulse_app.settings import Settings
 
-    settings = Settings.load(backend="local", device=device, precision=precision)
-    if model == TINY_NAME:
-        model = str(ensure_tiny(settings.cache_dir))
     settings = Settings.load(backend="local", model=model, device=device, precision=precision)
     backend = make_backend(settings, progress=lambda m: print(m, file=sys.stderr))
     backend.load()

@@ -109,13 +109,12 @@ def download(repo_id: str, revision: str | None, progress: Progress) -> Path:
 def resolve_model(model: str, revision: str | None, cache_dir: str | Path,
                   progress: Progress) -> tuple[Path, str | None]:
     """The transformers-layout folder to load and its revision (hub commit or content hash)."""
-    from pulse_app.engine.tiny import ensure_tiny
+    from pulse_app.engine.tiny import TINY_NAME, ensure_tiny
 
-    if model == OFFLINE_DEFAULT_MODEL:
-        if (MINI_MODEL_DIR / "config.json").is_file():
-            source = MINI_MODEL_DIR
-        else:
-            source = ensure_tiny(cache_dir, progress=progress)
+    if model == OFFLINE_DEFAULT_MODEL and (MINI_MODEL_DIR / "config.json").is_file():
+        source = MINI_MODEL_DIR
+    elif model in (OFFLINE_DEFAULT_MODEL, TINY_NAME):
+        source = ensure_tiny(cache_dir, progress=progress)
     elif Path(model).expanduser().exists():
         source = Path(model).expanduser()
         if not source.is_dir():

@@ -184,6 +184,8 @@ class PulseUI:
         line = f"Model: **{literal(info.label)}**"
         if not info.trained:
             line += f"\n\n⚠️ {texts.UNTRAINED}"
+        elif info.note:                   # a demonstration model (e.g. assets/pulse-mini)
+            line += f"\n\n⚠️ {texts.DEMONSTRATION.format(note=literal(info.note))}"
         return f"{texts.NOTICE}\n\n{line}"
 
     # -- pictures --

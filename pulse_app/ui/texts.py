@@ -11,6 +11,10 @@ UNTRAINED = ("**The model answering here is untrained** (a tiny demonstration mo
              "weights): its answers are random text, not a reading of the ECG. Start the app with "
              "`--model PULSE-ECG/PULSE-7B` on a GPU for real answers.")
 
+DEMONSTRATION = ("**The model answering here is a small demonstration model** ({note}). It "
+                 "was trained on synthetic ECGs on a CPU and does not reliably read real ECGs. "
+                 "Start the app with `--model PULSE-ECG/PULSE-7B` on a GPU for real answers.")
+
 #: One-click prompts: button text -> question sent to the model.
 PROMPTS = {
     "Full clinical report": "Please write a complete clinical report for this 12-lead ECG: rhythm, "
