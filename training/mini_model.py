@@ -408,9 +408,10 @@ def main(argv: list[str] | None = None) -> int:
             "**Honest result: this model has not learned to read ECG images.** Its answers have "
             "the right form and follow the class frequencies of the training data, but do not "
             "depend on the image; a vision tower trained from random weights on a few thousand "
-            "images within a CPU budget of minutes did not get there (also tried: training the tower in the
-alignment stage, with reports or with rate/rhythm questions as targets, with 14 or 28 px patches;
-a trained tower collapsed to constant image features within a few hundred steps). The pipeline (data, "
+            "images within a CPU budget of minutes did not get there (also tried: training the "
+            "tower in the alignment stage, with reports or with rate/rhythm questions as "
+            "targets, with 14 or 28 px patches; a trained tower collapsed to constant image "
+            "features within a few hundred steps). The pipeline (data, "
             "template, masks, anyres, training, evaluation, loading in the app) is what this "
             "model demonstrates, not ECG reading.")
     else:
