@@ -103,8 +103,10 @@ class ChatService:
     # -- sessions ----------------------------------------------------------------------------------
 
     def start_session(self, owner: str, upload: bytes | str | Path, *, filename: str | None = None,
-                      page: int = 1, title: str | None = None) -> SessionRecord:
-        """Read the upload through intake and store it as a new session (original = edited)."""
+                      page: int = 1, title: str | None = None,
+                      extra_params: dict | None = None) -> SessionRecord:
+        """Read the upload through intake and store it as a new session (original = edited);
+        ``extra_params``: more JSON-able entries for its params (e.g. a teaching ECG's truth)."""
         if filename is None and isinstance(upload, (str, Path)):
             filename = Path(upload).name
         intake = load_image(upload, filename=filename, page=page,
@@ -121,7 +123,7 @@ class ChatService:
             original_png=png, edited_png=png,
             params={"source": {"filename": filename, "format": intake.format,
                                "page": intake.page, "pages": intake.pages},
-                    "generation": self.generation_params().as_dict()})
+                    "generation": self.generation_params().as_dict(), **(extra_params or {})})
 
     def new_chat(self, owner: str, session_id: str, *, title: str | None = None) -> SessionRecord:
         """A fresh session on the same images (the 'new chat' button)."""

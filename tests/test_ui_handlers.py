@@ -192,3 +192,33 @@ def test_the_browser_token_secret_survives_restarts(tmp_path):
     assert browser_secret(tmp_path / "data") == first and len(first) >= 32
     assert (tmp_path / "data" / "browser-state.key").stat().st_mode & 0o077 == 0
     assert browser_secret(tmp_path / "other") != first
+
+
+def test_a_reopened_teaching_session_still_reveals_its_ground_truth(ui):
+    token = new_owner_token()
+    image, truth = teaching.generate(120, "afib", "none", 160, "rbbb", "left", "inferior", 0.2,
+                                     [], False, False, False, "none", 3)
+    *_, session = ui.show_image(image, session={"id": None, teaching.TRUTH_KEY: truth})[:5]
+    assert teaching.hidden_note(session) == teaching.HIDDEN
+    history, session = finish(ui.ask(token, session, image, dict(NO_EDIT), "Rhythm?", [], 0.0,
+                                     0.7, 4, request()))[-1][:2]
+    stored = ui.chat.store.get_session(f"browser:{token}", session["id"])
+    assert stored.params[teaching.TRUTH_KEY] == truth and truth["findings"]["rhythm"] == "afib"
+
+    # a fresh page (another tab, same browser token) reopens it: hidden until Reveal
+    fresh = request(session_hash="page-2")
+    assert teaching.reveal(PulseUI.new_chat()[0]) == "Generate an ECG first."
+    reopened = ui.open_session(token, session["id"], fresh)[4]
+    assert reopened["id"] == session["id"]
+    assert teaching.hidden_note(reopened) == teaching.HIDDEN
+    revealed = teaching.reveal(reopened)
+    assert "atrial fibrillation" in revealed and "Heart rate" in revealed
+    assert teaching.reveal(ui.new_chat(reopened)[0]) == revealed    # a new chat keeps it
+
+    # an uploaded ECG has no truth to reveal, in the page or once stored
+    _, original, edit, _, plain, *_ = ui.show_image(image)
+    plain = finish(ui.ask(token, plain, original, edit, "Axis?", [], 0.0, 0.7, 4,
+                          request()))[-1][1]
+    assert teaching.TRUTH_KEY not in ui.chat.store.get_session(f"browser:{token}",
+                                                               plain["id"]).params
+    assert teaching.hidden_note(ui.open_session(token, plain["id"], fresh)[4]) == ""

@@ -40,7 +40,7 @@ def build_app(settings: Settings, *, chat=None) -> tuple[gr.Blocks, dict]:
     with gr.Blocks(title="PULSE ECG workbench") as demo:
         token = gr.BrowserState(None, storage_key="pulse-owner",
                                 secret=browser_secret(settings.data_dir))
-        session = gr.State({"id": None})          # {"id": stored session id or None}
+        session = gr.State({"id": None})          # {"id": stored id or None, + handlers.CARRIED}
         original = gr.State(None)                 # the uploaded picture, unedited (PIL)
         edit = gr.State(dict(NO_EDIT))           # rotate90, angle_deg, crop (+ a first corner)
 
@@ -138,7 +138,7 @@ def build_app(settings: Settings, *, chat=None) -> tuple[gr.Blocks, dict]:
         upload.upload(ui.upload, [upload, page], image_outputs, **private)
         gr.on([page.submit, page.blur], ui.upload, [upload, page], image_outputs, **private)
         examples.select(ui.use_example, None, image_outputs, **private)
-        teaching.wire(teach, ui, image_outputs, private)
+        teaching.wire(teach, ui, image_outputs, session, private)
 
         edited_outputs = [picture, edit, session, chatbot]
         left_button.click(lambda o, e, a: ui.rotate(o, e, a, 1), [original, edit, angle],
@@ -162,12 +162,13 @@ def build_app(settings: Settings, *, chat=None) -> tuple[gr.Blocks, dict]:
         regenerate_button.click(ui.regenerate, [token, session, chatbot, temperature, top_p,
                                                 max_new_tokens], ask_outputs, **chat_event)
         stop_button.click(ui.stop, None, None, queue=False, **private)
-        new_button.click(ui.new_chat, None, [session, chatbot], queue=False, **private)
+        new_button.click(ui.new_chat, [session], [session, chatbot], queue=False, **private)
 
         search.submit(ui.search_sessions, [token, search], sessions, **private)
         open_button.click(ui.open_session, [token, sessions],
                           [picture, original, edit, angle, session, chatbot, title],
-                          **private)
+                          **private).then(teaching.hidden_note, [session], teach.truth_view,
+                                          queue=False, **private)
         rename_button.click(ui.rename_session, [token, sessions, title], sessions, **private)
         delete_button.click(ui.delete_session, [token, sessions, session],
                             [sessions, session, chatbot], **private)

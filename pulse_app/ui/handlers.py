@@ -32,6 +32,7 @@ from pulse_app.auth import is_owner_token, new_owner_token
 from pulse_app.errors import ImageRejected, PulseError
 from pulse_app.settings import ASSETS_DIR, Settings
 from pulse_app.ui import texts
+from pulse_app.ui.teaching import TRUTH_KEY
 from pulse_app.ui.owner import owner_for, owner_label
 
 EXAMPLES_DIR = ASSETS_DIR / "examples"
@@ -39,6 +40,9 @@ EXAMPLES_DIR = ASSETS_DIR / "examples"
 RECORD_SUFFIXES = {".hea", ".dat", ".mat", ".dcm"}
 NO_EDIT = {"rotate90": 0, "angle_deg": 0.0, "crop": None}
 NEW_SESSION = {"id": None}
+#: Entries of the page's session state (besides "id") saved in the stored session's params when
+#: the first question creates it, and restored when it is reopened.
+CARRIED = (TRUTH_KEY,)
 
 #: On ZeroGPU hardware (Hugging Face sets SPACES_ZERO_GPU) generation runs in a GPU worker process.
 ZERO_GPU = os.environ.get("SPACES_ZERO_GPU", "").lower() in ("1", "true", "yes")
@@ -72,6 +76,15 @@ def turn_messages(session) -> list[dict]:
         messages.append({"role": "assistant",
                          "content": f"{answer}\n\n*— {literal(turn.model_label or '')}*"})
     return messages
+
+
+def carried(values: dict | None) -> dict:
+    """The :data:`CARRIED` entries of a session state or of stored params.
+
+    >>> carried({"id": 3, "teaching_truth": {"labels": []}, "edit": {}})
+    {'teaching_truth': {'labels': []}}
+    """
+    return {k: values[k] for k in CARRIED if (values or {}).get(k) is not None}
 
 
 def session_choices(summaries) -> list[tuple[str, str]]:
@@ -222,9 +235,10 @@ class PulseUI:
             return render_ecg(read_record(found[0])).image
 
     @staticmethod
-    def show_image(image: Image.Image, page_note: str = "") -> tuple:
-        """Updates for a new picture: shown unedited, kept as the original; new chat."""
-        return (image, image, dict(NO_EDIT), gr.update(value=0.0), dict(NEW_SESSION), [],
+    def show_image(image: Image.Image, page_note: str = "", session: dict | None = None) -> tuple:
+        """Updates for a new picture: shown unedited, kept as the original; new chat (``session``:
+        its state, e.g. carrying a teaching ECG's ground truth)."""
+        return (image, image, dict(NO_EDIT), gr.update(value=0.0), dict(session or NEW_SESSION), [],
                 gr.update(value=page_note, visible=bool(page_note)), None)
 
     def upload(self, files, page):
@@ -275,12 +289,14 @@ class PulseUI:
         return {"temperature": float(temperature), "top_p": float(top_p),
                 "max_new_tokens": int(max_new_tokens)}
 
-    def begin_session(self, owner: str, original: Image.Image, edit: dict, title: str) -> str:
-        """Store a new session: the original picture and its edit (what the model sees)."""
+    def begin_session(self, owner: str, original: Image.Image, edit: dict, title: str,
+                      extra: dict | None = None) -> str:
+        """Store a new session: the original picture and its edit (what the model sees), and
+        ``extra`` params (see :data:`CARRIED`)."""
         from pulse_app.intake import png_bytes
 
         record = self.chat.start_session(owner, png_bytes(original), filename="ecg.png",
-                                         title=title)
+                                         title=title, extra_params=extra)
         edit = {k: edit.get(k, v) for k, v in NO_EDIT.items()}
         if edit != NO_EDIT:
             self.chat.edit(owner, record.id, edit["rotate90"], edit["angle_deg"], edit["crop"])
@@ -298,7 +314,9 @@ class PulseUI:
         history = list(history or [])
         if not session.get("id"):
             try:
-                session = {"id": self.begin_session(owner, original, edit, title_from(question))}
+                extra = carried(session)
+                session = {**extra, "id": self.begin_session(owner, original, edit,
+                                                             title_from(question), extra)}
             except PulseError as error:
                 raise user_error(error) from None
             history = []
@@ -354,8 +372,9 @@ class PulseUI:
             event.set()
 
     @staticmethod
-    def new_chat():
-        return dict(NEW_SESSION), []
+    def new_chat(session: dict | None = None):
+        """A new chat on the same picture (a teaching ECG keeps its ground truth)."""
+        return {**NEW_SESSION, **carried(session)}, []
 
     # -- sessions --
     def sessions_update(self, request, token, search, selected=None):
@@ -380,7 +399,7 @@ class PulseUI:
         original = Image.open(io.BytesIO(stored.original_png)).convert("RGB")
         picture = Image.open(io.BytesIO(stored.edited_png)).convert("RGB")
         return (picture, original, edit, gr.update(value=edit["angle_deg"]),
-                {"id": stored.id}, turn_messages(stored), stored.title)
+                {"id": stored.id, **carried(stored.params)}, turn_messages(stored), stored.title)
 
     def rename_session(self, token, session_id, title, request: gr.Request):
         owner = self.owner(request, token)

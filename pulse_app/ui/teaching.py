@@ -1,8 +1,10 @@
 """The teaching panel: pick findings, generate a synthetic ECG (simulator + renderer), discuss it
 with the model, then reveal the ground truth (labels and measurements).
 
-The ground truth stays on the server (a ``gr.State``) until "Reveal" is pressed, so it is not in
-the page a student is looking at.
+The ground truth stays on the server until "Reveal" is pressed, so it is not in the page a
+student is looking at: it rides in the page's session state under :data:`TRUTH_KEY` and is saved
+in the stored session's params when the first question creates it, so a reopened teaching
+session can still be revealed.
 
 >>> findings_from_controls(110, "afib", "none", 160, "rbbb", "left", "inferior", 0.2, [],
 ...                        False, False, False)["st"]
@@ -11,6 +13,7 @@ the page a student is looking at.
 
 from __future__ import annotations
 
+import json
 from types import SimpleNamespace
 
 import gradio as gr
@@ -28,6 +31,9 @@ DISTORTIONS = [("Clean printout", "none"), ("Phone photo", "photo"), ("All artef
 MEASUREMENT_NAMES = {"heart_rate_bpm": ("Heart rate", "bpm"), "pr_ms": ("PR", "ms"),
                      "qrs_ms": ("QRS", "ms"), "qt_ms": ("QT", "ms"), "qtc_ms": ("QTc", "ms"),
                      "axis_deg": ("Axis", "°")}
+#: Key of the ground truth in the page's session state and in the stored session's params.
+TRUTH_KEY = "teaching_truth"
+HIDDEN = "*Ground truth hidden: discuss the ECG with the model, then press Reveal.*"
 
 
 def findings_from_controls(rate, rhythm, ectopy, pr_ms, qrs, axis, st_territory, st_mv,
@@ -51,6 +57,30 @@ def truth_markdown(truth: dict | None) -> str:
         shown = "—" if value is None else f"{value:.0f} {unit}".strip()
         lines.append(f"- {name}: {shown}")
     return "\n".join(lines)
+
+
+def truth_of(record) -> dict:
+    """A simulated record's ground truth, JSON-able: labels, measurements (ms, bpm, degrees; None
+    where not defined) and the requested findings.
+
+    >>> from pulse_app.ecg.simulate import Findings, ecg_simulate
+    >>> sorted(truth_of(ecg_simulate(Findings(), seed=0)))
+    ['findings', 'labels', 'measurements']
+    """
+    return {"labels": [str(label) for label in record.labels],
+            "measurements": {str(k): None if v is None else float(v)
+                             for k, v in record.measurements.items()},
+            "findings": json.loads(json.dumps(record.findings, default=float))}
+
+
+def reveal(session: dict | None) -> str:
+    """The Reveal button: the ground truth of the page's (or the reopened) teaching session."""
+    return truth_markdown((session or {}).get(TRUTH_KEY))
+
+
+def hidden_note(session: dict | None) -> str:
+    """What the truth box shows until Reveal: a hint for a teaching session, else nothing."""
+    return HIDDEN if (session or {}).get(TRUTH_KEY) else ""
 
 
 def build_panel() -> SimpleNamespace:
@@ -86,7 +116,6 @@ def build_panel() -> SimpleNamespace:
         p.generate = gr.Button("Generate ECG", variant="primary", elem_id="teach-generate")
         p.reveal = gr.Button("Reveal ground truth", elem_id="teach-reveal")
     p.truth_view = gr.Markdown(elem_id="teach-truth")
-    p.truth = gr.State(None)
     return p
 
 
@@ -102,12 +131,12 @@ def generate(rate, rhythm, ectopy, pr_ms, qrs, axis, st_territory, st_mv, t_inve
     seed = int(seed or 0)
     record = ecg_simulate(findings, seed=seed, noise_mV=0.01)
     image = render_ecg(record, distort=distort, seed=seed).image
-    truth = {"labels": list(record.labels), "measurements": dict(record.measurements)}
-    return image, truth
+    return image, truth_of(record)
 
 
-def wire(p: SimpleNamespace, ui, image_outputs: list, private: dict) -> None:
-    """Generate fills the shared picture and starts a new chat; Reveal shows the truth."""
+def wire(p: SimpleNamespace, ui, image_outputs: list, session, private: dict) -> None:
+    """Generate fills the shared picture and starts a new chat that carries the truth (in
+    ``session``); Reveal shows the truth of the session on the page."""
     from pulse_app.errors import PulseError
 
     def on_generate(*controls):
@@ -115,11 +144,10 @@ def wire(p: SimpleNamespace, ui, image_outputs: list, private: dict) -> None:
             image, truth = generate(*controls)
         except PulseError as error:
             raise gr.Error(str(error), print_exception=False) from None
-        outputs = ui.show_image(image)
-        return (*outputs, truth, gr.update(value="*Ground truth hidden: discuss the ECG with "
-                                                 "the model, then press Reveal.*"))
+        outputs = ui.show_image(image, session={"id": None, TRUTH_KEY: truth})
+        return (*outputs, gr.update(value=HIDDEN))
 
     controls = [p.rate, p.rhythm, p.ectopy, p.pr, p.qrs, p.axis, p.st_territory, p.st_mv,
                 p.t_inversion, p.qt_long, p.low_voltage, p.lvh, p.distort, p.seed]
-    p.generate.click(on_generate, controls, [*image_outputs, p.truth, p.truth_view], **private)
-    p.reveal.click(truth_markdown, [p.truth], p.truth_view, queue=False, **private)
+    p.generate.click(on_generate, controls, [*image_outputs, p.truth_view], **private)
+    p.reveal.click(reveal, [session], p.truth_view, queue=False, **private)
