@@ -1,7 +1,6 @@
 """The openai backend and the app's own OpenAI-compatible server: real HTTP, SSE, openai client."""
 
 import json
-import socket
 import threading
 import time
 
@@ -15,6 +14,7 @@ from pulse_app.engine.openai_compat import OpenAIBackend, chat_messages, image_d
 from pulse_app.engine.openai_server import make_server
 from pulse_app.errors import BackendUnreachable, PulseError
 from pulse_app.settings import Settings
+from tests.fixtures_ui import free_port
 
 GREEDY = GenerationParams(temperature=0, max_new_tokens=12)
 LONG = GenerationParams(temperature=0, max_new_tokens=400)
@@ -116,12 +116,6 @@ def test_cancel_event_ends_the_stream(remote, ecg_image):
         cancel.set()
     assert len(received) == 1
     assert wait_until_idle()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def one_line(error) -> str:

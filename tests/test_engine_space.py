@@ -13,6 +13,7 @@ from pulse_app.engine.backend import Backend, GenerationParams, answer
 from pulse_app.engine.space import SpaceBackend, space_stage_problem
 from pulse_app.errors import BackendUnreachable, PulseError
 from pulse_app.settings import Settings
+from tests.fixtures_ui import free_port
 
 GREEDY = GenerationParams(temperature=0, max_new_tokens=12)
 LONG = GenerationParams(temperature=0, max_new_tokens=400)
@@ -104,12 +105,6 @@ def test_cancel_event_ends_the_stream(space, ecg_image):
 def test_remote_user_errors_come_back_as_one_line(space, ecg_image):
     with pytest.raises(PulseError, match="the question is empty"):
         list(space.stream(ecg_image, [], "   ", GREEDY))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_connection_refused():

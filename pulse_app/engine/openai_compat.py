@@ -18,7 +18,6 @@ unpad and add newline tokens, a token layout PULSE was not trained on (answers d
 from __future__ import annotations
 
 import base64
-import io
 import threading
 from typing import TYPE_CHECKING, Iterator, Sequence
 
@@ -35,9 +34,9 @@ if TYPE_CHECKING:
 
 def image_data_url(image: "Image") -> str:
     """The image as a ``data:image/png;base64,...`` URL (lossless: thin ECG traces survive)."""
-    buffer = io.BytesIO()
-    image.convert("RGB").save(buffer, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+    from pulse_app.intake import png_bytes
+
+    return "data:image/png;base64," + base64.b64encode(png_bytes(image.convert("RGB"))).decode("ascii")
 
 
 def chat_messages(image: "Image | None", history: Sequence[Turn], question: str) -> list[dict]:
