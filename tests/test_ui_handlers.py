@@ -41,10 +41,10 @@ def test_upload_rotate_crop_ask_stores_what_was_shown(ui, shared_data):
     assert original.size == (1200, 612) and edit == NO_EDIT
     picture, edit, _, _ = ui.rotate(original, edit, 0, -1)          # a quarter turn right
     assert picture.size == (612, 1200) and edit["rotate90"] == 3
-    _, edit, _, _ = ui.crop_click(original, edit, click(100, 200))
-    picture, edit, session, _ = ui.crop_click(original, edit, click(400, 800))
-    picture, edit, session, _ = ui.crop_click(original, edit, click(0, 0))   # crop the crop
-    picture, edit, session, _ = ui.crop_click(original, edit, click(150, 300))
+    _, edit, _, _ = ui.crop_click(original, edit, None, click(100, 200))
+    picture, edit, session, _ = ui.crop_click(original, edit, None, click(400, 800))
+    picture, edit, session, _ = ui.crop_click(original, edit, None, click(0, 0))   # crop the crop
+    picture, edit, session, _ = ui.crop_click(original, edit, None, click(150, 300))
     assert edit["crop"] == [100, 200, 250, 500] and picture.size == (150, 300)
 
     shown = []                              # what the chat shows after each update
@@ -214,6 +214,14 @@ def test_a_reopened_teaching_session_still_reveals_its_ground_truth(ui):
     revealed = teaching.reveal(reopened)
     assert "atrial fibrillation" in revealed and "Heart rate" in revealed
     assert teaching.reveal(ui.new_chat(reopened)[0]) == revealed    # a new chat keeps it
+
+    # rotating or cropping the teaching ECG starts a new chat about the same ECG: truth kept
+    _, edit, rotated, _ = ui.rotate(image, dict(NO_EDIT), 0, 1, reopened)
+    assert rotated["id"] is None and teaching.reveal(rotated) == revealed
+    _, edit, _, _ = ui.crop_click(image, edit, rotated, click(10, 10))
+    _, edit, cropped, _ = ui.crop_click(image, edit, rotated, click(300, 320))
+    assert edit["crop"] and teaching.reveal(cropped) == revealed
+    assert teaching.reveal(ui.reset_image(image, cropped)[2]) == revealed
 
     # an uploaded ECG has no truth to reveal, in the page or once stored
     _, original, edit, _, plain, *_ = ui.show_image(image)

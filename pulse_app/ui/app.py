@@ -141,14 +141,16 @@ def build_app(settings: Settings, *, chat=None) -> tuple[gr.Blocks, dict]:
         teaching.wire(teach, ui, image_outputs, session, private)
 
         edited_outputs = [picture, edit, session, chatbot]
-        left_button.click(lambda o, e, a: ui.rotate(o, e, a, 1), [original, edit, angle],
+        edit_inputs = [original, edit, angle, session]
+        left_button.click(lambda o, e, a, s: ui.rotate(o, e, a, 1, s), edit_inputs,
                           edited_outputs, **private)
-        right_button.click(lambda o, e, a: ui.rotate(o, e, a, -1), [original, edit, angle],
+        right_button.click(lambda o, e, a, s: ui.rotate(o, e, a, -1, s), edit_inputs,
                            edited_outputs, **private)
-        angle.release(lambda o, e, a: ui.rotate(o, e, a, 0), [original, edit, angle],
+        angle.release(lambda o, e, a, s: ui.rotate(o, e, a, 0, s), edit_inputs,
                       edited_outputs, **private)
-        picture.select(ui.crop_click, [original, edit], edited_outputs, **private)
-        reset_button.click(ui.reset_image, [original], [*edited_outputs, angle], **private)
+        picture.select(ui.crop_click, [original, edit, session], edited_outputs, **private)
+        reset_button.click(ui.reset_image, [original, session], [*edited_outputs, angle],
+                           **private)
 
         ask_inputs = [token, session, original, edit, question, chatbot, temperature, top_p,
                       max_new_tokens]

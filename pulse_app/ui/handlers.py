@@ -252,8 +252,9 @@ class PulseUI:
     def use_example(self, evt: gr.SelectData):
         return self.upload([example_paths()[evt.index]], 1)
 
-    def _edited(self, original, edit: dict) -> tuple:
-        """Updates after an edit: the new picture; the next question starts a new session."""
+    def _edited(self, original, edit: dict, session: dict | None = None) -> tuple:
+        """Updates after an edit: the new picture; the next question starts a new session,
+        which keeps what belongs to the ECG itself (a teaching ECG's ground truth)."""
         if original is None:
             gr.Warning("Upload an ECG first.")
             return gr.skip(), gr.skip(), gr.skip(), gr.skip()
@@ -261,16 +262,16 @@ class PulseUI:
             image = apply_edit(original, edit)
         except PulseError as error:
             raise user_error(error) from None
-        return image, edit, dict(NEW_SESSION), []
+        return image, edit, {**NEW_SESSION, **carried(session)}, []
 
-    def rotate(self, original, edit, angle, step: int):
+    def rotate(self, original, edit, angle, step: int, session: dict | None = None):
         """Quarter turns (``step``: +1 left, -1 right, 0 = fine angle only); the crop starts over
         because its coordinates belong to the old orientation."""
         edit = {"rotate90": (int(edit.get("rotate90", 0)) + step) % 4,
                 "angle_deg": float(angle or 0.0), "crop": None}
-        return self._edited(original, edit)
+        return self._edited(original, edit, session)
 
-    def crop_click(self, original, edit, evt: gr.SelectData):
+    def crop_click(self, original, edit, session, evt: gr.SelectData):
         """First click: one corner. Second click: the opposite corner; the crop is applied."""
         corner = edit.get("corner")
         if corner is None:
@@ -278,10 +279,10 @@ class PulseUI:
             return gr.skip(), {**edit, "corner": list(evt.index)}, gr.skip(), gr.skip()
         edit = {k: v for k, v in edit.items() if k != "corner"}
         edit["crop"] = crop_from_clicks(edit, corner, evt.index)
-        return self._edited(original, edit)
+        return self._edited(original, edit, session)
 
-    def reset_image(self, original):
-        return (*self._edited(original, dict(NO_EDIT)), gr.update(value=0.0))
+    def reset_image(self, original, session: dict | None = None):
+        return (*self._edited(original, dict(NO_EDIT), session), gr.update(value=0.0))
 
     # -- chat --
     @staticmethod
