@@ -252,7 +252,7 @@ def test_mini_data_packs_each_records_questions_into_one_conversation(tmp_path):
     from training.instruct import read_samples
     from training.mini_model import make_split, pack_conversations
 
-    samples = make_split(tmp_path, 2, seed=5, progress=lambda m: None)
+    samples, _ = make_split(tmp_path, 2, seed=5, progress=lambda m: None)
     packed = pack_conversations(samples, turns=5, seed=0)
     (tmp_path / "train.json").write_text(json.dumps(packed))
     read_back = read_samples(tmp_path / "train.json")            # valid ECGInstruct data
@@ -262,6 +262,65 @@ def test_mini_data_packs_each_records_questions_into_one_conversation(tmp_path):
     assert asked == sorted((s.image, s.turns[0].question, s.turns[0].answer) for s in samples)
     assert len(read_back) == sum(-(-sum(s.image == i for s in samples) // 5)
                                  for i in {s.image for s in samples})
+
+
+def test_vision_targets_mark_the_drawn_r_peaks_and_the_tokens_that_show_them(tmp_path):
+    """R-peak positions land on drawn ink (on distorted pages too), one per beat per panel, and
+    a peak's target goes to the image token whose patch holds that point."""
+    import numpy as np
+    from PIL import Image
+
+    from pulse_app.engine.pulse_format import AnyresGeometry
+    from training.mini_model import make_split
+    from training.vision_warmup import beat_targets
+
+    _, targets = make_split(tmp_path, 4, seed=5, progress=lambda m: None)
+    for target in targets:
+        assert target["rhythm"] and 25 < target["heart_rate_bpm"] < 250
+        page = np.asarray(Image.open(tmp_path / target["image"]).convert("L"), dtype=float)
+        paper = np.median(page)
+        on_ink = [page[max(0, round(y) - 3):round(y) + 4, max(0, round(x) - 3):round(x) + 4].min()
+                  < paper - 60 for x, y in target["r_peaks_xy"]]
+        assert np.mean(on_ink) > 0.9
+        # 3 rows of four 2.5 s panels and a 10 s strip: 40 s of beats in all
+        expected = target["heart_rate_bpm"] * 40 / 60
+        assert 0.6 * expected < len(target["r_peaks_xy"]) < 1.5 * expected
+
+    # a 448 x 346 page goes into a 2x2 grid of 112 px tiles at half size, centred (43 px pad)
+    geometry = AnyresGeometry(tile_px=112, patch_px=14,
+                              pinpoints_wh=((224, 112), (112, 224), (224, 224)))
+    beats = beat_targets((448, 346), [[300.0, 100.0]], geometry).numpy()
+    assert beats.shape == (5, 64) and 0.5 < beats[1:].sum() < 3
+    tile, token = divmod(int(beats[1:].reshape(-1).argmax()), 64)
+    x, y = 300 / 2, 100 / 2 + (224 - 173) // 2             # in the 224 x 224 grid
+    assert tile == (y // 112) * 2 + x // 112                 # row-major tiles
+    assert token == ((y % 112) // 14) * 8 + (x % 112) // 14
+
+
+def test_vision_warmup_trains_the_tower_only(tmp_path):
+    """A few warm-up steps change the vision tower's weights and nothing else in the folder."""
+    import json as _json
+    import shutil
+
+    from safetensors.torch import load_file
+
+    from training.mini_model import make_split
+    from training.train import resolve_start
+    from training.vision_warmup import warm_up
+
+    _, targets = make_split(tmp_path, 4, seed=6, progress=lambda m: None)
+    (tmp_path / "targets.json").write_text(_json.dumps(targets))
+    model = tmp_path / "model"
+    shutil.copytree(resolve_start("tiny"), model)
+    before = load_file(model / "model.safetensors")
+    result = warm_up(model, tmp_path / "targets.json", tmp_path, epochs=4, batch_size=2,
+                     heldout=tmp_path / "targets.json")
+    after = load_file(model / "model.safetensors")
+    assert result["steps"] == 8 and set(result["heldout"]) >= {"rate_bucket_accuracy",
+                                                               "rhythm_accuracy"}
+    changed = {k for k in before if not (before[k] == after[k]).all()}
+    assert changed and all(".vision_tower." in k for k in changed)
+    assert any("patch_embedding" in k for k in changed)
 
 
 def test_a_demonstration_model_is_labelled_as_such(trained, tmp_path):
@@ -287,7 +346,7 @@ def test_mini_model_command_runs_end_to_end(tmp_path):
 
     out = tmp_path / "pulse-mini"
     subprocess.run([sys.executable, "-m", "training.mini_model", "--records", "6", "--heldout",
-                    "2", "--epochs", "1", "--eval-limit", "2", "--work", str(tmp_path / "work"),
+                    "2", "--epochs", "1", "--warmup-epochs", "2", "--eval-limit", "2", "--work", str(tmp_path / "work"),
                     "--out", str(out), "max_steps=2", "dataloader_workers=0"],
                    check=True, cwd=Path(__file__).resolve().parent.parent, timeout=900)
     config = json.loads((out / "config.json").read_text())
