@@ -9,7 +9,7 @@ import pytest
 
 from pulse_app.conversation import Turn
 from pulse_app.engine import make_backend
-from pulse_app.engine.backend import Backend, GenerationParams, answer
+from pulse_app.engine.backend import Backend, GenerationParams, answer, stream_with_reason
 from pulse_app.engine.openai_compat import OpenAIBackend, chat_messages, image_data_url
 from pulse_app.engine.openai_server import make_server
 from pulse_app.errors import BackendUnreachable, PulseError
@@ -88,7 +88,7 @@ def test_sse_stream_on_the_wire(server_url, ecg_image):
     assert all(c["object"] == "chat.completion.chunk" and c["model"] == "pulse-tiny"
                for c in chunks)
     assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
-    assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
+    assert chunks[-1]["choices"][0]["finish_reason"] in ("stop", "length")
     assert sum(1 for c in chunks if c["choices"][0]["delta"].get("content")) >= 2
 
 
@@ -97,7 +97,33 @@ def test_non_streaming_completion_with_the_openai_client(remote, tiny_backend, e
         model="pulse-tiny", messages=chat_messages(ecg_image, [], "Rate?"),
         temperature=0, max_tokens=12)
     assert reply.choices[0].message.content == answer(tiny_backend, ecg_image, [], "Rate?", GREEDY)
+    reasons = []
+    "".join(stream_with_reason(tiny_backend.stream(ecg_image, [], "Rate?", GREEDY), reasons))
+    assert reply.choices[0].finish_reason == reasons[0]
     assert [m.id for m in remote.client().models.list()] == ["pulse-tiny"]
+
+
+def test_finish_reason_says_when_max_tokens_cut_the_answer(remote, server_url, ecg_image):
+    """3 tokens cut any answer ("length"); a model that ends by itself says "stop"."""
+    short = remote.client().chat.completions.create(
+        model="pulse-tiny", messages=chat_messages(ecg_image, [], "Describe the ECG."),
+        temperature=0, max_tokens=3)
+    assert short.choices[0].finish_reason == "length"
+    body = {"model": "pulse-tiny", "stream": True, "temperature": 0, "max_tokens": 3,
+            "messages": chat_messages(ecg_image, [], "Describe the ECG.")}
+    with httpx.stream("POST", f"{server_url}/chat/completions", json=body, timeout=60,
+                      headers={"Authorization": f"Bearer {KEY}"}) as response:
+        events = [line[6:] for line in response.iter_lines() if line.startswith("data: ")]
+    assert json.loads(events[-2])["choices"][0]["finish_reason"] == "length"
+
+
+def test_a_local_answer_that_ends_with_eos_reports_stop(tiny_backend, ecg_image):
+    reasons = []
+    for seed in range(20):       # sampling: some answers of the untrained model end by themselves
+        params = GenerationParams(temperature=1.0, top_p=1.0, max_new_tokens=60, seed=seed)
+        "".join(stream_with_reason(tiny_backend.stream(ecg_image, [], "Rate?", params), reasons))
+        assert reasons[-1] in ("stop", "length")
+    assert set(reasons) == {"stop", "length"}, reasons
 
 
 def test_closing_the_stream_stops_the_server_generation(remote, ecg_image):

@@ -67,6 +67,22 @@ class Backend(Protocol):
         ...
 
 
+def stream_with_reason(chunks: Iterator[str], reasons: list) -> Iterator[str]:
+    """Pass ``chunks`` through and append why they ended to ``reasons``: ``"length"`` (cut at
+    ``max_new_tokens``) or ``"stop"``, from the backend's generator return value when it gives
+    one (the local backend does), else ``"stop"``.
+
+    >>> def answer():
+    ...     yield "Sinus"
+    ...     return "length"
+    >>> reasons = []
+    >>> "".join(stream_with_reason(answer(), reasons)), reasons
+    ('Sinus', ['length'])
+    """
+    reason = yield from chunks
+    reasons.append(reason or "stop")
+
+
 def answer(backend: Backend, image: "Image", history: Sequence[Turn], question: str,
            params: GenerationParams = GenerationParams()) -> str:
     """The whole answer as one string (for scripts and evaluation)."""

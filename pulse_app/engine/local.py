@@ -390,7 +390,9 @@ class LocalBackend:
     def stream(self, image, history: Sequence[Turn], question: str,
                params: GenerationParams = GenerationParams(),
                cancel: threading.Event | None = None) -> Iterator[str]:
-        """Yield the answer as text chunks while the model writes it (see Backend)."""
+        """Yield the answer as text chunks while the model writes it (see Backend). The
+        generator returns ``"length"`` when the answer was cut at ``max_new_tokens``, else
+        ``"stop"`` (read it with :func:`pulse_app.engine.backend.stream_with_reason`)."""
         inputs = self.encode(image, history, question)
         kwargs = self._generation_kwargs(params, inputs["input_ids"].shape[1])
         stop, tokens = threading.Event(), _TokenQueue()
@@ -413,3 +415,6 @@ class LocalBackend:
         finally:
             stop.set()          # reached when finished, on error, or when the caller closes us
             worker.join()
+        cut = (len(text.ids) >= kwargs["max_new_tokens"]
+               and text.ids[-1:] != [self._encoder.eos_id])
+        return "length" if cut else "stop"

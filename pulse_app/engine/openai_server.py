@@ -31,7 +31,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Iterator
 
 from pulse_app.conversation import Turn
-from pulse_app.engine.backend import GenerationParams
+from pulse_app.engine.backend import GenerationParams, stream_with_reason
 from pulse_app.errors import ImageRejected, PulseError
 
 if TYPE_CHECKING:
@@ -226,22 +226,25 @@ class OpenAIHandler(BaseHTTPRequestHandler):
             raise RequestError(400, "only n=1 is supported")
         image, turns, question = parse_messages(request.get("messages"))
         params = generation_params(request)
-        stream = self.server.backend.stream(image, turns, question, params)
+        reasons: list[str] = []             # "length" or "stop", once the answer has ended
+        stream = stream_with_reason(self.server.backend.stream(image, turns, question, params),
+                                    reasons)
         reply_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
         try:
             if request.get("stream"):
-                self._stream_reply(stream, reply_id, created)
+                self._stream_reply(stream, reply_id, created, reasons)
             else:
                 text = "".join(stream)
                 self._send_json(200, {
                     "id": reply_id, "object": "chat.completion", "created": created,
                     "model": self.server.model_name,
-                    "choices": [{"index": 0, "finish_reason": "stop", "logprobs": None,
+                    "choices": [{"index": 0, "finish_reason": reasons[0], "logprobs": None,
                                  "message": {"role": "assistant", "content": text}}]})
         finally:
             stream.close()                  # a vanished client stops the generation here
 
-    def _stream_reply(self, chunks: Iterator[str], reply_id: str, created: int) -> None:
+    def _stream_reply(self, chunks: Iterator[str], reply_id: str, created: int,
+                      reasons: list[str]) -> None:
         first = next(chunks, None)          # errors before the first token are still HTTP errors
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
@@ -267,7 +270,7 @@ class OpenAIHandler(BaseHTTPRequestHandler):
         except PulseError as e:             # mid-answer: the stream's own error event
             self.wfile.write(f"data: {json.dumps(RequestError(500, str(e)).body())}\n\n".encode())
             return
-        event({}, "stop")
+        event({}, reasons[0] if reasons else "stop")
         self.wfile.write(b"data: [DONE]\n\n")
         self.wfile.flush()
 
