@@ -321,6 +321,8 @@ def test_vision_warmup_trains_the_tower_only(tmp_path):
     changed = {k for k in before if not (before[k] == after[k]).all()}
     assert changed and all(".vision_tower." in k for k in changed)
     assert any("patch_embedding" in k for k in changed)
+    # fewer images than the default batch of 32: one batch of all of them, and it ends
+    assert warm_up(model, tmp_path / "targets.json", tmp_path, epochs=1)["steps"] == 1
 
 
 def test_a_demonstration_model_is_labelled_as_such(trained, tmp_path):

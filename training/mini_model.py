@@ -176,12 +176,13 @@ def tokenizer_corpus(samples: list) -> str:
 
 # -- 4. evaluation and the model card -------------------------------------------------------------
 
-def evaluate(model: Path, data: Path, train_data: Path, out: Path, limit: int | None) -> dict:
+def evaluate(model: Path, data: Path, train_data: Path, out: Path, limit: int | None,
+             max_new_tokens: int = 192) -> dict:
     """``python -m training.evaluate`` on the held-out file; its JSON report."""
     command = [sys.executable, "-m", "training.evaluate", "--model", str(model), "--data",
                str(data), "--train", str(train_data), "--compare", "tiny-untrained",
                "--out", str(out)]
-    command += ["--max-new-tokens", "192"]                  # reports run to ~150 tokens
+    command += ["--max-new-tokens", str(max_new_tokens)]    # reports run to ~150 tokens
     if limit:
         command += ["--limit", str(limit)]
     log.info("evaluating: %s", " ".join(command))
@@ -212,13 +213,16 @@ def score_table(result: dict, model: str) -> str:
     return "\n".join(lines)
 
 
-def verdict(result: dict, model: str) -> str:
+HEADLINE = (("Rate: bucket, all question types", "heart-rate questions"),
+            ("Rhythm: rhythm label, all question types", "rhythm questions"),
+            ("All questions", "all questions"))
+
+
+def verdict(result: dict, model: str, groups=HEADLINE) -> str:
     """One honest sentence per headline score: rate and rhythm vs the majority baseline."""
     rows = {row["group"]: row for row in result.get("rows", [])}
     out = []
-    for group, what in (("Rate: bucket, all question types", "heart-rate questions"),
-                        ("Rhythm: rhythm label, all question types", "rhythm questions"),
-                        ("All questions", "all questions")):
+    for group, what in groups:
         row = rows.get(group)
         if not row or row.get(model) is None or row.get("majority") is None:
             continue
@@ -323,7 +327,14 @@ untrained tiny model:
 
 {table}
 
+On this balanced sample (few questions per row):
 {info.get('verdict', '')}
+
+### All {info.get('rate_rhythm_questions', '?')} held-out heart-rate and rhythm questions (the headline numbers)
+
+{info.get('rate_rhythm_table', '(not evaluated)')}
+
+{info.get('rate_rhythm_verdict', '')}
 
 Does it look at the image? On {info.get('image_dependence', {}).get('n', '?')} held-out heart-rate and rhythm questions, the answer loss
 with each ECG's own image is {info.get('image_dependence', {}).get('own_image', '?')} and with another record's image
@@ -447,6 +458,12 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.time()
         info["evaluation"] = evaluate(final, data / "heldout.json", data / "train-single.json",
                                       work / "scores.json", args.eval_limit)
+        # every held-out rate and rhythm question: the sample above has few per row
+        rate_rhythm = [s for s in read_samples(data / "heldout.json")
+                       if s.meta.get("kind") in ALIGN_KINDS]
+        write_samples(rate_rhythm, data / "heldout-rate-rhythm.json")
+        evaluate(final, data / "heldout-rate-rhythm.json", data / "train-single.json",
+                 work / "scores-rate-rhythm.json", None, max_new_tokens=64)
         info["timings_s"]["evaluate"] = round(time.time() - t0)
 
     # 6. the model card, and the folder the app loads
@@ -471,6 +488,14 @@ def main(argv: list[str] | None = None) -> int:
     scores = work / "scores.json"
     evaluation = info.get("evaluation") or (json.loads(scores.read_text()) if scores.is_file()
                                             else {})
+    rr_file = work / "scores-rate-rhythm.json"
+    rr = json.loads(rr_file.read_text()) if rr_file.is_file() else {}
+    if rr:
+        rr_model = rr.get("model", str(final))
+        info.update(rate_rhythm_table=score_table(rr, rr_model),
+                    rate_rhythm_verdict=verdict(rr, rr_model, HEADLINE[:2]),
+                    rate_rhythm_questions=next((r["n"] for r in rr.get("rows", [])
+                                                if r["group"] == "All questions"), "?"))
     info.update({
         "spec": {k: v for k, v in dataclasses.asdict(spec).items() if k != "corpus"},
         "vocab": model.config.image_token_index, "parameters_m": count_parameters(model)[1] / 1e6,

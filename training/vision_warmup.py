@@ -172,6 +172,7 @@ def warm_up(model_dir: Path, targets: Path, image_root: Path, *, heldout: Path |
     held = load_split(heldout, image_root, geometry, rhythms) if heldout else None
     log.info("warm-up data: %d images (%d held out) in %.0f s", len(train["rate"]),
              len(held["rate"]) if held else 0, time.time() - started)
+    batch_size = min(batch_size, len(train["rate"]))       # a tiny data set: one batch of all
     heads = WarmupHeads(tower, config.vision_feature_layer, len(rhythms))
     optimizer = torch.optim.AdamW(heads.parameters(), lr=learning_rate, weight_decay=0.01)
     steps = max(1, int(epochs * len(train["rate"]) / batch_size))
