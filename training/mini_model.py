@@ -81,7 +81,7 @@ def make_split(out: Path, count: int, seed: int, *, start: int = 0, qa_seeds=(0,
     from pulse_app.ecg.render import render_ecg
     from training.instruct import generate_samples
     from training.instruct.__main__ import simulated_records
-    from training.instruct.vocab import RHYTHMS
+    from training.instruct.generate import Facts
     from training.vision_warmup import r_peak_positions
 
     (out / "images").mkdir(parents=True, exist_ok=True)
@@ -94,9 +94,9 @@ def make_split(out: Path, count: int, seed: int, *, start: int = 0, qa_seeds=(0,
         page.resize((STORED_WIDTH_PX, height), Image.BICUBIC).save(out / image)
         for qa_seed in qa_seeds:
             samples += generate_samples(record, image, seed=qa_seed)
+        facts = Facts(record)                 # rate and rhythm as the questions state them
         targets.append({
-            "image": image, "heart_rate_bpm": record.measurements["heart_rate_bpm"],
-            "rhythm": next(label for label in record.labels if label in RHYTHMS),
+            "image": image, "heart_rate_bpm": facts.rate, "rhythm": facts.rhythm,
             "r_peaks_xy": r_peak_positions(rendered.sidecar, record.meta["qrs_onsets_s"],
                                            STORED_WIDTH_PX / page.width)})
         if (i + 1 - start) % 100 == 0:

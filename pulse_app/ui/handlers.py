@@ -87,6 +87,16 @@ def carried(values: dict | None) -> dict:
     return {k: values[k] for k in CARRIED if (values or {}).get(k) is not None}
 
 
+def next_session(session: dict | None) -> dict:
+    """The state of a new, not yet stored session on the same ECG: it keeps the :data:`CARRIED`
+    entries (a new chat, a rotation or a crop of a teaching ECG keeps its ground truth).
+
+    >>> next_session({"id": "s1", "teaching_truth": {"labels": []}})
+    {'id': None, 'teaching_truth': {'labels': []}}
+    """
+    return {**NEW_SESSION, **carried(session)}
+
+
 def session_choices(summaries) -> list[tuple[str, str]]:
     return [(f"{s.title} · {s.updated_at:%Y-%m-%d %H:%M}", str(s.id)) for s in summaries]
 
@@ -262,7 +272,7 @@ class PulseUI:
             image = apply_edit(original, edit)
         except PulseError as error:
             raise user_error(error) from None
-        return image, edit, {**NEW_SESSION, **carried(session)}, []
+        return image, edit, next_session(session), []
 
     def rotate(self, original, edit, angle, step: int, session: dict | None = None):
         """Quarter turns (``step``: +1 left, -1 right, 0 = fine angle only); the crop starts over
@@ -375,7 +385,7 @@ class PulseUI:
     @staticmethod
     def new_chat(session: dict | None = None):
         """A new chat on the same picture (a teaching ECG keeps its ground truth)."""
-        return {**NEW_SESSION, **carried(session)}, []
+        return next_session(session), []
 
     # -- sessions --
     def sessions_update(self, request, token, search, selected=None):
