@@ -38,6 +38,9 @@ def test_parse_choice(text, letter):
     ("There is no atrial fibrillation here.", "no"), ("The answer is yes", "yes"),
     ("Right bundle branch block is present.", "yes"), ("Yes/No", None), ("yes or no", None),
     ("Nonspecific changes; normal tracing?", None), ("I can't tell.", None),
+    ("No premature beats are seen. Answer: yes.", "yes"),     # the verdict, not the first word
+    ("The rate is about 97 bpm and the rhythm is sinus rhythm, not atrial flutter. Answer: no.",
+     "no"),
 ])
 def test_parse_yes_no(text, answer):
     assert parse_yes_no(text) == answer

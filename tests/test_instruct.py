@@ -17,7 +17,7 @@ from training.instruct import (InstructFormatError, Sample, generate_samples, re
 from training.instruct.report import build_report
 from training.instruct.vocab import (AXIS, FINDINGS, RHYTHMS, TASK_LABELS, find_labels,
                                      rate_bucket)
-from training.metrics import score_answer
+from training.metrics import parse_choice, parse_yes_no, score_answer
 
 N_RECORDS = 300
 
@@ -94,7 +94,8 @@ def test_answers_agree_with_the_record(samples, records):
                               else "normal")
             assert f"{round(rate)} bpm" in s.reference
         if meta["score"] == "yesno":
-            assert s.reference.startswith({"yes": "Yes.", "no": "No."}[meta["answer"]])
+            assert s.reference.endswith(f"Answer: {meta['answer']}.")     # reading, then verdict
+            assert parse_yes_no(s.reference) == meta["answer"]
             claim = meta.get("claim")
             if claim in FINDINGS:
                 assert (meta["answer"] == "yes") == (claim in labels), s.id
@@ -123,7 +124,8 @@ def test_mcq_options_are_shuffled_and_the_letter_is_right(samples):
         assert list(options) == list("ABCD") and len(set(options.values())) == 4
         letter = s.meta["answer"]
         assert options[letter] == s.meta["answer_text"]
-        assert s.reference.startswith(f"{letter}. {options[letter]}")
+        assert s.reference.endswith(f"Answer: {letter}. {options[letter]}.")   # reading first
+        assert parse_choice(s.reference, options) == letter
         for key, text in options.items():                            # options are in the question
             assert f"{key}. {text}" in s.question
 

@@ -35,12 +35,12 @@ def parse_yes_no(text: str) -> str | None:
     t = normalise_text(text).strip()
     if re.match(r"^\W*(yes|no)\s*(/|or)\s*(yes|no)\b", t):
         return None
+    said = re.search(r"answer(?: is)?\W*(yes|no)\b", t)     # "... Answer: no." wins
+    if said:
+        return said.group(1)
     lead = re.match(r"^[\W_]*(yes|no|not|none|correct|incorrect)\b", t)
     if lead:
         return {"yes": "yes", "correct": "yes"}.get(lead.group(1), "no")
-    said = re.search(r"answer(?: is)?\W*(yes|no)\b", t)
-    if said:
-        return said.group(1)
     words = re.search(r"\b(yes|no|not|absent|negative|without)\b", t)
     if words:
         return "yes" if words.group(1) == "yes" else "no"

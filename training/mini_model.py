@@ -361,8 +361,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup-epochs", type=float, default=30.0,
                         help="stage 0: epochs of supervised vision-tower warm-up")
     parser.add_argument("--align-epochs", type=float, default=1.0,
-                        help="stage 1: epochs over the report-only alignment data")
-    parser.add_argument("--epochs", type=float, default=1.0,
+                        help="stage 1: epochs over the single heart-rate and rhythm questions")
+    parser.add_argument("--epochs", type=float, default=2.0,
                         help="stage 2: epochs over the full instruction mix")
     parser.add_argument("--eval-limit", type=int, default=260,
                         help="score N held-out samples (balanced over task and question type)")

@@ -70,10 +70,12 @@ def _cap(text: str) -> str:
 
 
 def _yes_no(rng: random.Random, truth: bool, claim_true: str, claim_false: str) -> tuple[str, str]:
-    """(answer text, "yes"/"no") for a close-ended question."""
+    """(answer text, "yes"/"no") for a close-ended question: the reading first, then the
+    verdict ("... Answer: no."), so a model states what it sees before it decides; a small
+    model that must say "Yes"/"No" first decides before it has read anything."""
     if truth:
-        return f"Yes. {_cap(claim_true)}", "yes"
-    return f"No. {_cap(claim_false)}", "no"
+        return f"{_cap(claim_true)} Answer: yes.", "yes"
+    return f"{_cap(claim_false)} Answer: no.", "no"
 
 
 def _mcq(rng: random.Random, question: str, correct: str, distractors: list[str],
@@ -87,7 +89,7 @@ def _mcq(rng: random.Random, question: str, correct: str, distractors: list[str]
     style = rng.choice(["{q}\n{o}", "{q}\nOptions:\n{o}", "{q}\n{o}\nAnswer with the letter.",
                         "Answer the following multiple choice question. {q}\n{o}",
                         "{q} Choose one option.\n{o}"])
-    answer = f"{letter}. {correct}. {explanation}".strip()
+    answer = f"{explanation} Answer: {letter}. {correct}.".strip()    # reading, then the pick
     return style.format(q=question, o=lines), answer, {"answer": letter, "answer_text": correct,
                                                       "options": table}
 
@@ -145,7 +147,7 @@ def basic_rate(f: Facts, qtype: str, rng: random.Random):
                                    "This ECG shows a ____ heart rate.",
                                    "The ventricular rate falls in the ____ category."]),
                   ["bradycardia", "normal", "tachycardia"])
-        return q, f"The heart rate is in the {_bold(bucket)} range, about {round(f.rate)} bpm.", \
+        return q, f"The heart rate is about {round(f.rate)} bpm, in the {_bold(bucket)} range.", \
             {**meta, "choices": ["bradycardia", "normal", "tachycardia"]}
     names = {"bradycardia": "Bradycardia (below 60 bpm)", "normal": "Normal rate (60-100 bpm)",
              "tachycardia": "Tachycardia (above 100 bpm)"}
@@ -255,15 +257,16 @@ def basic_intervals(f: Facts, qtype: str, rng: random.Random):
 
 def rhythm_rhythm(f: Facts, qtype: str, rng: random.Random):
     truth = f.rhythm
-    rate = f" at {round(f.rate)} bpm" if f.rate is not None else ""
-    statement = f"The rhythm is {truth}{rate}."
+    # The rate comes first: sinus bradycardia and tachycardia follow from it.
+    lead = f"The rate is about {round(f.rate)} bpm and the" if f.rate is not None else "The"
+    statement = f"{lead} rhythm is {truth}."
     meta = {"kind": "rhythm", "score": "label", "answer": truth, "vocabulary": list(RHYTHMS)}
     if qtype == "close":
         claim = truth if rng.random() < 0.5 else rng.choice([r for r in RHYTHMS if r != truth])
         q = rng.choice(["Is the rhythm {c}?", "Does this ECG show {c}?", "Is this {c}?",
                         "Would you classify the rhythm as {c}?",
                         "Is the underlying rhythm consistent with {c}?"]).format(c=claim)
-        no = f"The rhythm is {truth}{rate}, not {claim}."
+        no = f"{lead} rhythm is {truth}, not {claim}."
         text, yn = _yes_no(rng, claim == truth, statement, no)
         return q, text, {**meta, "score": "yesno", "answer": yn, "claim": claim}
     if qtype == "open":
@@ -274,7 +277,7 @@ def rhythm_rhythm(f: Facts, qtype: str, rng: random.Random):
     if qtype == "fill":
         q = _fill(rng, rng.choice(["The underlying rhythm is ____.", "Rhythm: ____.",
                                    "This tracing shows ____."]), list(RHYTHMS))
-        return q, f"The underlying rhythm is {_bold(truth)}{rate}.", \
+        return q, f"{lead} underlying rhythm is {_bold(truth)}.", \
             {**meta, "choices": list(RHYTHMS)}
     q, a, extra = _mcq(rng, rng.choice(["What is the rhythm?", "Which rhythm is shown?",
                                         "Identify the rhythm.", "Which best describes the rhythm?",
@@ -324,9 +327,7 @@ def _finding_kind(f: Facts, qtype: str, rng: random.Random, *, kind: str, group:
     if present:
         distract.append("None of these")
     distract += [d for d in NEVER][:max(0, 3 - len(distract))]
-    also = [phrase(l) for l in present if l != correct]
-    explanation = f"Also present: {'; '.join(also)}." if also else ""
-    q, a, extra = _mcq(rng, rng.choice(mcq_q), correct_text, distract, explanation)
+    q, a, extra = _mcq(rng, rng.choice(mcq_q), correct_text, distract, statement)
     return q, a, {**meta, **extra, "score": "choice"}
 
 
