@@ -252,7 +252,13 @@ def test_mini_data_packs_each_records_questions_into_one_conversation(tmp_path):
     from training.instruct import read_samples
     from training.mini_model import make_split, pack_conversations
 
-    samples, _ = make_split(tmp_path, 2, seed=5, progress=lambda m: None)
+    samples, _ = make_split(tmp_path, 2, seed=5, extra_mcq=1, progress=lambda m: None)
+    extra = [s for s in samples if s.id.endswith("-x1")]
+    assert len(extra) == 4 and {s.meta["qtype"] for s in extra} == {"mcq"}   # basic + rhythm
+    assert len({s.id for s in samples}) == len(samples)
+    for s in extra:                           # another option order than the round-0 question
+        first = next(f for f in samples if f.id == s.id.removesuffix("-x1"))
+        assert s.image == first.image and s.question != first.question
     packed = pack_conversations(samples, turns=5, seed=0)
     (tmp_path / "train.json").write_text(json.dumps(packed))
     read_back = read_samples(tmp_path / "train.json")            # valid ECGInstruct data

@@ -71,11 +71,16 @@ def mini_spec(corpus: str):
 
 # -- 1. data --------------------------------------------------------------------------------------
 
-def make_split(out: Path, count: int, seed: int, *, start: int = 0, qa_seeds=(0,),
+def make_split(out: Path, count: int, seed: int, *, start: int = 0, extra_mcq: int = 0,
                progress=log.info) -> tuple[list, list[dict]]:
     """Render simulated records ``start`` .. ``start + count - 1`` of ``seed`` into
     ``out/images``; return their samples and their vision warm-up targets (rate, rhythm label,
-    R-peak positions in the stored image, :mod:`training.vision_warmup`)."""
+    R-peak positions in the stored image, :mod:`training.vision_warmup`).
+
+    ``extra_mcq``: rounds of additional multiple-choice questions per record on basic features
+    and rhythm (other phrasings, other option orders; ids end ``-x1``, ``-x2`` ...). Picking the
+    letter of the option that says what the model read is the skill a model this small learns
+    last (measured: the right reading under the wrong letter in a third of its answers)."""
     from PIL import Image
 
     from pulse_app.ecg.render import render_ecg
@@ -92,8 +97,10 @@ def make_split(out: Path, count: int, seed: int, *, start: int = 0, qa_seeds=(0,
         page = rendered.image
         height = round(page.height * STORED_WIDTH_PX / page.width)
         page.resize((STORED_WIDTH_PX, height), Image.BICUBIC).save(out / image)
-        for qa_seed in qa_seeds:
-            samples += generate_samples(record, image, seed=qa_seed)
+        samples += generate_samples(record, image, seed=0)
+        for k in range(1, extra_mcq + 1):
+            samples += [dataclasses.replace(s, id=f"{s.id}-x{k}") for s in generate_samples(
+                record, image, seed=k, tasks=("basic", "rhythm"), qtypes=("mcq",))]
         facts = Facts(record)                 # rate and rhythm as the questions state them
         targets.append({
             "image": image, "heart_rate_bpm": facts.rate, "rhythm": facts.rhythm,
@@ -302,7 +309,14 @@ use.**
 rendered as 3x4+II paper ECGs (`pulse_app.ecg.render`, the training mix: about half clean, half
 with photo/scan distortions), {info['train_samples']} question/answer pairs from
 `training.instruct` (basic features, rhythm, morphology, report; close-ended, open-ended,
-fill-in-the-blank, multiple choice). Three stages:
+fill-in-the-blank, multiple choice). Every answer states the reading before the verdict
+("The rate is about 86 bpm and the rhythm is atrial fibrillation. Answer: C. Atrial
+fibrillation."; close-ended answers end "Answer: yes." or "Answer: no."): a model this small
+that has to write the letter or "Yes" first picks it before it has read the tracing (measured:
+with verdict-first answers, rhythm multiple choice scored 26 % against a majority baseline of 59 %).
+Each training record also gets {info.get('extra_mcq', 0)} extra round(s) of multiple-choice questions on
+basic features and rhythm (other phrasings, other option orders): naming the right letter for
+the option that says what it read is the skill it learns last. Three stages:
 
 0. **Vision warm-up** (`training.vision_warmup`), standing in for PULSE's pretrained CLIP tower
    (none can be downloaded here): the tower alone, {warmup.get('epochs', '?')} epochs over the training pages,
@@ -357,12 +371,15 @@ def main(argv: list[str] | None = None) -> int:
                                      description="Regenerate assets/pulse-mini from scratch.")
     parser.add_argument("--records", type=int, default=3200, help="training records")
     parser.add_argument("--heldout", type=int, default=200, help="held-out records")
-    parser.add_argument("--turns", type=int, default=13, help="questions per packed conversation")
+    parser.add_argument("--turns", type=int, default=15, help="questions per packed conversation")
+    parser.add_argument("--extra-mcq", type=int, default=1,
+                        help="extra rounds of basic and rhythm multiple-choice questions per "
+                             "training record")
     parser.add_argument("--warmup-epochs", type=float, default=30.0,
                         help="stage 0: epochs of supervised vision-tower warm-up")
-    parser.add_argument("--align-epochs", type=float, default=1.0,
+    parser.add_argument("--align-epochs", type=float, default=2.0,
                         help="stage 1: epochs over the single heart-rate and rhythm questions")
-    parser.add_argument("--epochs", type=float, default=2.0,
+    parser.add_argument("--epochs", type=float, default=3.0,
                         help="stage 2: epochs over the full instruction mix")
     parser.add_argument("--eval-limit", type=int, default=260,
                         help="score N held-out samples (balanced over task and question type)")
@@ -404,7 +421,8 @@ def main(argv: list[str] | None = None) -> int:
     # 1. data: training and held-out records from different seeds
     if first <= STEPS.index("data"):
         shutil.rmtree(data, ignore_errors=True)
-        train_samples, train_targets = make_split(data, args.records, TRAIN_SEED)
+        train_samples, train_targets = make_split(data, args.records, TRAIN_SEED,
+                                                  extra_mcq=args.extra_mcq)
         heldout, heldout_targets = make_split(data, args.heldout, HELDOUT_SEED)
         (data / "vision-train.json").write_text(json.dumps(train_targets))
         (data / "vision-heldout.json").write_text(json.dumps(heldout_targets))
@@ -414,7 +432,8 @@ def main(argv: list[str] | None = None) -> int:
             pack_conversations(train_samples, args.turns, seed=0), indent=0))
         (data / "align.json").write_text(json.dumps(alignment_samples(train_samples), indent=0))
         info["timings_s"]["data"] = round(time.time() - started)
-        info.update(train_records=args.records, heldout_records=args.heldout)
+        info.update(train_records=args.records, heldout_records=args.heldout,
+                    extra_mcq=args.extra_mcq)
     train_samples = read_samples(data / "train-single.json")
     packed = json.loads((data / "train.json").read_text())
 
