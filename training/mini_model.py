@@ -1,6 +1,6 @@
 """Regenerate the app's offline default, ``assets/pulse-mini``, from scratch on a CPU.
 
-    make mini-model                    # = python -m training.mini_model (about 50 min on 2 cores)
+    make mini-model                    # = python -m training.mini_model (about 75 min on 2 cores)
     python -m training.mini_model --records 400 --out /tmp/pulse-mini     # a quick try
 
 Five steps, each one command of the project:
