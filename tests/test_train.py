@@ -324,11 +324,14 @@ def test_vision_warmup_trains_the_tower_only(tmp_path):
     after = load_file(model / "model.safetensors")
     assert result["steps"] == 8 and set(result["heldout"]) >= {"rate_bucket_accuracy",
                                                                "rhythm_accuracy"}
+    # the CNN teacher was trained and scored first; it is not part of the model
+    assert result["teacher"]["heldout"]["rhythm_accuracy"] >= 0
     changed = {k for k in before if not (before[k] == after[k]).all()}
     assert changed and all(".vision_tower." in k for k in changed)
     assert any("patch_embedding" in k for k in changed)
     # fewer images than the default batch of 32: one batch of all of them, and it ends
-    assert warm_up(model, tmp_path / "targets.json", tmp_path, epochs=1)["steps"] == 1
+    alone = warm_up(model, tmp_path / "targets.json", tmp_path, epochs=1, teacher_epochs=0)
+    assert alone["steps"] == 1 and "teacher" not in alone
 
 
 def test_a_demonstration_model_is_labelled_as_such(trained, tmp_path):

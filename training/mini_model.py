@@ -1,6 +1,6 @@
 """Regenerate the app's offline default, ``assets/pulse-mini``, from scratch on a CPU.
 
-    make mini-model                    # = python -m training.mini_model (about 75 min on 2 cores)
+    make mini-model                    # = python -m training.mini_model (about 85 min on 2 cores)
     python -m training.mini_model --records 400 --out /tmp/pulse-mini     # a quick try
 
 Five steps, each one command of the project:
@@ -20,8 +20,10 @@ Five steps, each one command of the project:
    zero-mean patch filters (:func:`zero_mean_patch_filters`).
 3. **vision warm-up** (``training.vision_warmup``): the tower stands in for PULSE's pretrained
    CLIP, which cannot be downloaded here. It is trained on the simulator's ground truth: per
-   image token, the R peaks in its patch; per image, rate and rhythm. Without this stage the
-   tower never learned to see the page (the answers ignored the image).
+   image token, the R peaks in its patch; per image, rate and rhythm; and from a small CNN
+   teacher trained first on the same tiles (per token its features, per image its rhythm
+   probabilities). Without this stage the tower never learned to see the page (the answers
+   ignored the image).
 4. **train**: ``training.train`` with ``training/configs/mini.yaml`` in two stages like
    LLaVA's, the warmed-up tower frozen: alignment on single heart-rate and rhythm questions
    (answers that depend on the image alone), then the full question mix at half the learning
@@ -281,6 +283,16 @@ def model_card(info: dict) -> str:
     table = info.get("score_table") if info.get("verdict") else "(evaluation did not run)"
     warmup = info.get("vision_warmup") or {}
     warmup_scores = warmup.get("heldout") or {}
+    teacher = warmup.get("teacher") or {}
+    teacher_text = ""
+    if teacher:
+        scores = teacher.get("heldout") or {}
+        teacher_text = (
+            f", and from a small convolutional teacher trained first on the same tiles for "
+            f"{teacher['epochs']:g} epochs (per image token its features, per image its "
+            f"softened rhythm probabilities; held-out, the teacher itself reads "
+            f"{_pct(scores.get('rate_bucket_accuracy'))} of rate buckets and "
+            f"{_pct(scores.get('rhythm_accuracy'))} of rhythms right; it is thrown away)")
     return f"""# pulse-mini — a trained demonstration model (not PULSE-7B, not for clinical use)
 
 A tiny model of **PULSE-7B's exact classes** (LLaVA-NeXT: a CLIP-style ViT vision tower, an
@@ -323,7 +335,7 @@ the option that says what it read is the skill it learns last. Three stages:
    (none can be downloaded here): the tower alone, {warmup.get('epochs', '?')} epochs over the training pages,
    trained on the simulator's ground truth at the tiles and feature layer the language model
    reads: per image token, the R peaks drawn in its patch; per image, rate and rhythm (throw-away
-   heads). Held-out, its heads read {_pct(warmup_scores.get('rate_bucket_accuracy'))} of rate buckets and
+   heads){teacher_text}. Held-out, its heads read {_pct(warmup_scores.get('rate_bucket_accuracy'))} of rate buckets and
    {_pct(warmup_scores.get('rhythm_accuracy'))} of rhythms right (rate MAE {_num(warmup_scores.get('rate_mae_bpm'))} bpm).
    Without this stage, a tower trained from random weights never learned to see the page.
 1. **Alignment** like LLaVA's, the tower frozen from here on: {info['align_epochs']} epoch(s) over
@@ -378,6 +390,9 @@ def main(argv: list[str] | None = None) -> int:
                              "training record")
     parser.add_argument("--warmup-epochs", type=float, default=30.0,
                         help="stage 0: epochs of supervised vision-tower warm-up")
+    parser.add_argument("--teacher-epochs", type=float, default=6.0,
+                        help="stage 0: epochs of the CNN teacher the tower also learns from "
+                             "(0: none)")
     parser.add_argument("--align-epochs", type=float, default=2.0,
                         help="stage 1: epochs over the single heart-rate and rhythm questions")
     parser.add_argument("--epochs", type=float, default=3.0,
@@ -453,7 +468,8 @@ def main(argv: list[str] | None = None) -> int:
         shutil.copytree(init, warm)
         info["vision_warmup"] = warm_up(warm, data / "vision-train.json", data,
                                         heldout=data / "vision-heldout.json",
-                                        epochs=args.warmup_epochs)
+                                        epochs=args.warmup_epochs,
+                                        teacher_epochs=args.teacher_epochs)
         info["timings_s"]["warmup"] = round(time.time() - t0)
 
     # 4. train: stage 1 aligns image and text on reports, stage 2 the full mix (half the lr);
