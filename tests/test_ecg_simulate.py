@@ -119,6 +119,18 @@ def test_flutter_has_300_per_minute_f_waves_in_inferior_leads():
     assert abs(60 / np.mean(rr_intervals(fast)) - 150) <= 5
 
 
+def test_random_flutter_rates_do_not_give_the_rhythm_away():
+    """Training flutter has F waves at 270-340 per minute conducted 2:1 to 4:1: its ventricular
+    rates spread over each band instead of sitting on 300 / n (a text shortcut: "about 75 bpm"
+    meant flutter), and the conduction ratio derived from the rate is the one drawn."""
+    rates = [f.rate_bpm for f in map(random_findings, range(3000)) if f.rhythm == "aflutter"]
+    assert len(rates) > 100 and len(set(rates)) > 30
+    assert np.mean(np.isin(rates, [75, 100, 150])) < 0.1
+    for rate in rates:
+        ratio = round(300 / rate)
+        assert ratio in (2, 3, 4) and 265 <= rate * ratio <= 345
+
+
 def test_pvcs_are_wide_early_and_followed_by_a_compensatory_pause():
     rec = ecg_simulate({"ectopy": "pvc", "rate_bpm": 70}, seed=5)
     kinds, onsets = rec.meta["beat_kinds"], np.asarray(rec.meta["qrs_onsets_s"])

@@ -582,7 +582,10 @@ def random_findings(seed_or_rng: int | np.random.Generator = 0) -> Findings:
                         pr_ms=float(round(rng.uniform(130, 190))))
     rhythm = rng.choice(["sinus", "sinus_arrhythmia", "afib", "aflutter"], p=[0.6, 0.1, 0.2, 0.1])
     if rhythm == "aflutter":
-        rate = 300.0 / rng.choice([2, 3, 4])
+        # F waves at 270-340 per minute, conducted 2:1, 3:1 or 4:1: ventricular rates spread over
+        # 68-85, 90-113 and 135-170 bpm (not exactly 300 / n, which made "about 75 bpm" in the
+        # text give flutter away: the mini model named flutter for sinus rhythm at 75 bpm)
+        rate = rng.uniform(270, 340) / rng.choice([2, 3, 4])
     elif rhythm == "afib":
         rate = rng.uniform(60, 150)
     else:
