@@ -1,6 +1,6 @@
 """Regenerate the app's offline default, ``assets/pulse-mini``, from scratch on a CPU.
 
-    make mini-model                    # = python -m training.mini_model (about 85 min on 2 cores)
+    make mini-model                    # = python -m training.mini_model (about 80 min on 2 cores)
     python -m training.mini_model --records 400 --out /tmp/pulse-mini     # a quick try
 
 Five steps, each one command of the project:
@@ -288,11 +288,11 @@ def model_card(info: dict) -> str:
     if teacher:
         scores = teacher.get("heldout") or {}
         teacher_text = (
-            f", and from a small convolutional teacher trained first on the same tiles for "
-            f"{teacher['epochs']:g} epochs (per image token its features, per image its "
-            f"softened rhythm probabilities; held-out, the teacher itself reads "
+            f"It also learns from a small convolutional teacher trained first on the same "
+            f"tiles for {teacher['epochs']:g} epochs: per image token the teacher's features, "
+            f"per image its softened rhythm probabilities (held-out, the teacher itself reads "
             f"{_pct(scores.get('rate_bucket_accuracy'))} of rate buckets and "
-            f"{_pct(scores.get('rhythm_accuracy'))} of rhythms right; it is thrown away)")
+            f"{_pct(scores.get('rhythm_accuracy'))} of rhythms right; it is thrown away). ")
     return f"""# pulse-mini — a trained demonstration model (not PULSE-7B, not for clinical use)
 
 A tiny model of **PULSE-7B's exact classes** (LLaVA-NeXT: a CLIP-style ViT vision tower, an
@@ -335,7 +335,7 @@ the option that says what it read is the skill it learns last. Three stages:
    (none can be downloaded here): the tower alone, {warmup.get('epochs', '?')} epochs over the training pages,
    trained on the simulator's ground truth at the tiles and feature layer the language model
    reads: per image token, the R peaks drawn in its patch; per image, rate and rhythm (throw-away
-   heads){teacher_text}. Held-out, its heads read {_pct(warmup_scores.get('rate_bucket_accuracy'))} of rate buckets and
+   heads). {teacher_text}Held-out, its heads read {_pct(warmup_scores.get('rate_bucket_accuracy'))} of rate buckets and
    {_pct(warmup_scores.get('rhythm_accuracy'))} of rhythms right (rate MAE {_num(warmup_scores.get('rate_mae_bpm'))} bpm).
    Without this stage, a tower trained from random weights never learned to see the page.
 1. **Alignment** like LLaVA's, the tower frozen from here on: {info['align_epochs']} epoch(s) over
