@@ -108,6 +108,13 @@ def load_split(targets_file: Path, image_root: Path, geometry: AnyresGeometry,
             "rate": torch.tensor(rate), "rhythm": torch.tensor(rhythm)}
 
 
+def cosine_schedule(optimizer, steps: int, warm: int = 1):
+    """Linear warm-up over ``warm`` steps (1: none) times a cosine decay to 0 at ``steps``."""
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min(1.0, (s + 1) / warm)
+        * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps))))
+
+
 # -- the teacher ------------------------------------------------------------------------------------
 
 class TeacherCNN(nn.Module):
@@ -142,8 +149,7 @@ def train_teacher(train: dict, geometry: AnyresGeometry, rhythms: int, *, epochs
     teacher = TeacherCNN(geometry, rhythms)
     optimizer = torch.optim.AdamW(teacher.parameters(), lr=learning_rate, weight_decay=0.01)
     steps = max(1, int(epochs * len(train["rate"]) / batch_size))
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps))))
+    schedule = cosine_schedule(optimizer, steps)
     generator = torch.Generator().manual_seed(seed)
     for step in tqdm(range(steps), desc="teacher CNN", mininterval=30):
         idx = torch.randint(len(train["rate"]), (batch_size,), generator=generator)
@@ -175,7 +181,7 @@ def teacher_targets(teacher: TeacherCNN, pixels: torch.Tensor) -> tuple[torch.Te
 class WarmupHeads(nn.Module):
     """The tower plus throw-away heads on the feature layer the projector reads."""
 
-    def __init__(self, tower: nn.Module, feature_layer: int, rhythms: int, teacher_width: int = 1):
+    def __init__(self, tower: nn.Module, feature_layer: int, rhythms: int, teacher_width: int = 0):
         super().__init__()
         self.tower, self.feature_layer = tower, feature_layer
         width = tower.config.hidden_size
@@ -183,7 +189,8 @@ class WarmupHeads(nn.Module):
         self.pool = nn.MultiheadAttention(width, max(1, width // 48), batch_first=True)
         self.rate, self.rhythm, self.beats = (nn.Linear(width, 1), nn.Linear(width, rhythms),
                                               nn.Linear(width, 1))
-        self.teacher_features = nn.Linear(width, teacher_width)
+        # per image token, the CNN teacher's features (only when there is a teacher)
+        self.teacher_features = nn.Linear(width, teacher_width) if teacher_width else None
 
     def forward(self, pixels: torch.Tensor):
         batch = pixels.shape[0]
@@ -192,7 +199,8 @@ class WarmupHeads(nn.Module):
         tokens = tokens.reshape(batch, -1, tokens.shape[-1])
         pooled, _ = self.pool(self.queries.expand(batch, -1, -1), tokens, tokens)
         return (self.rate(pooled[:, 0]).squeeze(-1), self.rhythm(pooled[:, 1]),
-                self.beats(tokens).squeeze(-1), self.teacher_features(tokens))
+                self.beats(tokens).squeeze(-1),
+                self.teacher_features(tokens) if self.teacher_features else None)
 
 
 def log_rate(bpm: torch.Tensor) -> torch.Tensor:
@@ -210,7 +218,7 @@ def score(net: nn.Module, split: dict, rate_bucket) -> dict:
     net.eval()
     rates, rhythms, beats = [], [], []
     for i in range(0, len(split["rate"]), 32):
-        rate, rhythm, beat, *_ = net(split["pixels"][i:i + 32].float())
+        rate, rhythm, beat = net(split["pixels"][i:i + 32].float())[:3]
         rates.append(from_log_rate(rate))
         rhythms.append(rhythm.argmax(-1))
         beats.append(beat)
@@ -221,7 +229,7 @@ def score(net: nn.Module, split: dict, rate_bucket) -> dict:
               "rhythm_accuracy": float((rhythms == split["rhythm"]).float().mean()),
               "rate_mae_bpm": float((rates - split["rate"]).abs().mean())}
     truth = split["beats"].flatten(1)
-    if beats.shape == truth.shape:
+    if isinstance(net, WarmupHeads):                # the teacher has no beat map
         result["beat_map_r2"] = float(1 - F.mse_loss(beats, truth) / truth.var())
     return result
 
@@ -263,13 +271,12 @@ def warm_up(model_dir: Path, targets: Path, image_root: Path, *, heldout: Path |
         if held is not None:
             result["teacher"]["heldout"] = score(teacher, held, rate_bucket)
         log.info("teacher CNN: %s", result["teacher"])
-    width = train["teacher_tokens"].shape[-1] if "teacher_tokens" in train else 1
+    width = train["teacher_tokens"].shape[-1] if "teacher_tokens" in train else 0
     heads = WarmupHeads(tower, config.vision_feature_layer, len(rhythms), width)
     optimizer = torch.optim.AdamW(heads.parameters(), lr=learning_rate, weight_decay=0.01)
     steps = max(1, int(epochs * len(train["rate"]) / batch_size))
     warm = max(1, steps // 30)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warm)
-                                                 * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps))))
+    schedule = cosine_schedule(optimizer, steps, warm)
     generator = torch.Generator().manual_seed(seed)
     history, step, t0 = [], 0, time.time()
     progress = tqdm(total=steps, desc="vision warm-up", mininterval=30)
