@@ -302,6 +302,28 @@ def test_vision_targets_mark_the_drawn_r_peaks_and_the_tokens_that_show_them(tmp
     assert tile == (y // 112) * 2 + x // 112                 # row-major tiles
     assert token == ((y % 112) // 14) * 8 + (x % 112) // 14
 
+    # per token, the rate of the beat intervals drawn in it: the record's rate where the rhythm
+    # is regular, nothing where no trace runs
+    from training.vision_warmup import local_rate_targets
+
+    for target in targets:
+        segments = target["rr_segments"]
+        assert all(x1 > x0 and 20 < bpm < 300 for x0, _, x1, _, bpm in segments)
+        with Image.open(tmp_path / target["image"]) as image:
+            bpm, weight = local_rate_targets(image.size, segments, geometry)
+        assert bpm.shape == weight.shape == (5, 64) and (weight == 0).any()
+        mean = float((bpm * weight).sum() / weight.sum())
+        assert abs(mean - target["heart_rate_bpm"]) < 0.15 * target["heart_rate_bpm"]
+    # 50 bpm drawn left of x = 200, 150 bpm right of it, on the row at y = 100: at half size
+    # and under the 25 px pad, row 5 of the top-left tile and of the top-right tile
+    bpm, weight = local_rate_targets((448, 346), [[20.0, 100.0, 200.0, 100.0, 50.0],
+                                                  [200.0, 100.0, 420.0, 100.0, 150.0]], geometry)
+    rows = weight[1:].reshape(4, 8, 8).sum(-1) > 0
+    assert rows[:2, 5].all() and rows.sum() == 2                # only row 5 of the top tiles
+    top_left, top_right = bpm[1, 41:47], bpm[2, 40:47]     # away from the page edge and the join
+    assert (weight[1, 41:47] > 0.1).all() and (weight[2, 40:47] > 0.1).all()
+    assert (abs(top_left - 50) < 2).all() and (abs(top_right - 150) < 5).all()
+
 
 def test_vision_warmup_trains_the_tower_only(tmp_path):
     """A few warm-up steps change the vision tower's weights and nothing else in the folder."""
@@ -322,8 +344,8 @@ def test_vision_warmup_trains_the_tower_only(tmp_path):
     result = warm_up(model, tmp_path / "targets.json", tmp_path, epochs=4, batch_size=2,
                      heldout=tmp_path / "targets.json")
     after = load_file(model / "model.safetensors")
-    assert result["steps"] == 8 and set(result["heldout"]) >= {"rate_bucket_accuracy",
-                                                               "rhythm_accuracy"}
+    assert result["steps"] == 8 and set(result["heldout"]) >= {
+        "rate_bucket_accuracy", "rhythm_accuracy", "local_rate_mae_bpm"}     # per-token rates too
     # the CNN teacher was trained and scored first; it is not part of the model
     assert 0 <= result["teacher"]["heldout"]["rhythm_accuracy"] <= 1 and result["teacher"]["epochs"] == 6
     changed = {k for k in before if not (before[k] == after[k]).all()}

@@ -20,7 +20,8 @@ Five steps, each one command of the project:
    zero-mean patch filters (:func:`zero_mean_patch_filters`).
 3. **vision warm-up** (``training.vision_warmup``): the tower stands in for PULSE's pretrained
    CLIP, which cannot be downloaded here. It is trained on the simulator's ground truth: per
-   image token, the R peaks in its patch; per image, rate and rhythm; and from a small CNN
+   image token, the R peaks in its patch and the rate of the beat intervals drawn in it; per
+   image, rate and rhythm; and from a small CNN
    teacher trained first on the same tiles (per token its features, per image its rhythm
    probabilities). Without this stage the tower never learned to see the page (the answers
    ignored the image).
@@ -77,7 +78,8 @@ def make_split(out: Path, count: int, seed: int, *, start: int = 0, extra_mcq: i
                progress=log.info) -> tuple[list, list[dict]]:
     """Render simulated records ``start`` .. ``start + count - 1`` of ``seed`` into
     ``out/images``; return their samples and their vision warm-up targets (rate, rhythm label,
-    R-peak positions in the stored image, :mod:`training.vision_warmup`).
+    R-peak positions and the beat intervals' rates in the stored image,
+    :mod:`training.vision_warmup`).
 
     ``extra_mcq``: rounds of additional multiple-choice questions per record on basic features
     and rhythm (other phrasings, other option orders; ids end ``-x1``, ``-x2`` ...). Picking the
@@ -90,7 +92,7 @@ def make_split(out: Path, count: int, seed: int, *, start: int = 0, extra_mcq: i
     from training.instruct import generate_samples
     from training.instruct.__main__ import simulated_records
     from training.instruct.generate import Facts
-    from training.vision_warmup import r_peak_positions
+    from training.vision_warmup import r_peak_positions, rr_segments
 
     (out / "images").mkdir(parents=True, exist_ok=True)
     samples, targets, started = [], [], time.time()
@@ -105,10 +107,11 @@ def make_split(out: Path, count: int, seed: int, *, start: int = 0, extra_mcq: i
             samples += [dataclasses.replace(s, id=f"{s.id}-x{k}") for s in generate_samples(
                 record, image, seed=k, tasks=("basic", "rhythm"), qtypes=("mcq",))]
         facts = Facts(record)                 # rate and rhythm as the questions state them
+        onsets, scale = record.meta["qrs_onsets_s"], STORED_WIDTH_PX / page.width
         targets.append({
             "image": image, "heart_rate_bpm": facts.rate, "rhythm": facts.rhythm,
-            "r_peaks_xy": r_peak_positions(rendered.sidecar, record.meta["qrs_onsets_s"],
-                                           STORED_WIDTH_PX / page.width)})
+            "r_peaks_xy": r_peak_positions(rendered.sidecar, onsets, scale),
+            "rr_segments": rr_segments(rendered.sidecar, onsets, scale)})
         if (i + 1 - start) % 100 == 0:
             progress(f"{out.name}: {i + 1 - start}/{count} records ({time.time() - started:.0f} s)")
     return samples, targets
@@ -334,8 +337,8 @@ the option that says what it read is the skill it learns last. Three stages:
 0. **Vision warm-up** (`training.vision_warmup`), standing in for PULSE's pretrained CLIP tower
    (none can be downloaded here): the tower alone, {warmup.get('epochs', '?')} epochs over the training pages,
    trained on the simulator's ground truth at the tiles and feature layer the language model
-   reads: per image token, the R peaks drawn in its patch; per image, rate and rhythm (throw-away
-   heads). {teacher_text}Held-out, its heads read {_pct(warmup_scores.get('rate_bucket_accuracy'))} of rate buckets and
+   reads: per image token, the R peaks drawn in its patch and the heart rate of the beat
+   intervals drawn in it; per image, rate and rhythm (throw-away heads). {teacher_text}Held-out, its heads read {_pct(warmup_scores.get('rate_bucket_accuracy'))} of rate buckets and
    {_pct(warmup_scores.get('rhythm_accuracy'))} of rhythms right (rate MAE {_num(warmup_scores.get('rate_mae_bpm'))} bpm).
    Without this stage, a tower trained from random weights never learned to see the page.
 1. **Alignment** like LLaVA's, the tower frozen from here on: {info['align_epochs']} epoch(s) over

@@ -7,7 +7,9 @@ gives the tower direct targets from the simulator's ground truth, at the geometr
 model will see (the same anyres tiles, the same feature layer):
 
 - per patch token: how much of an R peak lies in that patch (a disc at each QRS complex of each
-  panel, placed through the renderer's sidecar, cut into tiles exactly like the image);
+  panel, placed through the renderer's sidecar, cut into tiles exactly like the image), and the
+  heart rate of the beat intervals drawn in it (:func:`local_rate_targets`: the rate is then
+  there to read in every token, not only in the spacing of peaks that fall in other patches);
 - per image: the heart rate (log scale) and the rhythm label, read by attention pooling.
 
 The dense target is what makes a small ViT learn on a few thousand images: the global targets
@@ -74,6 +76,61 @@ def r_peak_positions(sidecar: dict, qrs_onsets_s, scale: float = 1.0) -> list[li
     return points
 
 
+def rr_segments(sidecar: dict, qrs_onsets_s, scale: float = 1.0) -> list[list[float]]:
+    """Per lead panel, each stretch between two consecutive R peaks as drawn on the page, with
+    the heart rate of that interval: ``[x0, y0, x1, y1, bpm]`` along the panel's baseline (image
+    pixels after the distortions, times ``scale``). Stretches cut by a panel's edge are kept,
+    with the rate of the whole interval."""
+    homography = np.asarray(sidecar["page_to_image"], dtype=float)
+    px_per_s = sidecar["speed_mm_s"] * sidecar["px_per_mm"]
+    peaks = [t + R_PEAK_AFTER_ONSET_S for t in qrs_onsets_s]
+    segments = []
+    for panel in sidecar["panels"]:
+        def point(t):
+            x, y, w = homography @ (panel["x0_px"] + (t - panel["t0_s"]) * px_per_s,
+                                    panel["baseline_px"], 1.0)
+            return [round(x / w * scale, 1), round(y / w * scale, 1)]
+        for a, b in zip(peaks, peaks[1:]):
+            start, end = max(a, panel["t0_s"]), min(b, panel["t1_s"])
+            if end > start:
+                segments.append(point(start) + point(end) + [round(60.0 / (b - a), 1)])
+    return segments
+
+
+#: local-rate targets are drawn as 8-bit values: log(bpm) between these bounds
+_LOCAL_BPM_RANGE = (25.0, 320.0)
+
+
+def local_rate_targets(size_wh: tuple[int, int], segments,
+                       geometry: AnyresGeometry) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per image token: the heart rate (bpm) of the beat intervals drawn in it, and how much of
+    its patch they cover (the loss weight; 0 where no trace runs).
+
+    Each stretch of :func:`rr_segments` is drawn as a band along its panel's baseline (red: 255,
+    green: its rate on a log scale) and cut into tiles like the image, so a token's rate is the
+    coverage-weighted mean of the stretches it holds. The sinus node's rate where the beats are
+    regular, the beat-to-beat changes where they are not (sinus arrhythmia, atrial fibrillation).
+    """
+    lo, hi = (math.log(v) for v in _LOCAL_BPM_RANGE)
+    mask = Image.new("RGB", size_wh, (0, 0, 0))
+    draw = ImageDraw.Draw(mask)
+    width = max(2, round(3 * size_wh[0] / 224))
+    for x0, y0, x1, y1, bpm in segments:
+        level = round(1 + 254 * min(1.0, max(0.0, (math.log(bpm) - lo) / (hi - lo))))
+        draw.line((x0, y0, x1, y1), fill=(255, level, 0), width=width)
+    n, p = geometry.tile_px // geometry.patch_px, geometry.patch_px
+    coverage, level = [], []
+    for crop in anyres_crops(mask, geometry):
+        pixels = np.asarray(crop).astype(np.float32)
+        red, green = (pixels[..., c].reshape(n, p, n, p).mean(axis=(1, 3)).reshape(-1)
+                      for c in (0, 1))
+        coverage.append(red / 255)
+        level.append(np.where(red > 1, green / np.maximum(red, 1e-6), 0.0))
+    coverage, level = np.stack(coverage), np.clip(np.stack(level), 0, 1)
+    bpm = np.exp(lo + (level * 255 - 1) / 254 * (hi - lo))
+    return torch.from_numpy(bpm.astype(np.float32)), torch.from_numpy(coverage.astype(np.float32))
+
+
 def beat_targets(size_wh: tuple[int, int], points, geometry: AnyresGeometry) -> torch.Tensor:
     """Per image token (tiles, patches per tile): how much R peak it holds, about 1 per beat.
 
@@ -94,18 +151,25 @@ def beat_targets(size_wh: tuple[int, int], points, geometry: AnyresGeometry) -> 
 
 def load_split(targets_file: Path, image_root: Path, geometry: AnyresGeometry,
                rhythms: list[str]) -> dict[str, torch.Tensor]:
-    """Every image of a targets file as tensors: pixels (fp16), beats, rate, rhythm index."""
+    """Every image of a targets file as tensors: pixels (fp16), beats, rate, rhythm index, and
+    where the entries give ``rr_segments``, each token's local rate and its weight."""
     entries = json.loads(Path(targets_file).read_text())
-    pixels, beats, rate, rhythm = [], [], [], []
+    pixels, beats, rate, rhythm, local = [], [], [], [], []
     for entry in entries:
         with Image.open(image_root / entry["image"]) as image:
             image = image.convert("RGB")
             pixels.append(anyres_pixel_values(image, geometry).half())
             beats.append(beat_targets(image.size, entry["r_peaks_xy"], geometry))
+            if "rr_segments" in entry:
+                local.append(local_rate_targets(image.size, entry["rr_segments"], geometry))
         rate.append(float(entry["heart_rate_bpm"]))
         rhythm.append(rhythms.index(entry["rhythm"]))
-    return {"pixels": torch.stack(pixels), "beats": torch.stack(beats),
-            "rate": torch.tensor(rate), "rhythm": torch.tensor(rhythm)}
+    split = {"pixels": torch.stack(pixels), "beats": torch.stack(beats),
+             "rate": torch.tensor(rate), "rhythm": torch.tensor(rhythm)}
+    if local and len(local) == len(entries):
+        split["local_rate"] = log_rate(torch.stack([bpm for bpm, _ in local]))
+        split["local_weight"] = torch.stack([weight for _, weight in local])
+    return split
 
 
 def cosine_schedule(optimizer, steps: int, warm: int = 1):
@@ -189,6 +253,7 @@ class WarmupHeads(nn.Module):
         self.pool = nn.MultiheadAttention(width, max(1, width // 48), batch_first=True)
         self.rate, self.rhythm, self.beats = (nn.Linear(width, 1), nn.Linear(width, rhythms),
                                               nn.Linear(width, 1))
+        self.local_rate = nn.Linear(width, 1)         # per image token, the rate of its beats
         # per image token, the CNN teacher's features (only when there is a teacher)
         self.teacher_features = nn.Linear(width, teacher_width) if teacher_width else None
 
@@ -200,7 +265,8 @@ class WarmupHeads(nn.Module):
         pooled, _ = self.pool(self.queries.expand(batch, -1, -1), tokens, tokens)
         return (self.rate(pooled[:, 0]).squeeze(-1), self.rhythm(pooled[:, 1]),
                 self.beats(tokens).squeeze(-1),
-                self.teacher_features(tokens) if self.teacher_features else None)
+                self.teacher_features(tokens) if self.teacher_features else None,
+                self.local_rate(tokens).squeeze(-1))
 
 
 def log_rate(bpm: torch.Tensor) -> torch.Tensor:
@@ -216,12 +282,14 @@ def score(net: nn.Module, split: dict, rate_bucket) -> dict:
     """Held-out accuracy of the heads (or the teacher): rate bucket, rhythm, rate MAE, and the
     beat map's R^2 where the network predicts one."""
     net.eval()
-    rates, rhythms, beats = [], [], []
+    rates, rhythms, beats, local = [], [], [], []
     for i in range(0, len(split["rate"]), 32):
-        rate, rhythm, beat = net(split["pixels"][i:i + 32].float())[:3]
+        out = net(split["pixels"][i:i + 32].float())
+        rate, rhythm, beat = out[:3]
         rates.append(from_log_rate(rate))
         rhythms.append(rhythm.argmax(-1))
         beats.append(beat)
+        local += [out[4]] if isinstance(net, WarmupHeads) else []
     net.train()
     rates, rhythms, beats = torch.cat(rates), torch.cat(rhythms), torch.cat(beats)
     result = {"rate_bucket_accuracy": float(np.mean([rate_bucket(float(a)) == rate_bucket(float(b))
@@ -231,6 +299,10 @@ def score(net: nn.Module, split: dict, rate_bucket) -> dict:
     truth = split["beats"].flatten(1)
     if isinstance(net, WarmupHeads):                # the teacher has no beat map
         result["beat_map_r2"] = float(1 - F.mse_loss(beats, truth) / truth.var())
+    if local and "local_rate" in split:             # per token, weighted by trace coverage
+        weight = split["local_weight"].flatten(1)
+        error = (from_log_rate(torch.cat(local)) - from_log_rate(split["local_rate"].flatten(1)))
+        result["local_rate_mae_bpm"] = float((error.abs() * weight).sum() / weight.sum())
     return result
 
 
@@ -238,11 +310,13 @@ def score(net: nn.Module, split: dict, rate_bucket) -> dict:
 
 def warm_up(model_dir: Path, targets: Path, image_root: Path, *, heldout: Path | None = None,
             epochs: float = 30, learning_rate: float = 1e-3, batch_size: int = 32,
-            beat_weight: float = 3.0, teacher_epochs: float = 6, teacher_weight: float = 1.0,
+            beat_weight: float = 3.0, local_rate_weight: float = 1.0, teacher_epochs: float = 6, teacher_weight: float = 1.0,
             temperature: float = 2.0, seed: int = 0) -> dict:
     """Train the vision tower of ``model_dir`` in place; returns held-out scores and timings.
 
-    ``teacher_epochs``: epochs of the :class:`TeacherCNN` the tower also learns from (0: none);
+    ``local_rate_weight`` weighs the per-token rate target (where the targets give
+    ``rr_segments``); ``teacher_epochs``: epochs of the :class:`TeacherCNN` the tower also
+    learns from (0: none);
     ``teacher_weight`` weighs both of its targets, ``temperature`` softens its rhythm logits."""
     from safetensors.torch import load_file, save_file
 
@@ -284,11 +358,16 @@ def warm_up(model_dir: Path, targets: Path, image_root: Path, *, heldout: Path |
         order = torch.randperm(len(train["rate"]), generator=generator)
         for i in range(0, len(order) - batch_size + 1, batch_size):
             idx = order[i:i + batch_size]
-            rate, rhythm, beats, features = heads(train["pixels"][idx].float())
+            rate, rhythm, beats, features, local = heads(train["pixels"][idx].float())
             global_loss = (F.smooth_l1_loss(rate, log_rate(train["rate"][idx]))
                            + F.cross_entropy(rhythm, train["rhythm"][idx]))
             beat_loss = F.mse_loss(beats, train["beats"][idx].flatten(1))
             loss = global_loss + beat_weight * beat_loss
+            if "local_rate" in train:
+                weight = train["local_weight"][idx].flatten(1)
+                loss = loss + local_rate_weight * (
+                    (local - train["local_rate"][idx].flatten(1)) ** 2 * weight).sum() / (
+                    weight.sum() + 1e-6)
             if "teacher_tokens" in train:
                 soft = F.softmax(train["teacher_logits"][idx] / temperature, -1)
                 distill = (F.mse_loss(features, train["teacher_tokens"][idx].float())
