@@ -401,3 +401,25 @@ def test_offline_default_is_the_shipped_mini_model(tmp_path):
     assert "not for clinical use" in info.note
     card = (MINI_MODEL_DIR / "README.md").read_text()
     assert "not PULSE-7B" in card and "majority baseline" in card
+
+
+def test_model_card_verdicts_name_clear_wins_and_weak_spots():
+    """The card's sentences follow the numbers: +10 points is a clear win, rows at or below the
+    majority baseline are listed as weak spots, rows above it are not."""
+    from training.mini_model import verdict, weak_spots
+
+    rows = [{"group": "Rate: bucket, all question types", "metric": "accuracy", "n": 10,
+             "m": 0.80, "majority": 0.69},
+            {"group": "Rhythm: rhythm label, all question types", "metric": "accuracy", "n": 10,
+             "m": 0.58, "majority": 0.54},
+            {"group": "Heart Rhythm Analysis / Multi-choice QA", "metric": "accuracy", "n": 10,
+             "m": 0.49, "majority": 0.59},
+            {"group": "Rate: bpm error of open answers", "metric": "MAE bpm", "n": 10,
+             "m": 8.0, "majority": 15.0}]
+    text = verdict({"rows": rows}, "m")
+    assert "heart-rate questions it clearly beats" in text
+    assert "rhythm questions it beats, but only slightly," in text
+    weak = weak_spots({"rows": rows}, "m")
+    assert "Multi-choice QA: 49.0 % vs majority 59.0 %" in weak
+    assert "Rate: bucket" not in weak and "MAE" not in weak
+    assert weak_spots({"rows": rows[:1]}, "m") == ""

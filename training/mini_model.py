@@ -1,6 +1,6 @@
 """Regenerate the app's offline default, ``assets/pulse-mini``, from scratch on a CPU.
 
-    make mini-model                    # = python -m training.mini_model (about 80 min on 2 cores)
+    make mini-model                    # = python -m training.mini_model (about 83 min on 2 cores)
     python -m training.mini_model --records 400 --out /tmp/pulse-mini     # a quick try
 
 Five steps, each one command of the project:
@@ -249,6 +249,19 @@ def verdict(result: dict, model: str, groups=HEADLINE) -> str:
         out.append(f"- On {what} it {how} the majority baseline: {ours:.1f} % vs {base:.1f} % "
                    f"(n = {row['n']}).")
     return "\n".join(out)
+
+
+def weak_spots(result: dict, model: str) -> str:
+    """The rows of a score table where the model does not beat the majority baseline by more
+    than 2 points, one line each (empty when there are none)."""
+    lines = []
+    for row in result.get("rows", []):
+        ours, base = row.get(model), row.get("majority")
+        if row["metric"] == "accuracy" and ours is not None and base is not None \
+                and ours <= base + 0.02:
+            lines.append(f"- {row['group']}: {100 * ours:.1f} % vs majority {100 * base:.1f} % "
+                         f"(n = {row['n']}).")
+    return ("Where it does not beat the majority baseline:\n" + "\n".join(lines)) if lines else ""
 
 
 def image_dependence(model_dir: Path, data: Path, count: int = 32) -> dict:
@@ -532,7 +545,8 @@ def main(argv: list[str] | None = None) -> int:
     if rr:
         rr_model = rr.get("model", str(final))
         info.update(rate_rhythm_table=score_table(rr, rr_model),
-                    rate_rhythm_verdict=verdict(rr, rr_model, HEADLINE[:2]),
+                    rate_rhythm_verdict="\n\n".join(filter(None, [
+                        verdict(rr, rr_model, HEADLINE[:2]), weak_spots(rr, rr_model)])),
                     rate_rhythm_questions=next((r["n"] for r in rr.get("rows", [])
                                                 if r["group"] == "All questions"), "?"))
     info.update({
