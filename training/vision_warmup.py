@@ -57,6 +57,19 @@ BEAT_SCALE = 50.0                    # per-patch target: mask mean x 50 (about 1
 
 # -- targets --------------------------------------------------------------------------------------
 
+def _baseline_point(sidecar: dict, scale: float):
+    """``point(panel, t)``: where time ``t`` (s) falls on a panel's baseline in the image, after
+    the page's distortions (the sidecar's homography), times ``scale``."""
+    homography = np.asarray(sidecar["page_to_image"], dtype=float)
+    px_per_s = sidecar["speed_mm_s"] * sidecar["px_per_mm"]
+
+    def point(panel: dict, t: float) -> list[float]:
+        x, y, w = homography @ (panel["x0_px"] + (t - panel["t0_s"]) * px_per_s,
+                                panel["baseline_px"], 1.0)
+        return [round(x / w * scale, 1), round(y / w * scale, 1)]
+    return point
+
+
 def r_peak_positions(sidecar: dict, qrs_onsets_s, scale: float = 1.0) -> list[list[float]]:
     """Pixel positions (x, y) of every drawn R peak on a rendered page, after its distortions.
 
@@ -64,17 +77,10 @@ def r_peak_positions(sidecar: dict, qrs_onsets_s, scale: float = 1.0) -> list[li
     times (the simulator keeps them in ``record.meta["qrs_onsets_s"]``); ``scale`` maps the
     rendered image to the stored one (stored width / rendered width).
     """
-    homography = np.asarray(sidecar["page_to_image"], dtype=float)
-    px_per_s = sidecar["speed_mm_s"] * sidecar["px_per_mm"]
-    points = []
-    for panel in sidecar["panels"]:
-        for onset in qrs_onsets_s:
-            t = onset + R_PEAK_AFTER_ONSET_S
-            if panel["t0_s"] <= t <= panel["t1_s"]:
-                x, y, w = homography @ (panel["x0_px"] + (t - panel["t0_s"]) * px_per_s,
-                                        panel["baseline_px"], 1.0)
-                points.append([round(x / w * scale, 1), round(y / w * scale, 1)])
-    return points
+    point = _baseline_point(sidecar, scale)
+    peaks = [t + R_PEAK_AFTER_ONSET_S for t in qrs_onsets_s]
+    return [point(panel, t) for panel in sidecar["panels"] for t in peaks
+            if panel["t0_s"] <= t <= panel["t1_s"]]
 
 
 def rr_segments(sidecar: dict, qrs_onsets_s, scale: float = 1.0) -> list[list[float]]:
@@ -82,19 +88,15 @@ def rr_segments(sidecar: dict, qrs_onsets_s, scale: float = 1.0) -> list[list[fl
     the heart rate of that interval: ``[x0, y0, x1, y1, bpm]`` along the panel's baseline (image
     pixels after the distortions, times ``scale``). Stretches cut by a panel's edge are kept,
     with the rate of the whole interval."""
-    homography = np.asarray(sidecar["page_to_image"], dtype=float)
-    px_per_s = sidecar["speed_mm_s"] * sidecar["px_per_mm"]
+    point = _baseline_point(sidecar, scale)
     peaks = [t + R_PEAK_AFTER_ONSET_S for t in qrs_onsets_s]
     segments = []
     for panel in sidecar["panels"]:
-        def point(t):
-            x, y, w = homography @ (panel["x0_px"] + (t - panel["t0_s"]) * px_per_s,
-                                    panel["baseline_px"], 1.0)
-            return [round(x / w * scale, 1), round(y / w * scale, 1)]
         for a, b in zip(peaks, peaks[1:]):
             start, end = max(a, panel["t0_s"]), min(b, panel["t1_s"])
             if end > start:
-                segments.append(point(start) + point(end) + [round(60.0 / (b - a), 1)])
+                segments.append(point(panel, start) + point(panel, end)
+                                + [round(60.0 / (b - a), 1)])
     return segments
 
 
