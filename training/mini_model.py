@@ -231,6 +231,10 @@ HEADLINE = (("Rate: bucket, all question types", "heart-rate questions"),
             ("All questions", "all questions"))
 
 
+#: points above the majority baseline for "clearly beats", and at most for "does NOT beat"
+CLEAR_MARGIN, NO_WIN_MARGIN = 10, 2
+
+
 def verdict(result: dict, model: str, groups=HEADLINE) -> str:
     """One honest sentence per headline score: rate and rhythm vs the majority baseline."""
     rows = {row["group"]: row for row in result.get("rows", [])}
@@ -240,9 +244,9 @@ def verdict(result: dict, model: str, groups=HEADLINE) -> str:
         if not row or row.get(model) is None or row.get("majority") is None:
             continue
         ours, base = 100 * row[model], 100 * row["majority"]
-        if ours >= base + 10:
+        if ours >= base + CLEAR_MARGIN:
             how = "clearly beats"
-        elif ours > base + 2:
+        elif ours > base + NO_WIN_MARGIN:
             how = "beats, but only slightly,"
         else:
             how = "does NOT beat"
@@ -252,13 +256,13 @@ def verdict(result: dict, model: str, groups=HEADLINE) -> str:
 
 
 def weak_spots(result: dict, model: str) -> str:
-    """The rows of a score table where the model does not beat the majority baseline by more
-    than 2 points, one line each (empty when there are none)."""
+    """The rows of a score table where the model does not beat the majority baseline (by more
+    than ``NO_WIN_MARGIN`` points, as in :func:`verdict`), a line each; empty when none."""
     lines = []
     for row in result.get("rows", []):
         ours, base = row.get(model), row.get("majority")
         if row["metric"] == "accuracy" and ours is not None and base is not None \
-                and ours <= base + 0.02:
+                and 100 * ours <= 100 * base + NO_WIN_MARGIN:
             lines.append(f"- {row['group']}: {100 * ours:.1f} % vs majority {100 * base:.1f} % "
                          f"(n = {row['n']}).")
     return ("Where it does not beat the majority baseline:\n" + "\n".join(lines)) if lines else ""

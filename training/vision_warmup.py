@@ -119,8 +119,8 @@ def local_rate_targets(size_wh: tuple[int, int], segments,
     draw = ImageDraw.Draw(mask)
     width = max(2, round(3 * size_wh[0] / 224))
     for x0, y0, x1, y1, bpm in segments:
-        level = round(1 + 254 * min(1.0, max(0.0, (math.log(bpm) - lo) / (hi - lo))))
-        draw.line((x0, y0, x1, y1), fill=(255, level, 0), width=width)
+        green = round(1 + 254 * min(1.0, max(0.0, (math.log(bpm) - lo) / (hi - lo))))
+        draw.line((x0, y0, x1, y1), fill=(255, green, 0), width=width)
     n, p = geometry.tile_px // geometry.patch_px, geometry.patch_px
     coverage, level = [], []
     for crop in anyres_crops(mask, geometry):
@@ -282,8 +282,8 @@ def from_log_rate(value: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def score(net: nn.Module, split: dict, rate_bucket) -> dict:
-    """Held-out accuracy of the heads (or the teacher): rate bucket, rhythm, rate MAE, and the
-    beat map's R^2 where the network predicts one."""
+    """Held-out accuracy of the heads (or the teacher): rate bucket, rhythm, rate MAE; for the
+    heads also the beat map's R^2 and, where the split has them, the per-token rate MAE."""
     net.eval()
     rates, rhythms, beats, local = [], [], [], []
     for i in range(0, len(split["rate"]), 32):
@@ -313,8 +313,8 @@ def score(net: nn.Module, split: dict, rate_bucket) -> dict:
 
 def warm_up(model_dir: Path, targets: Path, image_root: Path, *, heldout: Path | None = None,
             epochs: float = 30, learning_rate: float = 1e-3, batch_size: int = 32,
-            beat_weight: float = 3.0, local_rate_weight: float = 1.0, teacher_epochs: float = 6, teacher_weight: float = 1.0,
-            temperature: float = 2.0, seed: int = 0) -> dict:
+            beat_weight: float = 3.0, local_rate_weight: float = 1.0,
+            teacher_epochs: float = 6, teacher_weight: float = 1.0, temperature: float = 2.0, seed: int = 0) -> dict:
     """Train the vision tower of ``model_dir`` in place; returns held-out scores and timings.
 
     ``local_rate_weight`` weighs the per-token rate target (where the targets give
