@@ -18,7 +18,6 @@ import base64
 import functools
 import hashlib
 import hmac
-import os
 import re
 import secrets
 from dataclasses import dataclass
@@ -29,9 +28,9 @@ from pulse_app.errors import PulseError
 #: scrypt cost: n=2**14, r=8, p=1 takes ~50 ms and 16 MB, the usual interactive-login setting.
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
 SALT_BYTES, KEY_BYTES = 16, 32
-USERNAME = re.compile(r"^[A-Za-z0-9_.@+-]{1,64}$")
+USERNAME = re.compile(r"[A-Za-z0-9_.@+-]{1,64}")
 #: What an owner token from :func:`new_owner_token` looks like (256 bits, URL-safe base64).
-OWNER_TOKEN = re.compile(r"^[A-Za-z0-9_-]{43}$")
+OWNER_TOKEN = re.compile(r"[A-Za-z0-9_-]{43}")       # fullmatch: no trailing newline
 
 
 class AuthConfigError(PulseError):
@@ -114,7 +113,7 @@ class Accounts:
                 continue
             user, sep, stored_hash = line.partition(":")
             user, stored_hash = user.strip(), stored_hash.strip()
-            if not sep or not USERNAME.match(user):
+            if not sep or not USERNAME.fullmatch(user):
                 raise AuthConfigError(f"{where} has an entry that is not user:hash "
                                       f"({line[:20]!r}...)",
                                       hint="one user:hash per entry; names use letters, digits "
@@ -122,10 +121,6 @@ class Accounts:
             _check_hash_shape(user, stored_hash, where)
             users[user] = stored_hash
         return cls(users)
-
-    @classmethod
-    def from_env(cls) -> "Accounts":
-        return cls.parse(os.environ.get("PULSE_AUTH"))
 
     def __bool__(self) -> bool:
         return bool(self.users)
@@ -144,11 +139,6 @@ def _dummy_hash() -> str:
     return hash_password("not a password", salt=b"\0" * SALT_BYTES)
 
 
-def verify(user: str, password: str, accounts: Accounts | None = None) -> bool:
-    """Check a login against ``accounts`` (default: the accounts PULSE_AUTH names)."""
-    return (accounts if accounts is not None else Accounts.from_env()).verify(user, password)
-
-
 def new_owner_token() -> str:
     """A fresh owner token for an anonymous browser: 256 random bits, URL-safe (43 characters)."""
     return secrets.token_urlsafe(32)
@@ -157,4 +147,4 @@ def new_owner_token() -> str:
 def is_owner_token(token) -> bool:
     """True when ``token`` has the shape of a :func:`new_owner_token` token (input from a browser
     is checked with this before it is used as an owner)."""
-    return isinstance(token, str) and bool(OWNER_TOKEN.match(token))
+    return isinstance(token, str) and OWNER_TOKEN.fullmatch(token) is not None

@@ -1,7 +1,9 @@
 """File bytes -> a clean RGB ECG image: formats, PDF pages, EXIF orientation, limits, no metadata.
 
-Everything a visitor uploads (and every file ``python -m pulse_app ask`` reads) goes through
-:func:`load_image` before it is shown to a model or stored:
+Every entry point (web page, ``/session_start``, ``/ask``, ``serve-openai``, the CLI) reads
+uploads with :func:`load_upload`: one or more files (an image, a PDF, a WFDB ``.hea`` with its
+``.dat``/``.mat``, a DICOM ``.dcm``) and the :class:`Limits` from the settings -> one clean image
+(+ the signal record, when there was one). Pictures go through :func:`load_image`:
 
 1. size caps first: the file size, then the pixel count read from the header, *before* decoding
    (a 40000 x 40000 PNG is a few hundred kB on disk and 1.6 GB in memory);
@@ -14,6 +16,7 @@ Everything a visitor uploads (and every file ``python -m pulse_app ask`` reads) 
 Problems are :class:`~pulse_app.errors.ImageRejected` with a message and a hint for a clinician.
 :func:`edit_image` rotates (quarter turns, then a fine angle) and crops; the original is kept.
 
+>>> upload = load_upload(["ecg.jpg"], Limits.from_settings(settings))     # doctest: +SKIP
 >>> intake = load_image("ecg.jpg")                                        # doctest: +SKIP
 >>> intake.image.size, intake.format, intake.pages                        # doctest: +SKIP
 ((2200, 1700), 'JPEG', 1)
@@ -27,12 +30,19 @@ import functools
 import io
 import math
 import re
+import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PIL import Image, ImageOps
 
 from pulse_app.errors import ImageRejected
+
+if TYPE_CHECKING:
+    from pulse_app.ecg.records import Record
+    from pulse_app.settings import Settings
 
 #: Smallest accepted side, in pixels: anything smaller cannot show a readable ECG.
 MIN_SIDE_PX = 100
@@ -45,6 +55,113 @@ DEFAULT_MAX_BYTES = 50_000_000
 #: Pillow decoders we accept (anything else, e.g. EPS or PSD, is refused before decoding).
 IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "TIFF", "BMP", "GIF", "HEIF")   # JPEG also opens MPO
 SUPPORTED = "PNG, JPEG, WebP, TIFF, BMP, HEIC or PDF"
+#: Upload suffixes that are signal recordings (drawn as a printed ECG first), not pictures.
+RECORD_SUFFIXES = (".hea", ".dat", ".mat", ".dcm")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one upload may cost: file size (bytes) and decoded size (pixels)."""
+
+    max_bytes: int = DEFAULT_MAX_BYTES
+    max_pixels: int = DEFAULT_MAX_PIXELS
+
+    @classmethod
+    def from_settings(cls, settings: "Settings") -> "Limits":
+        return cls(max_bytes=int(settings.max_upload_mb * 1_000_000),
+                   max_pixels=int(settings.max_pixels))
+
+
+@dataclass(frozen=True)
+class Upload:
+    """One clean upload, ready for a model: ``image`` (RGB, no metadata), where it came from, and
+    the signal ``record`` when the upload was a recording (WFDB, DICOM) drawn as a page."""
+
+    image: Image.Image
+    filename: str
+    format: str                     # "PNG", "JPEG", "PDF", "WFDB", "DICOM", ...
+    page: int = 1
+    pages: int = 1
+    record: "Record | None" = None
+
+    def describe(self) -> dict:
+        """JSON-able facts stored with a session (no pixels, no patient data)."""
+        return {"filename": self.filename, "format": self.format, "page": self.page,
+                "pages": self.pages}
+
+
+#: A file as callers hand it over: a path, or (file name, bytes) for data that never was a file.
+UploadFile = str | Path | tuple[str, bytes]
+
+
+def load_upload(files: UploadFile | Sequence[UploadFile], limits: Limits = Limits(), *,
+                page: int = 1) -> Upload:
+    """The one upload loader: files -> a clean :class:`Upload`, within ``limits``.
+
+    A picture or a PDF (``page`` picks the page) is read by :func:`load_image`; signal files
+    (``.hea`` + ``.dat``/``.mat``, ``.dcm``) are read as a record and drawn as a printed 12-lead
+    page by the project's renderer. Raises :class:`ImageRejected` (or
+    :class:`~pulse_app.errors.RecordUnreadable`) with a message for the user.
+    """
+    if isinstance(files, (str, Path, tuple)):
+        files = [files]
+    named = [_named(f) for f in files]
+    if not named:
+        raise ImageRejected("no file was uploaded", hint="choose an ECG image, PDF or record")
+    records = [(name, src) for name, src in named if _is_record_file(name, src)]
+    if records:
+        return _load_record(records, limits)
+    name, source = named[0]
+    intake = load_image(source, filename=name, page=page, max_pixels=limits.max_pixels,
+                        max_bytes=limits.max_bytes)
+    return Upload(image=intake.image, filename=name, format=intake.format, page=intake.page,
+                  pages=intake.pages)
+
+
+def _named(file: UploadFile) -> tuple[str, str | Path | bytes]:
+    if isinstance(file, tuple):
+        name, data = file
+        if not isinstance(name, str) or not isinstance(data, (bytes, bytearray)):
+            raise ImageRejected("an upload must be a file name and its bytes",
+                                hint="send the file's contents")
+        return Path(name).name or "the file", bytes(data)
+    if not isinstance(file, (str, Path)):
+        raise ImageRejected(f"{type(file).__name__} is not a file",
+                            hint="send the ECG as a file")
+    return Path(file).name, Path(file)
+
+
+def _is_record_file(name: str, source) -> bool:
+    if Path(name).suffix.lower() in RECORD_SUFFIXES:
+        return True
+    head = source[:132] if isinstance(source, bytes) else b""
+    return head[128:132] == b"DICM"                  # a DICOM file without its suffix
+
+
+def _load_record(files: list[tuple[str, str | Path | bytes]], limits: Limits) -> Upload:
+    """Signal files side by side in a private temporary folder (Gradio keeps each upload in its
+    own folder; a CLI path to a ``.hea`` brings the signal files beside it), read, drawn."""
+    from pulse_app.ecg.records import find_records, read_record
+    from pulse_app.ecg.render import render_ecg
+
+    for name, source in list(files):
+        if isinstance(source, Path) and source.suffix.lower() == ".hea":
+            files += [(p.name, p) for p in source.parent.glob(source.stem + ".*")
+                      if p.suffix.lower() in (".dat", ".mat") and p.name not in dict(files)]
+    with tempfile.TemporaryDirectory(prefix="pulse-record-") as folder:
+        for name, source in files:
+            data = _read_bytes(source, name, limits.max_bytes)
+            if Path(name).suffix.lower() not in RECORD_SUFFIXES:        # DICOM by its magic
+                name += ".dcm"
+            (Path(folder) / name).write_bytes(data)
+        found = find_records([folder])
+        if not found:
+            raise ImageRejected("a WFDB record needs its .hea header and its .dat or .mat "
+                                "signal file", hint="select both files and upload them together")
+        record = read_record(found[0])
+        image = render_ecg(record).image
+    kind = "DICOM" if found[0].suffix.lower() == ".dcm" else "WFDB"
+    return Upload(image=image, filename=found[0].name, format=kind, record=record)
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ note. Every page carries the disclaimer and "Page N of M" in its footer.
 
 User and model text is escaped: a question ``<b>&</b>`` prints literally, never as markup.
 
->>> pdf = build_report(store.get_session(owner, session_id), note="Agree: sinus rhythm.",
+>>> pdf = session_pdf(store.get_session(owner, session_id), note="Agree: sinus rhythm.",
 ...                    owner_label="dr.ana")                                 # doctest: +SKIP
 >>> Path("report.pdf").write_bytes(pdf)                                      # doctest: +SKIP
 """
@@ -151,7 +151,7 @@ def _ecg_image(png: bytes, width: float, max_height: float) -> Image:
     return Image(io.BytesIO(png), width=pixels_w * scale, height=pixels_h * scale)
 
 
-def build_report(session: SessionRecord, *, note: str | None = None,
+def session_pdf(session: SessionRecord, *, note: str | None = None,
                  owner_label: str | None = None, generated_at: datetime | None = None) -> bytes:
     """The session as a PDF (bytes). ``owner_label`` is printed as the owner (never the raw
     owner token); ``note`` is the clinician's free-text note."""

@@ -51,7 +51,14 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, sessionmaker
+from sqlalchemy.orm import (
+    DeclarativeBase,
+    Mapped,
+    mapped_column,
+    relationship,
+    sessionmaker,
+    undefer,
+)
 from sqlalchemy.pool import StaticPool
 
 from pulse_app.errors import PulseError, SessionNotFound
@@ -96,8 +103,9 @@ class SessionRow(Base):
     model_id: Mapped[str | None] = mapped_column(String(512))
     model_revision: Mapped[str | None] = mapped_column(String(256))
     params: Mapped[dict] = mapped_column(JSON, nullable=False, default=dict)
-    original_png: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
-    edited_png: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    # deferred: the images load only where they are asked for (never for a turn's commit)
+    original_png: Mapped[bytes] = mapped_column(LargeBinary, nullable=False, deferred=True)
+    edited_png: Mapped[bytes] = mapped_column(LargeBinary, nullable=False, deferred=True)
     turns: Mapped[list["TurnRow"]] = relationship(
         back_populates="session", order_by="TurnRow.index", cascade="all, delete-orphan",
         passive_deletes=True)
@@ -289,10 +297,14 @@ class Store:
                 lock.release()
 
     @staticmethod
-    def _owned(db, owner: str, session_id: str, *, lock: bool = False) -> SessionRow:
+    def _owned(db, owner: str, session_id: str, *, lock: bool = False,
+               images: bool = False) -> SessionRow:
         _check_owner(owner)
         query = select(SessionRow).where(SessionRow.id == str(session_id),
                                          SessionRow.owner == owner)
+        if images:
+            query = query.options(undefer(SessionRow.original_png),
+                                  undefer(SessionRow.edited_png))
         if lock:
             query = query.with_for_update()
         row = db.scalar(query)
@@ -317,12 +329,14 @@ class Store:
             db.add(row)
         return self._record(row, [])
 
-    def get_session(self, owner: str, session_id: str) -> SessionRecord:
-        """The session with its images and turns; SessionNotFound if it is not ``owner``'s."""
+    def get_session(self, owner: str, session_id: str, *, turns: bool = True,
+                    images: bool = True) -> SessionRecord:
+        """The session with its images and turns (``images=False``: PNG fields empty,
+        ``turns=False``: no turns), in one read; SessionNotFound if it is not ``owner``'s."""
         with self._session() as db:
-            row = self._owned(db, owner, session_id)
-            turns = [_turn_record(t) for t in row.turns]
-            return self._record(row, turns)
+            row = self._owned(db, owner, session_id, images=images)
+            records = [_turn_record(t) for t in row.turns] if turns else []
+            return self._record(row, records, images=images)
 
     def list_sessions(self, owner: str, *, search: str | None = None, limit: int = 50,
                       offset: int = 0) -> list[SessionSummary]:
@@ -363,20 +377,6 @@ class Store:
             db.execute(delete(TurnRow).where(TurnRow.session_id == session_id))
             db.execute(delete(SessionRow).where(SessionRow.id == session_id,
                                                 SessionRow.owner == owner))
-
-    def update_images(self, owner: str, session_id: str, *, edited_png: bytes,
-                      original_png: bytes | None = None) -> None:
-        with self._session(write=True) as db:
-            row = self._owned(db, owner, session_id)
-            row.edited_png = edited_png
-            if original_png is not None:
-                row.original_png = original_png
-            row.updated_at = utc_now()
-
-    def update_params(self, owner: str, session_id: str, params: dict) -> None:
-        with self._session(write=True) as db:
-            row = self._owned(db, owner, session_id)
-            row.params = dict(params)
 
     # -- turns -----------------------------------------------------------------------------------
 
@@ -426,9 +426,11 @@ class Store:
             return _turn_record(turn)
 
     @staticmethod
-    def _record(row: SessionRow, turns: list[TurnRecord]) -> SessionRecord:
+    def _record(row: SessionRow, turns: list[TurnRecord], *, images: bool = True
+                ) -> SessionRecord:
         return SessionRecord(id=row.id, owner=row.owner, title=row.title,
                              created_at=_aware(row.created_at), updated_at=_aware(row.updated_at),
                              model_id=row.model_id, model_revision=row.model_revision,
-                             params=dict(row.params or {}), original_png=row.original_png,
-                             edited_png=row.edited_png, turns=turns)
+                             params=dict(row.params or {}),
+                             original_png=row.original_png if images else b"",
+                             edited_png=row.edited_png if images else b"", turns=turns)

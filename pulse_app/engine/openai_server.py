@@ -1,19 +1,22 @@
 """A small OpenAI-compatible HTTP server in front of any backend: one endpoint for a hospital.
 
-    python -m pulse_app serve-openai --model PULSE-ECG/PULSE-7B --port 8000 [--api-key SECRET]
+    python -m pulse_app serve-openai --model PULSE-ECG/PULSE-7B --port 8000 [--server-api-key KEY]
 
 Speaks the subset of the OpenAI API that chat clients with images use (standard library only):
 
 - ``GET /v1/models``: the one served model (plus ``pulse_app``: label, trained, note);
-- ``POST /v1/chat/completions``: ``messages`` with the ECG as a ``data:image/...;base64`` ``image_url``
-  part in a user message, ``stream`` (server-sent events, ``data: [DONE]`` at the end),
-  ``temperature``, ``top_p``, ``max_tokens`` / ``max_completion_tokens``, ``seed``.
+- ``POST /v1/chat/completions``: ``messages`` with the ECG in a user message, as a
+  ``data:image/...;base64`` ``image_url`` part or as ``file`` parts (``{"file": {"filename",
+  "file_data"}}``: a PDF, a DICOM ``.dcm``, or a WFDB ``.hea`` with its ``.dat``/``.mat``),
+  ``stream`` (server-sent events, ``data: [DONE]`` at the end), ``temperature``, ``top_p``,
+  ``max_tokens`` / ``max_completion_tokens``, ``seed``. The request is checked by
+  :func:`pulse_app.answer.prepare` with the settings' limits, like every entry point's.
 
 One answer is generated at a time (the backend's lock); a client that disconnects stops its
 answer within a token. Remote image URLs are never fetched. Errors use OpenAI's JSON shape
 (401 bad key, 404 unknown model, 400 bad request) so OpenAI clients raise their usual exceptions.
 
->>> server = make_server(backend, "127.0.0.1", 8000)     # doctest: +SKIP
+>>> server = make_server(backend, Settings.load(), 8000)  # doctest: +SKIP
 >>> server.serve_forever()                                # doctest: +SKIP
 """
 
@@ -30,12 +33,13 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Iterator
 
-from pulse_app.conversation import Turn
-from pulse_app.engine.backend import GenerationParams, stream_with_reason
-from pulse_app.errors import ImageRejected, PulseError
+from pulse_app.answer import AnswerRequest, prepare, stream_request
+from pulse_app.engine.backend import stream_with_reason
+from pulse_app.errors import ImageRejected, InvalidParameter, PulseError
 
 if TYPE_CHECKING:
     from pulse_app.engine.backend import Backend
+    from pulse_app.settings import Settings
 
 log = logging.getLogger(__name__)
 MAX_REQUEST_BYTES = 80_000_000          # a base64 50 MB image, plus the conversation
@@ -54,88 +58,100 @@ class RequestError(Exception):
                           "code": self.code}}
 
 
-def _text_of(content) -> tuple[str, list[str]]:
-    """A message's text and its image URLs (content is a string or a list of parts)."""
+def _base64(data: str, what: str) -> bytes:
+    try:
+        return base64.b64decode(data, validate=False)
+    except (binascii.Error, ValueError) as e:
+        raise RequestError(400, f"the {what} is not valid base64") from e
+
+
+def decode_image_url(url: str) -> tuple[str, bytes]:
+    """A ``data:image/...;base64,...`` URL as (name, bytes); remote URLs are refused."""
+    if not isinstance(url, str) or not url.startswith("data:") or ";base64," not in url[:100]:
+        raise RequestError(400, "only data: URLs with base64 images are accepted (this server "
+                                "never fetches remote URLs)")
+    return "the image", _base64(url.split(",", 1)[1], "image data URL")
+
+
+def decode_file_part(part) -> tuple[str, bytes]:
+    """An OpenAI ``file`` content part (``{"filename", "file_data"}``) as (name, bytes)."""
+    file = part.get("file") if isinstance(part.get("file"), dict) else None
+    data = file.get("file_data") if file else None
+    if not isinstance(data, str):
+        raise RequestError(400, "a file part needs file.file_data (base64, or a data: URL)")
+    name = file.get("filename") if isinstance(file.get("filename"), str) else "the file"
+    if data.startswith("data:"):
+        data = data.split(",", 1)[-1]
+    return name, _base64(data, f"file {name}")
+
+
+def _text_of(content) -> tuple[str, list[tuple[str, bytes]]]:
+    """A message's text and its files (content is a string or a list of parts)."""
     if isinstance(content, str):
         return content, []
     if not isinstance(content, list):
         raise RequestError(400, "message content must be a string or a list of parts")
-    texts, images = [], []
+    texts, files = [], []
     for part in content:
         kind = part.get("type") if isinstance(part, dict) else None
         if kind == "text":
-            texts.append(str(part.get("text", "")))
+            text = part.get("text", "")
+            if not isinstance(text, str):
+                raise RequestError(400, "a text part's text must be a string")
+            texts.append(text)
         elif kind == "image_url":
             url = part.get("image_url")
-            images.append(url.get("url", "") if isinstance(url, dict) else str(url or ""))
+            files.append(decode_image_url(url.get("url", "") if isinstance(url, dict) else url))
+        elif kind == "file":
+            files.append(decode_file_part(part))
         else:
             raise RequestError(400, f"unsupported content part type {kind!r}")
-    return "\n".join(t for t in texts if t), images
+    return "\n".join(t for t in texts if t), files
 
 
-def decode_image_url(url: str):
-    """A ``data:image/...;base64,...`` URL as a clean RGB image (through the app's intake)."""
-    from pulse_app.intake import load_image
-
-    if not url.startswith("data:") or ";base64," not in url[:100]:
-        raise RequestError(400, "only data: URLs with base64 images are accepted (this server "
-                                "never fetches remote URLs)")
-    try:
-        data = base64.b64decode(url.split(",", 1)[1], validate=False)
-    except (binascii.Error, ValueError) as e:
-        raise RequestError(400, "the image data URL is not valid base64") from e
-    try:
-        return load_image(data, filename="the image").image
-    except ImageRejected as e:
-        raise RequestError(400, str(e), code="image_rejected") from e
-
-
-def parse_messages(messages) -> tuple[object, list[Turn], str]:
-    """OpenAI ``messages`` -> (image or None, finished turns, question).
+def parse_messages(messages) -> tuple[list[tuple[str, bytes]], list[tuple[str, str]], str]:
+    """OpenAI ``messages`` -> (the ECG's files, earlier [question, answer] pairs, question).
 
     System messages are ignored: the model's own template supplies its system sentence.
-    Turns must alternate user/assistant and end with a user message.
+    Turns must alternate user/assistant and end with a user message; the ECG comes in one
+    user message (one image, or the files of one record).
     """
     if not isinstance(messages, list) or not messages:
         raise RequestError(400, "messages must be a non-empty list")
-    dialogue, image_urls = [], []
+    dialogue, files, carriers = [], [], 0
     for message in messages:
         role = message.get("role") if isinstance(message, dict) else None
         if role in ("system", "developer"):
             continue
         if role not in ("user", "assistant"):
             raise RequestError(400, f"unsupported message role {role!r}")
-        text, images = _text_of(message.get("content", ""))
-        if images and role != "user":
+        text, attached = _text_of(message.get("content", ""))
+        if attached and role != "user":
             raise RequestError(400, "images are only accepted in user messages")
-        image_urls += images
+        if attached:
+            carriers += 1
+            files += attached
         dialogue.append((role, text))
-    if len(image_urls) > 1:
-        raise RequestError(400, "send one ECG image per conversation")
+    images = [name for name, _ in files if name == "the image"]
+    if carriers > 1 or len(images) > 1:
+        raise RequestError(400, "send one ECG per conversation")
     roles = [role for role, _ in dialogue]
     if not roles or roles != ["user", "assistant"] * (len(roles) // 2) + ["user"]:
         raise RequestError(400, "messages must alternate user/assistant and end with a user "
                                 "message")
-    turns = [Turn(dialogue[i][1], dialogue[i + 1][1]) for i in range(0, len(dialogue) - 1, 2)]
-    image = decode_image_url(image_urls[0]) if image_urls else None
-    return image, turns, dialogue[-1][1]
+    pairs = [(dialogue[i][1], dialogue[i + 1][1]) for i in range(0, len(dialogue) - 1, 2)]
+    return files, pairs, dialogue[-1][1]
 
 
-def generation_params(request: dict) -> GenerationParams:
-    """Sampling settings from a chat-completions request (OpenAI defaults: the app's)."""
-    defaults = GenerationParams()
-    try:
-        max_tokens = request.get("max_completion_tokens") or request.get("max_tokens")
-        params = GenerationParams(
-            temperature=float(request.get("temperature", defaults.temperature)),
-            top_p=float(request.get("top_p", defaults.top_p)),
-            max_new_tokens=int(max_tokens or defaults.max_new_tokens),
-            seed=None if request.get("seed") is None else int(request["seed"]))
-    except (TypeError, ValueError) as e:
-        raise RequestError(400, "temperature, top_p, max_tokens and seed must be numbers") from e
-    if params.temperature < 0 or not 0 < params.top_p <= 1 or params.max_new_tokens < 1:
-        raise RequestError(400, "need temperature >= 0, 0 < top_p <= 1 and max_tokens >= 1")
-    return params
+def checked_request(settings: "Settings", body: dict) -> AnswerRequest:
+    """A chat-completions body as a checked request of the one answer path."""
+    files, pairs, question = parse_messages(body.get("messages"))
+    max_tokens = body.get("max_completion_tokens")
+    if max_tokens is None:
+        max_tokens = body.get("max_tokens")
+    return prepare(settings, files, question, history=pairs,
+                   temperature=body.get("temperature"), top_p=body.get("top_p"),
+                   max_new_tokens=max_tokens, seed=body.get("seed"))
 
 
 class OpenAIHandler(BaseHTTPRequestHandler):
@@ -168,6 +184,10 @@ class OpenAIHandler(BaseHTTPRequestHandler):
             action()
         except RequestError as e:
             self._send_json(e.status, e.body())
+        except ImageRejected as e:
+            self._send_json(400, RequestError(400, str(e), code="image_rejected").body())
+        except InvalidParameter as e:
+            self._send_json(400, RequestError(400, str(e), code="invalid_parameter").body())
         except PulseError as e:
             self._send_json(400, RequestError(400, str(e), code=type(e).__name__).body())
         except (BrokenPipeError, ConnectionResetError):
@@ -224,11 +244,9 @@ class OpenAIHandler(BaseHTTPRequestHandler):
         self._require_model(request.get("model"))
         if request.get("n", 1) != 1:
             raise RequestError(400, "only n=1 is supported")
-        image, turns, question = parse_messages(request.get("messages"))
-        params = generation_params(request)
+        checked = checked_request(self.server.settings, request)
         reasons: list[str] = []             # "length" or "stop", once the answer has ended
-        stream = stream_with_reason(self.server.backend.stream(image, turns, question, params),
-                                    reasons)
+        stream = stream_with_reason(stream_request(self.server.backend, checked), reasons)
         reply_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
         try:
             if request.get("stream"):
@@ -280,9 +298,10 @@ class OpenAIServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, address, backend: "Backend", model_name: str, api_key: str | None = None):
+    def __init__(self, address, backend: "Backend", settings: "Settings", model_name: str):
         super().__init__(address, OpenAIHandler)
-        self.backend, self.model_name, self.api_key = backend, model_name, api_key
+        self.backend, self.settings, self.model_name = backend, settings, model_name
+        self.api_key = settings.server_api_key
         self.started = int(time.time())
 
     def model_card(self) -> dict:
@@ -291,11 +310,10 @@ class OpenAIServer(ThreadingHTTPServer):
                 "owned_by": "pulse-app", "pulse_app": dataclasses.asdict(info)}
 
 
-def make_server(backend: "Backend", host: str = "127.0.0.1", port: int = 8000, *,
-                model_name: str | None = None, api_key: str | None = None) -> OpenAIServer:
-    """A ready server (call ``serve_forever()``); port 0 picks a free port (``server_port``).
-
-    ``model_name`` defaults to the backend's model id ("offline-default" for the tiny model).
-    """
+def make_server(backend: "Backend", settings: "Settings", port: int = 8000, *,
+                model_name: str | None = None) -> OpenAIServer:
+    """A ready server on ``settings.host`` (call ``serve_forever()``); port 0 picks a free port
+    (``server_port``). Requests are checked with ``settings``' limits and defaults; the key is
+    ``settings.server_api_key``. ``model_name`` defaults to the backend's model id."""
     name = model_name or backend.info().model_id
-    return OpenAIServer((host, port), backend, name, api_key)
+    return OpenAIServer((settings.host, port), backend, settings, name)

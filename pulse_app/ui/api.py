@@ -1,9 +1,12 @@
 """The app's model API: two named Gradio endpoints other copies of the app call (``space`` backend).
 
-``add_model_api(get_backend)`` is called inside the app's ``gr.Blocks``; it registers
+``add_model_api(get_backend, settings)`` is called inside the app's ``gr.Blocks``; it registers
 
-- ``/ask``: (image file, question, history_json ``[[user, assistant], ...]``, temperature, top_p,
-  max_new_tokens) -> the answer so far, streamed (each update is the whole text up to now);
+- ``/ask``: (ECG file, question, history_json ``[[user, assistant], ...]``, temperature, top_p,
+  max_new_tokens, more_files) -> the answer so far, streamed (each update is the whole text up
+  to now). The request is checked by :func:`pulse_app.answer.prepare`, like every entry point's;
+  the ECG may be a picture, a PDF or a record (a WFDB ``.hea`` with its ``.dat``/``.mat`` in
+  ``more_files``, or a DICOM ``.dcm``);
 - ``/model_info``: () -> JSON of :class:`pulse_app.engine.backend.ModelInfo`.
 
 Both run in the ``"gpu"`` concurrency group, so remote questions queue with the app's own.
@@ -23,12 +26,12 @@ from typing import TYPE_CHECKING, Callable, Iterator
 
 import gradio as gr
 
-from pulse_app.conversation import Turn
-from pulse_app.engine.backend import GenerationParams
-from pulse_app.errors import PulseError
+from pulse_app.answer import prepare, stream_request
+from pulse_app.errors import InvalidParameter, PulseError
 
 if TYPE_CHECKING:
     from pulse_app.engine.backend import Backend
+    from pulse_app.settings import Settings
 
 ASK_API = "ask"
 MODEL_INFO_API = "model_info"
@@ -36,42 +39,36 @@ MODEL_INFO_API = "model_info"
 GPU_GROUP = "gpu"
 
 
-def parse_history(history_json: str) -> list[Turn]:
-    """``[[user, assistant], ...]`` (JSON) as finished turns; an error message for anything else.
+def parse_history(history_json) -> list:
+    """``[[user, assistant], ...]`` (JSON) as pairs; the pairs are checked by the answer path.
 
     >>> parse_history('[["Rate?", "70 bpm."]]')
-    [Turn(question='Rate?', answer='70 bpm.')]
+    [['Rate?', '70 bpm.']]
     """
+    if not isinstance(history_json, str):
+        raise InvalidParameter("history_json must be a JSON string",
+                               hint='send "[]" for a new conversation')
     try:
         pairs = json.loads(history_json or "[]")
-        if not isinstance(pairs, list) or not all(
-                isinstance(p, (list, tuple)) and len(p) == 2
-                and all(isinstance(s, str) for s in p) for p in pairs):
-            raise ValueError
     except ValueError as error:
-        raise PulseError("history_json must be a JSON list of [question, answer] string pairs",
-                         hint='send "[]" for a new conversation') from error
-    return [Turn(q, a) for q, a in pairs]
+        raise InvalidParameter("history_json is not valid JSON",
+                               hint='send "[]" for a new conversation') from error
+    if not isinstance(pairs, list):
+        raise InvalidParameter("history_json must be a JSON list of [question, answer] pairs",
+                               hint='send "[]" for a new conversation')
+    return pairs
 
 
-def ask_stream(backend: "Backend", image_path: str | None, question: str, history_json: str,
-               temperature: float, top_p: float, max_new_tokens: int) -> Iterator[str]:
-    """The ``/ask`` endpoint without Gradio: validates, then yields the cumulative answer."""
-    from pulse_app.intake import load_image
-
-    if not image_path:
-        raise PulseError("no image was sent", hint="send the ECG image file as the first input")
-    if not (question or "").strip():
-        raise PulseError("the question is empty", hint="type a question about the ECG")
-    history = parse_history(history_json)
-    try:
-        params = GenerationParams(temperature=max(0.0, float(temperature)),
-                                  top_p=float(top_p), max_new_tokens=max(1, int(max_new_tokens)))
-    except (TypeError, ValueError) as error:
-        raise PulseError("temperature, top_p and max_new_tokens must be numbers") from error
-    image = load_image(image_path).image
+def ask_stream(backend: "Backend", settings: "Settings", image_path: str | None, question,
+               history_json, temperature, top_p, max_new_tokens,
+               more_files: list | None = None) -> Iterator[str]:
+    """The ``/ask`` endpoint without Gradio: checked by the one answer path, then the
+    cumulative answer. ``more_files``: the rest of a WFDB record (``.dat``/``.mat``)."""
+    files = [f for f in [image_path, *(more_files or [])] if f]
+    request = prepare(settings, files, question, history=parse_history(history_json),
+                      temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens)
     text = ""
-    stream = backend.stream(image, history, question.strip(), params)
+    stream = stream_request(backend, request)
     try:
         for chunk in stream:
             text += chunk
@@ -85,16 +82,17 @@ def model_info_json(backend: "Backend") -> str:
     return json.dumps(dataclasses.asdict(backend.info()))
 
 
-def add_model_api(get_backend: Callable[[], "Backend"]) -> None:
+def add_model_api(get_backend: Callable[[], "Backend"], settings: "Settings") -> None:
     """Register ``/ask`` and ``/model_info`` in the current ``gr.Blocks`` (invisible components).
 
     ``get_backend`` is called per request, so the app may load its model lazily.
     """
 
-    def ask(image_path, question, history_json, temperature, top_p, max_new_tokens):
+    def ask(image_path, question, history_json, temperature, top_p, max_new_tokens,
+            more_files=None):
         try:
-            yield from ask_stream(get_backend(), image_path, question, history_json,
-                                  temperature, top_p, max_new_tokens)
+            yield from ask_stream(get_backend(), settings, image_path, question, history_json,
+                                  temperature, top_p, max_new_tokens, more_files)
         except PulseError as error:
             raise gr.Error(str(error)) from error
 
@@ -108,14 +106,16 @@ def add_model_api(get_backend: Callable[[], "Backend"]) -> None:
         image = gr.File(label="ECG image", type="filepath")
         question = gr.Textbox(label="question")
         history = gr.Textbox(label="history_json", value="[]")
-        temperature = gr.Number(label="temperature", value=GenerationParams.temperature)
-        top_p = gr.Number(label="top_p", value=GenerationParams.top_p)
-        max_new_tokens = gr.Number(label="max_new_tokens", value=GenerationParams.max_new_tokens,
+        temperature = gr.Number(label="temperature", value=settings.temperature)
+        top_p = gr.Number(label="top_p", value=settings.top_p)
+        max_new_tokens = gr.Number(label="max_new_tokens", value=settings.max_new_tokens,
                                    precision=0)
+        more_files = gr.File(label="more_files", file_count="multiple", type="filepath")
         answer = gr.Textbox(label="answer")
         info = gr.Textbox(label="model_info")
         ask_button, info_button = gr.Button("ask"), gr.Button("model_info")
-    ask_button.click(ask, [image, question, history, temperature, top_p, max_new_tokens], answer,
+    ask_button.click(ask, [image, question, history, temperature, top_p, max_new_tokens,
+                           more_files], answer,
                      api_name=ASK_API, concurrency_id=GPU_GROUP, show_progress="hidden")
     info_button.click(model_info, None, info, api_name=MODEL_INFO_API, concurrency_id=GPU_GROUP,
                       show_progress="hidden")

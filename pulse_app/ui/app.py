@@ -17,22 +17,21 @@ import threading
 
 import gradio as gr
 
+from pulse_app.intake import RECORD_SUFFIXES
 from pulse_app.settings import Settings
-from pulse_app.ui import texts
-from pulse_app.ui.handlers import EXAMPLES_DIR, NO_EDIT, PulseUI, RECORD_SUFFIXES, example_paths
+from pulse_app.ui import teaching, texts
+from pulse_app.ui.api import GPU_GROUP, add_model_api
+from pulse_app.ui.handlers import EMPTY_VIEW, EXAMPLES_DIR, PulseUI, example_paths
 from pulse_app.ui.owner import browser_secret
 
 log = logging.getLogger(__name__)
 
-GPU_GROUP = "gpu"
 UPLOAD_TYPES = [".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif", ".heic",
-                ".heif", ".pdf", *sorted(RECORD_SUFFIXES)]
+                ".heif", ".pdf", *RECORD_SUFFIXES]
 
 
 def build_app(settings: Settings, *, chat=None) -> tuple[gr.Blocks, dict]:
     """The app's Blocks and the keyword arguments for ``launch()``."""
-    from pulse_app.ui import teaching
-
     ui = PulseUI(settings, chat)
     private = {"api_visibility": "private"}
     model_event = {"concurrency_limit": settings.concurrency, "concurrency_id": GPU_GROUP}
@@ -40,9 +39,7 @@ def build_app(settings: Settings, *, chat=None) -> tuple[gr.Blocks, dict]:
     with gr.Blocks(title="PULSE ECG workbench") as demo:
         token = gr.BrowserState(None, storage_key="pulse-owner",
                                 secret=browser_secret(settings.data_dir))
-        session = gr.State({"id": None})          # {"id": stored id or None, + handlers.CARRIED}
-        original = gr.State(None)                 # the uploaded picture, unedited (PIL)
-        edit = gr.State(dict(NO_EDIT))           # rotate90, angle_deg, crop (+ a first corner)
+        view = gr.State(dict(EMPTY_VIEW))       # ids (draft, session) and the draft edit
 
         notice = gr.Markdown(texts.NOTICE, elem_id="notice")
 
@@ -115,66 +112,67 @@ def build_app(settings: Settings, *, chat=None) -> tuple[gr.Blocks, dict]:
             api_file = gr.File(type="filepath")
             api_token, api_session, api_question = gr.Textbox(), gr.Textbox(), gr.Textbox()
             api_page = gr.Number(value=1, precision=0)
+            api_more = gr.File(file_count="multiple", type="filepath")   # rest of a WFDB record
+            # numbers, not the page's sliders: the core checks ranges (same words everywhere)
+            api_temperature = gr.Number(value=settings.temperature)
+            api_top_p = gr.Number(value=settings.top_p)
+            api_max_new_tokens = gr.Number(value=settings.max_new_tokens, precision=0)
             api_out = gr.Textbox()
             api_start_button, api_ask_button = gr.Button(), gr.Button()
-        api_start_button.click(ui.api_start, [api_file, api_token, api_page], api_out,
+        api_start_button.click(ui.api_start, [api_file, api_token, api_page, api_more], api_out,
                                api_name="session_start")
-        api_ask_button.click(ui.api_ask, [api_token, api_session, api_question, temperature,
-                                          top_p, max_new_tokens], api_out,
+        api_ask_button.click(ui.api_ask, [api_token, api_session, api_question, api_temperature,
+                                          api_top_p, api_max_new_tokens], api_out,
                              api_name="session_ask", **model_event)
-        try:
-            from pulse_app.ui.api import add_model_api
-        except ImportError:                     # the engine's API module is not there yet
-            add_model_api = None
-        if add_model_api is not None:
-            add_model_api(lambda: ui.chat.backend)
+        add_model_api(lambda: ui.chat.backend, settings)
 
         # -- wiring (internal events: private) --
         demo.load(ui.on_load, [token], [token, sessions], **private)
         demo.load(ui.model_notice, None, notice, **private)
 
-        image_outputs = [picture, original, edit, angle, session, chatbot, page_note,
-                         report_file]
-        upload.upload(ui.upload, [upload, page], image_outputs, **private)
-        gr.on([page.submit, page.blur], ui.upload, [upload, page], image_outputs, **private)
-        examples.select(ui.use_example, None, image_outputs, **private)
-        teaching.wire(teach, ui, image_outputs, session, private)
+        image_outputs = [picture, view, angle, chatbot, page_note, report_file]
+        upload.upload(ui.upload, [token, upload, page], image_outputs, **private)
+        gr.on([page.submit, page.blur], ui.upload, [token, upload, page], image_outputs,
+              **private)
+        examples.select(ui.use_example, [token], image_outputs, **private)
+        teaching.wire(teach, ui, image_outputs, token, view, private)
 
-        edited_outputs = [picture, edit, session, chatbot]
-        edit_inputs = [original, edit, angle, session]
-        left_button.click(lambda o, e, a, s: ui.rotate(o, e, a, 1, s), edit_inputs,
-                          edited_outputs, **private)
-        right_button.click(lambda o, e, a, s: ui.rotate(o, e, a, -1, s), edit_inputs,
-                           edited_outputs, **private)
-        angle.release(lambda o, e, a, s: ui.rotate(o, e, a, 0, s), edit_inputs,
-                      edited_outputs, **private)
-        picture.select(ui.crop_click, [original, edit, session], edited_outputs, **private)
-        reset_button.click(ui.reset_image, [original, session], [*edited_outputs, angle],
-                           **private)
+        edited_outputs = [picture, view, chatbot]
+        edit_inputs = [token, view, angle]
 
-        ask_inputs = [token, session, original, edit, question, chatbot, temperature, top_p,
-                      max_new_tokens]
-        ask_outputs = [chatbot, session, question, sessions]
+        def rotate(step):
+            def handler(token_value, view_value, angle_value, request: gr.Request):
+                return ui.rotate(token_value, view_value, angle_value, step, request)
+            return handler
+
+        left_button.click(rotate(1), edit_inputs, edited_outputs, **private)
+        right_button.click(rotate(-1), edit_inputs, edited_outputs, **private)
+        angle.release(rotate(0), edit_inputs, edited_outputs, **private)
+        picture.select(ui.crop_click, [token, view], edited_outputs, **private)
+        reset_button.click(ui.reset_image, [token, view], [*edited_outputs, angle], **private)
+
+        ask_inputs = [token, view, question, chatbot, temperature, top_p, max_new_tokens]
+        ask_outputs = [chatbot, view, question, sessions]
         chat_event = {**model_event, **private, "show_progress_on": [chatbot]}  # queue position
         send_button.click(ui.ask, ask_inputs, ask_outputs, **chat_event)
         question.submit(ui.ask, ask_inputs, ask_outputs, **chat_event)
         for button, text in prompt_buttons:
             button.click(lambda t=text: t, None, question, queue=False, **private).then(
                 ui.ask, ask_inputs, ask_outputs, **chat_event)
-        regenerate_button.click(ui.regenerate, [token, session, chatbot, temperature, top_p,
+        regenerate_button.click(ui.regenerate, [token, view, chatbot, temperature, top_p,
                                                 max_new_tokens], ask_outputs, **chat_event)
         stop_button.click(ui.stop, None, None, queue=False, **private)
-        new_button.click(ui.new_chat, [session], [session, chatbot], queue=False, **private)
+        new_button.click(ui.new_chat, [token, view], [view, chatbot], **private)
 
         search.submit(ui.search_sessions, [token, search], sessions, **private)
         open_button.click(ui.open_session, [token, sessions],
-                          [picture, original, edit, angle, session, chatbot, title],
-                          **private).then(teaching.hidden_note, [session], teach.truth_view,
-                                          queue=False, **private)
+                          [picture, view, angle, chatbot, title],
+                          **private).then(ui.hidden_note, [token, view], teach.truth_view,
+                                          **private)
         rename_button.click(ui.rename_session, [token, sessions, title], sessions, **private)
-        delete_button.click(ui.delete_session, [token, sessions, session],
-                            [sessions, session, chatbot], **private)
-        export_button.click(ui.export_pdf, [token, sessions, session, note], report_file,
+        delete_button.click(ui.delete_session, [token, sessions, view],
+                            [sessions, view, chatbot], **private)
+        export_button.click(ui.export_pdf, [token, sessions, view, note], report_file,
                             **private)
 
     demo.queue(max_size=settings.queue_size, default_concurrency_limit=8)

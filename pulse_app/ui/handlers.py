@@ -1,12 +1,13 @@
 """The web app's event handlers: each gets the owner, calls the core, returns component updates.
 
-The picture is described by the original upload and an *edit* — ``{"rotate90": quarter turns,
-"angle_deg": fine angle, "crop": [left, top, right, bottom] or None}`` — applied with
-:func:`pulse_app.intake.edit_image`; the same edit is stored with the session
-(:meth:`ChatService.edit`), so what the visitor sees is exactly what the model gets and what is
-kept. Crop = two clicks on the picture (opposite corners). Gradio 6.31's ImageEditor was not
-used for cropping: after a server-side update (upload, rotate) its crop changes the view but not
-the value the server receives.
+The page keeps only ids and a draft edit in its ``view`` state —
+``{"draft": id or None, "session": id or None, "edit": {...}, "corner": [x, y] or None}`` —
+and the core (:class:`pulse_app.chat.ChatService`) keeps everything else: the decoded upload
+(a draft), stored sessions, a teaching case's truth. The edit is ``{"rotate90": quarter turns,
+"angle_deg": fine angle, "crop": [left, top, right, bottom] or None}``; the picture shown is the
+draft with the edit applied, exactly what the model gets and what is stored. Crop = two clicks
+on the picture (opposite corners): Gradio 6.31's ImageEditor crop changes the view but not the
+value the server receives after a server-side update.
 
 >>> crop_from_clicks({"rotate90": 0, "angle_deg": 0.0, "crop": [100, 50, 900, 650]},
 ...                  (10, 20), (410, 320))
@@ -16,9 +17,6 @@ the value the server receives.
 from __future__ import annotations
 
 import html
-import io
-import os
-import shutil
 import tempfile
 import threading
 import time
@@ -26,26 +24,21 @@ from pathlib import Path
 from typing import Iterator
 
 import gradio as gr
-from PIL import Image
 
+from pulse_app.answer import check_question
 from pulse_app.auth import is_owner_token, new_owner_token
-from pulse_app.errors import ImageRejected, PulseError
+from pulse_app.chat import NO_EDIT, ChatService, clean_edit
+from pulse_app.errors import PulseError
 from pulse_app.settings import ASSETS_DIR, Settings
+from pulse_app.teaching import TRUTH_KEY, truth_markdown
 from pulse_app.ui import texts
-from pulse_app.ui.teaching import TRUTH_KEY
 from pulse_app.ui.owner import owner_for, owner_label
 
 EXAMPLES_DIR = ASSETS_DIR / "examples"
-#: Upload suffixes that are signal recordings (rendered to paper first), not pictures.
-RECORD_SUFFIXES = {".hea", ".dat", ".mat", ".dcm"}
-NO_EDIT = {"rotate90": 0, "angle_deg": 0.0, "crop": None}
-NEW_SESSION = {"id": None}
-#: Entries of the page's session state (besides "id") saved in the stored session's params when
-#: the first question creates it, and restored when it is reopened.
-CARRIED = (TRUTH_KEY,)
+#: The page's state before anything is uploaded.
+EMPTY_VIEW = {"draft": None, "session": None, "edit": dict(NO_EDIT), "corner": None}
+HIDDEN = "*Ground truth hidden: discuss the ECG with the model, then press Reveal.*"
 
-#: On ZeroGPU hardware (Hugging Face sets SPACES_ZERO_GPU) generation runs in a GPU worker process.
-ZERO_GPU = os.environ.get("SPACES_ZERO_GPU", "").lower() in ("1", "true", "yes")
 try:                                    # `spaces` present: spaces.GPU attaches a GPU per call on
     import spaces                       # ZeroGPU and returns the function unchanged elsewhere
     gpu = spaces.GPU
@@ -55,7 +48,7 @@ except ImportError:                     # anywhere else: unchanged
         return fn
 
 #: ChatService of each app in this process, by id: generation gets plain (picklable) arguments.
-_SERVICES: dict[int, object] = {}
+_SERVICES: dict[int, ChatService] = {}
 
 
 # -- small conversions ----------------------------------------------------------------------------
@@ -65,36 +58,20 @@ def literal(text: str) -> str:
     return html.escape(text, quote=False)
 
 
+def answer_message(turn) -> dict:
+    """The chat message of a stored answer; it ends with the model that wrote it."""
+    answer = literal(turn.answer.strip()) or "(no answer)"
+    if turn.stopped:
+        answer += " [stopped]"
+    return {"role": "assistant", "content": f"{answer}\n\n*— {literal(turn.model_label or '')}*"}
+
+
 def turn_messages(session) -> list[dict]:
-    """Chatbot messages of a stored session; each answer ends with the model that wrote it."""
+    """Chatbot messages of a stored session."""
     messages = []
     for turn in session.turns:
-        answer = literal(turn.answer.strip()) or "(no answer)"
-        if turn.stopped:
-            answer += " [stopped]"
-        messages.append({"role": "user", "content": literal(turn.question)})
-        messages.append({"role": "assistant",
-                         "content": f"{answer}\n\n*— {literal(turn.model_label or '')}*"})
+        messages += [{"role": "user", "content": literal(turn.question)}, answer_message(turn)]
     return messages
-
-
-def carried(values: dict | None) -> dict:
-    """The :data:`CARRIED` entries of a session state or of stored params.
-
-    >>> carried({"id": 3, "teaching_truth": {"labels": []}, "edit": {}})
-    {'teaching_truth': {'labels': []}}
-    """
-    return {k: values[k] for k in CARRIED if (values or {}).get(k) is not None}
-
-
-def next_session(session: dict | None) -> dict:
-    """The state of a new, not yet stored session on the same ECG: it keeps the :data:`CARRIED`
-    entries (a new chat, a rotation or a crop of a teaching ECG keeps its ground truth).
-
-    >>> next_session({"id": "s1", "teaching_truth": {"labels": []}})
-    {'id': None, 'teaching_truth': {'labels': []}}
-    """
-    return {**NEW_SESSION, **carried(session)}
 
 
 def session_choices(summaries) -> list[tuple[str, str]]:
@@ -113,13 +90,6 @@ def crop_from_clicks(edit: dict, first: tuple, second: tuple) -> list[int]:
     (x0, y0), (x1, y1) = first, second
     return [int(left0 + min(x0, x1)), int(top0 + min(y0, y1)),
             int(left0 + max(x0, x1)), int(top0 + max(y0, y1))]
-
-
-def apply_edit(original: Image.Image, edit: dict) -> Image.Image:
-    from pulse_app.intake import edit_image
-
-    return edit_image(original, rotate90=edit.get("rotate90", 0),
-                      angle_deg=float(edit.get("angle_deg", 0.0)), crop=edit.get("crop"))
 
 
 def example_paths() -> list[str]:
@@ -151,6 +121,11 @@ def growing_text(stream: Iterator[str], every_s: float) -> Iterator[str]:
         yield text
 
 
+def _returning(stream: Iterator[str], box: list) -> Iterator[str]:
+    """Pass ``stream`` through and put its return value (the stored turn) in ``box``."""
+    box.append((yield from stream))
+
+
 @gpu
 def generate(service_id: int, owner: str, session_id: str, question: str | None, params: dict,
              cancel: threading.Event | None = None) -> Iterator[str]:
@@ -162,7 +137,7 @@ def generate(service_id: int, owner: str, session_id: str, question: str | None,
     else:
         stream = chat.ask(owner, session_id, question, params, cancel=cancel)
     try:
-        yield from stream
+        return (yield from stream)
     finally:
         stream.close()
 
@@ -176,14 +151,10 @@ class PulseUI:
     #: tokens a second; re-drawing the chat for each would lag the browser behind the model).
     stream_every_s = 0.05
 
-    def __init__(self, settings: Settings, chat=None):
-        if chat is None:
-            from pulse_app.chat import ChatService
-
-            chat = ChatService(settings)
+    def __init__(self, settings: Settings, chat: ChatService | None = None):
         self.settings = settings
-        self.chat = chat
-        _SERVICES[id(chat)] = chat
+        self.chat = chat if chat is not None else ChatService(settings)
+        _SERVICES[id(self.chat)] = self.chat
         self.cancels: dict[str, threading.Event] = {}
 
     # -- who --
@@ -212,185 +183,197 @@ class PulseUI:
         return f"{texts.NOTICE}\n\n{line}"
 
     # -- pictures --
-    def open_upload(self, files, page) -> tuple[Image.Image, int]:
-        """The picture of an upload (image, PDF page, or a signal record rendered to paper)."""
-        from pulse_app.intake import load_image
-
-        paths = [Path(f) for f in (files or [])]
-        if not paths:
-            raise ImageRejected("no file was uploaded", hint="choose an ECG image, PDF or record")
-        records = [p for p in paths if p.suffix.lower() in RECORD_SUFFIXES]
-        if records:
-            return self.render_record(records), 1
-        intake = load_image(paths[0], filename=paths[0].name, page=int(page or 1),
-                            max_pixels=self.settings.max_pixels,
-                            max_bytes=int(self.settings.max_upload_mb * 1_000_000))
-        return intake.image, intake.pages
-
     @staticmethod
-    def render_record(paths: list[Path]) -> Image.Image:
-        """A signal record as a paper ECG. Gradio keeps each uploaded file in its own folder, so
-        a record's files (.hea + .dat/.mat) are first put side by side."""
-        from pulse_app.ecg.records import find_records, read_record
-        from pulse_app.ecg.render import render_ecg
-
-        with tempfile.TemporaryDirectory(prefix="pulse-record-") as folder:
-            for path in paths:
-                shutil.copy(path, Path(folder) / path.name)
-            found = find_records([folder])
-            if not found:
-                raise ImageRejected("a WFDB record needs its .hea header and its .dat or .mat "
-                                    "signal file", hint="select both files and upload them "
-                                    "together")
-            return render_ecg(read_record(found[0])).image
-
-    @staticmethod
-    def show_image(image: Image.Image, page_note: str = "", session: dict | None = None) -> tuple:
-        """Updates for a new picture: shown unedited, kept as the original; new chat (``session``:
-        its state, e.g. carrying a teaching ECG's ground truth)."""
-        return (image, image, dict(NO_EDIT), gr.update(value=0.0), dict(session or NEW_SESSION), [],
+    def show_draft(draft, page_note: str = "") -> tuple:
+        """Updates for a new draft: its picture, a new view, angle 0, an empty chat, the page
+        note and no report."""
+        view = {**EMPTY_VIEW, "draft": draft.id, "edit": dict(NO_EDIT)}
+        return (draft.image, view, gr.update(value=0.0), [],
                 gr.update(value=page_note, visible=bool(page_note)), None)
 
-    def upload(self, files, page):
+    def upload(self, token, files, page, request: gr.Request):
+        owner = self.owner(request, token)
         try:
-            image, pages = self.open_upload(files, page)
+            draft = self.chat.open_upload(owner, [str(f) for f in (files or [])],
+                                          page=int(page or 1))
         except PulseError as error:
             raise user_error(error) from None
-        page_note = f"PDF page {int(page or 1)} of {pages}" if pages > 1 else ""
-        return self.show_image(image, page_note)
+        pages = draft.source.get("pages", 1)
+        page_note = f"PDF page {draft.source.get('page', 1)} of {pages}" if pages > 1 else ""
+        return self.show_draft(draft, page_note)
 
-    def use_example(self, evt: gr.SelectData):
-        return self.upload([example_paths()[evt.index]], 1)
+    def use_example(self, token, evt: gr.SelectData, request: gr.Request):
+        return self.upload(token, [example_paths()[evt.index]], 1, request)
 
-    def _edited(self, original, edit: dict, session: dict | None = None) -> tuple:
-        """Updates after an edit: the new picture; the next question starts a new session,
-        which keeps what belongs to the ECG itself (a teaching ECG's ground truth)."""
-        if original is None:
-            gr.Warning("Upload an ECG first.")
-            return gr.skip(), gr.skip(), gr.skip(), gr.skip()
+    def teaching_case(self, token, findings: dict, distort: str, seed, request: gr.Request):
+        """A simulated teaching ECG as a new draft (the truth stays in the core)."""
+        owner = self.owner(request, token)
         try:
-            image = apply_edit(original, edit)
+            draft = self.chat.open_teaching_case(owner, findings, distort=distort,
+                                                 seed=int(seed or 0))
         except PulseError as error:
             raise user_error(error) from None
-        return image, edit, next_session(session), []
+        return (*self.show_draft(draft), gr.update(value=HIDDEN))
 
-    def rotate(self, original, edit, angle, step: int, session: dict | None = None):
+    def _edited(self, owner: str, view: dict, edit: dict) -> tuple:
+        """Updates after an edit: the new picture; the next question starts a new session on
+        it (a stored session's picture is first reopened as a draft, keeping its truth)."""
+        view = view or EMPTY_VIEW
+        try:
+            draft_id = view.get("draft")
+            if draft_id is None and view.get("session"):
+                draft_id = self.chat.new_chat(owner, view["session"]).id
+            if draft_id is None:
+                gr.Warning("Upload an ECG first.")
+                return gr.skip(), gr.skip(), gr.skip()
+            image = self.chat.preview(owner, draft_id, edit)
+        except PulseError as error:
+            raise user_error(error) from None
+        return image, {**EMPTY_VIEW, "draft": draft_id, "edit": clean_edit(edit)}, []
+
+    def rotate(self, token, view, angle, step: int, request: gr.Request):
         """Quarter turns (``step``: +1 left, -1 right, 0 = fine angle only); the crop starts over
         because its coordinates belong to the old orientation."""
+        owner = self.owner(request, token)
+        edit = (view or EMPTY_VIEW)["edit"]
         edit = {"rotate90": (int(edit.get("rotate90", 0)) + step) % 4,
                 "angle_deg": float(angle or 0.0), "crop": None}
-        return self._edited(original, edit, session)
+        return self._edited(owner, view, edit)
 
-    def crop_click(self, original, edit, session, evt: gr.SelectData):
+    def crop_click(self, token, view, evt: gr.SelectData, request: gr.Request):
         """First click: one corner. Second click: the opposite corner; the crop is applied."""
-        corner = edit.get("corner")
-        if corner is None:
+        owner = self.owner(request, token)
+        view = view or EMPTY_VIEW
+        if view.get("corner") is None:
             gr.Info("Now click the opposite corner of the part to keep.")
-            return gr.skip(), {**edit, "corner": list(evt.index)}, gr.skip(), gr.skip()
-        edit = {k: v for k, v in edit.items() if k != "corner"}
-        edit["crop"] = crop_from_clicks(edit, corner, evt.index)
-        return self._edited(original, edit, session)
+            return gr.skip(), {**view, "corner": list(evt.index)}, gr.skip()
+        edit = {**view["edit"], "crop": crop_from_clicks(view["edit"], view["corner"],
+                                                         evt.index)}
+        return self._edited(owner, {**view, "corner": None}, edit)
 
-    def reset_image(self, original, session: dict | None = None):
-        return (*self._edited(original, dict(NO_EDIT), session), gr.update(value=0.0))
+    def reset_image(self, token, view, request: gr.Request):
+        owner = self.owner(request, token)
+        return (*self._edited(owner, view, dict(NO_EDIT)), gr.update(value=0.0))
 
     # -- chat --
     @staticmethod
     def params(temperature, top_p, max_new_tokens) -> dict:
-        return {"temperature": float(temperature), "top_p": float(top_p),
-                "max_new_tokens": int(max_new_tokens)}
+        return {"temperature": temperature, "top_p": top_p, "max_new_tokens": max_new_tokens}
 
-    def begin_session(self, owner: str, original: Image.Image, edit: dict, title: str,
-                      extra: dict | None = None) -> str:
-        """Store a new session: the original picture and its edit (what the model sees), and
-        ``extra`` params (see :data:`CARRIED`)."""
-        from pulse_app.intake import png_bytes
-
-        record = self.chat.start_session(owner, png_bytes(original), filename="ecg.png",
-                                         title=title, extra_params=extra)
-        edit = {k: edit.get(k, v) for k, v in NO_EDIT.items()}
-        if edit != NO_EDIT:
-            self.chat.edit(owner, record.id, edit["rotate90"], edit["angle_deg"], edit["crop"])
-        return record.id
-
-    def ask(self, token, session, original, edit, question, history, temperature, top_p,
-            max_new_tokens, request: gr.Request) -> Iterator:
+    def ask(self, token, view, question, history, temperature, top_p, max_new_tokens,
+            request: gr.Request) -> Iterator:
         owner = self.owner(request, token)
-        question = (question or "").strip()
-        if not question or original is None:
-            gr.Warning("Type a question first." if original is not None
+        view = view or EMPTY_VIEW
+        if not (question or "").strip() or not (view.get("draft") or view.get("session")):
+            gr.Warning("Type a question first." if view.get("draft") or view.get("session")
                        else "Upload an ECG image first (or pick an example).")
             yield gr.skip(), gr.skip(), gr.skip(), gr.skip()
             return
+        params = self.params(temperature, top_p, max_new_tokens)
         history = list(history or [])
-        if not session.get("id"):
-            try:
-                extra = carried(session)
-                session = {**extra, "id": self.begin_session(owner, original, edit,
-                                                             title_from(question), extra)}
-            except PulseError as error:
-                raise user_error(error) from None
-            history = []
+        try:
+            question = check_question(question)
+            self.settings.generation_params(**params)       # refused before anything is stored
+            if not view.get("session"):
+                stored = self.chat.start_session(owner, view["draft"], view["edit"],
+                                                 title=title_from(question))
+                view = {**view, "session": stored.id}
+                history = []
+        except PulseError as error:
+            raise user_error(error) from None
         history += [{"role": "user", "content": literal(question)},
                     {"role": "assistant", "content": "…"}]
-        yield history, session, "", gr.skip()
-        stream = generate(id(self.chat), owner, session["id"], question,
-                          self.params(temperature, top_p, max_new_tokens),
+        yield history, view, "", gr.skip()
+        stream = generate(id(self.chat), owner, view["session"], question, params,
                           cancel=self._cancel_event(request))
-        yield from self._stream_into(history, stream, owner, session, token, request)
+        yield from self._stream_into(history, stream, owner, view, token, request)
 
-    def regenerate(self, token, session, history, temperature, top_p, max_new_tokens,
+    def regenerate(self, token, view, history, temperature, top_p, max_new_tokens,
                    request: gr.Request) -> Iterator:
         owner = self.owner(request, token)
-        if not session.get("id") or not history:
+        view = view or EMPTY_VIEW
+        if not view.get("session") or not history:
             gr.Warning("There is no answer to regenerate yet.")
             yield gr.skip(), gr.skip(), gr.skip(), gr.skip()
             return
         history = list(history)[:-1] + [{"role": "assistant", "content": "…"}]
-        yield history, session, gr.skip(), gr.skip()
-        stream = generate(id(self.chat), owner, session["id"], None,
+        yield history, view, gr.skip(), gr.skip()
+        stream = generate(id(self.chat), owner, view["session"], None,
                           self.params(temperature, top_p, max_new_tokens),
                           cancel=self._cancel_event(request))
-        yield from self._stream_into(history, stream, owner, session, token, request)
+        yield from self._stream_into(history, stream, owner, view, token, request)
 
     def _cancel_event(self, request) -> threading.Event | None:
         """The event Stop sets (None on ZeroGPU: there generation runs in another process and
         Stop closes the stream instead)."""
-        if ZERO_GPU:
+        if self.settings.zero_gpu:
             return None
         event = threading.Event()
         self.cancels[request.session_hash] = event
         return event
 
-    def _stream_into(self, history, stream, owner, session, token, request) -> Iterator:
-        """Show the answer as it grows; at the end show the stored turns (with the model name)."""
+    def _stream_into(self, history, stream, owner, view, token, request) -> Iterator:
+        """Show the answer as it grows; at the end the stored answer with its model's name."""
+        stored: list = []
         try:
-            for text in growing_text(stream, self.stream_every_s):
+            for text in growing_text(_returning(stream, stored), self.stream_every_s):
                 history[-1] = {"role": "assistant", "content": literal(text)}
-                yield history, session, gr.skip(), gr.skip()
+                yield history, view, gr.skip(), gr.skip()
         except PulseError as error:
             raise user_error(error) from None
         finally:
             self.cancels.pop(request.session_hash, None)
             stream.close()
-        stored = self.chat.store.get_session(owner, session["id"])
-        yield (turn_messages(stored), session, gr.skip(),
-               self.sessions_update(request, token, ""))
+        if stored and stored[0] is not None:
+            history[-1] = answer_message(stored[0])
+        else:                   # ZeroGPU: the turn was stored in the GPU worker; read it back
+            history = turn_messages(self.chat.open_session(owner, view["session"]))
+        yield history, view, gr.skip(), self.sessions_update(request, token, "")
 
     def stop(self, request: gr.Request):
         event = self.cancels.get(request.session_hash)
         if event is not None:
             event.set()
 
-    @staticmethod
-    def new_chat(session: dict | None = None):
+    def new_chat(self, token, view, request: gr.Request):
         """A new chat on the same picture (a teaching ECG keeps its ground truth)."""
-        return next_session(session), []
+        owner = self.owner(request, token)
+        view = view or EMPTY_VIEW
+        try:
+            if view.get("session"):
+                draft = self.chat.new_chat(owner, view["session"])
+                return {**EMPTY_VIEW, "draft": draft.id, "edit": draft.edit}, []
+        except PulseError as error:
+            raise user_error(error) from None
+        return {**view, "session": None, "corner": None}, []
+
+    # -- teaching truth --
+    def _truth(self, owner: str, view: dict) -> dict | None:
+        if view.get("session"):
+            return self.chat.session_params(owner, view["session"]).get(TRUTH_KEY)
+        if view.get("draft"):
+            return self.chat.draft_extra(owner, view["draft"]).get(TRUTH_KEY)
+        return None
+
+    def reveal(self, token, view, request: gr.Request) -> str:
+        """The Reveal button: the ground truth of the shown (or reopened) teaching ECG."""
+        try:
+            return truth_markdown(self._truth(self.owner(request, token), view or EMPTY_VIEW))
+        except PulseError as error:
+            raise user_error(error) from None
+
+    def hidden_note(self, token, view, request: gr.Request) -> str:
+        """What the truth box shows until Reveal: a hint for a teaching ECG, else nothing."""
+        try:
+            truth = self._truth(self.owner(request, token), view or EMPTY_VIEW)
+        except PulseError:
+            return ""
+        return HIDDEN if truth else ""
 
     # -- sessions --
     def sessions_update(self, request, token, search, selected=None):
         owner = self.owner(request, token)
-        summaries = self.chat.store.list_sessions(owner, search=(search or "").strip() or None)
+        summaries = self.chat.list_sessions(owner, search)
         return gr.update(choices=session_choices(summaries), value=selected)
 
     def search_sessions(self, token, search, request: gr.Request):
@@ -401,16 +384,15 @@ class PulseUI:
         owner = self.owner(request, token)
         if not session_id:
             gr.Warning("Choose a session in the list first.")
-            return (gr.skip(),) * 7
+            return (gr.skip(),) * 5
         try:
-            stored = self.chat.store.get_session(owner, session_id)
+            stored = self.chat.open_session(owner, session_id)
         except PulseError as error:
             raise user_error(error) from None
-        edit = {**NO_EDIT, **(stored.params.get("edit") or {})}
-        original = Image.open(io.BytesIO(stored.original_png)).convert("RGB")
-        picture = Image.open(io.BytesIO(stored.edited_png)).convert("RGB")
-        return (picture, original, edit, gr.update(value=edit["angle_deg"]),
-                {"id": stored.id, **carried(stored.params)}, turn_messages(stored), stored.title)
+        edit = clean_edit(stored.params.get("edit"))
+        view = {**EMPTY_VIEW, "session": stored.id, "edit": edit}
+        return (ChatService.image_of(stored), view, gr.update(value=edit["angle_deg"]),
+                turn_messages(stored), stored.title)
 
     def rename_session(self, token, session_id, title, request: gr.Request):
         owner = self.owner(request, token)
@@ -418,51 +400,50 @@ class PulseUI:
             gr.Warning("Choose a session and type its new title.")
             return gr.skip()
         try:
-            self.chat.store.rename(owner, session_id, title.strip())
+            self.chat.rename(owner, session_id, title.strip())
         except PulseError as error:
             raise user_error(error) from None
         return self.sessions_update(request, token, "", selected=session_id)
 
-    def delete_session(self, token, session_id, session, request: gr.Request):
+    def delete_session(self, token, session_id, view, request: gr.Request):
         owner = self.owner(request, token)
         if not session_id:
             gr.Warning("Choose a session in the list first.")
             return gr.skip(), gr.skip(), gr.skip()
         try:
-            self.chat.store.delete(owner, session_id)
+            self.chat.delete(owner, session_id)
         except PulseError as error:
             raise user_error(error) from None
         gr.Info("Session deleted.")
-        if str(session.get("id")) == str(session_id):
-            return self.sessions_update(request, token, ""), dict(NEW_SESSION), []
+        if str((view or {}).get("session")) == str(session_id):
+            return self.sessions_update(request, token, ""), dict(EMPTY_VIEW), []
         return self.sessions_update(request, token, ""), gr.skip(), gr.skip()
 
-    def export_pdf(self, token, session_id, session, note, request: gr.Request):
+    def export_pdf(self, token, session_id, view, note, request: gr.Request):
         """The chosen (or else the current) session as a PDF file to download."""
-        from pulse_app.report import build_report
-
         owner = self.owner(request, token)
-        session_id = session_id or session.get("id")
+        session_id = session_id or (view or {}).get("session")
         if not session_id:
             gr.Warning("Ask a question first, or choose a saved session.")
             return None
         try:
-            stored = self.chat.store.get_session(owner, session_id)
-            pdf = build_report(stored, note=(note or "").strip() or None,
-                               owner_label=owner_label(owner))
+            pdf = self.chat.export_pdf(owner, session_id, note=(note or "").strip() or None,
+                                       owner_label=owner_label(owner))
         except PulseError as error:
             raise user_error(error) from None
-        path = Path(tempfile.mkdtemp(prefix="pulse-report-")) / f"pulse-session-{stored.id}.pdf"
+        path = Path(tempfile.mkdtemp(prefix="pulse-report-")) / f"pulse-session-{session_id}.pdf"
         path.write_bytes(pdf)
         return str(path)
 
     # -- programmatic clients (gradio_client): the same core, owner by token --
-    def api_start(self, file, token, page, request: gr.Request) -> str:
-        """Upload an ECG (image, PDF page, DICOM record) and open a session; returns its id."""
+    def api_start(self, file, token, page, more_files=None, request: gr.Request = None) -> str:
+        """Upload an ECG (image, PDF page, DICOM record, or a WFDB ``.hea`` with its signal file
+        in ``more_files``) and open a session; returns its id."""
         owner = self.owner(request, token)
+        files = [f for f in [file, *(more_files or [])] if f]
         try:
-            image, _ = self.open_upload([file] if file else [], page)
-            return str(self.begin_session(owner, image, NO_EDIT, Path(file).name))
+            return str(self.chat.start_session_from_upload(owner, [str(f) for f in files],
+                                                           page=int(page or 1)).id)
         except PulseError as error:
             raise user_error(error) from None
 
@@ -470,11 +451,11 @@ class PulseUI:
                 request: gr.Request) -> Iterator[str]:
         """Ask in a stored session; streams the answer so far."""
         owner = self.owner(request, token)
-        stream = generate(id(self.chat), owner, session_id, question or "",
+        stream = generate(id(self.chat), owner, session_id, question,
                           self.params(temperature, top_p, max_new_tokens))
         try:
             yield from growing_text(stream, self.stream_every_s)
         except PulseError as error:
             raise user_error(error) from None
         finally:
-            stream.close()
+            stream.close()          # Gradio cancelled us: the partial answer is kept, stopped
