@@ -98,7 +98,7 @@ def add_convert_command(commands) -> None:
 
 def run_convert(args) -> int:
     from pulse_app.engine.local import HUB_ID, download
-    from pulse_app.engine.pulse_format import convert_checkpoint
+    from pulse_app.engine.convert import convert_checkpoint
 
     src, dst = Path(args.src).expanduser(), Path(args.dst).expanduser()
     if dst.exists() and any(dst.iterdir()) and not args.force:

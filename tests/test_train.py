@@ -60,7 +60,7 @@ def batch_loss(model_dir: Path, instruct_file: Path) -> float:
     """Mean answer-token loss of the four samples, as one batch (the fixed batch)."""
     import torch
 
-    from pulse_app.engine.pulse_format import PulseLlavaNextForConditionalGeneration
+    from pulse_app.engine.pulse_model import PulseLlavaNextForConditionalGeneration
     from training.data import Collator, InstructDataset
 
     model = PulseLlavaNextForConditionalGeneration.from_pretrained(model_dir, dtype=torch.float32)
@@ -73,7 +73,7 @@ def batch_loss(model_dir: Path, instruct_file: Path) -> float:
 # -- labels ---------------------------------------------------------------------------------------
 
 def test_labels_train_on_answers_only(tiny_dir, instruct_file):
-    from pulse_app.engine.pulse_format import LlamaChunkEncoder
+    from pulse_app.engine.llama_tokenizer import LlamaChunkEncoder
     from training.data import IGNORE_INDEX, InstructDataset
 
     data = InstructDataset.from_file(instruct_file, tiny_dir, max_length=512)
@@ -276,7 +276,7 @@ def test_vision_targets_mark_the_drawn_r_peaks_and_the_tokens_that_show_them(tmp
     import numpy as np
     from PIL import Image
 
-    from pulse_app.engine.pulse_format import AnyresGeometry
+    from pulse_app.engine.anyres import AnyresGeometry
     from training.mini_model import make_split
     from training.vision_warmup import beat_targets
 

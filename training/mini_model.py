@@ -273,7 +273,7 @@ def image_dependence(model_dir: Path, data: Path, count: int = 32) -> dict:
     another record's image: equal losses mean the answers do not depend on the image."""
     import torch
 
-    from pulse_app.engine.pulse_format import PulseLlavaNextForConditionalGeneration
+    from pulse_app.engine.pulse_model import PulseLlavaNextForConditionalGeneration
     from training.data import Collator, InstructDataset, SampleEncoder
     from training.instruct import read_samples
 
@@ -535,7 +535,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         info["finding"] = ("The answers depend on the image: the loss is lower with the right "
                            "image.")
-    from pulse_app.engine.pulse_format import PulseLlavaNextForConditionalGeneration
+    from pulse_app.engine.pulse_model import PulseLlavaNextForConditionalGeneration
 
     model = PulseLlavaNextForConditionalGeneration.from_pretrained(final)
     states = sorted(Path(config.output_dir).glob("checkpoint-*/trainer_state.json"))

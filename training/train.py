@@ -205,7 +205,7 @@ def load_for_training(folder: Path, config: TrainConfig):
     import torch
 
     from pulse_app.engine.local import check_loading_info
-    from pulse_app.engine.pulse_format import PulseLlavaNextForConditionalGeneration
+    from pulse_app.engine.pulse_model import PulseLlavaNextForConditionalGeneration
 
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[config.precision]
     kwargs: dict[str, Any] = {"dtype": dtype}
@@ -302,7 +302,7 @@ def save_for_app(model, source: Path, config: TrainConfig, out: Path,
     processor, chat template and generation config, provenance ``{"trained": true, ...}``."""
     import torch
 
-    from pulse_app.engine.pulse_format import PROVENANCE_KEY
+    from pulse_app.engine.checkpoint import PROVENANCE_KEY
 
     if hasattr(model, "merge_and_unload"):          # peft: fold the LoRA weights in
         model = model.merge_and_unload()

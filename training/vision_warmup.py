@@ -48,7 +48,7 @@ from PIL import Image, ImageDraw
 from torch import nn
 from tqdm import tqdm
 
-from pulse_app.engine.pulse_format import AnyresGeometry, anyres_crops, anyres_pixel_values
+from pulse_app.engine.anyres import AnyresGeometry, anyres_crops, anyres_pixel_values
 
 log = logging.getLogger("training.vision_warmup")
 R_PEAK_AFTER_ONSET_S = 0.04          # the R peak sits about 40 ms into the QRS complex
@@ -323,7 +323,7 @@ def warm_up(model_dir: Path, targets: Path, image_root: Path, *, heldout: Path |
     ``teacher_weight`` weighs both of its targets, ``temperature`` softens its rhythm logits."""
     from safetensors.torch import load_file, save_file
 
-    from pulse_app.engine.pulse_format import PulseLlavaNextForConditionalGeneration
+    from pulse_app.engine.pulse_model import PulseLlavaNextForConditionalGeneration
     from training.instruct.vocab import RHYTHMS, rate_bucket
 
     torch.manual_seed(seed)

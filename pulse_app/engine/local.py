@@ -30,16 +30,11 @@ from transformers.generation.streamers import BaseStreamer
 
 from pulse_app.conversation import Turn, build_prompt, encode_prompt
 from pulse_app.engine.backend import GenerationParams, ModelInfo
-from pulse_app.engine.pulse_format import (
-    PROVENANCE_KEY,
-    AnyresGeometry,
-    LlamaChunkEncoder,
-    PulseLlavaNextForConditionalGeneration,
-    anyres_pixel_values,
-    checkpoint_fingerprint,
-    ensure_converted,
-    read_config,
-)
+from pulse_app.engine.anyres import AnyresGeometry, anyres_pixel_values
+from pulse_app.engine.checkpoint import PROVENANCE_KEY, read_config
+from pulse_app.engine.convert import checkpoint_fingerprint, ensure_converted
+from pulse_app.engine.llama_tokenizer import LlamaChunkEncoder
+from pulse_app.engine.pulse_model import PulseLlavaNextForConditionalGeneration
 from pulse_app.errors import HardwareError, ModelUnavailable, PulseError
 from pulse_app.settings import ASSETS_DIR, OFFLINE_DEFAULT_MODEL, Settings
 
