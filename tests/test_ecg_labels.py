@@ -133,6 +133,7 @@ def test_georgia_headers_with_a_file_ending_in_the_record_line_read(shared_data)
     ("Possible left ventricular hypertrophy", ("left ventricular hypertrophy",), True),
     ("Atrial fibrillation has replaced sinus rhythm", (), False),
     ("Normal ECG", ("normal ecg",), False),
+    ("Abnormal ECG", (), False),
 ])
 def test_machine_statements(text, findings, tentative):
     assert labels.statement_findings(text) == (findings, tentative)

@@ -29,6 +29,7 @@ False
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -378,7 +379,7 @@ def statement_findings(text: str) -> tuple[tuple[str, ...], bool]:
     if any(word in low for word in NEGATING_WORDS):
         return (), False
     for phrase, findings in STATEMENT_PHRASES:
-        if phrase in low:
+        if re.search(rf"\b{re.escape(phrase)}\b", low):      # "abnormal ecg" is not normal
             return findings, any(word in low for word in TENTATIVE_WORDS)
     return (), False
 
@@ -436,6 +437,7 @@ def known_absent(source: str, present, possible=()) -> set[str]:
         absent.update(EXCLUDES.get(label, ()))
     if "normal ecg" in present:
         absent.update(NORMAL_EXCLUDES)
+    absent -= present
     for parent, children in CHILDREN.items():
         if parent in absent:
             absent.update(children)
