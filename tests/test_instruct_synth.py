@@ -95,7 +95,14 @@ def test_teacher_and_judge_end_to_end_with_the_cache(mini_server, tmp_path, caps
     assert main(argv + ["--judge-only", str(tmp_path / "template.jsonl"), "--temperature",
                         "0"]) == 0
     assert "judge_unparseable" in capsys.readouterr().out
-    # 5. a dry run prints what it would send and sends nothing
+    # 5. shards: the judged files of --shard 0/2 and 1/2 concatenate to the one-machine file
+    assert main(argv + ["--out", str(tmp_path / "single")]) == 0
+    for i in range(2):
+        assert main(argv + ["--out", str(tmp_path / "sharded"), "--shard", f"{i}/2"]) == 0
+    capsys.readouterr()
+    assert b"".join((tmp_path / "sharded" / f"judged-0000{i}-of-00002.jsonl").read_bytes()
+                    for i in range(2)) == (tmp_path / "single" / "judged.jsonl").read_bytes()
+    # 6. a dry run prints what it would send and sends nothing
     fresh = tmp_path / "fresh-cache"
     assert main(argv[:-1] + [str(fresh), "--dry-run"]) == 0
     printed = [json.loads(line) for line in capsys.readouterr().out.splitlines()

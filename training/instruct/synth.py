@@ -336,14 +336,17 @@ class Candidate:
 def synthesize(seeds: list[Seed], teacher: LLM, judge: LLM, *, per_record: int = 2,
                min_score: float = 4.0, concurrency: int = 8,
                task_prompt: Prompt | None = None, judge_prompt: Prompt | None = None,
-               pairs: list[Candidate] | None = None) -> tuple[list[Candidate], dict]:
+               pairs: list[Candidate] | None = None, first_index: int = 0
+               ) -> tuple[list[Candidate], dict]:
     """Teacher tasks for every seed, judged; returns (candidates in job order, stats).
-    ``pairs``: judge these (question and answer already set, e.g. template samples) instead."""
+    ``pairs``: judge these (question and answer already set, e.g. template samples) instead.
+    ``first_index``: the first seed's place among all records (a shard's), which picks the
+    question types asked, so that shards ask what one machine would."""
     task_prompt = task_prompt or load_prompt("task")
     judge_prompt = judge_prompt or load_prompt("judge")
     jobs = list(pairs) if pairs is not None else [
         Candidate(seed, k, TARGETS[(k + n) % len(TARGETS)])
-        for n, seed in enumerate(seeds) for k in range(per_record)]
+        for n, seed in enumerate(seeds, start=first_index) for k in range(per_record)]
     started = time.monotonic()
 
     def teach(c: Candidate) -> Candidate:
@@ -487,8 +490,8 @@ def main(argv=None) -> int:
                 **{**options, "temperature": 0.0})
     task_prompt, judge_prompt = load_prompt(args.task_prompt), load_prompt(args.judge_prompt)
     try:
-        records, _ = record_source(count=args.records, seed=args.seed, paths=args.from_records,
-                                   shard=args.shard)
+        records, first = record_source(count=args.records, seed=args.seed,
+                                       paths=args.from_records, shard=args.shard)
         seeds = [seed_of(r) for r in records]
         pairs = None
         if args.judge_only:
@@ -499,7 +502,7 @@ def main(argv=None) -> int:
         candidates, stats = synthesize(seeds, teacher, judge, per_record=args.per_record,
                                        min_score=args.min_score, concurrency=args.concurrency,
                                        task_prompt=task_prompt, judge_prompt=judge_prompt,
-                                       pairs=pairs)
+                                       pairs=pairs, first_index=first)
         prompts = [task_prompt.id, judge_prompt.id]
         if not args.dry_run:
             paths = write_outputs(candidates, out, teacher=teacher.model_id(),
