@@ -19,6 +19,7 @@ from training.instruct import generate_samples
 from training.instruct.generate import NEVER
 from training.instruct.vocab import AXIS, FINDINGS, PATTERNS, RHYTHMS, find_labels
 from training.metrics import score_answer
+from tests.test_ecg_records import MIMIC_COLUMNS, write_wfdb
 
 ALL = tuple(FINDINGS) + tuple(CHILDREN)
 
@@ -123,17 +124,6 @@ def test_cpsc_text_labels_are_decoded_and_exhaustive(shared_data):
     assert any("ST elevation" in s.reference for s in ste)
 
 
-def _write_wfdb(folder, name, signal, fs, leads=None):
-    import wfdb
-
-    folder.mkdir(parents=True, exist_ok=True)
-    leads = leads or ["I", "II", "III", "AVR", "AVL", "AVF", "V1", "V2", "V3", "V4", "V5", "V6"]
-    wfdb.wrsamp(name, fs=fs, units=["mV"] * 12, sig_name=leads, p_signal=signal.astype(float),
-                fmt=["16"] * 12, adc_gain=[1000.0] * 12, baseline=[0] * 12,
-                write_dir=str(folder))
-    return folder / f"{name}.hea"
-
-
 def test_ptbxl_statements_with_likelihoods_and_report(shared_data, tmp_path):
     """The four real PTB-XL rows over their records, laid out as PTB-XL ships them."""
     root = tmp_path / "ptb-xl"
@@ -143,8 +133,8 @@ def test_ptbxl_statements_with_likelihoods_and_report(shared_data, tmp_path):
     records = {}
     for ecg_id in (2, 4, 7, 8):
         real = read_record(shared_data / "ptbxl" / f"HR{ecg_id:05d}.hea")
-        signal = real.signal * 0.2                          # the header's 200/mV are µV
-        hea = _write_wfdb(root / "records500" / "00000", f"{ecg_id:05d}_hr", signal, 500)
+        hea = write_wfdb(real, root / "records500" / "00000", f"{ecg_id:05d}_hr",
+                         scale=0.2)                         # the header's 200/mV are µV
         records[ecg_id] = read_record(hea)
     for record in records.values():
         assert record.source == "ptbxl"
@@ -159,12 +149,6 @@ def test_ptbxl_statements_with_likelihoods_and_report(shared_data, tmp_path):
     report = next(s.reference for s in check(mi) if s.meta["kind"] == "report")
     assert "Possible inferior myocardial infarction" in report
     assert mi.report.startswith("sinusrhythmus linkstyp")
-
-
-MIMIC_COLUMNS = (["subject_id", "study_id", "cart_id", "machine_name", "ecg_time"]
-                 + [f"report_{i}" for i in range(18)]
-                 + ["bandwidth", "filtering", "rr_interval", "p_onset", "p_end", "qrs_onset",
-                    "qrs_end", "t_end", "p_axis", "qrs_axis", "t_axis"])
 
 
 def test_mimic_machine_statements_and_measurements(cinc_record, tmp_path):
@@ -186,9 +170,10 @@ def test_mimic_machine_statements_and_measurements(cinc_record, tmp_path):
                        **{f"report_{i}": t for i, t in enumerate(statements)}, **measures)
             writer.writerow(row)
     order = ["I", "II", "III", "aVR", "aVF", "aVL", "V1", "V2", "V3", "V4", "V5", "V6"]
-    signal = cinc_record.signal[:, [cinc_record.leads.index(n) for n in order]]
-    recs = [read_record(_write_wfdb(root / "files" / "p1000" / "p10000032" / f"s{study}",
-                                    study, signal, 500, order)) for study, _, _ in rows]
+    mimic = type(cinc_record)(record_id="x", fs=500.0, leads=order, signal=cinc_record.signal[
+        :, [cinc_record.leads.index(n) for n in order]])
+    recs = [read_record(write_wfdb(mimic, root / "files" / "p1000" / "p10000032" / f"s{study}",
+                                   study)) for study, _, _ in rows]
     sb, af = recs
     assert sb.source == af.source == "mimic-iv-ecg"
     assert sb.labels == ["sinus bradycardia", "right bundle branch block"]

@@ -11,5 +11,4 @@ from training.instruct.generate import generate_samples
 from training.instruct.report import build_report
 
 __all__ = ["QTYPES", "TASKS", "InstructFormatError", "Sample", "iter_samples", "read_samples",
-           "validate_sample",
-           "write_samples", "generate_samples", "build_report"]
+           "validate_sample", "write_samples", "generate_samples", "build_report"]
