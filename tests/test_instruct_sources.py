@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import re
 
-import numpy as np
 import pytest
 
 from pulse_app.ecg.labels import CHILDREN, known_absent
@@ -19,7 +18,7 @@ from training.instruct import generate_samples
 from training.instruct.generate import NEVER
 from training.instruct.vocab import AXIS, FINDINGS, PATTERNS, RHYTHMS, find_labels
 from training.metrics import score_answer
-from tests.test_ecg_records import MIMIC_COLUMNS, write_wfdb
+from tests.test_ecg_records import MIMIC_COLUMNS, write_code15, write_wfdb
 
 ALL = tuple(FINDINGS) + tuple(CHILDREN)
 
@@ -193,25 +192,8 @@ def test_mimic_machine_statements_and_measurements(cinc_record, tmp_path):
 
 
 def test_code15_exam_labels(cinc_record, tmp_path):
-    import h5py
-    from scipy.signal import resample_poly
-
     folder = tmp_path / "code15"
-    folder.mkdir()
-    at400 = resample_poly(cinc_record.signal.astype(np.float64), 4, 5, axis=0)
-    tracings = np.zeros((2, 4096, 12), dtype=np.float32)
-    tracings[0, 48: 48 + len(at400)] = at400
-    tracings[1, : len(at400)] = at400
-    with h5py.File(folder / "exams_part0.hdf5", "w") as f:
-        f.create_dataset("tracings", data=tracings)
-        f.create_dataset("exam_id", data=np.array([1169160, 2873686], dtype=np.int64))
-    (folder / "exams.csv").write_text(
-        "exam_id,age,is_male,nn_predicted_age,1dAVb,RBBB,LBBB,SB,ST,AF,patient_id,death,timey,"
-        "normal_ecg,trace_file\n"
-        "1169160,71,True,68.2,False,True,False,True,False,False,523632,False,2.1,False,"
-        "exams_part0.hdf5\n"
-        "2873686,48,False,51.0,False,False,False,False,False,False,1724173,,,True,"
-        "exams_part0.hdf5\n")
+    write_code15(cinc_record, folder)                       # two exams + the zero filler
     rbbb, normal = [read_record(p) for p in find_records(folder)]
     assert rbbb.labels == ["right bundle branch block", "sinus bradycardia"]
     assert normal.labels == ["normal ecg"]
