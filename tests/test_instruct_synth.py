@@ -65,6 +65,15 @@ def test_teacher_and_judge_end_to_end_with_the_cache(mini_server, tmp_path, caps
     done, stats = synthesize(seeds, teacher, judge, per_record=1, concurrency=2)
     assert [c.reason for c in done] == ["teacher_unparseable"] * 2
     assert teacher.counts["sent"] == 2 and teacher.counts["estimated"] == 2   # no usage sent
+    # dialogues (Fig. A6) and report revision (Fig. A7) go to the same server
+    from training.instruct.synth import Seed
+
+    german = Seed("ptbxl-00007", "images/ptbxl-00007.png", "ptbxl",
+                  "sinusrhythmus linkstyp t abnormal", "source")
+    talk, _ = synthesize([german], teacher, judge, per_record=0, dialogues=1, revise=True)
+    assert [c.target for c in talk] == ["dialogue"] and talk[0].reason == "teacher_unparseable"
+    assert teacher.counts["sent"] == 4                 # + the revision and the dialogue
+    assert german.report_kind in ("source", "source-revised")
     # 2. the judge on template pairs of the same records: no "Score: N" -> not accepted
     samples = [s for r in records for s in generate_samples(r, "x.png", seed=0)[:1]]
     pairs = pairs_from_samples(samples, {s.record_id: s for s in seeds})
@@ -120,6 +129,12 @@ def test_teacher_replies_parse_and_the_judge_threshold_rejects_low_scores(tmp_pa
         ("Is the axis normal? Answer yes or no.", "Yes.")
     assert parse_task('{"task": "What is the rate?", "response": ') is None      # cut off
     assert parse_task("No premature beats are seen. Answer: yes.") is None
+    from training.instruct.synth import parse_dialogue
+
+    assert parse_dialogue("Human: What is the rate?\nAssistant: About 72 bpm.\nHuman: And "
+                          "the rhythm?\nAssistant: Sinus rhythm.") == [
+        ("What is the rate?", "About 72 bpm."), ("And the rhythm?", "Sinus rhythm.")]
+    assert parse_dialogue('{"turns": [{"human": "Rate?", "assistant": "72 bpm."}]}') is None
     judge_replies = {"Relevant, accurate, no invention.\nScore: 5": 5.0,
                      "It quotes the report word for word.\nScore: 2": 2.0,
                      'Good.\n{"score": 4}': 4.0, "Score: 7": None, "The rate is 72 bpm.": None}
@@ -158,3 +173,8 @@ def test_accepted_samples_are_read_by_the_one_reader(tmp_path):
     assert sample.conversations[0]["value"] == "<image>\nWhat is the rhythm?"
     assert len(judged.read_text().splitlines()) == 2
     write_samples([sample], tmp_path / "again.jsonl")                        # valid as written
+    talk = Candidate(seed, 2, "dialogue", task="Rate?\nRhythm?", response="72.\n\nSinus.",
+                     score=4.0, reason="accepted", turns=[("Rate?", "72."), ("Rhythm?", "Sinus.")])
+    accepted, _ = write_outputs([talk], tmp_path / "talk", teacher="t", judge="j", prompts=[])
+    [dialogue] = read_samples(accepted, check_images=False)
+    assert [t.question for t in dialogue.turns] == ["Rate?", "Rhythm?"]

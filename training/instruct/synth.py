@@ -254,6 +254,29 @@ def parse_task(text: str) -> tuple[str, str] | None:
     return (task, response) if task and response else None
 
 
+def parse_dialogue(text: str) -> list[tuple[str, str]] | None:
+    """(question, answer) turns of the teacher's dialogue reply (``{"turns": [{"human": ...,
+    "assistant": ...}]}``, or ``Human: ... Assistant: ...`` lines as in Fig. A6); None when
+    malformed or outside 2-4 turns."""
+    obj = _first_json_object(text)
+    turns = []
+    if isinstance(obj, dict) and isinstance(obj.get("turns"), list):
+        for turn in obj["turns"]:
+            if not (isinstance(turn, dict) and isinstance(turn.get("human"), str)
+                    and isinstance(turn.get("assistant"), str)):
+                return None
+            turns.append((turn["human"].strip(), turn["assistant"].strip()))
+    else:
+        parts = re.split(r"(?im)^\s*(human|assistant)\s*:\s*", text)
+        pairs = [(parts[i].lower(), parts[i + 1].strip()) for i in range(1, len(parts) - 1, 2)]
+        while len(pairs) >= 2 and pairs[0][0] == "human" and pairs[1][0] == "assistant":
+            turns.append((pairs[0][1], pairs[1][1]))
+            pairs = pairs[2:]
+    if not 2 <= len(turns) <= 4 or not all(q and a for q, a in turns):
+        return None
+    return turns
+
+
 def parse_score(text: str) -> float | None:
     """The judge's score: the last ``Score: N`` (0-5), or ``{"score": N}``; None if neither.
 
@@ -308,6 +331,7 @@ class Candidate:
     reason: str = ""           # accepted | teacher_unparseable | mentions_report |
                                # judge_unparseable | low_score | not_sent (dry run) | invalid
     origin: str = "llm"        # "llm": written by the teacher; "given": a pair to judge
+    turns: list[tuple[str, str]] | None = None     # a multi-turn dialogue (target "dialogue")
 
     @property
     def id(self) -> str:
@@ -317,15 +341,18 @@ class Candidate:
         return {"id": self.id, "record": self.seed.record_id, "origin": self.origin,
                 "source": self.seed.source, "report_kind": self.seed.report_kind,
                 "target": self.target, "question": self.task, "answer": self.response,
+                "turns": self.turns,
                 "score": self.score, "reason": self.reason, "teacher": teacher,
                 "judge": judge, "prompts": prompts, "labels": self.seed.labels}
 
     def sample(self, teacher: str, judge: str, prompts: list[str]) -> Sample:
         from training.instruct.released import infer_task
 
-        return Sample(id=self.id, image=self.seed.image,
-                      conversations=[{"from": "human", "value": IMAGE_PREFIX + self.task},
-                                     {"from": "gpt", "value": self.response}],
+        conversations = []
+        for n, (question, answer) in enumerate(self.turns or [(self.task, self.response)]):
+            conversations += [{"from": "human", "value": (IMAGE_PREFIX if n == 0 else "")
+                               + question}, {"from": "gpt", "value": answer}]
+        return Sample(id=self.id, image=self.seed.image, conversations=conversations,
                       meta={"task": infer_task(self.task), "qtype": self.target, "kind": "llm",
                             "score": "judge", "judge_score": self.score,
                             "source": self.seed.source, "report_kind": self.seed.report_kind,
@@ -336,27 +363,54 @@ class Candidate:
 def synthesize(seeds: list[Seed], teacher: LLM, judge: LLM, *, per_record: int = 2,
                min_score: float = 4.0, concurrency: int = 8,
                task_prompt: Prompt | None = None, judge_prompt: Prompt | None = None,
-               pairs: list[Candidate] | None = None, first_index: int = 0
-               ) -> tuple[list[Candidate], dict]:
+               pairs: list[Candidate] | None = None, first_index: int = 0,
+               dialogues: int = 0, revise: bool = False) -> tuple[list[Candidate], dict]:
     """Teacher tasks for every seed, judged; returns (candidates in job order, stats).
     ``pairs``: judge these (question and answer already set, e.g. template samples) instead.
     ``first_index``: the first seed's place among all records (a shard's), which picks the
-    question types asked, so that shards ask what one machine would."""
+    question types asked, so that shards ask what one machine would. ``dialogues``: multi-turn
+    dialogues per record (``dialogue`` prompt, Fig. A6) besides the tasks. ``revise``: first
+    have the teacher rewrite each source report in full English (``revise`` prompt, Fig. A7;
+    PTB-XL's reports are mostly German) and write from that."""
     task_prompt = task_prompt or load_prompt("task")
     judge_prompt = judge_prompt or load_prompt("judge")
-    jobs = list(pairs) if pairs is not None else [
-        Candidate(seed, k, TARGETS[(k + n) % len(TARGETS)])
-        for n, seed in enumerate(seeds, start=first_index) for k in range(per_record)]
+    dialogue_prompt = load_prompt("dialogue")
+    if revise:
+        revise_prompt = load_prompt("revise")
+
+        def rewrite(seed: Seed) -> None:
+            if seed.report_kind == "source":
+                reply = teacher.complete(revise_prompt.fill(report=seed.report))
+                if reply is not None and len(reply.text.split()) >= 8:
+                    seed.report, seed.report_kind = reply.text.strip(), "source-revised"
+
+        with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+            list(pool.map(rewrite, seeds))
+    if pairs is not None:
+        jobs = list(pairs)
+    else:                                       # per record: its tasks, then its dialogues
+        jobs = [Candidate(seed, k, TARGETS[(k + n) % len(TARGETS)] if k < per_record
+                          else "dialogue")
+                for n, seed in enumerate(seeds, start=first_index)
+                for k in range(per_record + dialogues)]
     started = time.monotonic()
 
     def teach(c: Candidate) -> Candidate:
         if c.task is None:                              # a pair given to judge skips this
-            reply = teacher.complete(task_prompt.fill(report=c.seed.report, target=c.target))
+            dialogue = c.target == "dialogue"
+            prompt = (dialogue_prompt.fill(report=c.seed.report) if dialogue
+                      else task_prompt.fill(report=c.seed.report, target=c.target))
+            reply = teacher.complete(prompt)
             if reply is None:
                 c.reason = "not_sent"
                 return c
-            parsed = parse_task(reply.text)
-            if parsed is None:
+            if dialogue:
+                c.turns = parse_dialogue(reply.text)
+                parsed = c.turns and ("\n".join(q for q, _ in c.turns),
+                                      "\n\n".join(a for _, a in c.turns))
+            else:
+                parsed = parse_task(reply.text)
+            if not parsed:
                 c.reason = "teacher_unparseable"
                 return c
             c.task, c.response = parsed
@@ -460,6 +514,10 @@ def main(argv=None) -> int:
     parser.add_argument("--judge-model", default=None)
     parser.add_argument("--api-key", default=None, help="key for both servers, if they need one")
     parser.add_argument("--per-record", type=int, default=2, help="teacher tasks per record")
+    parser.add_argument("--dialogues", type=int, default=0,
+                        help="multi-turn dialogues per record (Fig. A6), besides the tasks")
+    parser.add_argument("--revise", action="store_true",
+                        help="rewrite each source report in full English first (Fig. A7)")
     parser.add_argument("--min-score", type=float, default=4.0, help="judge threshold (0-5)")
     parser.add_argument("--concurrency", type=int, default=8, help="requests in flight")
     parser.add_argument("--rpm", type=float, default=0.0, help="requests per minute (0: no cap)")
@@ -502,8 +560,11 @@ def main(argv=None) -> int:
         candidates, stats = synthesize(seeds, teacher, judge, per_record=args.per_record,
                                        min_score=args.min_score, concurrency=args.concurrency,
                                        task_prompt=task_prompt, judge_prompt=judge_prompt,
-                                       pairs=pairs, first_index=first)
+                                       pairs=pairs, first_index=first,
+                                       dialogues=args.dialogues, revise=args.revise)
         prompts = [task_prompt.id, judge_prompt.id]
+        prompts += [load_prompt(name).id for name, used in (("dialogue", args.dialogues),
+                                                            ("revise", args.revise)) if used]
         if not args.dry_run:
             paths = write_outputs(candidates, out, teacher=teacher.model_id(),
                                   judge=judge.model_id(), prompts=prompts, shard=args.shard)
