@@ -13,6 +13,12 @@ Every sample's ``meta`` says how to score an answer to it (``training.evaluate``
     options / choices      mcq: {"A": text, ...}; fill: the words the blank takes
     vocabulary, labels     labels scoring: the labels the question covers, and those present
     value                  rate: exact bpm; intervals: {"pr_ms": ..., ...}
+    source, measured_by    real records only: the source, and measurements not from it
+                           ({"heart_rate_bpm": "signal (neurokit2 ...)"})
+    dropped_measurements   real records only: measurements left out as contradicting a label
+
+A question is asked only where the record's labels settle its answer (:class:`Facts`): "no",
+"normal axis", "none of these", distractors and "normal ECG" only for findings known absent.
 
 >>> from pulse_app.ecg.records import Record
 >>> import numpy as np
