@@ -87,6 +87,20 @@ def encode_image(pixels: np.ndarray, image_format: str = "png", png_compression:
     return data.tobytes()
 
 
+def write_page(record, folder: str | Path, stem: str, *, seed: int, layout: str = "3x4+II",
+               grid: str = "red", dpi: float = 200.0, speed_mm_s: float = 25.0,
+               gain_mm_mV: float = 10.0, distort: str = "mix", image_format: str = "png",
+               png_compression: int = 1) -> dict:
+    """Render one :class:`~pulse_app.ecg.records.Record` into ``folder/<stem>.<image_format>``
+    (written atomically) and return the renderer's sidecar with ``image`` set to that name.
+    The one record -> page step of every batch (this CLI, the instruction-data builder)."""
+    out = render_ecg(record, layout=layout, grid=grid, dpi=dpi, speed_mm_s=speed_mm_s,
+                     gain_mm_mV=gain_mm_mV, distort=distort, seed=seed)
+    name = f"{stem}.{image_format}"
+    _write_atomic(Path(folder, name), encode_image(out.pixels, image_format, png_compression))
+    return {**out.sidecar, "image": name}
+
+
 def _pending(job: Job) -> list[int]:
     stem = output_name(job.path)
     return [k for k in range(job.variants) if not Path(job.out, f"{stem}_{k}.json").exists()]
@@ -117,14 +131,14 @@ def render_job(job: Job) -> tuple[str, int, str | None]:
         layout = job.layouts[int(pick.integers(len(job.layouts)))]
         grid = job.grids[int(pick.integers(len(job.grids)))]
         try:
-            out = render_ecg(record, layout=layout, grid=grid, dpi=job.dpi, speed_mm_s=job.speed_mm_s,
-                             gain_mm_mV=job.gain_mm_mV, distort=job.distort, seed=seed)
+            sidecar = write_page(record, job.out, f"{stem}_{k}", seed=seed, layout=layout,
+                                 grid=grid, dpi=job.dpi, speed_mm_s=job.speed_mm_s,
+                                 gain_mm_mV=job.gain_mm_mV, distort=job.distort,
+                                 image_format=job.image_format,
+                                 png_compression=job.png_compression)
         except Exception as err:
             return job.path, written, f"cannot render: {type(err).__name__}: {err}"
-        ext = job.image_format
-        data = encode_image(out.pixels, ext, job.png_compression)
-        sidecar = {**out.sidecar, "image": f"{stem}_{k}.{ext}", "source": job.path, "variant": k}
-        _write_atomic(Path(job.out, f"{stem}_{k}.{ext}"), data)
+        sidecar = {**sidecar, "source": job.path, "variant": k}
         _write_atomic(Path(job.out, f"{stem}_{k}.json"), json.dumps(sidecar).encode())
         written += 1
     return job.path, written, None
