@@ -16,7 +16,7 @@ import urllib.request
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, SHARED_DATA
 from tests.fixtures_ui import free_port
 from training.instruct import generate_samples, read_samples, write_samples
 from training.instruct.dataset import simulated_records
@@ -51,8 +51,14 @@ def mini_server(tmp_path_factory):
         process.wait(timeout=20)
 
 
+ECG = SHARED_DATA / "ecg-images" / "ecg00010.png"
+
+
 def _llm(url, cache, **kw):
-    return LLM(url, cache_dir=cache, max_tokens=12, **kw)
+    """serve-openai answers only about an ECG: every request carries the same picture."""
+    from pulse_app.intake import load_upload
+
+    return LLM(url, cache_dir=cache, max_tokens=12, image=load_upload([ECG]).image, **kw)
 
 
 def test_teacher_and_judge_end_to_end_with_the_cache(mini_server, tmp_path, capsys):
@@ -93,7 +99,8 @@ def test_teacher_and_judge_end_to_end_with_the_cache(mini_server, tmp_path, caps
     (tmp_path / "template.jsonl").write_text("".join(json.dumps(s.to_dict()) + "\n"
                                                      for s in samples))
     argv = ["--records", "2", "--seed", "5", "--per-record", "1", "--out", str(out),
-            "--teacher-url", mini_server, "--max-tokens", "12", "--cache", str(cache)]
+            "--teacher-url", mini_server, "--max-tokens", "12", "--attach-image", str(ECG),
+            "--cache", str(cache)]
     assert main(argv) == 0
     table = capsys.readouterr().out
     assert "cache hit rate" in table and "100 %" in table and "teacher_unparseable" in table
@@ -113,11 +120,12 @@ def test_teacher_and_judge_end_to_end_with_the_cache(mini_server, tmp_path, caps
                     for i in range(2)) == (tmp_path / "single" / "judged.jsonl").read_bytes()
     # 6. a dry run prints what it would send and sends nothing
     fresh = tmp_path / "fresh-cache"
-    assert main(argv[:-1] + [str(fresh), "--dry-run"]) == 0
+    assert main(argv[:-1] + [str(fresh), "--dry-run"]) == 0           # --cache is the last
     printed = [json.loads(line) for line in capsys.readouterr().out.splitlines()
                if line.startswith("{")]
     assert len(printed) == 2 and printed[0]["messages"][0]["role"] == "user"
-    assert "ECG report:" in printed[0]["messages"][0]["content"][0]["text"]
+    assert "ECG report:" in printed[0]["messages"][0]["content"][-1]["text"]
+    assert printed[0]["messages"][0]["content"][0]["image_url"]["url"].startswith("sha256:")
     assert not fresh.exists() or not any(fresh.rglob("*.json"))
 
 

@@ -153,7 +153,9 @@ class LLM:
     def __init__(self, url: str, model: str | None = None, api_key: str | None = None, *,
                  cache_dir: str | Path, max_tokens: int = 768, temperature: float = 0.7,
                  retries: int = 4, rpm: float = 0.0, timeout_s: float = 300.0,
-                 dry_run: bool = False):
+                 dry_run: bool = False, image=None):
+        """``image``: an ECG picture (PIL) sent with every request, for servers that answer
+        only about an ECG (``serve-openai`` refuses a request without one)."""
         from pulse_app.engine.openai_compat import OpenAIBackend
 
         self.backend = OpenAIBackend(url, model, api_key, timeout_s)
@@ -163,6 +165,13 @@ class LLM:
         self.counts: Counter = Counter()
         self.lock = threading.Lock()
         self._model = model
+        self.image = image
+        self._image_url = self._image_sha = None
+        if image is not None:
+            from pulse_app.engine.openai_compat import image_data_url
+
+            self._image_url = image_data_url(image)
+            self._image_sha = hashlib.sha256(self._image_url.encode()).hexdigest()
 
     def model_id(self) -> str:
         if self._model is None:
@@ -170,10 +179,21 @@ class LLM:
         return self._model
 
     def request(self, prompt: str) -> dict:
-        from pulse_app.engine.openai_compat import chat_messages
-
-        return {"model": self.model_id(), "messages": chat_messages(None, [], prompt),
+        """The request as cached and printed: an attached image stands as its SHA-256."""
+        content = [{"type": "text", "text": prompt}]
+        if self._image_sha:
+            content.insert(0, {"type": "image_url",
+                               "image_url": {"url": f"sha256:{self._image_sha}"}})
+        return {"model": self.model_id(), "messages": [{"role": "user", "content": content}],
                 "max_tokens": self.max_tokens, "temperature": self.temperature}
+
+    def _wire(self, request: dict) -> dict:
+        """The request as sent: the attached image's data URL in place of its hash."""
+        if not self._image_url:
+            return request
+        content = [dict(part) for part in request["messages"][0]["content"]]
+        content[0] = {"type": "image_url", "image_url": {"url": self._image_url}}
+        return {**request, "messages": [{"role": "user", "content": content}]}
 
     @staticmethod
     def key(request: dict) -> str:
@@ -217,7 +237,8 @@ class LLM:
         for attempt in range(self.retries + 1):
             self.limiter.wait()
             try:
-                response = self.backend.client().chat.completions.create(**request)
+                response = self.backend.client().chat.completions.create(
+                    **self._wire(request))
                 return (response.choices[0].message.content or ""), response.usage
             except (openai.APITimeoutError, openai.APIConnectionError, openai.RateLimitError,
                     openai.InternalServerError) as error:
@@ -529,6 +550,9 @@ def main(argv=None) -> int:
     parser.add_argument("--price-in", type=float, default=0.0, help="USD per 1M input tokens")
     parser.add_argument("--price-out", type=float, default=0.0, help="USD per 1M output tokens")
     parser.add_argument("--dry-run", action="store_true", help="print requests, send nothing")
+    parser.add_argument("--attach-image", metavar="FILE", default=None,
+                        help="send this ECG picture with every request (for servers that "
+                             "answer only about an ECG, such as serve-openai)")
     parser.add_argument("--task-prompt", default="task", help="prompt file name (task_v1)")
     parser.add_argument("--judge-prompt", default="judge", help="prompt file name (judge_v1)")
     parser.add_argument("--judge-only", metavar="FILE",
@@ -540,9 +564,14 @@ def main(argv=None) -> int:
 
     out = Path(args.out)
     cache = Path(args.cache) if args.cache else out / "cache"
+    image = None
+    if args.attach_image:
+        from pulse_app.intake import load_upload
+
+        image = load_upload([args.attach_image]).image
     options = dict(cache_dir=cache, max_tokens=args.max_tokens, temperature=args.temperature,
                    retries=args.retries, rpm=args.rpm, timeout_s=args.timeout_s,
-                   dry_run=args.dry_run)
+                   dry_run=args.dry_run, image=image)
     teacher = LLM(args.teacher_url, args.teacher_model, args.api_key, **options)
     judge = LLM(args.judge_url or args.teacher_url, args.judge_model, args.api_key,
                 **{**options, "temperature": 0.0})
