@@ -60,6 +60,12 @@ def click_picture(page, fx: float, fy: float) -> None:
     page.mouse.click(box["x"] + fx * box["width"], box["y"] + fy * box["height"])
 
 
+def page_ready(page) -> None:
+    """The page has loaded its owner, its sessions and the model's name (one load event)."""
+    page.locator("#notice").get_by_text("not a medical device").wait_for()
+    page.locator("#notice").get_by_text("Model:").wait_for(timeout=60_000)
+
+
 def wait_for_picture_size(page, width: int, height: int) -> None:
     page.wait_for_function(
         """([w, h]) => { const img = document.querySelector('#picture img');
@@ -78,7 +84,7 @@ def test_clinician_visit(browser, browser_server, shared_data, artifacts, tmp_pa
             if not r.url.startswith(("http://127.0.0.1", "data:", "blob:")) else None)
     try:
         page.goto(browser_server.url)
-        page.locator("#notice").get_by_text("not a medical device").wait_for()
+        page_ready(page)
         page.locator("#notice").get_by_text("untrained").first.wait_for()
 
         # upload, rotate a quarter turn left, crop
@@ -131,7 +137,7 @@ def test_clinician_visit(browser, browser_server, shared_data, artifacts, tmp_pa
 
         # reload: same browser = same owner; reopen the session from the sidebar
         page.reload()
-        page.locator("#notice").get_by_text("not a medical device").wait_for()
+        page_ready(page)
         page.locator("#session-list input").click()
         page.get_by_role("option").filter(has_text="Is there").first.click()
         page.locator("#session-open").click()
@@ -148,7 +154,7 @@ def test_clinician_visit(browser, browser_server, shared_data, artifacts, tmp_pa
     try:
         other = stranger.new_page()
         other.goto(browser_server.url)
-        other.locator("#notice").get_by_text("not a medical device").wait_for()
+        page_ready(other)
         other.wait_for_timeout(1000)
         other.locator("#session-list input").click()
         other.wait_for_timeout(500)
@@ -173,7 +179,7 @@ def test_teaching_panel_generates_then_reveals(browser, browser_server):
     page = context.new_page()
     try:
         page.goto(browser_server.url)
-        page.locator("#notice").get_by_text("not a medical device").wait_for()
+        page_ready(page)
         page.get_by_role("tab", name="Teaching").click()
         page.locator("#teach-rhythm input").click()
         page.get_by_role("option", name="Atrial fibrillation").click()
@@ -196,7 +202,7 @@ def test_queue_position_shown_and_stop_keeps_the_partial_answer(browser, browser
     try:
         for page in pages:
             page.goto(browser_server.url)
-            page.locator("#notice").get_by_text("not a medical device").wait_for()
+            page_ready(page)
             page.locator("#upload input[type=file]").set_input_files(
                 str(shared_data / "ecg-images" / "ecg00010.png"))
             wait_for_picture_size(page, 768, 420)

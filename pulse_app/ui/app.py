@@ -127,8 +127,7 @@ def build_app(settings: Settings, *, chat=None) -> tuple[gr.Blocks, dict]:
         add_model_api(lambda: ui.chat.backend, settings)
 
         # -- wiring (internal events: private) --
-        demo.load(ui.on_load, [token], [token, sessions], **private)
-        demo.load(ui.model_notice, None, notice, **private)
+        demo.load(ui.on_load, [token], [token, sessions, notice], **private)
 
         image_outputs = [picture, view, angle, chatbot, page_note, report_file]
         upload.upload(ui.upload, [token, upload, page], image_outputs, **private)

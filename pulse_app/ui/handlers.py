@@ -165,10 +165,11 @@ class PulseUI:
             raise user_error(error) from None
 
     def on_load(self, token, request: gr.Request):
-        """First visit: create this browser's token; then list its sessions."""
+        """First visit: create this browser's token; list its sessions; show which model
+        answers (one event, so the page's notice appears once the browser has its owner)."""
         if not getattr(request, "username", None) and not is_owner_token(token):
             token = new_owner_token()
-        return token, self.sessions_update(request, token, "")
+        return token, self.sessions_update(request, token, ""), self.model_notice()
 
     def model_notice(self) -> str:
         try:
