@@ -383,10 +383,9 @@ def test_a_demonstration_model_is_labelled_as_such(trained, tmp_path):
 @pytest.mark.slow
 def test_mini_model_command_runs_end_to_end(tmp_path):
     """The whole `python -m training.mini_model` at toy scale: data, train, evaluate, card."""
+    import dataclasses
     import subprocess
     import sys
-
-    import dataclasses
 
     from training.mini_model.config import load_stages
 

@@ -146,7 +146,6 @@ class WarmupHeads(nn.Module):
                 self.local_rate(tokens).squeeze(-1))
 
 
-
 @torch.no_grad()
 def score(net: nn.Module, split: dict, rate_bucket) -> dict:
     """Held-out accuracy of the heads (or the teacher): rate bucket, rhythm, rate MAE; for the
