@@ -10,13 +10,12 @@ from __future__ import annotations
 import csv
 import re
 
-import pytest
 
 from pulse_app.ecg.labels import CHILDREN, known_absent
 from pulse_app.ecg.records import find_records, read_record
 from training.instruct import generate_samples
 from training.instruct.generate import NEVER
-from training.instruct.vocab import AXIS, FINDINGS, PATTERNS, RHYTHMS, find_labels
+from training.instruct.vocab import AXIS, FINDINGS, PATTERNS, find_labels
 from training.metrics import score_answer
 from tests.test_ecg_records import MIMIC_COLUMNS, write_code15, write_wfdb
 

@@ -96,7 +96,7 @@ def balanced_subset(samples, limit: int | None):
 def heldout_split(folder: str | Path, *, records: int = 50, seed: int = HELDOUT_SEED,
                   dpi: int = 100) -> Path:
     """Simulate and render a held-out split into ``folder``; returns its ``test.json``."""
-    from training.instruct.__main__ import build_dataset, simulated_records
+    from training.instruct.dataset import build_dataset, simulated_records
 
     path, _ = build_dataset(simulated_records(records, seed), folder, seed=seed, dpi=dpi,
                             name="test.json")

@@ -16,9 +16,8 @@ import argparse
 import sys
 import time
 
-# re-exported: older callers import these from here
-from training.instruct.dataset import (build_dataset, print_statistics, record_source,  # noqa: F401
-                                       shard_file_name, simulated_records, statistics_rows)
+from training.instruct.dataset import (build_dataset, print_statistics, record_source,
+                                       shard_file_name)
 from training.instruct.shard import add_shard_argument
 
 

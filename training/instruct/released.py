@@ -38,8 +38,7 @@ from pathlib import Path
 from typing import Iterator
 
 from training.instruct.format import (QTYPE_NAMES, QTYPES, TASK_NAMES, TASKS,
-                                      InstructFormatError, Sample, iter_items, normalise,
-                                      validate_sample)
+                                      InstructFormatError, Sample, iter_items, normalise)
 from training.instruct.shard import add_shard_argument
 
 #: First folder of an image path (or id prefix) -> the source as Table A1 names it.

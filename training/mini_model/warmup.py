@@ -3,32 +3,27 @@
 PULSE-7B starts from a pretrained CLIP tower; the mini model cannot download one, and a ViT
 trained from random weights by the language-model loss alone never learns to see an ECG page
 (its image features stay uninformative and the answers follow the class frequencies). This stage
-gives the tower direct targets from the simulator's ground truth, at the geometry the language
-model will see (the same anyres tiles, the same feature layer):
+gives the tower direct targets from the simulator's ground truth (:mod:`.targets`), at the
+geometry the language model will see (the same anyres tiles, the same feature layer): per image
+token the R peaks in its patch and the rate of the beats drawn in it, per image the heart rate
+(log scale) and the rhythm label, read by attention pooling.
 
-- per patch token: how much of an R peak lies in that patch (a disc at each QRS complex of each
-  panel, placed through the renderer's sidecar, cut into tiles exactly like the image), and the
-  heart rate of the beat intervals drawn in it (:func:`local_rate_targets`: the rate is then
-  there to read in every token, not only in the spacing of peaks that fall in other patches);
-- per image: the heart rate (log scale) and the rhythm label, read by attention pooling.
-
-The dense target is what makes a small ViT learn on a few thousand images: the global targets
-alone stay at the majority class for thousands of steps (measured: 12 epochs, flat), while the
-per-patch beats are learned within a few hundred steps, after which the global heads follow.
+The dense targets are what make a small ViT learn on a few thousand images: the global targets
+alone stay at the majority class for many epochs, while the per-patch beats are learned within a
+few hundred steps, after which the global heads follow.
 
 A ViT trained from scratch on a few thousand pages still reads rhythm poorly, where a small
-convolutional network on the same tensors reads it well (measured on 300 held-out pages:
-rhythm 79 % for the CNN after 8 epochs, 65 % for the ViT after 15; majority 56 %). So, as in
-DeiT, a :class:`TeacherCNN` is trained first on the same tiles and targets, and the ViT also
-learns from it: per image token, the teacher's features at that patch (regression), per image,
-its softened rhythm probabilities (measured in that probe: 68 % instead of 65 % after 15
-epochs; in the mini model's build, 30 epochs after a 6-epoch teacher at 82 %: 69 % held-out,
-72.5 % once each token also learns its local rate, whose rate MAE fell from 11.0 to 9.3 bpm).
+convolutional network on the same tensors reads it well. So, as in DeiT, a :class:`TeacherCNN`
+is trained first on the same tiles and targets, and the ViT also learns from it: per image
+token, the teacher's features at that patch (regression), per image, its softened rhythm
+probabilities. The model card reports the held-out scores of both.
 
 The heads and the teacher are thrown away; only the tower's weights go back into the model
 folder.
 
-    python -m training.vision_warmup MODEL_DIR TARGETS_JSON IMAGE_ROOT [--heldout FILE] [--epochs 30]
+    python -m training.mini_model.warmup MODEL_DIR TARGETS_JSON IMAGE_ROOT [--heldout FILE] [key=value ...]
+
+(settings: ``training/configs/mini/warmup.yaml``, overridden by ``key=value``).
 """
 
 from __future__ import annotations
@@ -44,135 +39,14 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageDraw
 from torch import nn
 from tqdm import tqdm
 
-from pulse_app.engine.anyres import AnyresGeometry, anyres_crops, anyres_pixel_values
+from pulse_app.engine.anyres import AnyresGeometry
+from training.mini_model.config import WarmupConfig
+from training.mini_model.targets import from_log_rate, load_split, log_rate
 
-log = logging.getLogger("training.vision_warmup")
-R_PEAK_AFTER_ONSET_S = 0.04          # the R peak sits about 40 ms into the QRS complex
-BEAT_SCALE = 50.0                    # per-patch target: mask mean x 50 (about 1 per beat)
-
-
-# -- targets --------------------------------------------------------------------------------------
-
-def _baseline_point(sidecar: dict, scale: float):
-    """``point(panel, t)``: where time ``t`` (s) falls on a panel's baseline in the image, after
-    the page's distortions (the sidecar's homography), times ``scale``."""
-    homography = np.asarray(sidecar["page_to_image"], dtype=float)
-    px_per_s = sidecar["speed_mm_s"] * sidecar["px_per_mm"]
-
-    def point(panel: dict, t: float) -> list[float]:
-        x, y, w = homography @ (panel["x0_px"] + (t - panel["t0_s"]) * px_per_s,
-                                panel["baseline_px"], 1.0)
-        return [round(x / w * scale, 1), round(y / w * scale, 1)]
-    return point
-
-
-def r_peak_positions(sidecar: dict, qrs_onsets_s, scale: float = 1.0) -> list[list[float]]:
-    """Pixel positions (x, y) of every drawn R peak on a rendered page, after its distortions.
-
-    ``sidecar`` is :func:`pulse_app.ecg.render.render_ecg`'s; ``qrs_onsets_s`` the record's beat
-    times (the simulator keeps them in ``record.meta["qrs_onsets_s"]``); ``scale`` maps the
-    rendered image to the stored one (stored width / rendered width).
-    """
-    point = _baseline_point(sidecar, scale)
-    peaks = [t + R_PEAK_AFTER_ONSET_S for t in qrs_onsets_s]
-    return [point(panel, t) for panel in sidecar["panels"] for t in peaks
-            if panel["t0_s"] <= t <= panel["t1_s"]]
-
-
-def rr_segments(sidecar: dict, qrs_onsets_s, scale: float = 1.0) -> list[list[float]]:
-    """Per lead panel, each stretch between two consecutive R peaks as drawn on the page, with
-    the heart rate of that interval: ``[x0, y0, x1, y1, bpm]`` along the panel's baseline (image
-    pixels after the distortions, times ``scale``). Stretches cut by a panel's edge are kept,
-    with the rate of the whole interval."""
-    point = _baseline_point(sidecar, scale)
-    peaks = [t + R_PEAK_AFTER_ONSET_S for t in qrs_onsets_s]
-    segments = []
-    for panel in sidecar["panels"]:
-        for a, b in zip(peaks, peaks[1:]):
-            start, end = max(a, panel["t0_s"]), min(b, panel["t1_s"])
-            if end > start:
-                segments.append(point(panel, start) + point(panel, end)
-                                + [round(60.0 / (b - a), 1)])
-    return segments
-
-
-#: local-rate targets are drawn as 8-bit values: log(bpm) between these bounds
-_LOCAL_BPM_RANGE = (25.0, 320.0)
-
-
-def local_rate_targets(size_wh: tuple[int, int], segments,
-                       geometry: AnyresGeometry) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per image token: the heart rate (bpm) of the beat intervals drawn in it, and how much of
-    its patch they cover (the loss weight; 0 where no trace runs).
-
-    Each stretch of :func:`rr_segments` is drawn as a band along its panel's baseline (red: 255,
-    green: its rate on a log scale) and cut into tiles like the image, so a token's rate is the
-    coverage-weighted mean of the stretches it holds. The sinus node's rate where the beats are
-    regular, the beat-to-beat changes where they are not (sinus arrhythmia, atrial fibrillation).
-    """
-    lo, hi = (math.log(v) for v in _LOCAL_BPM_RANGE)
-    mask = Image.new("RGB", size_wh, (0, 0, 0))
-    draw = ImageDraw.Draw(mask)
-    width = max(2, round(3 * size_wh[0] / 224))
-    for x0, y0, x1, y1, bpm in segments:
-        green = round(1 + 254 * min(1.0, max(0.0, (math.log(bpm) - lo) / (hi - lo))))
-        draw.line((x0, y0, x1, y1), fill=(255, green, 0), width=width)
-    n, p = geometry.tile_px // geometry.patch_px, geometry.patch_px
-    coverage, level = [], []
-    for crop in anyres_crops(mask, geometry):
-        pixels = np.asarray(crop).astype(np.float32)
-        red, green = (pixels[..., c].reshape(n, p, n, p).mean(axis=(1, 3)).reshape(-1)
-                      for c in (0, 1))
-        coverage.append(red / 255)
-        level.append(np.where(red > 1, green / np.maximum(red, 1e-6), 0.0))
-    coverage, level = np.stack(coverage), np.clip(np.stack(level), 0, 1)
-    bpm = np.exp(lo + (level * 255 - 1) / 254 * (hi - lo))
-    return torch.from_numpy(bpm.astype(np.float32)), torch.from_numpy(coverage.astype(np.float32))
-
-
-def beat_targets(size_wh: tuple[int, int], points, geometry: AnyresGeometry) -> torch.Tensor:
-    """Per image token (tiles, patches per tile): how much R peak it holds, about 1 per beat.
-
-    A small disc is drawn at each peak on a mask the size of the image, and the mask goes through
-    the model's own tiling (:func:`anyres_crops`), so targets and image tokens line up exactly.
-    """
-    mask = Image.new("L", size_wh, 0)
-    draw = ImageDraw.Draw(mask)
-    r = max(1.0, size_wh[0] / 224)
-    for x, y in points:
-        draw.ellipse((x - r, y - 1.5 * r, x + r, y + 1.5 * r), fill=255)
-    n, p = geometry.tile_px // geometry.patch_px, geometry.patch_px
-    crops = [np.asarray(c)[..., 0].astype(np.float32)
-             for c in anyres_crops(mask.convert("RGB"), geometry)]
-    tiles = [c.reshape(n, p, n, p).mean(axis=(1, 3)).reshape(-1) for c in crops]
-    return torch.from_numpy(np.stack(tiles)) / 255 * BEAT_SCALE
-
-
-def load_split(targets_file: Path, image_root: Path, geometry: AnyresGeometry,
-               rhythms: list[str]) -> dict[str, torch.Tensor]:
-    """Every image of a targets file as tensors: pixels (fp16), beats, rate, rhythm index, and
-    where the entries give ``rr_segments``, each token's local rate and its weight."""
-    entries = json.loads(Path(targets_file).read_text())
-    pixels, beats, rate, rhythm, local = [], [], [], [], []
-    for entry in entries:
-        with Image.open(image_root / entry["image"]) as image:
-            image = image.convert("RGB")
-            pixels.append(anyres_pixel_values(image, geometry).half())
-            beats.append(beat_targets(image.size, entry["r_peaks_xy"], geometry))
-            if "rr_segments" in entry:
-                local.append(local_rate_targets(image.size, entry["rr_segments"], geometry))
-        rate.append(float(entry["heart_rate_bpm"]))
-        rhythm.append(rhythms.index(entry["rhythm"]))
-    split = {"pixels": torch.stack(pixels), "beats": torch.stack(beats),
-             "rate": torch.tensor(rate), "rhythm": torch.tensor(rhythm)}
-    if local and len(local) == len(entries):
-        split["local_rate"] = log_rate(torch.stack([bpm for bpm, _ in local]))
-        split["local_weight"] = torch.stack([weight for _, weight in local])
-    return split
+log = logging.getLogger("training.mini_model.warmup")
 
 
 def cosine_schedule(optimizer, steps: int, warm: int = 1):
@@ -210,7 +84,7 @@ class TeacherCNN(nn.Module):
 
 
 def train_teacher(train: dict, geometry: AnyresGeometry, rhythms: int, *, epochs: float,
-                  batch_size: int, seed: int, learning_rate: float = 1e-3) -> TeacherCNN:
+                  batch_size: int, seed: int, learning_rate: float) -> TeacherCNN:
     """Fit :class:`TeacherCNN` to the rate and rhythm targets (cosine schedule)."""
     torch.manual_seed(seed)
     teacher = TeacherCNN(geometry, rhythms)
@@ -272,14 +146,6 @@ class WarmupHeads(nn.Module):
                 self.local_rate(tokens).squeeze(-1))
 
 
-def log_rate(bpm: torch.Tensor) -> torch.Tensor:
-    return (torch.log(bpm) - math.log(75.0)) / 0.4
-
-
-def from_log_rate(value: torch.Tensor) -> torch.Tensor:
-    return torch.exp(value * 0.4 + math.log(75.0))
-
-
 @torch.no_grad()
 def score(net: nn.Module, split: dict, rate_bucket) -> dict:
     """Held-out accuracy of the heads (or the teacher): rate bucket, rhythm, rate MAE; for the
@@ -311,25 +177,19 @@ def score(net: nn.Module, split: dict, rate_bucket) -> dict:
 
 # -- the stage ------------------------------------------------------------------------------------
 
-def warm_up(model_dir: Path, targets: Path, image_root: Path, *, heldout: Path | None = None,
-            epochs: float = 30, learning_rate: float = 1e-3, batch_size: int = 32,
-            beat_weight: float = 3.0, local_rate_weight: float = 1.0,
-            teacher_epochs: float = 6, teacher_weight: float = 1.0, temperature: float = 2.0, seed: int = 0) -> dict:
-    """Train the vision tower of ``model_dir`` in place; returns held-out scores and timings.
-
-    ``local_rate_weight`` weighs the per-token rate target (where the targets give
-    ``rr_segments``); ``teacher_epochs``: epochs of the :class:`TeacherCNN` the tower also
-    learns from (0: none);
-    ``teacher_weight`` weighs both of its targets, ``temperature`` softens its rhythm logits."""
+def warm_up(model_dir: Path, targets: Path, image_root: Path, config: WarmupConfig, *,
+            heldout: Path | None = None) -> dict:
+    """Train the vision tower of ``model_dir`` in place on the targets file (from
+    :func:`training.mini_model.data.make_split`); returns held-out scores and timings."""
     from safetensors.torch import load_file, save_file
 
     from pulse_app.engine.pulse_model import PulseLlavaNextForConditionalGeneration
     from training.instruct.vocab import RHYTHMS, rate_bucket
 
+    seed = config.seed
     torch.manual_seed(seed)
     model = PulseLlavaNextForConditionalGeneration.from_pretrained(model_dir).float()
-    config = model.config
-    geometry = AnyresGeometry.from_config(config)
+    geometry = AnyresGeometry.from_config(model.config)
     tower = model.model.vision_tower if hasattr(model, "model") else model.vision_tower
     rhythms = list(RHYTHMS)
     started = time.time()
@@ -337,21 +197,22 @@ def warm_up(model_dir: Path, targets: Path, image_root: Path, *, heldout: Path |
     held = load_split(heldout, image_root, geometry, rhythms) if heldout else None
     log.info("warm-up data: %d images (%d held out) in %.0f s", len(train["rate"]),
              len(held["rate"]) if held else 0, time.time() - started)
-    batch_size = min(batch_size, len(train["rate"]))       # a tiny data set: one batch of all
+    batch_size = min(config.batch_size, len(train["rate"]))   # a tiny data set: one batch of all
     result = {}
-    if teacher_epochs > 0:
+    if config.teacher_epochs > 0:
         t0 = time.time()
-        teacher = train_teacher(train, geometry, len(rhythms), epochs=teacher_epochs,
-                                batch_size=batch_size, seed=seed)
+        teacher = train_teacher(train, geometry, len(rhythms), epochs=config.teacher_epochs,
+                                batch_size=batch_size, seed=seed,
+                                learning_rate=config.teacher_learning_rate)
         train["teacher_logits"], train["teacher_tokens"] = teacher_targets(teacher, train["pixels"])
-        result["teacher"] = {"epochs": teacher_epochs, "seconds": round(time.time() - t0)}
+        result["teacher"] = {"epochs": config.teacher_epochs, "seconds": round(time.time() - t0)}
         if held is not None:
             result["teacher"]["heldout"] = score(teacher, held, rate_bucket)
         log.info("teacher CNN: %s", result["teacher"])
     width = train["teacher_tokens"].shape[-1] if "teacher_tokens" in train else 0
-    heads = WarmupHeads(tower, config.vision_feature_layer, len(rhythms), width)
-    optimizer = torch.optim.AdamW(heads.parameters(), lr=learning_rate, weight_decay=0.01)
-    steps = max(1, int(epochs * len(train["rate"]) / batch_size))
+    heads = WarmupHeads(tower, model.config.vision_feature_layer, len(rhythms), width)
+    optimizer = torch.optim.AdamW(heads.parameters(), lr=config.learning_rate, weight_decay=0.01)
+    steps = max(1, int(config.epochs * len(train["rate"]) / batch_size))
     warm = max(1, steps // 30)
     schedule = cosine_schedule(optimizer, steps, warm)
     generator = torch.Generator().manual_seed(seed)
@@ -365,18 +226,19 @@ def warm_up(model_dir: Path, targets: Path, image_root: Path, *, heldout: Path |
             global_loss = (F.smooth_l1_loss(rate, log_rate(train["rate"][idx]))
                            + F.cross_entropy(rhythm, train["rhythm"][idx]))
             beat_loss = F.mse_loss(beats, train["beats"][idx].flatten(1))
-            loss = global_loss + beat_weight * beat_loss
+            loss = global_loss + config.beat_weight * beat_loss
             if "local_rate" in train:
                 weight = train["local_weight"][idx].flatten(1)
-                loss = loss + local_rate_weight * (
+                loss = loss + config.local_rate_weight * (
                     (local - train["local_rate"][idx].flatten(1)) ** 2 * weight).sum() / (
                     weight.sum() + 1e-6)
             if "teacher_tokens" in train:
-                soft = F.softmax(train["teacher_logits"][idx] / temperature, -1)
+                t = config.temperature
+                soft = F.softmax(train["teacher_logits"][idx] / t, -1)
                 distill = (F.mse_loss(features, train["teacher_tokens"][idx].float())
-                           + F.kl_div(F.log_softmax(rhythm / temperature, -1), soft,
-                                      reduction="batchmean") * temperature ** 2)
-                loss = loss + teacher_weight * distill
+                           + F.kl_div(F.log_softmax(rhythm / t, -1), soft,
+                                      reduction="batchmean") * t ** 2)
+                loss = loss + config.teacher_weight * distill
             optimizer.zero_grad()
             loss.backward()
             nn.utils.clip_grad_norm_(heads.parameters(), 1.0)
@@ -392,7 +254,7 @@ def warm_up(model_dir: Path, targets: Path, image_root: Path, *, heldout: Path |
             if step >= steps:
                 break
     progress.close()
-    result.update({"steps": step, "epochs": epochs, "learning_rate": learning_rate,
+    result.update({"steps": step, "epochs": config.epochs, "learning_rate": config.learning_rate,
                    "batch_size": batch_size, "train_images": len(train["rate"]),
                    "seconds": round(time.time() - t0), "history": history})
     if held is not None:
@@ -415,25 +277,23 @@ def warm_up(model_dir: Path, targets: Path, image_root: Path, *, heldout: Path |
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.vision_warmup",
+    from training.mini_model.config import load_stages
+
+    parser = argparse.ArgumentParser(prog="python -m training.mini_model.warmup",
                                      description="Supervised warm-up of a model's vision tower "
                                                  "(rewrites MODEL_DIR/model.safetensors).")
     parser.add_argument("model_dir", type=Path)
     parser.add_argument("targets", type=Path, help="JSON list: image, heart_rate_bpm, rhythm, "
-                                                  "r_peaks_xy")
+                                                  "r_peaks_xy, rr_segments")
     parser.add_argument("image_root", type=Path)
     parser.add_argument("--heldout", type=Path)
-    parser.add_argument("--epochs", type=float, default=30)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--teacher-epochs", type=float, default=6,
-                        help="epochs of the CNN teacher the tower also learns from (0: none)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("overrides", nargs="*", help="warmup.yaml key=value overrides")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     torch.set_num_threads(args.threads)
-    result = warm_up(args.model_dir, args.targets, args.image_root, heldout=args.heldout,
-                     epochs=args.epochs, learning_rate=args.lr,
-                     teacher_epochs=args.teacher_epochs)
+    config = load_stages(overrides=[f"warmup.{item}" for item in args.overrides]).warmup
+    result = warm_up(args.model_dir, args.targets, args.image_root, config, heldout=args.heldout)
     print(json.dumps({k: v for k, v in result.items() if k != "history"}, indent=2))
     return 0
 
