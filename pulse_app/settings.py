@@ -89,6 +89,9 @@ class Settings:
     max_upload_mb: float = _opt("PULSE_MAX_UPLOAD_MB", "largest accepted upload, in MB", 50.0)
     max_pixels: int = _opt("PULSE_MAX_PIXELS", "largest accepted image, in pixels (decoded)",
                            60_000_000)
+    examples_dir: str | None = _opt("PULSE_EXAMPLES_DIR", "folder of pictures for the Examples "
+                                    "tab (e.g. your own licensed ECG images); default: the "
+                                    "project's simulated pages in assets/examples")
 
     @classmethod
     def load(cls, **overrides) -> "Settings":
@@ -116,6 +119,14 @@ class Settings:
             raise ValueError("temperature must be >= 0")
         if self.max_new_tokens < 1:
             raise ValueError("max_new_tokens must be >= 1")
+        if self.examples_dir and not Path(self.examples_dir).is_dir():
+            raise ValueError(f"examples_dir {self.examples_dir!r} is not a folder (env "
+                             "PULSE_EXAMPLES_DIR): point it at a folder of pictures, or unset it")
+
+    @property
+    def examples_path(self) -> Path:
+        """The Examples tab's folder: ``examples_dir``, else ``assets/examples``."""
+        return Path(self.examples_dir) if self.examples_dir else ASSETS_DIR / "examples"
 
     @property
     def database_url(self) -> str:

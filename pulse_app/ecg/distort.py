@@ -80,7 +80,7 @@ def _sample(kind: str, rng: np.random.Generator) -> dict:
             else:
                 lines.append([round(pos, 3), 0.0, round(pos + tilt, 3), 1.0])
             ridge.append(1 if rng.random() < 0.5 else -1)      # mountain or valley fold
-        return {"lines": lines, "ridge": ridge, "depth": _u(rng, 0.15, 0.35),
+        return {"lines": lines, "ridge": ridge, "depth": _u(rng, 0.1, 0.25),
                 "width_mm": _u(rng, 0.3, 0.9), "spread_mm": _u(rng, 4, 14, 1),
                 "lift_mm": _u(rng, 0.8, 2.0), "strength": _u(rng, 0.08, 0.2),
                 "view_deg": _u(rng, 0, 360, 1), "light_deg": _u(rng, 0, 360, 1)}
@@ -225,7 +225,7 @@ def _paper_fields(shape, plan, ppm) -> tuple[np.ndarray | None, np.ndarray | Non
         slope = (gx * np.cos(angle) + gy * np.sin(angle)) * p["spread_mm"] * lppm
         # (paper under a lamp is not pure white: the flat sheet dims a little, so that the
         # facets turned to the light can be brighter than it)
-        shade *= (1.0 - 0.6 * p["strength"]) * (1.0 + p["strength"] * np.clip(slope, -1.5, 1.5))
+        shade *= (1.0 - 0.4 * p["strength"]) * (1.0 + p["strength"] * np.clip(slope, -1.5, 1.5))
         if line is not None:
             shade *= line
         view = np.deg2rad(p.get("view_deg", 90.0))
@@ -448,8 +448,9 @@ def apply_distortions(img: np.ndarray, plan: dict, ppm: float):
         else (60, 60, 60)
     if shift is not None:
         full_x, full_y, low_x, low_y = warp.sample_maps(img.shape)
-        img = cv2.remap(img, full_x, full_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
-                        borderValue=bg)
+        # without a camera warp the sheet fills the picture: its edges are paper, not table
+        border = cv2.BORDER_CONSTANT if geometric else cv2.BORDER_REFLECT_101
+        img = cv2.remap(img, full_x, full_y, cv2.INTER_LINEAR, borderMode=border, borderValue=bg)
         lh, lw = shade.shape[:2]
         shade = cv2.remap(shade, (low_x + 0.5) * (lw / w) - 0.5, (low_y + 0.5) * (lh / h) - 0.5,
                           cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,

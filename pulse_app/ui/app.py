@@ -19,7 +19,7 @@ import gradio as gr
 
 from pulse_app.settings import Settings
 from pulse_app.ui import texts
-from pulse_app.ui.handlers import EXAMPLES_DIR, NO_EDIT, PulseUI, RECORD_SUFFIXES, example_paths
+from pulse_app.ui.handlers import NO_EDIT, PulseUI, RECORD_SUFFIXES, example_paths
 from pulse_app.ui.owner import browser_secret
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,7 @@ def build_app(settings: Settings, *, chat=None) -> tuple[gr.Blocks, dict]:
                     page_note = gr.Markdown(visible=False, elem_id="page-note")
                     gr.Markdown(texts.UPLOAD_HELP)
                 with gr.Tab("Examples"):
-                    examples = gr.Gallery(value=example_paths(), show_label=False, columns=4,
+                    examples = gr.Gallery(value=example_paths(settings.examples_path), show_label=False, columns=4,
                                           height=140, allow_preview=False, elem_id="examples")
                     gr.Markdown(texts.EXAMPLES_NOTE)
                 with gr.Tab("Teaching", elem_id="teaching-tab"):
@@ -184,7 +184,7 @@ def build_app(settings: Settings, *, chat=None) -> tuple[gr.Blocks, dict]:
         "server_port": settings.port,
         "share": settings.share,
         "max_file_size": f"{settings.max_upload_mb:g}mb",
-        "allowed_paths": [str(EXAMPLES_DIR)],
+        "allowed_paths": [str(settings.examples_path)],
         "theme": gr.themes.Soft(),
         "show_error": True,
     }

@@ -30,12 +30,11 @@ from PIL import Image
 
 from pulse_app.auth import is_owner_token, new_owner_token
 from pulse_app.errors import ImageRejected, PulseError
-from pulse_app.settings import ASSETS_DIR, Settings
+from pulse_app.settings import Settings
 from pulse_app.ui import texts
 from pulse_app.ui.teaching import TRUTH_KEY
 from pulse_app.ui.owner import owner_for, owner_label
 
-EXAMPLES_DIR = ASSETS_DIR / "examples"
 #: Upload suffixes that are signal recordings (rendered to paper first), not pictures.
 RECORD_SUFFIXES = {".hea", ".dat", ".mat", ".dcm"}
 NO_EDIT = {"rotate90": 0, "angle_deg": 0.0, "crop": None}
@@ -122,10 +121,11 @@ def apply_edit(original: Image.Image, edit: dict) -> Image.Image:
                       angle_deg=float(edit.get("angle_deg", 0.0)), crop=edit.get("crop"))
 
 
-def example_paths() -> list[str]:
-    if not EXAMPLES_DIR.is_dir():
+def example_paths(folder: Path) -> list[str]:
+    """The pictures of the Examples tab (``Settings.examples_path``)."""
+    if not folder.is_dir():
         return []
-    return sorted(str(p) for p in EXAMPLES_DIR.iterdir()
+    return sorted(str(p) for p in folder.iterdir()
                   if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
 
 
@@ -260,7 +260,7 @@ class PulseUI:
         return self.show_image(image, page_note)
 
     def use_example(self, evt: gr.SelectData):
-        return self.upload([example_paths()[evt.index]], 1)
+        return self.upload([example_paths(self.settings.examples_path)[evt.index]], 1)
 
     def _edited(self, original, edit: dict, session: dict | None = None) -> tuple:
         """Updates after an edit: the new picture; the next question starts a new session,
