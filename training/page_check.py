@@ -12,8 +12,8 @@ header style and 100/150/200 dpi; records are simulated (:func:`pulse_app.ecg.si
 a new seed per page) and, with ``--records``, real ones too (every 10th page). Half the pages are
 clean (ink = any pixel darker than the paper, anti-aliasing included); the other half are folded
 (creases, wrinkles) and photographed at an angle (rotation, perspective, crop), where ink = the
-dark core of the line (every channel < 100: fold shading never gets that dark, the table around
-the page is green). Prints a table per
+dark core of the line (every channel < 64: fold shading never gets paper that dark, the table
+around the page is green). Prints a table per
 layout; the exit status is 1 if any label touched ink.
 """
 
@@ -55,7 +55,7 @@ def text_ink_overlap(record, **render_kwargs) -> dict:
     if distort in ("none", None):
         ink = out.pixels.min(axis=2) < 250
     else:
-        ink = out.pixels.max(axis=2) < 100
+        ink = out.pixels.max(axis=2) < 64
     h, w = ink.shape
     result = {"label_px": 0, "other_px": 0, "labels": 0, "texts": 0,
               "unlabelled": list(out.sidecar["unlabelled"])}

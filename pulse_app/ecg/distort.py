@@ -68,7 +68,7 @@ def _sample(kind: str, rng: np.random.Generator) -> dict:
                              round(1.0 - 0.35 * s + cast[2], 3)]}
     if kind == "wrinkles":
         return {"count": int(rng.integers(8, 30)), "length_mm": _u(rng, 30, 110, 1),
-                "spread_mm": _u(rng, 1.5, 5.0), "strength": _u(rng, 0.05, 0.14),
+                "spread_mm": _u(rng, 1.5, 5.0), "strength": _u(rng, 0.08, 0.2),
                 "lift_mm": _u(rng, 0.2, 0.6), "view_deg": _u(rng, 0, 360, 1),
                 "light_deg": _u(rng, 0, 360, 1), "seed": int(rng.integers(2**31))}
     if kind == "creases":
