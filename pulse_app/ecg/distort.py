@@ -165,11 +165,10 @@ def _wrinkle_height(h: int, w: int, p: dict, lppm: float) -> np.ndarray:
         length = r.uniform(0.5, 1.5) * p["length_mm"] * lppm
         cx, cy, angle = r.uniform(0, w), r.uniform(0, h), r.uniform(0, np.pi)
         ux, uy = np.cos(angle), np.sin(angle)
-        reach = 4 * spread
-        x0 = int(max(0, min(cx - abs(ux) * length / 2, cx + abs(ux) * length / 2) - reach))
-        x1 = int(min(w, max(cx - abs(ux) * length / 2, cx + abs(ux) * length / 2) + reach + 1))
-        y0 = int(max(0, min(cy - abs(uy) * length / 2, cy + abs(uy) * length / 2) - reach))
-        y1 = int(min(h, max(cy - abs(uy) * length / 2, cy + abs(uy) * length / 2) + reach + 1))
+        half_w = abs(ux) * length / 2 + 4 * spread             # the fold's reach, low-res px
+        half_h = abs(uy) * length / 2 + 4 * spread
+        x0, x1 = int(max(0, cx - half_w)), int(min(w, cx + half_w + 1))
+        y0, y1 = int(max(0, cy - half_h)), int(min(h, cy + half_h + 1))
         if x1 <= x0 or y1 <= y0:
             continue
         yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
@@ -187,7 +186,7 @@ def _crease_height(h: int, w: int, p: dict, lppm: float) -> tuple[np.ndarray, np
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     height = np.zeros((h, w), np.float32)
     line = np.ones((h, w), np.float32)
-    spread = max(0.5, p.get("spread_mm", 10.0) * lppm)
+    spread = max(0.5, p["spread_mm"] * lppm)
     width = max(0.7, p["width_mm"] * lppm)
     ridges = p.get("ridge") or [1]
     for k, (x0, y0, x1, y1) in enumerate(p["lines"]):
@@ -221,15 +220,15 @@ def _paper_fields(shape, plan, ppm) -> tuple[np.ndarray | None, np.ndarray | Non
             height, line = _crease_height(h, w, p, lppm)
         # light: the slope along the light's direction brightens or darkens each facet
         gy, gx = np.gradient(height)
-        angle = np.deg2rad(p.get("light_deg", 45.0))
+        angle = np.deg2rad(p["light_deg"])
         slope = (gx * np.cos(angle) + gy * np.sin(angle)) * p["spread_mm"] * lppm
         # (paper under a lamp is not pure white: the flat sheet dims a little, so that the
         # facets turned to the light can be brighter than it)
         shade *= (1.0 - 0.4 * p["strength"]) * (1.0 + p["strength"] * np.clip(slope, -1.5, 1.5))
         if line is not None:
             shade *= line
-        view = np.deg2rad(p.get("view_deg", 90.0))
-        lift = p.get("lift_mm", 0.0) * ppm
+        view = np.deg2rad(p["view_deg"])
+        lift = p["lift_mm"] * ppm
         shift[..., 0] += lift * np.cos(view) * height
         shift[..., 1] += lift * np.sin(view) * height
     out = np.repeat(shade[:, :, None], 3, axis=2)

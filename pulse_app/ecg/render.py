@@ -230,7 +230,8 @@ def _put_text(img, text, x_px, y_px, height_px, thickness=1):
 class _FreeSpace:
     """Where text may go without touching trace ink: a coarse occupancy grid of the page (cells
     of ``cell`` px) marking every cell within ``clear_px`` of the traces' ink (conservatively:
-    line width, anti-aliasing and the rounding to cells included) or of a blocked box."""
+    line width, anti-aliasing and the rounding to cells included); texts placed so far are kept
+    as boxes, each to be cleared by as much."""
 
     def __init__(self, width: int, height: int, ppm: float, polylines, thickness: int,
                  clear_px: float):
@@ -244,14 +245,6 @@ class _FreeSpace:
         self.mask = cv2.dilate(self.mask, np.ones((size, size), np.uint8))
         self._integral = None
         self.placed: list[list[float]] = []
-
-    def block(self, box) -> None:
-        """Mark a page-pixel box (plus the clearance) as taken."""
-        c, m = self.cell, self.clear
-        x0, y0 = max(0, int((box[0] - m) // c)), max(0, int((box[1] - m) // c))
-        x1, y1 = int(np.ceil((box[2] + m) / c)), int(np.ceil((box[3] + m) / c))
-        self.mask[y0:y1 + 1, x0:x1 + 1] = 1
-        self._integral = None
 
     def _free(self, box) -> bool:
         c, m = self.cell, self.clear
@@ -312,6 +305,46 @@ class _FreeSpace:
         x, y = float(ox[k]), float(oy[k])
         self.placed.append([x + left, y + top, x + right, y + bottom])
         return x, y
+
+
+def _place_texts(record: Record, style: str, panels: list[dict], polylines, thickness: int,
+                 ppm: float, row_mm: float, speed: float, gain: float,
+                 size: tuple[int, int]) -> tuple[list[dict], list[str]]:
+    """The page's texts, placed: the header where it belongs (else the nearest free place close
+    by; if a trace crowds them all, where it belongs), then each lead's label in the free space
+    nearest its usual place (above the start of its trace), never touching ink. Returns the
+    texts (``text``, ``kind``, ``page_box``, and ``_draw``: origin, size, thickness) and the
+    panels left unlabelled."""
+    texts: list[dict] = []
+    space = _FreeSpace(*size, ppm, polylines, thickness, clear_px=LABEL_CLEARANCE_MM * ppm)
+    head_px, label_px = 2.8 * ppm, 3.0 * ppm
+    for text, kind, x_mm, y_mm in _header_texts(record, style, speed, gain):
+        extent = text_extent(text, head_px, 1)
+        x, y = int(round(x_mm * ppm)), int(round(y_mm * ppm))
+        where = space.place(extent, (x, y), (x - 5 * ppm, x + 40 * ppm), (y - 6 * ppm, y + 6 * ppm))
+        if where is None:
+            space.placed.append([x + extent[0], y + extent[1], x + extent[2], y + extent[3]])
+        x, y = where or (x, y)
+        box = [x + extent[0], y + extent[1], x + extent[2], y + extent[3]]
+        texts.append({"text": text, "kind": kind, "page_box": box, "_draw": (x, y, head_px, 1)})
+    label_thick = max(1, round(0.2 * ppm))
+    unlabelled: list[str] = []
+    for panel in panels:
+        extent = text_extent(panel["lead"], label_px, label_thick)
+        slot0, slot1 = panel["slot_px"]
+        x0, base_px = panel["x0_px"], panel["baseline_px"]
+        prefer = (x0 + 1.0 * ppm, base_px - min(0.33 * row_mm, 9.0) * ppm)
+        span = panel["x1_px"] - x0
+        where = (space.place(extent, prefer, (x0, x0 + 0.45 * span), (slot0, slot1))
+                 or space.place(extent, prefer, (x0, panel["x1_px"] - extent[2]), (slot0, slot1)))
+        if where is None:          # no free place on its row: left out (listed in the sidecar)
+            unlabelled.append(panel["name"])
+            continue
+        x, y = where
+        box = [x + extent[0], y + extent[1], x + extent[2], y + extent[3]]
+        texts.append({"text": panel["lead"], "kind": "lead_label", "panel": panel["name"],
+                      "page_box": box, "_draw": (x, y, label_px, label_thick)})
+    return texts, unlabelled
 
 
 def render_ecg(record: Record, *, layout: str = "3x4+II", speed_mm_s: float = 25.0,
@@ -401,39 +434,8 @@ def render_ecg(record: Record, *, layout: str = "3x4+II", speed_mm_s: float = 25
     pts = [np.round(p * 8).astype(np.int32).reshape(-1, 1, 2) for p in polylines]
     cv2.polylines(img, pts, False, INK, thickness, cv2.LINE_AA, shift=3)
 
-    # Texts: the header where it belongs, then each lead's label in the free space nearest its
-    # usual place (above the start of its trace), never touching ink.
-    texts: list[dict] = []
-    space = _FreeSpace(width, height, ppm, polylines, thickness, clear_px=LABEL_CLEARANCE_MM * ppm)
-    head_px, label_px = 2.8 * ppm, 3.0 * ppm
-    for text, kind, x_mm, y_mm in _header_texts(record, style, speed_mm_s, gain_mm_mV):
-        extent = text_extent(text, head_px, 1)
-        x, y = int(round(x_mm * ppm)), int(round(y_mm * ppm))
-        # where it belongs, else the nearest free place close by; if a trace crowds all of
-        # them, where it belongs (labels are then kept clear of it)
-        where = space.place(extent, (x, y), (x - 5 * ppm, x + 40 * ppm), (y - 6 * ppm, y + 6 * ppm))
-        if where is None:
-            space.placed.append([x + extent[0], y + extent[1], x + extent[2], y + extent[3]])
-        x, y = where or (x, y)
-        box = [x + extent[0], y + extent[1], x + extent[2], y + extent[3]]
-        texts.append({"text": text, "kind": kind, "page_box": box, "_draw": (x, y, head_px, 1)})
-    label_thick = max(1, round(0.2 * ppm))
-    unlabelled: list[str] = []
-    for panel in panels:
-        extent = text_extent(panel["lead"], label_px, label_thick)
-        slot0, slot1 = panel["slot_px"]
-        x0, base_px = panel["x0_px"], panel["baseline_px"]
-        prefer = (x0 + 1.0 * ppm, base_px - min(0.33 * row_mm, 9.0) * ppm)
-        span = panel["x1_px"] - x0
-        where = (space.place(extent, prefer, (x0, x0 + 0.45 * span), (slot0, slot1))
-                 or space.place(extent, prefer, (x0, panel["x1_px"] - extent[2]), (slot0, slot1)))
-        if where is None:          # no free place on its row: left out (listed in the sidecar)
-            unlabelled.append(panel["name"])
-            continue
-        x, y = where
-        box = [x + extent[0], y + extent[1], x + extent[2], y + extent[3]]
-        texts.append({"text": panel["lead"], "kind": "lead_label", "panel": panel["name"],
-                      "page_box": box, "_draw": (x, y, label_px, label_thick)})
+    texts, unlabelled = _place_texts(record, style, panels, polylines, thickness, ppm, row_mm,
+                                      speed_mm_s, gain_mm_mV, (width, height))
     for t in texts:
         x, y, size, thick = t.pop("_draw")
         if draw_text:
@@ -474,7 +476,8 @@ _NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
 
 def truth_numbers(record: Record) -> set[str]:
     """Every number of the record's ground truth as it could be printed: measurements and
-    requested findings (rate, PR, ST shifts), whole and with one decimal.
+    requested findings (rate, PR, ST shifts), whole, with one or two decimals, and as ``%g``
+    (sign dropped; "0" left out: every page has zeros).
 
     >>> sorted(truth_numbers(Record("r", np.zeros((10, 1)), 500.0, ["I"],
     ...                             measurements={"pr_ms": 162.0})))
