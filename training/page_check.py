@@ -13,8 +13,10 @@ a new seed per page) and, with ``--records``, real ones too (every 10th page). H
 clean (ink = any pixel darker than the paper, anti-aliasing included); the other half are folded
 (creases, wrinkles) and photographed at an angle (rotation, perspective, crop), where ink = the
 dark core of the line (every channel < 64: fold shading never gets paper that dark, the table
-around the page is green). Prints a table per
-layout; the exit status is 1 if any label touched ink.
+around the page is green). Prints a table per layout (labels: placed; label px: trace-ink pixels touching them; pages>0: pages where any did;
+unlabelled: panels with no free place for a label; texts, text px: the same for header lines;
+cut off: texts a photo's framing left outside the picture); the exit status is 1 if any label
+touched ink.
 """
 
 from __future__ import annotations
@@ -42,8 +44,9 @@ FOLDED = {"wrinkles": True, "creases": True, "rotation": {"background": [40, 200
 def text_ink_overlap(record, **render_kwargs) -> dict:
     """Trace-ink pixels inside the boxes of the page's texts (grown by 1 px), by text kind.
 
-    Returns ``{"label_px", "other_px", "labels", "texts", "unlabelled"}``: ink pixels touching
-    lead labels and other texts, how many labels and texts were drawn, panels left unlabelled.
+    Returns ``{"label_px", "other_px", "labels", "texts", "outside", "unlabelled"}``: ink pixels
+    touching lead labels and other texts, how many labels and other texts were drawn, how many
+    texts a photo's framing left outside the picture, panels left unlabelled.
     ``grid`` is forced to "none" (the grid does not move anything).
 
     >>> from pulse_app.ecg.simulate import ecg_simulate
@@ -57,19 +60,18 @@ def text_ink_overlap(record, **render_kwargs) -> dict:
     else:
         ink = out.pixels.max(axis=2) < 64
     h, w = ink.shape
-    result = {"label_px": 0, "other_px": 0, "labels": 0, "texts": 0,
+    result = {"label_px": 0, "other_px": 0, "labels": 0, "texts": 0, "outside": 0,
               "unlabelled": list(out.sidecar["unlabelled"])}
     for text in out.sidecar["texts"]:
+        label = text["kind"] == "lead_label"
+        result["labels" if label else "texts"] += 1
         x0, y0, x1, y1 = text["box"]
+        if x1 <= x0 or y1 <= y0:         # outside the picture (a photo that cut it off)
+            result["outside"] += 1
+            continue
         x0, y0 = max(0, int(np.floor(x0)) - 1), max(0, int(np.floor(y0)) - 1)
         x1, y1 = min(w, int(np.ceil(x1)) + 1), min(h, int(np.ceil(y1)) + 1)
-        touching = int(ink[y0:y1, x0:x1].sum())
-        if text["kind"] == "lead_label":
-            result["label_px"] += touching
-            result["labels"] += 1
-        else:
-            result["other_px"] += touching
-            result["texts"] += 1
+        result["label_px" if label else "other_px"] += int(ink[y0:y1, x0:x1].sum())
     return result
 
 
@@ -97,11 +99,12 @@ def main(argv=None) -> int:
         except PulseError as error:
             print(f"skipped {path}: {error}", file=sys.stderr)
     print(f"{'layout':14s}{'pages':>6s}{'real':>6s}{'labels':>8s}{'label px':>9s}{'pages>0':>8s}"
-          f"{'unlabelled':>11s}{'texts':>7s}{'text px':>8s}{'s/page':>8s}")
+          f"{'unlabelled':>11s}{'texts':>7s}{'text px':>8s}{'cut off':>8s}{'s/page':>8s}")
     worst = 0
     for layout in args.layouts:
         rng = np.random.default_rng([args.seed, sum(map(ord, layout))])
-        totals = {"label_px": 0, "other_px": 0, "labels": 0, "texts": 0, "unlabelled": 0}
+        totals = {"label_px": 0, "other_px": 0, "labels": 0, "texts": 0, "outside": 0,
+                  "unlabelled": 0}
         bad_pages = n_real = 0
         start = time.process_time()
         for k in range(args.pages):
@@ -113,7 +116,7 @@ def main(argv=None) -> int:
                 sim_seed = int(rng.integers(2**31))
                 record = ecg_simulate(random_findings(sim_seed), seed=sim_seed, noise_mV=0.01)
             got = text_ink_overlap(record, **settings)
-            for key in ("label_px", "other_px", "labels", "texts"):
+            for key in ("label_px", "other_px", "labels", "texts", "outside"):
                 totals[key] += got[key]
             totals["unlabelled"] += len(got["unlabelled"])
             bad_pages += got["label_px"] > 0
@@ -121,7 +124,7 @@ def main(argv=None) -> int:
         worst = max(worst, totals["label_px"])
         print(f"{layout:14s}{args.pages:6d}{n_real:6d}{totals['labels']:8d}{totals['label_px']:9d}"
               f"{bad_pages:8d}{totals['unlabelled']:11d}{totals['texts']:7d}{totals['other_px']:8d}"
-              f"{per_page:8.3f}")
+              f"{totals['outside']:8d}{per_page:8.3f}")
     print("labels touching trace ink: " + ("none" if worst == 0 else "YES"))
     return 0 if worst == 0 else 1
 

@@ -19,8 +19,8 @@ The time window is as much of the record as fits the paper: 10 s at 25 mm/s, 5 s
 Texts: a header in one of :data:`HEADER_STYLES` (only what the record has: age and sex, the
 machine's measurements, date, device; never made up), and each panel's lead label, placed in the
 free space nearest its usual spot (above the start of the trace) at least
-:data:`LABEL_CLEARANCE_MM` from any trace ink; a panel with no such space anywhere in its row is
-left unlabelled (listed in the sidecar's ``unlabelled``). Teaching pages use ``header="neutral"``
+:data:`LABEL_CLEARANCE_MM` from any trace ink (on a crowded row, smaller); a panel with no such
+space anywhere in its row is left unlabelled (listed in the sidecar's ``unlabelled``). Teaching pages use ``header="neutral"``
 (speed and gain only); :func:`revealing_texts` lists the texts of a page that give a record's
 ground truth away.
 
@@ -312,7 +312,8 @@ def _place_texts(record: Record, style: str, panels: list[dict], polylines, thic
                  size: tuple[int, int]) -> tuple[list[dict], list[str]]:
     """The page's texts, placed: the header where it belongs (else the nearest free place close
     by; if a trace crowds them all, where it belongs), then each lead's label in the free space
-    nearest its usual place (above the start of its trace), never touching ink. Returns the
+    nearest its usual place (above the start of its trace; on a crowded row anywhere on it, at
+    7/10 of the size if need be), never touching ink. Returns the
     texts (``text``, ``kind``, ``page_box``, and ``_draw``: origin, size, thickness) and the
     panels left unlabelled."""
     texts: list[dict] = []
@@ -330,20 +331,25 @@ def _place_texts(record: Record, style: str, panels: list[dict], polylines, thic
     label_thick = max(1, round(0.2 * ppm))
     unlabelled: list[str] = []
     for panel in panels:
-        extent = text_extent(panel["lead"], label_px, label_thick)
         slot0, slot1 = panel["slot_px"]
         x0, base_px = panel["x0_px"], panel["baseline_px"]
         prefer = (x0 + 1.0 * ppm, base_px - min(0.33 * row_mm, 9.0) * ppm)
         span = panel["x1_px"] - x0
-        where = (space.place(extent, prefer, (x0, x0 + 0.45 * span), (slot0, slot1))
-                 or space.place(extent, prefer, (x0, panel["x1_px"] - extent[2]), (slot0, slot1)))
+        # near the start of the trace, else anywhere on its row, else the same smaller
+        for size, thick in ((label_px, label_thick), (0.7 * label_px, max(1, label_thick - 1))):
+            extent = text_extent(panel["lead"], size, thick)
+            where = (space.place(extent, prefer, (x0, x0 + 0.45 * span), (slot0, slot1))
+                     or space.place(extent, prefer, (x0, panel["x1_px"] - extent[2]),
+                                    (slot0, slot1)))
+            if where is not None:
+                break
         if where is None:          # no free place on its row: left out (listed in the sidecar)
             unlabelled.append(panel["name"])
             continue
         x, y = where
         box = [x + extent[0], y + extent[1], x + extent[2], y + extent[3]]
         texts.append({"text": panel["lead"], "kind": "lead_label", "panel": panel["name"],
-                      "page_box": box, "_draw": (x, y, label_px, label_thick)})
+                      "page_box": box, "_draw": (x, y, size, thick)})
     return texts, unlabelled
 
 
