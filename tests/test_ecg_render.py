@@ -11,6 +11,7 @@ import pytest
 from pulse_app.ecg.distort import KINDS, plan_distortions
 from pulse_app.ecg.records import STANDARD_LEADS, Record, read_record
 from pulse_app.ecg.render import paper_grid, render_ecg
+from pulse_app.ecg.simulate import ecg_simulate
 
 FS = 500.0
 
@@ -257,6 +258,31 @@ def test_grid_removal_leaves_no_grid(real):
     reddish = (px[..., 0] - px[..., 1]) > 30
     assert reddish.sum() == 0
     assert out.sidecar["grid"] == "red"     # what was asked; the distortion says it was removed
+
+
+def test_the_warp_is_rebuilt_from_the_sidecar():
+    """A folded photo's page -> image map comes back from its sidecar alone (what a consumer of
+    training pages uses to place beats): the lead boxes it gives are the sidecar's."""
+    from pulse_app.ecg.distort import warp_of
+
+    out = render_ecg(ecg_simulate(seed=4), distort=FOLDED_PHOTO, seed=9)
+    side = json.loads(json.dumps(out.sidecar))
+    warp = warp_of(side)
+    assert warp.shift is not None and np.abs(warp.shift).max() > 5
+    largest = 0.0
+    for panel in side["panels"]:
+        x = np.linspace(panel["x0_px"], panel["x1_px"], 50)
+        flat = np.c_[x, np.full(50, panel["baseline_px"])]
+        moved = warp.points(flat)
+        camera = np.c_[flat, np.ones(50)] @ np.array(side["page_to_image"]).T
+        off = np.hypot(*(moved - camera[:, :2] / camera[:, 2:]).T)
+        largest = max(largest, off.max())
+        assert off.max() < (2.0 + 0.6) * 200 / 25.4 * 1.2          # up to lift_mm, both folds
+        x0, y0, x1, y1 = side["leads"][panel["name"]]
+        inside = moved[(moved[:, 0] > 1) & (moved[:, 0] < side["width"] - 1)]
+        assert ((inside[:, 0] >= x0 - 1) & (inside[:, 0] <= x1 + 1) &
+                (inside[:, 1] >= y0 - 1) & (inside[:, 1] <= y1 + 1)).all(), panel["name"]
+    assert largest > 3          # the folds moved the baselines off the camera's homography
 
 
 def test_geometric_distortions_move_the_boxes_with_the_ink():

@@ -425,6 +425,18 @@ class PageWarp:
         return full_x, full_y, mx, my
 
 
+def warp_of(sidecar: dict) -> PageWarp:
+    """The page -> image map of a rendered page, rebuilt from its sidecar (every distortion's
+    parameters are recorded): ``warp_of(sidecar).points(xy)`` places page points (e.g. a beat
+    at a panel's baseline) exactly in the image, folds included; ``page_to_image`` alone is
+    the camera only."""
+    plan = {d["name"]: {k: v for k, v in d.items() if k != "name"} for d in sidecar["distortions"]}
+    shape = (int(sidecar["height"]), int(sidecar["width"]))
+    folds = {k: plan[k] for k in ("wrinkles", "creases") if k in plan}
+    _, shift = _paper_fields(shape, folds, float(sidecar["px_per_mm"]))
+    return PageWarp(np.asarray(sidecar["page_to_image"], np.float64), shift, shape)
+
+
 def apply_distortions(img: np.ndarray, plan: dict, ppm: float):
     """Apply ``plan`` (from :func:`plan_distortions`) to an RGB page.
 

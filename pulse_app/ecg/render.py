@@ -31,8 +31,8 @@ in the final image (moved with the paper's folds and the camera, clipped to the 
 caption, measurements, date or device; ``box`` in the image, ``page_box`` on the flat page);
 ``panels`` keeps each panel's time window, baseline, row slot and x range in page pixels, and
 ``page_to_image`` the 3×3 homography of the camera from page pixels to image pixels (identity
-without geometric distortions; folds move points by a few pixels more, see
-:class:`pulse_app.ecg.distort.PageWarp`).
+without geometric distortions); folds move points by up to ``lift_mm`` more:
+:func:`pulse_app.ecg.distort.warp_of` rebuilds the exact page -> image map from a sidecar.
 
 Example:
     >>> from pulse_app.ecg.simulate import ecg_simulate
