@@ -153,7 +153,8 @@ def run_serve_openai(args) -> int:
 
 SERVE_SETTINGS = ["host", "port", "model", "revision", "backend", "url", "api_key", "device",
                   "precision", "cache_dir", "data_dir", "db_url", "auth", "share", "concurrency",
-                  "queue_size", "temperature", "top_p", "max_new_tokens", "max_upload_mb"]
+                  "queue_size", "temperature", "top_p", "max_new_tokens", "max_upload_mb",
+                  "max_pixels", "examples_dir"]
 
 
 def add_serve_command(commands) -> None:

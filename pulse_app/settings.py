@@ -95,6 +95,9 @@ class Settings:
     max_upload_mb: float = _opt("PULSE_MAX_UPLOAD_MB", "largest accepted upload, in MB", 50.0)
     max_pixels: int = _opt("PULSE_MAX_PIXELS", "largest accepted image, in pixels (decoded)",
                            60_000_000)
+    examples_dir: str | None = _opt("PULSE_EXAMPLES_DIR", "folder of pictures for the Examples "
+                                    "tab (e.g. your own licensed ECG images); default: the "
+                                    "project's simulated pages in assets/examples")
 
     # -- serve-openai, diagnostics, hosting -------------------------------------------------------
     server_api_key: str | None = _opt("PULSE_SERVER_API_KEY", "serve-openai: require this key as "
@@ -128,6 +131,9 @@ class Settings:
                 raise ValueError(f"{f.name} must be one of {', '.join(choices)} "
                                  f"(got {getattr(self, f.name)!r}; env {f.metadata['env']})")
         self.generation_params()            # the same range checks as every request
+        if self.examples_dir and not Path(self.examples_dir).is_dir():
+            raise ValueError(f"examples_dir {self.examples_dir!r} is not a folder (env "
+                             "PULSE_EXAMPLES_DIR): point it at a folder of pictures, or unset it")
 
     def generation_params(self, **request) -> "GenerationParams":
         """The checked generation settings of one request: these settings' defaults, overridden
@@ -145,6 +151,11 @@ class Settings:
             raise TypeError(f"unknown generation settings: {sorted(unknown)}")
         values.update({k: v for k, v in request.items() if v is not None})
         return GenerationParams(**values)
+
+    @property
+    def examples_path(self) -> Path:
+        """The Examples tab's folder: ``examples_dir``, else ``assets/examples``."""
+        return Path(self.examples_dir) if self.examples_dir else ASSETS_DIR / "examples"
 
     @property
     def database_url(self) -> str:

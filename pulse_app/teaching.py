@@ -1,5 +1,6 @@
-"""Teaching cases: a synthetic ECG with chosen findings, drawn as a printed page, and its ground
-truth, kept on the server until a teacher reveals it.
+"""Teaching cases: a synthetic ECG with chosen findings, drawn as a printed page that gives
+nothing away (neutral header: no measurements, no diagnosis; checked from the renderer's sidecar),
+and its ground truth, kept on the server until a teacher reveals it.
 
 The web app's Teaching tab (:mod:`pulse_app.ui.teaching`) only maps its controls to a findings
 dict and calls :meth:`pulse_app.chat.ChatService.open_teaching_case`, which calls
@@ -47,7 +48,7 @@ def simulate_case(findings: dict, *, distort: str = "none", seed: int = 0
     """A printed synthetic 12-lead ECG with ``findings`` (the simulator's ``Findings`` fields)
     and its ground truth. Raises :class:`~pulse_app.errors.FindingsInvalid` for impossible
     requests."""
-    from pulse_app.ecg.render import render_ecg
+    from pulse_app.ecg.render import render_ecg, revealing_texts
     from pulse_app.ecg.simulate import Findings, ecg_simulate
     from pulse_app.errors import FindingsInvalid
 
@@ -60,7 +61,12 @@ def simulate_case(findings: dict, *, distort: str = "none", seed: int = 0
         raise FindingsInvalid(f"unknown finding in {sorted(findings)}",
                               hint="use the simulator's finding names") from error
     record = ecg_simulate(wanted, seed=int(seed), noise_mV=0.01)
-    return render_ecg(record, distort=distort, seed=int(seed)).image, truth_of(record)
+    page = render_ecg(record, distort=distort, seed=int(seed), header="neutral")
+    revealing = revealing_texts(page.sidecar, record)
+    if revealing:                       # never show a page that gives the answer away
+        raise FindingsInvalid(f"the page would print {revealing[0]!r} before Reveal",
+                              hint="report this as a bug; choose other findings meanwhile")
+    return page.image, truth_of(record)
 
 
 def truth_markdown(truth: dict | None) -> str:

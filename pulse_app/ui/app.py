@@ -21,7 +21,7 @@ from pulse_app.intake import RECORD_SUFFIXES
 from pulse_app.settings import Settings
 from pulse_app.ui import teaching, texts
 from pulse_app.ui.api import GPU_GROUP, add_model_api
-from pulse_app.ui.handlers import EMPTY_VIEW, EXAMPLES_DIR, PulseUI, example_paths
+from pulse_app.ui.handlers import EMPTY_VIEW, PulseUI, example_paths
 from pulse_app.ui.owner import browser_secret
 
 log = logging.getLogger(__name__)
@@ -70,7 +70,8 @@ def build_app(settings: Settings, *, chat=None) -> tuple[gr.Blocks, dict]:
                     page_note = gr.Markdown(visible=False, elem_id="page-note")
                     gr.Markdown(texts.UPLOAD_HELP)
                 with gr.Tab("Examples"):
-                    examples = gr.Gallery(value=example_paths(), show_label=False, columns=4,
+                    examples = gr.Gallery(value=example_paths(settings.examples_path),
+                                          show_label=False, columns=4,
                                           height=140, allow_preview=False, elem_id="examples")
                     gr.Markdown(texts.EXAMPLES_NOTE)
                 with gr.Tab("Teaching", elem_id="teaching-tab"):
@@ -181,7 +182,7 @@ def build_app(settings: Settings, *, chat=None) -> tuple[gr.Blocks, dict]:
         "server_port": settings.port,
         "share": settings.share,
         "max_file_size": f"{settings.max_upload_mb:g}mb",
-        "allowed_paths": [str(EXAMPLES_DIR)],
+        "allowed_paths": [str(settings.examples_path)],
         "theme": gr.themes.Soft(),
         "show_error": True,
     }

@@ -29,12 +29,11 @@ from pulse_app.answer import check_question
 from pulse_app.auth import is_owner_token, new_owner_token
 from pulse_app.chat import NO_EDIT, ChatService, clean_edit
 from pulse_app.errors import PulseError
-from pulse_app.settings import ASSETS_DIR, Settings
+from pulse_app.settings import Settings
 from pulse_app.teaching import TRUTH_KEY, truth_markdown
 from pulse_app.ui import texts
 from pulse_app.ui.owner import owner_for, owner_label
 
-EXAMPLES_DIR = ASSETS_DIR / "examples"
 #: The page's state before anything is uploaded.
 EMPTY_VIEW = {"draft": None, "session": None, "edit": dict(NO_EDIT), "corner": None}
 HIDDEN = "*Ground truth hidden: discuss the ECG with the model, then press Reveal.*"
@@ -92,10 +91,11 @@ def crop_from_clicks(edit: dict, first: tuple, second: tuple) -> list[int]:
             int(left0 + max(x0, x1)), int(top0 + max(y0, y1))]
 
 
-def example_paths() -> list[str]:
-    if not EXAMPLES_DIR.is_dir():
+def example_paths(folder: Path) -> list[str]:
+    """The pictures of the Examples tab (``Settings.examples_path``)."""
+    if not folder.is_dir():
         return []
-    return sorted(str(p) for p in EXAMPLES_DIR.iterdir()
+    return sorted(str(p) for p in folder.iterdir()
                   if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
 
 
@@ -204,7 +204,8 @@ class PulseUI:
         return self.show_draft(draft, page_note)
 
     def use_example(self, token, evt: gr.SelectData, request: gr.Request):
-        return self.upload(token, [example_paths()[evt.index]], 1, request)
+        return self.upload(token, [example_paths(self.settings.examples_path)[evt.index]], 1,
+                           request)
 
     def teaching_case(self, token, findings: dict, distort: str, seed, request: gr.Request):
         """A simulated teaching ECG as a new draft (the truth stays in the core)."""
