@@ -43,6 +43,24 @@ def truth_of(record) -> dict:
             "findings": json.loads(json.dumps(record.findings, default=float))}
 
 
+def record_of(truth: dict):
+    """A case's truth as a signal-less simulated :class:`~pulse_app.ecg.records.Record`: what
+    the question builders (:mod:`pulse_app.questions`) and the answer checker read.
+
+    >>> record_of({"labels": ["sinus rhythm"], "measurements": {"pr_ms": 160.0}}).source
+    'simulator'
+    """
+    import numpy as np
+
+    from pulse_app.ecg.records import STANDARD_LEADS, Record
+
+    return Record("teaching-case", np.zeros((0, 12), "float32"), 500.0, list(STANDARD_LEADS),
+                  source="simulator", labels=list(truth.get("labels") or []),
+                  measurements={k: v for k, v in (truth.get("measurements") or {}).items()
+                                if v is not None},
+                  findings=dict(truth.get("findings") or {}))
+
+
 def simulate_case(findings: dict, *, distort: str = "none", seed: int = 0
                   ) -> tuple["Image", dict]:
     """A printed synthetic 12-lead ECG with ``findings`` (the simulator's ``Findings`` fields)
