@@ -48,6 +48,7 @@ from pulse_app.store import SessionRecord, SessionSummary, Store, TurnRecord
 
 if TYPE_CHECKING:
     from pulse_app.engine.backend import Backend, ModelInfo
+    from pulse_app.teaching import Case
 
 #: An edit of a picture: quarter turns, fine angle (degrees), crop box in rotated pixels or None.
 NO_EDIT = {"rotate90": 0, "angle_deg": 0.0, "crop": None}
@@ -194,13 +195,21 @@ class ChatService:
 
     def open_teaching_case(self, owner: str, findings: dict, *, distort: str = "none",
                           seed: int = 0) -> Draft:
-        """A simulated ECG with ``findings`` as a new draft; its ground truth stays with it."""
-        from pulse_app.teaching import TRUTH_KEY, simulate_case
+        """A simulated ECG with ``findings`` as a new draft; its ground truth stays with it,
+        its code (``source["case"]``) opens the same page for anyone."""
+        from pulse_app.teaching import Case
 
-        image, truth = simulate_case(findings, distort=distort, seed=seed)
+        return self.open_case(owner, Case.make(findings, seed=int(seed), distort=distort))
+
+    def open_case(self, owner: str, case: "Case | str") -> Draft:
+        """A teaching case (a :class:`~pulse_app.teaching.Case` or its code) as a new draft."""
+        from pulse_app.teaching import TRUTH_KEY, Case, case_page
+
+        case = Case.from_code(case) if isinstance(case, str) else case
+        image, truth = case_page(case)
         return self._new_draft(owner, image, {"filename": None, "format": "simulated",
-                                              "page": 1, "pages": 1, "seed": int(seed),
-                                              "distort": distort},
+                                              "page": 1, "pages": 1, "seed": case.seed,
+                                              "distort": case.distort, "case": case.code},
                                "Teaching ECG", {TRUTH_KEY: truth})
 
     def new_chat(self, owner: str, session_id: str) -> Draft:
@@ -272,6 +281,33 @@ class ChatService:
         """A stored session's params (no images loaded)."""
         return dict(self.store.get_session(owner, session_id, turns=False,
                                            images=False).params)
+
+    def teaching_case(self, owner: str, *, draft_id: str | None = None,
+                      session_id: str | None = None) -> tuple[dict | None, str | None]:
+        """(truth, case code) of the teaching case shown as a stored session or else a draft;
+        (None, None) for anything else."""
+        from pulse_app.teaching import TRUTH_KEY
+
+        if session_id:
+            params = self.session_params(owner, session_id)
+        elif draft_id:
+            draft = self.drafts.get(owner, draft_id)
+            params = {**draft.extra, "source": draft.source}
+        else:
+            return None, None
+        return params.get(TRUTH_KEY), (params.get("source") or {}).get("case")
+
+    def check_teaching_answers(self, owner: str, session_id: str) -> list | None:
+        """The model's answers in a stored teaching session checked against its truth
+        (:func:`pulse_app.answer_check.check_case`); None for a session without a truth."""
+        from pulse_app.answer_check import check_case
+        from pulse_app.teaching import TRUTH_KEY
+
+        session = self.store.get_session(owner, session_id, images=False)
+        truth = (session.params or {}).get(TRUTH_KEY)
+        if not truth:
+            return None
+        return check_case([(t.answer, t.model_label) for t in session.turns], truth)
 
     def rename(self, owner: str, session_id: str, title: str) -> None:
         self.store.rename(owner, session_id, title)

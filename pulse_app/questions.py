@@ -137,6 +137,28 @@ def _yes_no(rng: random.Random, truth: bool, claim_true: str, claim_false: str) 
     return f"{_cap(claim_false)} Answer: no.", "no"
 
 
+#: How a multiple-choice question is put around its stem ``q`` and option lines ``o``.
+MCQ_STYLES = ["{q}\n{o}", "{q}\nOptions:\n{o}", "{q}\n{o}\nAnswer with the letter.",
+              "Answer the following multiple choice question. {q}\n{o}",
+              "{q} Choose one option.\n{o}"]
+
+
+def mcq_stem(question: str) -> str:
+    r"""The bare question of a multiple-choice instruction (no options, no answering hint).
+
+    >>> mcq_stem("Answer the following multiple choice question. What is the QRS axis?\nA. x")
+    'What is the QRS axis?'
+    """
+    stem = question.split("\n", 1)[0]
+    for style in MCQ_STYLES:
+        before, after = style.split("\n", 1)[0].split("{q}")
+        if before and stem.startswith(before):
+            stem = stem[len(before):]
+        if after and stem.endswith(after):
+            stem = stem[:-len(after)]
+    return stem
+
+
 def _mcq(rng: random.Random, question: str, correct: str, distractors: list[str],
          explanation: str) -> tuple[str, str, dict]:
     """Shuffle ``correct`` among three ``distractors``: (question with options, answer, meta)."""
@@ -145,9 +167,7 @@ def _mcq(rng: random.Random, question: str, correct: str, distractors: list[str]
     table = dict(zip(LETTERS, options))
     letter = LETTERS[options.index(correct)]
     lines = "\n".join(f"{k}. {v}" for k, v in table.items())
-    style = rng.choice(["{q}\n{o}", "{q}\nOptions:\n{o}", "{q}\n{o}\nAnswer with the letter.",
-                        "Answer the following multiple choice question. {q}\n{o}",
-                        "{q} Choose one option.\n{o}"])
+    style = rng.choice(MCQ_STYLES)
     answer = f"{explanation} Answer: {letter}. {correct}.".strip()    # reading, then the pick
     return style.format(q=question, o=lines), answer, {"answer": letter, "answer_text": correct,
                                                       "options": table}
