@@ -231,9 +231,6 @@ class ChatService:
         draft.edit = clean_edit(edit)
         return image
 
-    def draft_extra(self, owner: str, draft_id: str) -> dict:
-        return dict(self.drafts.get(owner, draft_id).extra)
-
     def _new_draft(self, owner: str, image: Image.Image, source: dict, title: str,
                    extra: dict | None = None) -> Draft:
         _check_owner(owner)

@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, page_ready, wait_for_picture_size
+from tests.test_browser import browser, page_ready, wait_for_picture_size  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.browser
 
@@ -27,15 +27,6 @@ def teaching_server(tmp_path_factory):
                                            model="offline-default", max_new_tokens=96))
     yield server
     server.close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    playwright_api = pytest.importorskip("playwright.sync_api")
-    with playwright_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 def picture_bytes(page, selector: str, base_url: str) -> bytes:

@@ -30,7 +30,7 @@ from pulse_app.auth import is_owner_token, new_owner_token
 from pulse_app.chat import NO_EDIT, ChatService, clean_edit
 from pulse_app.errors import PulseError
 from pulse_app.settings import Settings
-from pulse_app.teaching import TRUTH_KEY, truth_markdown
+from pulse_app.teaching import truth_markdown
 from pulse_app.ui import texts
 from pulse_app.ui.owner import owner_for, owner_label
 
@@ -351,11 +351,8 @@ class PulseUI:
 
     # -- teaching truth --
     def _truth(self, owner: str, view: dict) -> dict | None:
-        if view.get("session"):
-            return self.chat.session_params(owner, view["session"]).get(TRUTH_KEY)
-        if view.get("draft"):
-            return self.chat.draft_extra(owner, view["draft"]).get(TRUTH_KEY)
-        return None
+        return self.chat.teaching_case(owner, draft_id=view.get("draft"),
+                                       session_id=view.get("session"))[0]
 
     def reveal(self, token, view, request: gr.Request) -> str:
         """The Reveal button: the ground truth of the shown (or reopened) teaching ECG."""
