@@ -71,7 +71,7 @@ def test_a_shared_case_opens_the_same_image_in_another_browser(browser, teaching
         page_ready(other)
         wait_for_picture_size(other, 2200, 1700)
         assert picture_bytes(other, "#picture img", url) == original, "same code, same bytes"
-        assert code in other.locator("#teach-share").inner_text()
+        other.locator("#teach-share").get_by_text(code).wait_for()
         assert "flutter" not in other.locator("#teach-truth").inner_text()
 
         other.locator("#prompt-1").click()                  # "Rhythm": the mini model answers
@@ -123,14 +123,16 @@ def test_a_deck_presented_to_a_class_of_three(browser, teaching_server, artifact
         page.locator("#deck-present").click()
         page.locator("#present-title").get_by_text("Case 1 of 5").wait_for(timeout=30_000)
         assert not page.locator("#sidebar").is_visible(), "a clean presenter view"
+        page.locator("#present-class").get_by_text("answered this case").wait_for()
         class_code = re.search(r"class (\w{6})", page.locator("#present-class").inner_text())[1]
 
         # three students answer the rhythm question of case 1 from their own browsers
         rhythm = next(q for q in deck_questions(deck, 0) if q.kind == "rhythm")
         picks = [rhythm.answer, rhythm.answer, next(l for l in "ABCD" if l != rhythm.answer)]
-        for context, letter in zip(students, picks):
-            phone = context.new_page()
-            phone.goto(f"{url}?class={class_code}")
+        phones = [context.new_page() for context in students]
+        for phone in phones:
+            phone.goto(f"{url}?class={class_code}", wait_until="commit")
+        for phone, letter in zip(phones, picks):
             phone.locator("#student-title").get_by_text("case 1 of 5").wait_for(timeout=60_000)
             assert not phone.locator("#picture").is_visible(), "students see their questions only"
             phone.locator("#student-q1").get_by_text(f"{letter}. ", exact=False).first.click()
@@ -140,7 +142,7 @@ def test_a_deck_presented_to_a_class_of_three(browser, teaching_server, artifact
         assert "✅" not in page.locator("#present-answers").inner_text(), "nothing before Reveal"
 
         # the model answers, Reveal: truth, the model vs the truth, the class's answers
-        page.locator("#present-prompt-0").click()                 # full clinical report
+        page.locator("#present-prompt-1").click()                 # "Rhythm"
         page.locator("#present-chat").get_by_text("— pulse-mini").wait_for(timeout=60_000)
         page.locator("#present-reveal").click()
         page.locator("#present-truth").get_by_text("Simulated findings").wait_for()
@@ -152,12 +154,12 @@ def test_a_deck_presented_to_a_class_of_three(browser, teaching_server, artifact
         right = f"{rhythm.answer}. {rhythm.options[rhythm.answer]}"
         assert "2" in answers.locator("li").filter(has_text=right).first.inner_text()
         page.screenshot(path=str(artifacts / "teaching-presenter.png"), full_page=True)
-        students[0].pages[0].locator("#student-status").get_by_text("answers are closed").wait_for(
+        phones[0].locator("#student-status").get_by_text("answers are closed").wait_for(
             timeout=15_000)
 
         page.locator("#present-next").click()
         page.locator("#present-title").get_by_text("Case 2 of 5").wait_for()
-        students[1].pages[0].locator("#student-title").get_by_text("case 2 of 5").wait_for(
+        phones[1].locator("#student-title").get_by_text("case 2 of 5").wait_for(
             timeout=15_000)
         page.locator("#present-summary-box").click()
         assert "over 1 revealed case" in page.locator("#present-summary").inner_text()
