@@ -28,7 +28,7 @@ import re
 import struct
 import zlib
 
-from pulse_app.errors import PulseError
+from pulse_app.errors import FindingsInvalid, PulseError
 
 VERSION = 1
 #: What a code holds.
@@ -90,8 +90,6 @@ def decode(code: str) -> tuple[int, bytes]:
 def pack_case(findings: dict, *, seed: int, distort: str) -> bytes:
     """A canonical findings dict (whole bpm and ms, ST in hundredths of a mV; see
     :meth:`pulse_app.teaching.Case.make`), its seed and picture style as 12 bytes."""
-    from pulse_app.errors import FindingsInvalid
-
     st = [round(100 * float(findings.get("st", {}).get(t, 0.0))) for t in TERRITORIES]
     if any(abs(v) > 127 for v in st):
         raise FindingsInvalid("an ST shift beyond 1.27 mV cannot be shared",

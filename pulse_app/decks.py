@@ -102,8 +102,9 @@ def draw_case(level: str, rng: random.Random, used: set) -> Case:
             names = rng.sample(pool, rng.choice([2, 2, 3]))
             groups = [_GROUP.get(n, n) for n in names]
             if len(set(groups)) == len(groups) and not any(
-                    a in names and b in names for a, b in _CLASHES) and tuple(names) not in used:
-                used.add(tuple(names))
+                    a in names and b in names for a, b in _CLASHES) \
+                    and frozenset(names) not in used:
+                used.add(frozenset(names))
                 return Case.make(_combine(names, rng), seed=rng.randrange(10_000))
     if level == "subtle":
         names = [n for n in SUBTLE if n not in used] or list(SUBTLE)

@@ -24,7 +24,7 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from pulse_app.errors import PulseError
+from pulse_app.errors import FindingsInvalid, PulseError
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -70,9 +70,14 @@ def record_of(truth: dict):
                   findings=dict(truth.get("findings") or {}))
 
 
+def _check_picture(distort: str) -> None:
+    if distort not in DISTORTIONS:
+        raise FindingsInvalid(f"unknown picture style {distort!r}",
+                              hint=f"choose one of {', '.join(DISTORTIONS)}")
+
+
 def _findings(findings: dict):
     from pulse_app.ecg.simulate import Findings
-    from pulse_app.errors import FindingsInvalid
 
     try:
         return Findings(**findings)
@@ -94,11 +99,8 @@ def simulate_case(findings: dict, *, distort: str = "none", seed: int = 0
     and its ground truth. Raises :class:`~pulse_app.errors.FindingsInvalid` for impossible
     requests."""
     from pulse_app.ecg.render import render_ecg, revealing_texts
-    from pulse_app.errors import FindingsInvalid
 
-    if distort not in DISTORTIONS:
-        raise FindingsInvalid(f"unknown picture style {distort!r}",
-                              hint=f"choose one of {', '.join(DISTORTIONS)}")
+    _check_picture(distort)
     record = _simulate(findings, seed)
     page = render_ecg(record, distort=distort, seed=int(seed), header="neutral")
     revealing = revealing_texts(page.sidecar, record)
@@ -125,11 +127,8 @@ class Case:
         from dataclasses import asdict
 
         from pulse_app.codes import pack_case
-        from pulse_app.errors import FindingsInvalid
 
-        if distort not in DISTORTIONS:
-            raise FindingsInvalid(f"unknown picture style {distort!r}",
-                                  hint=f"choose one of {', '.join(DISTORTIONS)}")
+        _check_picture(distort)
         f = asdict(_findings(findings))
         f.update(rate_bpm=float(round(f["rate_bpm"])), pr_ms=float(round(f["pr_ms"])),
                  st={t: round(v, 2) for t, v in sorted(f["st"].items()) if round(v, 2)},
