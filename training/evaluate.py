@@ -64,7 +64,9 @@ def infer_meta(sample, label_space=None) -> dict:
         return meta
     reference = sample.reference.strip()
     if label_space:
-        labels = [l for l in label_space if l in reference]
+        from training.ecgbench.paper import substring_labels
+
+        labels = substring_labels(reference, label_space)
         meta.update(score="labels", labels=labels, answer=labels, vocabulary=list(label_space),
                     match="substring", qtype="open")
         meta.setdefault("task", "labels")
@@ -274,6 +276,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     bench.add_argument("--judge-cache", help="SQLite cache of judge replies (default: "
                        "<cache dir>/judge-cache.sqlite)")
     bench.add_argument("--judge-concurrency", type=int, default=8)
+    bench.add_argument("--judge-retries", type=int, default=2, help="re-asks when a reply is "
+                       "not a JSON object")
+    bench.add_argument("--judge-max-tokens", type=int, default=1024)
 
 
 def batch_size_arg(value: str) -> int | str:
@@ -299,7 +304,8 @@ def make_judges(args) -> list:
             raise PulseError(f"judge {model!r} has no server", hint="pass --judge-url URL or "
                              "--judge-model MODEL@URL")
         judges.append(Judge(OpenAIBackend(url, model, settings.judge_api_key,
-                                          settings.timeout_s), cache))
+                                          settings.timeout_s), cache,
+                            retries=args.judge_retries, max_tokens=args.judge_max_tokens))
     return judges
 
 

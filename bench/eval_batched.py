@@ -1,0 +1,71 @@
+"""Evaluation speed: questions per second of the batched runner vs the per-item runner.
+
+Baseline, measured in the same run on the same items and the same loaded model: the per-item
+runner (``batch_size=1``: one streamed answer at a time, what ``training.evaluate`` did before
+batching). Items: held-out simulated questions of every task and question type (the project's
+generated questions, balanced), answered greedily by the shipped mini model
+(``assets/pulse-mini``) on the CPU. Checks that both runners give the same answers.
+
+    python -m bench.eval_batched [--items 128] [--batch-size auto] [--rounds 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+
+from pulse_app.engine.backend import GenerationParams
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--items", type=int, default=128, help="questions answered per runner")
+    parser.add_argument("--records", type=int, default=16, help="simulated held-out records")
+    parser.add_argument("--batch-size", default="auto", help="batched runner (auto: device)")
+    parser.add_argument("--max-new-tokens", type=int, default=128)
+    parser.add_argument("--rounds", type=int, default=1, help="per-item, batched, repeated")
+    parser.add_argument("--model", default="offline-default")
+    args = parser.parse_args(argv)
+
+    import torch
+
+    from training.evaluate import balanced_subset, heldout_split, load_backend
+    from training.generation import Request, run_requests
+    from training.instruct import read_samples
+
+    with tempfile.TemporaryDirectory(prefix="pulse-bench-eval-") as folder:
+        data = heldout_split(folder, records=args.records)
+        samples = balanced_subset(read_samples(data), args.items)
+        backend = load_backend(args.model, device="cpu")
+        params = GenerationParams(temperature=0.0, max_new_tokens=args.max_new_tokens, seed=0)
+        requests = [Request(f"{i}|{s.id}", s.image, [s.question], history=s.turns[:-1],
+                            group=f"{s.meta.get('task')}/{s.meta.get('qtype')}")
+                    for i, s in enumerate(samples)]
+        size = args.batch_size if args.batch_size == "auto" else int(args.batch_size)
+        run_requests(backend, requests[:4], image_root=data.parent, params=params,
+                     batch_size=size, progress=False)                       # warm-up
+        seconds = {"per-item": 0.0, "batched": 0.0}
+        answers = {}
+        for _ in range(args.rounds):
+            for name, batch in (("per-item", 1), ("batched", size)):
+                start = time.perf_counter()
+                answers[name] = run_requests(backend, requests, image_root=data.parent,
+                                             params=params, batch_size=batch, progress=False)
+                seconds[name] += time.perf_counter() - start
+    n = len(requests) * args.rounds
+    same = sum(answers["per-item"][r.id] == answers["batched"][r.id] for r in requests)
+    rate = {name: n / s for name, s in seconds.items()}
+    print(f"model: {backend.info().label}; {len(requests)} questions x {args.rounds} round(s), "
+          f"greedy, max {args.max_new_tokens} new tokens; torch threads "
+          f"{torch.get_num_threads()}; batch size {backend.batch_size(size)}")
+    print(f"per-item runner (baseline): {rate['per-item']:.2f} questions/s "
+          f"({seconds['per-item']:.1f} s)")
+    print(f"batched runner:             {rate['batched']:.2f} questions/s "
+          f"({seconds['batched']:.1f} s)")
+    print(f"ratio batched / per-item: {rate['batched'] / rate['per-item']:.2f}x; "
+          f"identical answers: {same}/{len(requests)}")
+
+
+if __name__ == "__main__":
+    main()
