@@ -133,3 +133,40 @@ def test_judged_subsets_through_a_real_server_then_all_from_the_cache(mini_bench
     assert main(args) == 0
     again = json.loads((out / "results.json").read_text())["judge_cache"]
     assert again == {"hits": 8, "misses": 0, "requests": 0}
+
+
+def test_two_judges_give_an_agreement_table(mini_bench, tmp_path, monkeypatch, capsys):
+    """Judgements replayed from the cache (filled here with hand-written JSON replies for the
+    exact prompts), so no judge server is contacted; the answers are the mini model's."""
+    from training.ecgbench.judge import Judgement, JudgeCache
+    from training.ecgbench.run import judge_prompts
+
+    monkeypatch.setenv("PULSE_CACHE_DIR", str(tmp_path / "cache"))
+    out, cache_file = tmp_path / "out", tmp_path / "judge.sqlite"
+    args = ["--benchmark", "ecgbench", "--data", str(mini_bench), "--subset", "report,arena",
+            "--model", "offline-default", "--device", "cpu", "--max-new-tokens", "16",
+            "--out", str(out), "--scoring", "strict"]
+    assert main(args) == 0                                       # answers only, no judge
+    cache = JudgeCache(cache_file)
+    for subset, aspects in (("ptb-test-report", ("Diagnosis", "Waveform", "Rhythm")),
+                            ("arena", ("Accuracy", "Completeness", "Instruction Adherence"))):
+        items = read_subset(mini_bench, subset)
+        answers = [json.loads(l)["answers"]
+                   for l in (out / "answers" / f"{subset}.jsonl").read_text().splitlines()]
+        prompts, _, _ = judge_prompts(subset, items, answers, "strict")
+        for n, prompt in enumerate(prompts):
+            for judge, score in (("judge-a", 2 + 4 * n), ("judge-b", 3 + 4 * n)):
+                reply = json.dumps({a: {"Score": score, "Explanation": "."} for a in aspects})
+                cache.put(judge, prompt, Judgement(reply, json.loads(reply)))
+    cache.close()
+    dead = f"http://127.0.0.1:{_free_port()}/v1"                 # nothing listens there
+    assert main(args + ["--judge-url", dead, "--judge-model", "judge-a", "--judge-model",
+                        "judge-b", "--judge-cache", str(cache_file)]) == 0
+    printed = capsys.readouterr().out
+    assert "Judge agreement" in printed
+    results = json.loads((out / "results.json").read_text())
+    assert results["judge_cache"]["requests"] == 0
+    report = results["subsets"]["ptb-test-report"]
+    assert report["scores"]["strict"]["judge-a"]["metrics"]["Report Score"] == 40.0   # 20, 60
+    assert report["scores"]["strict"]["judge-b"]["metrics"]["Report Score"] == 50.0   # 30, 70
+    assert report["agreement"]["n"] == 2 and report["agreement"]["mean_abs_diff"] == 10.0

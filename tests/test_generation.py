@@ -116,3 +116,20 @@ def test_a_missing_image_is_one_clear_line(tiny_backend, pages):
     with pytest.raises(PulseError, match="image gone.png of x not found under"):
         run_requests(tiny_backend, [Request("x", "gone.png", ["Rate?"])], image_root=folder,
                      params=GREEDY, batch_size=1, progress=False)
+
+
+def test_a_question_too_long_for_the_model_is_recorded_not_fatal(tiny_backend, pages, tmp_path,
+                                                                   capsys):
+    folder, names = pages
+    path = tmp_path / "answers.jsonl"
+    context = tiny_backend._model.config.text_config.max_position_embeddings
+    requests = [Request("ok", names[0], ["Rate?"]),
+                Request("long", names[0], ["Rate? " * context])]
+    for batch_size in (4, 1):
+        path.unlink(missing_ok=True)
+        answers = run_requests(tiny_backend, requests, image_root=folder, params=GREEDY,
+                               answers_path=path, batch_size=batch_size, progress=False)
+        assert answers["ok"][0] and answers["long"] == [""]
+        rows = {r["id"]: r for r in map(json.loads, path.read_text().splitlines())}
+        assert "too long" in rows["long"]["errors"][0] and "errors" not in rows["ok"]
+        assert "1 question(s) got no answer" in capsys.readouterr().err

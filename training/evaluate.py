@@ -233,8 +233,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "tiny-untrained (local); the served model's name with --backend openai")
     parser.add_argument("--data", help="ECGInstruct-format file (default: simulate a held-out "
                         "split); with --benchmark ecgbench: the ECGBench folder")
-    parser.add_argument("--image-root", help="folder image paths are relative to (default: the "
-                        "data file's folder; ECGBench: <data>/images, else <data>)")
+    parser.add_argument("--image-root", "--images", help="folder image paths are relative to "
+                        "(default: the data file's folder; ECGBench: <data>/images, else <data>)")
     parser.add_argument("--train", help="train split for the majority baseline (default: the "
                         "evaluated data)")
     parser.add_argument("--compare", help="a second model scored alongside (e.g. tiny-untrained)")
@@ -288,7 +288,6 @@ def batch_size_arg(value: str) -> int | str:
 def make_judges(args) -> list:
     """One :class:`training.ecgbench.judge.Judge` per ``--judge-model``, sharing one cache."""
     from pulse_app.engine.openai_compat import OpenAIBackend
-    from pulse_app.errors import PulseError
     from pulse_app.settings import Settings
     from training.ecgbench.judge import Judge, JudgeCache
 
@@ -297,7 +296,11 @@ def make_judges(args) -> list:
     settings = Settings.load()
     cache = JudgeCache(args.judge_cache or Path(settings.cache_dir) / "judge-cache.sqlite")
     judges = []
-    for spec in args.judge_model[:2]:
+    names = [spec.partition("@")[0] for spec in args.judge_model]
+    if len(names) > 2 or len(set(names)) < len(names):
+        raise PulseError("give one judge, or two different ones for an agreement table",
+                         hint="e.g. --judge-model gpt-4o --judge-model claude@https://...")
+    for spec in args.judge_model:
         model, _, url = spec.partition("@")
         url = url or args.judge_url
         if not url:

@@ -12,7 +12,10 @@ own earlier answers as history (ECG Arena's multi-turn questions), after optiona
   ``bench/eval_batched.py`` measures the batches against);
 - resumably: each finished request is appended to a JSON-lines file at once, and a re-run with
   the same model and settings answers only the missing ones;
-- with a tqdm progress bar on stderr (questions answered).
+- with a tqdm progress bar on stderr (questions answered on a terminal);
+- a question the model cannot take (e.g. a conversation longer than its context) gets an empty
+  answer and its error in the answers file (``errors``), so one item never ends a long run;
+  an unreachable server, a missing image or a full GPU still stop it.
 
 >>> answers = run_requests(backend, [Request("q1", "img.png", ["Rate?"])], image_root=".")  # doctest: +SKIP
 >>> answers["q1"]                                                                       # doctest: +SKIP
@@ -22,6 +25,7 @@ own earlier answers as history (ECG Arena's multi-turn questions), after optiona
 from __future__ import annotations
 
 import json
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -30,7 +34,10 @@ from typing import Sequence
 
 from pulse_app.conversation import Turn
 from pulse_app.engine.backend import GenerationParams, answer
-from pulse_app.errors import PulseError
+from pulse_app.errors import BackendUnreachable, HardwareError, ModelUnavailable, PulseError
+
+#: Errors that end a run (everything else is one item's problem, recorded with its answer).
+FATAL = (BackendUnreachable, HardwareError, ModelUnavailable)
 
 
 class AnswersMismatch(PulseError):
@@ -88,14 +95,18 @@ class _Writer:
     def __init__(self, path: str | Path | None, key: dict, params: GenerationParams):
         self.path, self.key, self.params = (Path(path) if path else None), key, params.as_dict()
         self.lock = threading.Lock()
+        self.errors: list[str] = []
         if self.path:
             self.path.parent.mkdir(parents=True, exist_ok=True)
 
-    def write(self, request: Request, answers: list[str]) -> None:
+    def write(self, request: Request, answers: list[str], errors: list[str] = ()) -> None:
+        self.errors += [f"{request.id} {e}" for e in errors]
         if not self.path:
             return
         row = {"id": request.id, **self.key, "params": self.params,
                "questions": request.questions, "answers": answers}
+        if errors:
+            row["errors"] = list(errors)
         with self.lock, self.path.open("a", encoding="utf-8") as f:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
 
@@ -152,29 +163,39 @@ def run_requests(backend, requests: Sequence[Request], *, image_root: str | Path
                                      backend.batch_size(batch_size), writer, bar))
         elif hasattr(backend, "generate_batch"):           # the per-item runner
             for request in todo:
-                done[request.id] = _answer_one(backend, request, image_root, params, bar)
-                writer.write(request, done[request.id])
+                done[request.id], errors = _answer_one(backend, request, image_root, params, bar)
+                writer.write(request, done[request.id], errors)
         else:
             with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
                 def work(request):
-                    answers = _answer_one(backend, request, image_root, params, bar)
-                    writer.write(request, answers)
+                    answers, errors = _answer_one(backend, request, image_root, params, bar)
+                    writer.write(request, answers, errors)
                     return request.id, answers
                 done.update(pool.map(work, todo))
     finally:
         bar.close()
+    if writer.errors:
+        print(f"{label}: {len(writer.errors)} question(s) got no answer (empty, scored as "
+              f"unparsed), e.g. {writer.errors[0]}", file=sys.stderr)
     return {r.id: done[r.id] for r in requests}
 
 
 def _answer_one(backend, request: Request, image_root: Path, params: GenerationParams,
-                bar) -> list[str]:
+                bar) -> tuple[list[str], list[str]]:
+    """A request's answers, one streamed answer at a time, and the errors of its questions."""
     image = _open_image(image_root, request)
-    history, answers = list(request.history), []
+    history, answers, errors = list(request.history), [], []
     for question in request.questions:
-        answers.append(answer(backend, image, history, question, params))
+        try:
+            answers.append(answer(backend, image, history, question, params))
+        except FATAL:
+            raise
+        except PulseError as error:
+            answers.append("")
+            errors.append(f"question {len(answers)}: {error}")
         history.append(Turn(question, answers[-1]))
         bar.update(1)
-    return answers
+    return answers, errors
 
 
 def _run_batched(backend, requests: list[Request], image_root: Path, params: GenerationParams,
@@ -182,6 +203,7 @@ def _run_batched(backend, requests: list[Request], image_root: Path, params: Gen
     """Turn by turn (a later turn needs the earlier answers), batches of similar requests."""
     sizes = {r.id: _image_size(image_root, r) for r in requests}
     answers: dict[str, list[str]] = {r.id: [] for r in requests}
+    errors: dict[str, list[str]] = {r.id: [] for r in requests}
     turns = max((len(r.questions) for r in requests), default=0)
     for turn in range(turns):
         pending = [r for r in requests if len(r.questions) > turn]
@@ -194,14 +216,27 @@ def _run_batched(backend, requests: list[Request], image_root: Path, params: Gen
                 part = [r for r in batch if (r.image is not None) == with_image]
                 if not part:
                     continue
+                images = [_open_image(image_root, r) for r in part]
                 histories = [list(r.history) + [Turn(q, a) for q, a in
                                                 zip(r.questions, answers[r.id])] for r in part]
-                texts = backend.generate_batch([_open_image(image_root, r) for r in part],
-                                               histories, [r.questions[turn] for r in part],
-                                               params)
+                questions = [r.questions[turn] for r in part]
+                try:
+                    texts = backend.generate_batch(images, histories, questions, params)
+                except FATAL:
+                    raise
+                except PulseError:                  # find the item(s) at fault, one by one
+                    texts = []
+                    for r, image, history, question in zip(part, images, histories, questions):
+                        try:
+                            texts += backend.generate_batch([image], [history], [question], params)
+                        except FATAL:
+                            raise
+                        except PulseError as error:
+                            texts.append("")
+                            errors[r.id].append(f"question {turn + 1}: {error}")
                 for r, text in zip(part, texts):
                     answers[r.id].append(text)
                     if len(answers[r.id]) == len(r.questions):
-                        writer.write(r, answers[r.id])
+                        writer.write(r, answers[r.id], errors[r.id])
                 bar.update(len(part))
     return answers

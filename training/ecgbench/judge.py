@@ -137,11 +137,8 @@ class Judge:
 
     @property
     def model(self) -> str:
-        return self.backend.info().model_id
-
-    @property
-    def label(self) -> str:
-        return self.backend.info().label
+        """The judge model's name (the cache key): as configured, else the server's first."""
+        return getattr(self.backend, "model", None) or self.backend.info().model_id
 
     def _ask(self, prompt: str) -> str:
         for attempt in range(self.transport_retries + 1):

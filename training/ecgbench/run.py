@@ -279,20 +279,26 @@ def print_table(results: dict, console=None) -> None:
             for s in scores:
                 for note in s.get("notes", []):
                     console.print(f"- {SUBSETS[name].title}, {mode}: {note}")
-        if entry.get("agreement"):
-            a = entry["agreement"]
-            console.print(f"- {SUBSETS[name].title}, judge agreement over {a['n']} items: "
-                          f"means {a.get('mean_first', 0):.1f} vs {a.get('mean_second', 0):.1f}, "
-                          f"mean |diff| {a.get('mean_abs_diff', 0):.1f}, Pearson "
-                          f"{_fmt(a.get('pearson'))}, Spearman {_fmt(a.get('spearman'))}; per "
-                          "aspect exact / weighted kappa: " + ", ".join(
-                              f"{k} {v['exact']:.2f} / {_fmt(v['kappa'])}"
-                              for k, v in a.get("aspects", {}).items()))
+    agreements = {name: e["agreement"] for name, e in results["subsets"].items()
+                  if e.get("agreement")}
+    if agreements:
+        first, second = results["judges"][:2]
+        table = Table(title=f"Judge agreement (strict scores): {first} vs {second}")
+        for column in ("Dataset", "n", f"mean {first}", f"mean {second}", "mean |diff|",
+                       "Pearson", "Spearman", "aspect: exact / weighted kappa"):
+            table.add_column(column, justify="left" if column == "Dataset" else "right")
+        for name, a in agreements.items():
+            aspects = "; ".join(f"{k} {v['exact']:.2f} / {_fmt(v['kappa'])}"
+                                for k, v in a.get("aspects", {}).items())
+            table.add_row(SUBSETS[name].title, str(a["n"]), _fmt(a.get("mean_first"), 1),
+                          _fmt(a.get("mean_second"), 1), _fmt(a.get("mean_abs_diff"), 1),
+                          _fmt(a.get("pearson")), _fmt(a.get("spearman")), aspects or "-")
+        console.print(table)
     if results.get("judge_cache"):
         c = results["judge_cache"]
         console.print(f"- judge cache: {c['hits']} hits, {c['misses']} misses, "
                       f"{c['requests']} requests sent")
 
 
-def _fmt(value) -> str:
-    return "n/a" if value is None else f"{value:.2f}"
+def _fmt(value, digits: int = 2) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
