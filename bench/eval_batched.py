@@ -2,11 +2,16 @@
 
 Baseline, measured in the same run on the same items and the same loaded model: the per-item
 runner (``batch_size=1``: one streamed answer at a time, what ``training.evaluate`` did before
-batching). Items: held-out simulated questions of every task and question type (the project's
+batching). Rounds alternate the two runners; both wall-clock and this process's CPU time are
+reported (on a machine shared with other jobs the CPU-time ratio is the steadier one). Items: held-out simulated questions of every task and question type (the project's
 generated questions, balanced), answered greedily by the shipped mini model
 (``assets/pulse-mini``) on the CPU. Checks that both runners give the same answers.
 
-    python -m bench.eval_batched [--items 128] [--batch-size auto] [--rounds 1]
+    python -m bench.eval_batched [--items 128] [--batch-size auto] [--rounds 1] [--threads N]
+
+On a CPU shared with other busy processes, use ``--threads 1``: with two threads every batched
+matrix product waits at OpenMP barriers for a core the scheduler gave to someone else (measured:
+8.2 CPU s instead of 1.1 for one batch of 16), which says nothing about the runner.
 """
 
 from __future__ import annotations
@@ -26,9 +31,14 @@ def main(argv=None) -> None:
     parser.add_argument("--max-new-tokens", type=int, default=128)
     parser.add_argument("--rounds", type=int, default=1, help="per-item, batched, repeated")
     parser.add_argument("--model", default="offline-default")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's, one "
+                        "per core)")
     args = parser.parse_args(argv)
 
     import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     from training.evaluate import balanced_subset, heldout_split, load_backend
     from training.generation import Request, run_requests
@@ -46,25 +56,27 @@ def main(argv=None) -> None:
         run_requests(backend, requests[:4], image_root=data.parent, params=params,
                      batch_size=size, progress=False)                       # warm-up
         seconds = {"per-item": 0.0, "batched": 0.0}
+        cpu = dict(seconds)
         answers = {}
         for _ in range(args.rounds):
             for name, batch in (("per-item", 1), ("batched", size)):
-                start = time.perf_counter()
+                start, start_cpu = time.perf_counter(), time.process_time()
                 answers[name] = run_requests(backend, requests, image_root=data.parent,
                                              params=params, batch_size=batch, progress=False)
                 seconds[name] += time.perf_counter() - start
+                cpu[name] += time.process_time() - start_cpu
     n = len(requests) * args.rounds
     same = sum(answers["per-item"][r.id] == answers["batched"][r.id] for r in requests)
     rate = {name: n / s for name, s in seconds.items()}
     print(f"model: {backend.info().label}; {len(requests)} questions x {args.rounds} round(s), "
           f"greedy, max {args.max_new_tokens} new tokens; torch threads "
           f"{torch.get_num_threads()}; batch size {backend.batch_size(size)}")
-    print(f"per-item runner (baseline): {rate['per-item']:.2f} questions/s "
-          f"({seconds['per-item']:.1f} s)")
-    print(f"batched runner:             {rate['batched']:.2f} questions/s "
-          f"({seconds['batched']:.1f} s)")
-    print(f"ratio batched / per-item: {rate['batched'] / rate['per-item']:.2f}x; "
-          f"identical answers: {same}/{len(requests)}")
+    for name, label in (("per-item", "per-item runner (baseline)"), ("batched", "batched runner")):
+        print(f"{label:27s} {rate[name]:6.2f} questions/s wall ({seconds[name]:.1f} s), "
+              f"{n / cpu[name]:6.2f} per CPU-second ({cpu[name]:.1f} CPU s)")
+    print(f"ratio batched / per-item: {rate['batched'] / rate['per-item']:.2f}x wall-clock, "
+          f"{cpu['per-item'] / cpu['batched']:.2f}x CPU time; identical answers: "
+          f"{same}/{len(requests)}")
 
 
 if __name__ == "__main__":

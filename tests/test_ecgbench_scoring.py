@@ -348,3 +348,21 @@ def test_agreement_of_two_judges():
     assert a["spearman"] == pytest.approx(1.0) and 0.9 < a["pearson"] < 1
     assert a["aspects"]["diagnosis"]["exact"] == 0.25
     assert 0 < a["aspects"]["diagnosis"]["kappa"] < 1
+
+
+def test_an_unreachable_judge_ends_the_run(tmp_path):
+    import socket
+
+    from pulse_app.engine.openai_compat import OpenAIBackend
+    from pulse_app.errors import BackendUnreachable
+    from training.ecgbench.judge import Judge
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cache = JudgeCache(tmp_path / "cache.sqlite")
+    judge = Judge(OpenAIBackend(f"http://127.0.0.1:{port}/v1", "gpt-4o", timeout_s=5), cache,
+                  transport_retries=1)
+    with pytest.raises(BackendUnreachable, match="cannot connect"):
+        judge("prompt")
+    assert judge.requests == 2 and cache.get("gpt-4o", "prompt") is None

@@ -6,7 +6,8 @@ own earlier answers as history (ECG Arena's multi-turn questions), after optiona
 
 - on the local backend, in batches (``LocalBackend.generate_batch``: left-padded prompts, one
   ``generate`` call per batch, batch size chosen for the device); requests are sorted by group,
-  image size and prompt length so that a batch holds questions of similar length;
+  image size and prompt length so that a batch holds questions of similar length, and each
+  image is decoded and tiled once for all the questions about it (``prepare_image``);
 - on remote backends (``openai``, ``space``), ``concurrency`` requests at a time in threads;
 - with ``batch_size=1`` on the local backend, one streamed answer at a time (the per-item runner
   ``bench/eval_batched.py`` measures the batches against);
@@ -27,6 +28,7 @@ from __future__ import annotations
 import json
 import sys
 import threading
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -125,6 +127,35 @@ def _open_image(image_root: Path, request: Request):
                          hint="pass the folder the image paths are relative to") from e
 
 
+class _Images:
+    """Images by path for the batched runner, decoded once and, on the local backend, turned
+    into model inputs once (``prepare_image``): the questions about one ECG share them. Least
+    recently used ones go past ``max_bytes``."""
+
+    def __init__(self, backend, image_root: Path, max_bytes: int = 512 << 20):
+        self.backend, self.image_root, self.max_bytes = backend, image_root, max_bytes
+        self.items: OrderedDict = OrderedDict()
+        self.bytes = 0
+
+    def get(self, request: Request):
+        if request.image is None:
+            return None
+        if request.image in self.items:
+            self.items.move_to_end(request.image)
+            return self.items[request.image][0]
+        image = _open_image(self.image_root, request)
+        size = image.width * image.height * 3
+        if hasattr(self.backend, "prepare_image"):
+            image = self.backend.prepare_image(image)
+            size = image["pixel_values"].numel() * image["pixel_values"].element_size()
+        self.items[request.image] = (image, size)
+        self.bytes += size
+        while self.bytes > self.max_bytes and len(self.items) > 1:
+            _, (_, dropped) = self.items.popitem(last=False)
+            self.bytes -= dropped
+        return image
+
+
 def _image_size(image_root: Path, request: Request) -> tuple[int, int]:
     from PIL import Image
 
@@ -202,12 +233,13 @@ def _run_batched(backend, requests: list[Request], image_root: Path, params: Gen
                  size: int, writer: _Writer, bar) -> dict[str, list[str]]:
     """Turn by turn (a later turn needs the earlier answers), batches of similar requests."""
     sizes = {r.id: _image_size(image_root, r) for r in requests}
+    cache = _Images(backend, image_root)
     answers: dict[str, list[str]] = {r.id: [] for r in requests}
     errors: dict[str, list[str]] = {r.id: [] for r in requests}
     turns = max((len(r.questions) for r in requests), default=0)
     for turn in range(turns):
         pending = [r for r in requests if len(r.questions) > turn]
-        pending.sort(key=lambda r: (r.group, r.image is None, sizes[r.id],
+        pending.sort(key=lambda r: (r.group, r.image is None, sizes[r.id], r.image or "",
                                     len(r.questions[turn]) + sum(len(t.question) + len(t.answer)
                                                                  for t in r.history)))
         for start in range(0, len(pending), size):
@@ -216,7 +248,7 @@ def _run_batched(backend, requests: list[Request], image_root: Path, params: Gen
                 part = [r for r in batch if (r.image is not None) == with_image]
                 if not part:
                     continue
-                images = [_open_image(image_root, r) for r in part]
+                images = [cache.get(r) for r in part]
                 histories = [list(r.history) + [Turn(q, a) for q, a in
                                                 zip(r.questions, answers[r.id])] for r in part]
                 questions = [r.questions[turn] for r in part]

@@ -334,19 +334,30 @@ class LocalBackend:
         return self._info
 
     # -- answering --
-    def encode(self, image, history: Sequence[Turn], question: str) -> dict:
-        """The model inputs for one question, built exactly as LLaVA built them in training."""
+    def prepare_image(self, image) -> dict:
+        """An image's model inputs (anyres tiles, size, image-token count), reusable for every
+        question about it: :meth:`encode` and :meth:`generate_batch` take the dict for the
+        image."""
         self.load()
-        model, config = self._model, self._model.config
+        image = image.convert("RGB")
+        pixels = anyres_pixel_values(image, self._geometry)
+        return {"pixel_values": pixels[None].to(self.device, self._model.dtype),
+                "image_sizes": torch.tensor([[image.height, image.width]], device=self.device),
+                "image_tokens": self._geometry.image_token_count(image.size)}
+
+    def encode(self, image, history: Sequence[Turn], question: str) -> dict:
+        """The model inputs for one question, built exactly as LLaVA built them in training.
+        ``image``: a PIL image, :meth:`prepare_image`'s dict, or None."""
+        self.load()
+        config = self._model.config
         prompt = build_prompt(history, question, with_image=image is not None)
         inputs = {}
         count = 0
         if image is not None:
-            image = image.convert("RGB")
-            count = self._geometry.image_token_count(image.size)
-            pixels = anyres_pixel_values(image, self._geometry)
-            inputs["pixel_values"] = pixels[None].to(self.device, model.dtype)
-            inputs["image_sizes"] = torch.tensor([[image.height, image.width]], device=self.device)
+            prepared = image if isinstance(image, dict) else self.prepare_image(image)
+            count = prepared["image_tokens"]
+            inputs["pixel_values"] = prepared["pixel_values"]
+            inputs["image_sizes"] = prepared["image_sizes"]
         ids, _ = encode_prompt(prompt, self._encoder, bos_id=self._encoder.bos_id,
                                image_token_id=config.image_token_index, image_token_count=count)
         context = config.text_config.max_position_embeddings
@@ -445,8 +456,9 @@ class LocalBackend:
                        ) -> list[str]:
         """Answer several questions in one ``generate`` call: prompts left-padded to the longest,
         each image's anyres tiles zero-padded to the most tiles (the model keeps only each
-        image's own). Greedy answers equal :meth:`stream`'s, joined. Images must be all present
-        or all None (call twice for a mix); with ``seed`` the batch shares one random stream.
+        image's own). Greedy answers equal :meth:`stream`'s, joined. Images (PIL images or
+        :meth:`prepare_image` dicts) must be all present or all None (call twice for a mix);
+        with ``seed`` the batch shares one random stream.
         """
         if not questions:
             return []

@@ -7,7 +7,8 @@ the published ``eval_report.py``/``eval_arena.py`` place them. The judge is aske
 engine's ``openai`` backend (:class:`pulse_app.engine.openai_compat.OpenAIBackend`: GPT-4o, a
 local vLLM/SGLang, or this app's ``serve-openai``) at temperature 0 in JSON mode. A reply that
 is not a JSON object is asked again (``retries`` times, with a reminder to answer with the JSON
-only); transport errors are retried with a back-off. Every reply, parsed or not, is cached in
+only); an unreachable server is retried with a back-off, then ends the run (the answers stay
+saved). Every reply, parsed or not, is cached in
 SQLite under (judge model, SHA-256 of the prompt): the same prompt to the same judge is never
 sent twice.
 
@@ -29,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pulse_app.engine.backend import GenerationParams
-from pulse_app.errors import PulseError
+from pulse_app.errors import BackendUnreachable, PulseError
 
 PROMPTS_DIR = Path(__file__).with_name("prompts")
 REMINDER = "\n\nReply with the JSON object only, nothing else."
@@ -141,19 +142,21 @@ class Judge:
         return getattr(self.backend, "model", None) or self.backend.info().model_id
 
     def _ask(self, prompt: str) -> str:
+        """One request; an unreachable server is retried with a back-off, then ends the run."""
         for attempt in range(self.transport_retries + 1):
             try:
                 with self._lock:
                     self.requests += 1
                 return self.backend.complete(prompt, self.params, json_object=self.json_mode)
-            except PulseError as error:
-                if attempt == self.transport_retries or "rejected" in str(error):
+            except BackendUnreachable:
+                if attempt == self.transport_retries:
                     raise
                 time.sleep(min(8.0, 0.5 * 2 ** attempt))
         raise AssertionError("unreachable")
 
     def __call__(self, prompt: str) -> Judgement:
-        """The judgement of ``prompt``: from the cache, or asked (and cached)."""
+        """The judgement of ``prompt``: from the cache, or asked (and cached). A prompt the
+        server refuses (e.g. too long for the judge) is a failed judgement, not cached."""
         cached = self.cache.get(self.model, prompt)
         if cached is not None:
             return cached
@@ -165,6 +168,8 @@ class Judge:
                 parsed = parse_reply(raw)
                 if parsed is not None:
                     break
+        except BackendUnreachable:
+            raise
         except PulseError as error:            # not cached: a later run asks again
             return Judgement(raw, None, attempts, error=str(error))
         judgement = Judgement(raw, parsed, attempts)
