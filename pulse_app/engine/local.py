@@ -510,6 +510,7 @@ class LocalBackend:
         answers = []
         for row in output[:, length:].tolist():
             if self._encoder.eos_id in row:
-                row = row[:row.index(self._encoder.eos_id)]
-            answers.append(self._encoder.decode(row).lstrip())
+                row = row[:row.index(self._encoder.eos_id) + 1]
+            text = _Detokenizer(self._encoder.decode)     # as stream() detokenizes: the same
+            answers.append("".join(text.push([token]) for token in row))     # text, to the byte
         return answers
