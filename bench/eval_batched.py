@@ -26,10 +26,13 @@ from pulse_app.engine.backend import GenerationParams
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=128, help="questions answered per runner")
-    parser.add_argument("--records", type=int, default=16, help="simulated held-out records")
+    parser.add_argument("--records", type=int, help="simulated held-out records (default 16; "
+                        "--one-per-image: --items)")
     parser.add_argument("--batch-size", default="auto", help="batched runner (auto: device)")
     parser.add_argument("--max-new-tokens", type=int, default=128)
     parser.add_argument("--rounds", type=int, default=1, help="per-item, batched, repeated")
+    parser.add_argument("--one-per-image", action="store_true", help="one question per ECG "
+                        "(as ECGBench): the batched runner cannot reuse an image's tiles")
     parser.add_argument("--model", default="offline-default")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's, one "
                         "per core)")
@@ -45,8 +48,12 @@ def main(argv=None) -> None:
     from training.instruct import read_samples
 
     with tempfile.TemporaryDirectory(prefix="pulse-bench-eval-") as folder:
-        data = heldout_split(folder, records=args.records)
-        samples = balanced_subset(read_samples(data), args.items)
+        records = args.records or (args.items if args.one_per_image else 16)
+        data = heldout_split(folder, records=records)
+        samples = read_samples(data)
+        if args.one_per_image:
+            samples = list({s.image: s for s in reversed(samples)}.values())
+        samples = balanced_subset(samples, args.items)
         backend = load_backend(args.model, device="cpu")
         params = GenerationParams(temperature=0.0, max_new_tokens=args.max_new_tokens, seed=0)
         requests = [Request(f"{i}|{s.id}", s.image, [s.question], history=s.turns[:-1],
@@ -68,7 +75,9 @@ def main(argv=None) -> None:
     n = len(requests) * args.rounds
     same = sum(answers["per-item"][r.id] == answers["batched"][r.id] for r in requests)
     rate = {name: n / s for name, s in seconds.items()}
-    print(f"model: {backend.info().label}; {len(requests)} questions x {args.rounds} round(s), "
+    images = len({r.image for r in requests})
+    print(f"model: {backend.info().label}; {len(requests)} questions about {images} ECGs x "
+          f"{args.rounds} round(s), "
           f"greedy, max {args.max_new_tokens} new tokens; torch threads "
           f"{torch.get_num_threads()}; batch size {backend.batch_size(size)}")
     for name, label in (("per-item", "per-item runner (baseline)"), ("batched", "batched runner")):

@@ -7,7 +7,8 @@ own earlier answers as history (ECG Arena's multi-turn questions), after optiona
 - on the local backend, in batches (``LocalBackend.generate_batch``: left-padded prompts, one
   ``generate`` call per batch, batch size chosen for the device); requests are sorted by group,
   image size and prompt length so that a batch holds questions of similar length, and each
-  image is decoded and tiled once for all the questions about it (``prepare_image``);
+  image is decoded and tiled once for all the questions about it (``prepare_image``), in a
+  thread that prepares the next batch while the model answers this one;
 - on remote backends (``openai``, ``space``), ``concurrency`` requests at a time in threads;
 - with ``batch_size=1`` on the local backend, one streamed answer at a time (the per-item runner
   ``bench/eval_batched.py`` measures the batches against);
@@ -231,12 +232,14 @@ def _answer_one(backend, request: Request, image_root: Path, params: GenerationP
 
 def _run_batched(backend, requests: list[Request], image_root: Path, params: GenerationParams,
                  size: int, writer: _Writer, bar) -> dict[str, list[str]]:
-    """Turn by turn (a later turn needs the earlier answers), batches of similar requests."""
+    """Turn by turn (a later turn needs the earlier answers), batches of similar requests; the
+    next batch's images are read and tiled in a thread while the model answers this one."""
     sizes = {r.id: _image_size(image_root, r) for r in requests}
-    cache = _Images(backend, image_root)
+    cache = _Images(backend, image_root)              # used by the prefetch thread only
     answers: dict[str, list[str]] = {r.id: [] for r in requests}
     errors: dict[str, list[str]] = {r.id: [] for r in requests}
     turns = max((len(r.questions) for r in requests), default=0)
+    parts = []
     for turn in range(turns):
         pending = [r for r in requests if len(r.questions) > turn]
         pending.sort(key=lambda r: (r.group, r.image is None, sizes[r.id], r.image or "",
@@ -246,29 +249,36 @@ def _run_batched(backend, requests: list[Request], image_root: Path, params: Gen
             batch = pending[start:start + size]
             for with_image in (True, False):
                 part = [r for r in batch if (r.image is not None) == with_image]
-                if not part:
-                    continue
-                images = [cache.get(r) for r in part]
-                histories = [list(r.history) + [Turn(q, a) for q, a in
-                                                zip(r.questions, answers[r.id])] for r in part]
-                questions = [r.questions[turn] for r in part]
-                try:
-                    texts = backend.generate_batch(images, histories, questions, params)
-                except FATAL:
-                    raise
-                except PulseError:                  # find the item(s) at fault, one by one
-                    texts = []
-                    for r, image, history, question in zip(part, images, histories, questions):
-                        try:
-                            texts += backend.generate_batch([image], [history], [question], params)
-                        except FATAL:
-                            raise
-                        except PulseError as error:
-                            texts.append("")
-                            errors[r.id].append(f"question {turn + 1}: {error}")
-                for r, text in zip(part, texts):
-                    answers[r.id].append(text)
-                    if len(answers[r.id]) == len(r.questions):
-                        writer.write(r, answers[r.id], errors[r.id])
-                bar.update(len(part))
+                if part:
+                    parts.append((turn, part))
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pulse-images") as pool:
+        def prepare(index):
+            return pool.submit(lambda: [cache.get(r) for r in parts[index][1]])
+
+        upcoming = prepare(0) if parts else None
+        for index, (turn, part) in enumerate(parts):
+            images = upcoming.result()
+            upcoming = prepare(index + 1) if index + 1 < len(parts) else None
+            histories = [list(r.history) + [Turn(q, a) for q, a in
+                                            zip(r.questions, answers[r.id])] for r in part]
+            questions = [r.questions[turn] for r in part]
+            try:
+                texts = backend.generate_batch(images, histories, questions, params)
+            except FATAL:
+                raise
+            except PulseError:                      # find the item(s) at fault, one by one
+                texts = []
+                for r, image, history, question in zip(part, images, histories, questions):
+                    try:
+                        texts += backend.generate_batch([image], [history], [question], params)
+                    except FATAL:
+                        raise
+                    except PulseError as error:
+                        texts.append("")
+                        errors[r.id].append(f"question {turn + 1}: {error}")
+            for r, text in zip(part, texts):
+                answers[r.id].append(text)
+                if len(answers[r.id]) == len(r.questions):
+                    writer.write(r, answers[r.id], errors[r.id])
+            bar.update(len(part))
     return answers
