@@ -44,19 +44,40 @@ def test_miniature_is_in_the_released_layout(mini_bench):
         assert len(read_subset(mini_bench, subset)) == 2
 
 
-def test_rule_based_subsets_end_to_end_on_the_mini_model(mini_bench, tmp_path, monkeypatch,
-                                                          capsys):
-    monkeypatch.setenv("PULSE_CACHE_DIR", str(tmp_path / "cache"))
-    out = tmp_path / "out"
-    args = ["--benchmark", "ecgbench", "--data", str(mini_bench), "--subset",
-            "ptb,code15,ecgqa,cpsc,csn,g12,mmmu", "--model", "offline-default", "--device", "cpu",
-            "--max-new-tokens", "40", "--out", str(out)]
-    assert main(args) == 0
-    printed = capsys.readouterr().out
+@pytest.fixture(scope="module")
+def mini_run(mini_bench, tmp_path_factory):
+    """Every subset answered once by the shipped mini model (no judge): the output folder and
+    what the command printed."""
+    import contextlib
+    import io
+    import os
+
+    out = tmp_path_factory.mktemp("mini-run")
+    old = os.environ.get("PULSE_CACHE_DIR")
+    os.environ["PULSE_CACHE_DIR"] = str(out / "cache")
+    printed = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(printed):
+            assert main(["--benchmark", "ecgbench", "--data", str(mini_bench), "--subset", "all",
+                         "--model", "offline-default", "--device", "cpu", "--max-new-tokens",
+                         "32", "--out", str(out / "out")]) == 0
+    finally:
+        if old is None:
+            os.environ.pop("PULSE_CACHE_DIR")
+        else:
+            os.environ["PULSE_CACHE_DIR"] = old
+    return out / "out", printed.getvalue()
+
+
+def test_every_subset_end_to_end_on_the_mini_model(mini_bench, mini_run, tmp_path,
+                                                   monkeypatch):
+    out, printed = mini_run
     assert "pulse-mini" in printed and "PULSE-7B" in printed and "82.9" in printed
+    assert "Report Score" in printed and "(no judge)" in printed
     results = json.loads((out / "results.json").read_text())
-    assert list(results["subsets"]) == ["ptb-test", "code15-test", "ecgqa-test", "cpsc-test",
-                                        "csn-test-no-cot", "g12-test-no-cot", "mmmu-ecg"]
+    assert list(results["subsets"]) == ["ptb-test", "ptb-test-report", "code15-test",
+                                        "ecgqa-test", "cpsc-test", "csn-test-no-cot",
+                                        "g12-test-no-cot", "mmmu-ecg", "arena"]
     ptb = results["subsets"]["ptb-test"]["scores"]
     assert set(ptb["paper"]["metrics"]) == {"AUC", "F1", "HL"}
     assert ptb["strict"]["metrics"]["AUC"] is None and ptb["strict"]["metrics"]["F1"] is not None
@@ -65,10 +86,17 @@ def test_rule_based_subsets_end_to_end_on_the_mini_model(mini_bench, tmp_path, m
         assert row["prompt"].startswith("Which of the following") and row["answer"]
         assert set(row["paper"]) >= {"parsed", "random", "correct"}
         assert set(row["strict"]) >= {"parsed", "gold", "correct"}
+    arena = [json.loads(line) for line in (out / "arena.jsonl").read_text().splitlines()]
+    assert all(len(r["answer"]) == 2 and all(r["answer"]) for r in arena)   # two turns answered
+    # resumed: a second run answers nothing again and scores the same
+    monkeypatch.setenv("PULSE_CACHE_DIR", str(tmp_path / "cache"))
     answers = {p.name: p.read_text() for p in (out / "answers").iterdir()}
-    assert main(args) == 0                                    # resumed: nothing answered again
+    assert main(["--benchmark", "ecgbench", "--data", str(mini_bench), "--subset",
+                 "ptb,code15,ecgqa,cpsc,csn,g12,mmmu", "--model", "offline-default", "--device",
+                 "cpu", "--max-new-tokens", "32", "--out", str(out)]) == 0
     assert {p.name: p.read_text() for p in (out / "answers").iterdir()} == answers
-    assert json.loads((out / "results.json").read_text())["subsets"] == results["subsets"]
+    again = json.loads((out / "results.json").read_text())["subsets"]
+    assert again["mmmu-ecg"] == results["subsets"]["mmmu-ecg"]
 
 
 def _free_port() -> int:
@@ -123,7 +151,7 @@ def test_judged_subsets_through_a_real_server_then_all_from_the_cache(mini_bench
     assert first["judge_cache"]["misses"] == 4 and first["judge_cache"]["hits"] == 4
     assert first["judge_cache"]["requests"] >= 4
     rows = [json.loads(line) for line in (out / "arena.jsonl").read_text().splitlines()]
-    assert all(len(r["answer"]) == 2 and all(r["answer"]) for r in rows)     # two turns answered
+    assert all(len(r["answer"]) == 2 for r in rows)              # two turns, through the server
     judged = rows[0]["strict"]["offline-default"]
     assert judged["judged"] and judged["judge_reply"] is not None
     # the mini model is no judge: its replies are not JSON, and that is counted, not hidden
@@ -135,18 +163,21 @@ def test_judged_subsets_through_a_real_server_then_all_from_the_cache(mini_bench
     assert again == {"hits": 8, "misses": 0, "requests": 0}
 
 
-def test_two_judges_give_an_agreement_table(mini_bench, tmp_path, monkeypatch, capsys):
+def test_two_judges_give_an_agreement_table(mini_bench, mini_run, tmp_path, monkeypatch,
+                                            capsys):
     """Judgements replayed from the cache (filled here with hand-written JSON replies for the
     exact prompts), so no judge server is contacted; the answers are the mini model's."""
     from training.ecgbench.judge import Judgement, JudgeCache
     from training.ecgbench.run import judge_prompts
 
+    import shutil
+
     monkeypatch.setenv("PULSE_CACHE_DIR", str(tmp_path / "cache"))
     out, cache_file = tmp_path / "out", tmp_path / "judge.sqlite"
+    shutil.copytree(mini_run[0] / "answers", out / "answers")    # the mini model's answers
     args = ["--benchmark", "ecgbench", "--data", str(mini_bench), "--subset", "report,arena",
-            "--model", "offline-default", "--device", "cpu", "--max-new-tokens", "16",
+            "--model", "offline-default", "--device", "cpu", "--max-new-tokens", "32",
             "--out", str(out), "--scoring", "strict"]
-    assert main(args) == 0                                       # answers only, no judge
     cache = JudgeCache(cache_file)
     for subset, aspects in (("ptb-test-report", ("Diagnosis", "Waveform", "Rhythm")),
                             ("arena", ("Accuracy", "Completeness", "Instruction Adherence"))):

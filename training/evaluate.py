@@ -38,6 +38,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+from pulse_app import settings as settings_module
 from pulse_app.errors import PulseError
 from training.instruct.format import QTYPE_NAMES, QTYPES, TASK_NAMES, TASKS, read_samples
 from training.instruct.vocab import FINDINGS, find_labels
@@ -115,10 +116,11 @@ def heldout_split(folder: str | Path, *, records: int = 50, seed: int = HELDOUT_
 
 # -- running models --------------------------------------------------------------------------------
 
-def load_backend(model: str, *, device: str = "auto", precision: str = "auto",
-                 backend: str = "local", url: str | None = None):
+def load_backend(model: str, *, device: str | None = "auto", precision: str | None = "auto",
+                 backend: str | None = "local", url: str | None = None):
     """The app's backend for ``model`` (``tiny-untrained``: the untrained tiny model); local
-    by default, or ``openai``/``space`` at ``url`` (key: ``PULSE_API_KEY``)."""
+    by default, or ``openai``/``space`` at ``url`` (key: ``PULSE_API_KEY``); None: the
+    ``PULSE_*`` setting."""
     from pulse_app.engine import make_backend
     from pulse_app.settings import Settings
 
@@ -248,11 +250,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=HELDOUT_SEED, help="held-out split: seed")
     parser.add_argument("--dpi", type=int, default=100, help="held-out split: image dpi")
     parser.add_argument("--workdir", help="where the held-out split is written (default: temp)")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--precision", default="auto")
-    parser.add_argument("--backend", default="local", choices=("local", "openai", "space"),
-                        help="where the model runs (openai/space: at --url; key PULSE_API_KEY)")
-    parser.add_argument("--url", help="base URL of the openai/space backend")
+    settings_module.add_arguments(parser, ["backend", "url", "device", "precision"])
     parser.add_argument("--batch-size", default="auto", help="local backend: questions per "
                         "generate call (auto: for the device; 1: one streamed answer at a time)")
     parser.add_argument("--concurrency", type=int, default=4, help="remote backends: requests "

@@ -242,9 +242,10 @@ def _run_batched(backend, requests: list[Request], image_root: Path, params: Gen
     parts = []
     for turn in range(turns):
         pending = [r for r in requests if len(r.questions) > turn]
-        pending.sort(key=lambda r: (r.group, r.image is None, sizes[r.id], r.image or "",
+        pending.sort(key=lambda r: (r.group, r.image is None, sizes[r.id],
                                     len(r.questions[turn]) + sum(len(t.question) + len(t.answer)
-                                                                 for t in r.history)))
+                                                                 for t in r.history),
+                                    r.image or ""))
         for start in range(0, len(pending), size):
             batch = pending[start:start + size]
             for with_image in (True, False):
