@@ -50,22 +50,14 @@ def mini_run(mini_bench, tmp_path_factory):
     what the command printed."""
     import contextlib
     import io
-    import os
 
     out = tmp_path_factory.mktemp("mini-run")
-    old = os.environ.get("PULSE_CACHE_DIR")
-    os.environ["PULSE_CACHE_DIR"] = str(out / "cache")
     printed = io.StringIO()
-    try:
-        with contextlib.redirect_stdout(printed):
-            assert main(["--benchmark", "ecgbench", "--data", str(mini_bench), "--subset", "all",
-                         "--model", "offline-default", "--device", "cpu", "--max-new-tokens",
-                         "32", "--out", str(out / "out")]) == 0
-    finally:
-        if old is None:
-            os.environ.pop("PULSE_CACHE_DIR")
-        else:
-            os.environ["PULSE_CACHE_DIR"] = old
+    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(printed):
+        patch.setenv("PULSE_CACHE_DIR", str(out / "cache"))
+        assert main(["--benchmark", "ecgbench", "--data", str(mini_bench), "--subset", "all",
+                     "--model", "offline-default", "--device", "cpu", "--max-new-tokens", "32",
+                     "--out", str(out / "out")]) == 0
     return out / "out", printed.getvalue()
 
 
