@@ -255,6 +255,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "generate call (auto: for the device; 1: one streamed answer at a time)")
     parser.add_argument("--concurrency", type=int, default=4, help="remote backends: requests "
                         "in flight")
+    parser.add_argument("--threads", type=int, help="local backend on the CPU: torch threads "
+                        "(default one per core; 1 is faster for batches on a CPU other busy "
+                        "jobs share, see docs/ecgbench.md#speed)")
     parser.add_argument("--answers", help="JSON-lines file of answers to resume from and add to "
                         "(ECGInstruct files; ECGBench keeps them in <out>/answers/)")
     parser.add_argument("--out", help="JSON file of the table and every answer; with "
@@ -346,6 +349,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     started = time.monotonic()
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     try:
         if args.benchmark == "ecgbench":
             return run_ecgbench(args)
