@@ -68,6 +68,9 @@ class Settings:
     precision: str = _opt("PULSE_PRECISION", "local: auto (bf16 on Ampere+, fp16 on older CUDA, "
                           "fp32 on CPU), bf16, fp16, fp32, 8bit, 4bit", "auto",
                           choices=("auto", "bf16", "fp16", "fp32", "8bit", "4bit"))
+    judge_api_key: str | None = _opt("PULSE_JUDGE_API_KEY", "evaluation: API key of the LLM "
+                                     "judge's OpenAI-compatible server (training.evaluate "
+                                     "--judge-url)")
     timeout_s: float = _opt("PULSE_TIMEOUT", "remote backends: seconds to wait for the first "
                             "token / between tokens", 120.0)
     cache_dir: str = _opt("PULSE_CACHE_DIR", "converted checkpoints and the tiny model are cached "
