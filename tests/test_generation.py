@@ -19,7 +19,7 @@ GREEDY = GenerationParams(temperature=0, max_new_tokens=16, seed=0)
 def pages(tmp_path_factory):
     """Three rendered ECG pages of different sizes (so: different tile grids)."""
     from pulse_app.ecg.render import render_ecg
-    from training.instruct.__main__ import simulated_records
+    from training.instruct.dataset import simulated_records
 
     folder = tmp_path_factory.mktemp("pages")
     records = list(simulated_records(3, seed=31))

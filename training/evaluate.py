@@ -280,6 +280,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     bench.add_argument("--judge-retries", type=int, default=2, help="re-asks when a reply is "
                        "not a JSON object")
     bench.add_argument("--judge-max-tokens", type=int, default=1024)
+    bench.add_argument("--judge-attach-image", metavar="FILE", default=None,
+                       help="send this ECG picture with every judge prompt (for a judge server "
+                            "that answers only about an ECG, such as serve-openai)")
 
 
 def batch_size_arg(value: str) -> int | str:
@@ -301,6 +304,11 @@ def make_judges(args) -> list:
     if len(names) > 2 or len(set(names)) < len(names):
         raise PulseError("give one judge, or two different ones for an agreement table",
                          hint="e.g. --judge-model gpt-4o --judge-model claude@https://...")
+    image = None
+    if getattr(args, "judge_attach_image", None):
+        from pulse_app.intake import load_upload
+
+        image = load_upload([args.judge_attach_image]).image
     for spec in args.judge_model:
         model, _, url = spec.partition("@")
         url = url or args.judge_url
@@ -309,7 +317,8 @@ def make_judges(args) -> list:
                              "--judge-model MODEL@URL")
         judges.append(Judge(OpenAIBackend(url, model, settings.judge_api_key,
                                           settings.timeout_s), cache,
-                            retries=args.judge_retries, max_tokens=args.judge_max_tokens))
+                            retries=args.judge_retries, max_tokens=args.judge_max_tokens,
+                            image=image))
     return judges
 
 

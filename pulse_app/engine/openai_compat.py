@@ -174,8 +174,10 @@ class OpenAIBackend:
             response.close()
 
     def complete(self, prompt: str, params: GenerationParams = GenerationParams(), *,
-                 json_object: bool = False) -> str:
-        """One text-only question, answered in one piece (not streamed): e.g. an LLM judge.
+                 json_object: bool = False, image: "Image | None" = None) -> str:
+        """One question, answered in one piece (not streamed): e.g. an LLM judge. Text only,
+        unless ``image`` is given (a server that answers only about an ECG, such as this app's
+        ``serve-openai``, refuses a request without one).
 
         ``json_object`` asks for OpenAI's JSON mode (``response_format``); servers that do not
         know it (this app's ``serve-openai``) ignore it, so callers still parse defensively.
@@ -188,7 +190,7 @@ class OpenAIBackend:
             extra["response_format"] = {"type": "json_object"}
         try:
             response = self.client().chat.completions.create(
-                model=info.model_id, messages=[{"role": "user", "content": prompt}],
+                model=info.model_id, messages=chat_messages(image, [], prompt),
                 temperature=params.temperature, top_p=params.top_p,
                 max_tokens=params.max_new_tokens, **extra)
         except openai.OpenAIError as error:

@@ -101,7 +101,7 @@ def code15_answer(source: Source) -> str:
 # -- records ---------------------------------------------------------------------------------------
 
 def simulated_sources(count: int) -> list[Source]:
-    from training.instruct.__main__ import simulated_records
+    from training.instruct.dataset import simulated_records
     from training.instruct.vocab import canonical_labels
 
     return [Source(r, "sim", canonical_labels(r.labels)) for r in simulated_records(count, SIM_SEED)]

@@ -128,8 +128,16 @@ class Judge:
     """One judge model behind an OpenAI-compatible server (through the ``openai`` backend)."""
 
     def __init__(self, backend, cache: JudgeCache, *, retries: int = 2,
-                 max_tokens: int = 1024, json_mode: bool = True, transport_retries: int = 3):
-        self.backend, self.cache = backend, cache
+                 max_tokens: int = 1024, json_mode: bool = True, transport_retries: int = 3,
+                 image=None):
+        """``image``: an ECG picture sent with every prompt, for a judge server that answers
+        only about an ECG (``serve-openai``); the cache then keys on the picture too."""
+        self.backend, self.cache, self.image = backend, cache, image
+        self._image_tag = ""
+        if image is not None:
+            import hashlib
+
+            self._image_tag = "+image:" + hashlib.sha256(image.tobytes()).hexdigest()[:16]
         self.retries, self.transport_retries = retries, transport_retries
         self.params = GenerationParams(temperature=0.0, top_p=1.0, max_new_tokens=max_tokens)
         self.json_mode = json_mode
@@ -141,13 +149,19 @@ class Judge:
         """The judge model's name (the cache key): as configured, else the server's first."""
         return getattr(self.backend, "model", None) or self.backend.info().model_id
 
+    @property
+    def cache_name(self) -> str:
+        """The name replies are cached under: the model, and the attached picture if any."""
+        return self.model + self._image_tag
+
     def _ask(self, prompt: str) -> str:
         """One request; an unreachable server is retried with a back-off, then ends the run."""
         for attempt in range(self.transport_retries + 1):
             try:
                 with self._lock:
                     self.requests += 1
-                return self.backend.complete(prompt, self.params, json_object=self.json_mode)
+                return self.backend.complete(prompt, self.params, json_object=self.json_mode,
+                                             image=self.image)
             except BackendUnreachable:
                 if attempt == self.transport_retries:
                     raise
@@ -157,7 +171,7 @@ class Judge:
     def __call__(self, prompt: str) -> Judgement:
         """The judgement of ``prompt``: from the cache, or asked (and cached). A prompt the
         server refuses (e.g. too long for the judge) is a failed judgement, not cached."""
-        cached = self.cache.get(self.model, prompt)
+        cached = self.cache.get(self.cache_name, prompt)
         if cached is not None:
             return cached
         raw, parsed, attempts = None, None, 0
@@ -173,7 +187,7 @@ class Judge:
         except PulseError as error:            # not cached: a later run asks again
             return Judgement(raw, None, attempts, error=str(error))
         judgement = Judgement(raw, parsed, attempts)
-        self.cache.put(self.model, prompt, judgement)
+        self.cache.put(self.cache_name, prompt, judgement)
         return judgement
 
     def many(self, prompts: list[str], concurrency: int = 8, progress: bool = True,
