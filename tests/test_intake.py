@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from pulse_app.errors import ImageRejected
-from pulse_app.intake import edit_image, load_image, png_bytes
+from pulse_app.intake import Limits, edit_image, load_image, png_bytes
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +124,7 @@ def test_huge_pdf_page_is_rendered_under_the_pixel_cap(ecg):
     pdf.drawString(72, 72, "poster")
     pdf.showPage()
     pdf.save()
-    intake = load_image(buffer.getvalue(), max_pixels=4_000_000)
+    intake = load_image(buffer.getvalue(), limits=Limits(max_pixels=4_000_000))
     assert intake.image.width * intake.image.height <= 4_000_000
     assert abs(intake.image.width - 2 * intake.image.height) <= 2
 
@@ -191,14 +191,14 @@ def test_file_size_cap(ecg, tmp_path):
     path = tmp_path / "big.bmp"
     path.write_bytes(encode(ecg, "BMP"))
     with pytest.raises(ImageRejected, match=r"MB, more than the 0.5 MB limit"):
-        load_image(path, max_bytes=500_000)
+        load_image(path, limits=Limits(max_bytes=500_000))
     with pytest.raises(ImageRejected, match="limit"):
-        load_image(path.read_bytes(), max_bytes=500_000)
+        load_image(path.read_bytes(), limits=Limits(max_bytes=500_000))
 
 
 def test_pixel_cap_is_a_setting(ecg):
     with pytest.raises(ImageRejected, match="megapixel"):
-        load_image(encode(ecg, "PNG"), max_pixels=100_000)
+        load_image(encode(ecg, "PNG"), limits=Limits(max_pixels=100_000))
 
 
 # -- normalisation ------------------------------------------------------------------------------
