@@ -80,10 +80,10 @@ def first_answer():
         updates = list(ui.ask(token, session, original, edit, "What is the rhythm?", [], 0.0,
                               0.7, int(tokens), request))
     else:
-        _, view, *_ = ui.upload(token, [image], 1, request)
-        _, view, _ = ui.rotate(token, view, 0, 1, request)
-        updates = list(ui.ask(token, view, "What is the rhythm?", [], 0.0, 0.7, int(tokens),
-                              request))
+        page = gr.Request(session_hash="bench", cookies={"pulse-owner": token})
+        _, view, *_ = ui.upload([image], 1, page)
+        _, view, _ = ui.rotate(view, 0, 1, page)
+        updates = list(ui.ask(view, "What is the rhythm?", [], 0.0, 0.7, int(tokens), page))
     return updates[-1][0][-1]["content"]
 
 first_answer()                                   # warm-up: caches, first-call costs
