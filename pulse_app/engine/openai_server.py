@@ -341,7 +341,8 @@ async def _stop_when_gone(request: Request, cancel: threading.Event) -> None:
 
 
 def build_openai_app(backend: "Backend", settings: "Settings", *,
-                     model_name: str | None = None) -> FastAPI:
+                     model_name: str | None = None,
+                     body_timeout_s: float = BODY_TIMEOUT_S) -> FastAPI:
     """The FastAPI app of the OpenAI-compatible API: ``backend`` answers as ``model_name``
     (default: its model id); requests are checked with ``settings``' limits and defaults, the
     key is ``settings.server_api_key``."""
@@ -409,7 +410,8 @@ def build_openai_app(backend: "Backend", settings: "Settings", *,
     async def chat_completions(request: Request):
         check_key(request)
         try:
-            body = ChatCompletionRequest.model_validate_json(await read_body(request) or b"{}")
+            body = ChatCompletionRequest.model_validate_json(
+                await read_body(request, timeout_s=body_timeout_s) or b"{}")
         except ValidationError as error:
             raise RequestError(400, _validation_message(error)) from None
         require_model(body.model)
@@ -522,7 +524,9 @@ class OpenAIServer:
     gives its port at once): ``serve_forever()`` blocks, ``shutdown()`` stops it from another
     thread and waits, ``server_close()`` closes the socket."""
 
-    def __init__(self, app: FastAPI, host: str, port: int):
+    def __init__(self, app: FastAPI, host: str, port: int, *,
+                 header_timeout_s: float = HEADER_TIMEOUT_S,
+                 max_connections: int = MAX_CONNECTIONS):
         import uvicorn
 
         self.app, self.model_name = app, app.state.model_name
@@ -532,8 +536,10 @@ class OpenAIServer:
         self.socket.bind((host, port))
         self.socket.listen(128)
         self.server_address = self.socket.getsockname()
-        config = uvicorn.Config(app, http=HeaderTimeoutProtocol, lifespan="off",
-                                limit_concurrency=MAX_CONNECTIONS, timeout_keep_alive=5,
+        protocol = type("HeaderTimeoutProtocol", (HeaderTimeoutProtocol,),
+                        {"header_timeout_s": header_timeout_s})
+        config = uvicorn.Config(app, http=protocol, lifespan="off",
+                                limit_concurrency=max_connections, timeout_keep_alive=5,
                                 log_level="warning", access_log=False)
         self.server = uvicorn.Server(config)
         self._stopped = threading.Event()
@@ -553,8 +559,13 @@ class OpenAIServer:
 
 
 def make_server(backend: "Backend", settings: "Settings", port: int = 8000, *,
-                model_name: str | None = None) -> OpenAIServer:
+                model_name: str | None = None, header_timeout_s: float = HEADER_TIMEOUT_S,
+                body_timeout_s: float = BODY_TIMEOUT_S,
+                max_connections: int = MAX_CONNECTIONS) -> OpenAIServer:
     """A ready server on ``settings.host`` (call ``serve_forever()``); port 0 picks a free port
-    (``server_address``). See :func:`build_openai_app`."""
-    return OpenAIServer(build_openai_app(backend, settings, model_name=model_name),
-                        settings.host, port)
+    (``server_address``). See :func:`build_openai_app`; the timeouts and the connection bound
+    default to this module's constants."""
+    app = build_openai_app(backend, settings, model_name=model_name,
+                           body_timeout_s=body_timeout_s)
+    return OpenAIServer(app, settings.host, port, header_timeout_s=header_timeout_s,
+                        max_connections=max_connections)
