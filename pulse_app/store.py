@@ -48,7 +48,6 @@ from sqlalchemy import (
     event,
     func,
     select,
-    text,
     update,
 )
 from sqlalchemy.engine import Engine, make_url
@@ -398,10 +397,11 @@ class Store:
         return int(count or 0)
 
     def checkpoint(self) -> None:
-        """SQLite: move the write-ahead log into the database file and truncate it."""
+        """SQLite: move the write-ahead log into the database file and truncate it (best
+        effort: readers in progress may keep a part of it until the next checkpoint)."""
         if self.engine.dialect.name == "sqlite":
-            with self._session(write=True) as db:
-                db.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))
+            with self.engine.connect() as connection:
+                connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def delete(self, owner: str, session_id: str) -> None:
         """Delete the session and its turns (SessionNotFound if it is not ``owner``'s)."""
@@ -410,6 +410,7 @@ class Store:
             db.execute(delete(TurnRow).where(TurnRow.session_id == session_id))
             db.execute(delete(SessionRow).where(SessionRow.id == session_id,
                                                 SessionRow.owner == owner))
+        self.checkpoint()                       # the overwritten pages replace the old ones
 
     # -- turns -----------------------------------------------------------------------------------
 

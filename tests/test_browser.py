@@ -223,3 +223,61 @@ def test_queue_position_shown_and_stop_keeps_the_partial_answer(browser, browser
     finally:
         for context in contexts:
             context.close()
+
+
+def test_markdown_and_html_in_questions_and_answers_load_nothing(browser, browser_server,
+                                                                  shared_data):
+    """A question and an answer with a Markdown image, an HTML image, a link and a bare URL
+    pointing at a tracker on 127.0.0.1: the chat shows them as text and the browser never asks
+    the tracker for anything."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    hits = []
+
+    class Tracker(BaseHTTPRequestHandler):
+        def do_GET(self):                                 # noqa: N802 - http.server's name
+            hits.append(self.path)
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    tracker = ThreadingHTTPServer(("127.0.0.1", 0), Tracker)
+    threading.Thread(target=tracker.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{tracker.server_address[1]}"
+    question = (f"Look ![q]({base}/question.png) <img src=\"{base}/question-html.png\"> "
+                f"[here]({base}/question-link) {base}/question-bare")
+    answer = f"See ![a]({base}/answer.png) and <img src=\"{base}/answer-html.png\">"
+    context = browser.new_context(viewport={"width": 1500, "height": 1100})
+    try:
+        page = context.new_page()
+        page.goto(browser_server.url)
+        page.locator("#notice").get_by_text("not a medical device").wait_for()
+        page.locator("#upload input[type=file]").set_input_files(
+            str(shared_data / "ecg-images" / "ecg00010.png"))
+        wait_for_picture_size(page, 768, 420)
+        page.locator("#question textarea").fill(question)
+        page.locator("#ask").click()
+        page.locator("#chat").get_by_text("— tiny-untrained").wait_for(timeout=60_000)
+
+        token = next(c["value"] for c in context.cookies() if c["name"] == "pulse-owner")
+        owner = f"browser:{token}"
+        session_id = browser_server.store.list_sessions(owner)[0].id
+        browser_server.store.add_turn(owner, session_id, question="And now?", answer=answer,
+                                      model_id="tiny", model_label="tiny-untrained",
+                                      params={})
+        page.reload()
+        page.locator("#notice").get_by_text("not a medical device").wait_for()
+        page.locator("#session-list input").click()
+        page.get_by_role("option").filter(has_text="Look").first.click()
+        page.locator("#session-open").click()
+        page.locator("#chat").get_by_text("See ![a](").wait_for(timeout=30_000)
+        assert page.locator("#chat").get_by_text(f"Look ![q]({base}/question.png)").count() == 1
+        assert page.locator("#chat img").count() == 0 and page.locator("#chat a").count() == 0
+        page.wait_for_timeout(1000)
+    finally:
+        context.close()
+        tracker.shutdown()
+    assert hits == [], f"the chat loaded {hits}"
