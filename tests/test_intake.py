@@ -341,3 +341,62 @@ def test_damaged_files_never_crash_with_anything_but_image_rejected(ecg):
         except ImageRejected:
             continue
         assert intake.image.mode == "RGB"                   # a readable image is fine too
+
+
+# -- decoding cost ------------------------------------------------------------------------------
+
+def test_large_images_are_scaled_down_while_decoding(ecg):
+    """A 24 MP photo comes out at most ``image_pixels``, its aspect kept and upright; a JPEG is
+    decoded at a reduced size by libjpeg (draft), never at full size."""
+    big = ecg.resize((6144, 3360))                                   # 20.6 MP
+    exif = Image.Exif()
+    exif[0x0112] = 6                                                 # shown rotated 90 degrees
+    limits = Limits(image_pixels=2_000_000)
+    for fmt, options in (("JPEG", {"quality": 85, "exif": exif}), ("PNG", {"exif": exif})):
+        out = load_image(encode(big, fmt, **options), limits=limits).image
+        assert out.width * out.height <= 2_000_000, fmt
+        assert out.height > out.width and abs(out.height / out.width - 6144 / 3360) < 0.01, fmt
+
+    from PIL import JpegImagePlugin
+
+    decoded = []
+    original_load = JpegImagePlugin.JpegImageFile.load
+
+    def watched_load(image):
+        decoded.append(image.size)
+        return original_load(image)
+
+    JpegImagePlugin.JpegImageFile.load = watched_load
+    try:
+        load_image(encode(big, "JPEG", quality=85), limits=limits)
+    finally:
+        JpegImagePlugin.JpegImageFile.load = original_load
+    assert decoded and decoded[0][0] * decoded[0][1] <= 4 * 2_000_000, \
+        f"decoded at {decoded[0]}: the JPEG was not scaled in the decoder"
+
+
+def test_decodes_wait_for_room_in_the_memory_budget():
+    import threading
+    import time
+
+    from pulse_app.errors import ServerBusy
+    from pulse_app.memory import MemoryBudget
+
+    budget, order = MemoryBudget(100, wait_s=5), []
+
+    def decode(name, hold_s):
+        with budget.reserve(60, name):
+            order.append(f"{name} in")
+            time.sleep(hold_s)
+            order.append(f"{name} out")
+
+    first = threading.Thread(target=decode, args=("a", 0.3))
+    first.start()
+    time.sleep(0.05)
+    decode("b", 0)                                   # waits until "a" has given its share back
+    first.join()
+    assert order == ["a in", "a out", "b in", "b out"]
+    impatient = MemoryBudget(100, wait_s=0.1)
+    with impatient.reserve(60, "a"), pytest.raises(ServerBusy, match="busy"):
+        with impatient.reserve(60, "b"):
+            pass
