@@ -20,14 +20,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
-import subprocess
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
+
+from bench.git_baseline import baseline_tree, run_json
 
 REPO = Path(__file__).resolve().parent.parent
 ECG = REPO.parent / "shared" / "data" / "ecg-images" / "ecg00010.png"
@@ -35,8 +34,6 @@ LINES = (1000, 2000, 4000, 8000)
 
 TIMING = r'''
 import json, sys, time
-import pulse_app
-assert pulse_app.__file__.startswith(sys.path[1]), (pulse_app.__file__, sys.path[:3])
 from datetime import datetime, timezone
 from PIL import Image
 from pulse_app.intake import png_bytes
@@ -69,22 +66,9 @@ def export_times(pythonpath: Path, sizes: list[int]) -> dict[int, float]:
     """Seconds per note length, measured in a fresh interpreter on ``pythonpath``'s report."""
     if not sizes:
         return {}
-    result = subprocess.run([sys.executable, "-c", TIMING, str(ECG), *map(str, sizes)],
-                            capture_output=True, text=True, timeout=3600, cwd=pythonpath,
-                            env={"PYTHONPATH": str(pythonpath), "PATH": "/usr/bin:/bin"})
-    if result.returncode:
-        raise RuntimeError(result.stderr[-3000:])
-    return {int(k): v for k, v in json.loads(result.stdout.strip().splitlines()[-1]).items()}
-
-
-def baseline_tree(commit: str, tmp: Path) -> Path:
-    """``pulse_app`` as it was at ``commit``, from git, in a folder of its own."""
-    folder = tmp / "baseline"
-    folder.mkdir()
-    archive = subprocess.run(["git", "-C", str(REPO), "archive", commit, "pulse_app"],
-                             capture_output=True, check=True).stdout
-    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
-    return folder
+    times = run_json(TIMING, [str(ECG), *map(str, sizes)], pythonpath=pythonpath,
+                     cwd=pythonpath, what=f"export timing on {pythonpath}")
+    return {int(k): v for k, v in times.items()}
 
 
 def answers_during_exports(runs: int, tokens: int) -> dict[str, float]:

@@ -3,7 +3,8 @@
 ``ui_cache`` holds the untrained tiny model (built once per test run); ``ui_settings`` is a fresh
 data directory with short answers; ``ui_server`` is the real app serving on a free port in this
 process (``.url``, ``.demo``, ``.settings``, ``.store``); :func:`serve_process` runs
-``python -m pulse_app serve`` as a process of its own (crash, memory and privacy tests).
+``python -m pulse_app serve`` as a process of its own (crash, memory and privacy tests);
+``browser`` is Debian's headless Chromium.
 """
 
 from __future__ import annotations
@@ -18,6 +19,12 @@ from types import SimpleNamespace
 
 import httpx
 import pytest
+
+
+#: Debian's chromium, driven by playwright (never `playwright install`).
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 
 def free_port() -> int:
@@ -62,6 +69,16 @@ def start_server(settings) -> SimpleNamespace:
     chat = demo.pulse_ui.chat
     return SimpleNamespace(url=f"http://127.0.0.1:{settings.port}/", demo=demo,
                            settings=settings, chat=chat, store=chat.store, close=demo.close)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium (one per test module)."""
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    with playwright_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
 
 
 @pytest.fixture(scope="module")

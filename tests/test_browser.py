@@ -15,9 +15,6 @@ from PIL import Image
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 QUESTION = "Is there <b>ST elevation</b> & what is the rate?"
 
 #: Watches the chat and records every distinct text of the last bot message (streaming proof).
@@ -45,19 +42,16 @@ def browser_server(tmp_path_factory, ui_cache):
     server.close()
 
 
-@pytest.fixture(scope="module")
-def browser():
-    playwright_api = pytest.importorskip("playwright.sync_api")
-    with playwright_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
 def click_picture(page, fx: float, fy: float) -> None:
     """Click the shown picture at a fraction of its width and height."""
     box = page.locator("#picture img").bounding_box()
     page.mouse.click(box["x"] + fx * box["width"], box["y"] + fy * box["height"])
+
+
+def choose_session(page, title_part: str) -> None:
+    """Pick the saved session whose title holds ``title_part`` in the sidebar's list."""
+    page.locator("#session-list input").click()
+    page.get_by_role("option").filter(has_text=title_part).first.click()
 
 
 def wait_for_picture_size(page, width: int, height: int) -> None:
@@ -88,7 +82,7 @@ def test_clinician_visit(browser, browser_server, shared_data, artifacts, tmp_pa
         page.locator("#rotate-left").click()
         wait_for_picture_size(page, 612, 1200)
         click_picture(page, 0.1, 0.1)                       # crop: two opposite corners
-        page.wait_for_timeout(500)
+        page.get_by_text("Now click the opposite corner").first.wait_for()   # first one taken
         click_picture(page, 0.6, 0.6)
         wait_for_picture_size(page, 306, 600)
         page.screenshot(path=str(artifacts / "browser-1-edited.png"))
@@ -132,8 +126,7 @@ def test_clinician_visit(browser, browser_server, shared_data, artifacts, tmp_pa
         # reload: same browser = same owner; reopen the session from the sidebar
         page.reload()
         page.locator("#notice").get_by_text("not a medical device").wait_for()
-        page.locator("#session-list input").click()
-        page.get_by_role("option").filter(has_text="Is there").first.click()
+        choose_session(page, "Is there")
         page.locator("#session-open").click()
         page.locator("#chat").get_by_text("— tiny-untrained").wait_for(timeout=30_000)
         assert page.locator("#chat").get_by_text(QUESTION).count() == 1
@@ -270,8 +263,7 @@ def test_markdown_and_html_in_questions_and_answers_load_nothing(browser, browse
                                       params={})
         page.reload()
         page.locator("#notice").get_by_text("not a medical device").wait_for()
-        page.locator("#session-list input").click()
-        page.get_by_role("option").filter(has_text="Look").first.click()
+        choose_session(page, "Look")
         page.locator("#session-open").click()
         page.locator("#chat").get_by_text("See ![a](").wait_for(timeout=30_000)
         assert page.locator("#chat").get_by_text(f"Look ![q]({base}/question.png)").count() == 1

@@ -28,7 +28,7 @@ import gradio as gr
 
 from pulse_app.answer import prepare, stream_request
 from pulse_app.errors import InvalidParameter
-from pulse_app.ui.components import raw_number, raw_textbox
+from pulse_app.ui.components import RawNumber, RawTextbox
 from pulse_app.ui.guard import guarded
 from pulse_app.ui.handlers import forget_uploads
 
@@ -112,11 +112,11 @@ def add_model_api(get_backend: Callable[[], "Backend"], settings: "Settings") ->
 
     with gr.Group(visible=False):
         image = gr.File(label="ECG image", type="filepath")
-        question = raw_textbox(label="question")
-        history = raw_textbox(label="history_json", value="[]")
-        temperature = raw_number(label="temperature", value=settings.temperature)
-        top_p = raw_number(label="top_p", value=settings.top_p)
-        max_new_tokens = raw_number(label="max_new_tokens", value=settings.max_new_tokens,
+        question = RawTextbox(label="question")
+        history = RawTextbox(label="history_json", value="[]")
+        temperature = RawNumber(label="temperature", value=settings.temperature)
+        top_p = RawNumber(label="top_p", value=settings.top_p)
+        max_new_tokens = RawNumber(label="max_new_tokens", value=settings.max_new_tokens,
                                    precision=0)
         more_files = gr.File(label="more_files", file_count="multiple", type="filepath")
         answer = gr.Textbox(label="answer")

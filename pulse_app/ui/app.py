@@ -31,7 +31,7 @@ from pulse_app.intake import RECORD_SUFFIXES
 from pulse_app.settings import Settings
 from pulse_app.ui import teaching, texts
 from pulse_app.ui.api import GPU_GROUP, add_model_api
-from pulse_app.ui.components import private_image, raw_number, raw_textbox
+from pulse_app.ui.components import PrivateImage, RawNumber, RawTextbox
 from pulse_app.ui.handlers import EMPTY_VIEW, EXAMPLES_DIR, PulseUI, example_paths
 from pulse_app.ui.web import CLIENT_ADDRESS, PulseGate
 
@@ -59,15 +59,15 @@ def build_app(settings: Settings, *, chat=None) -> tuple[gr.Blocks, dict]:
 
         with gr.Sidebar(label="Sessions", open=True, elem_id="sidebar"):
             gr.Markdown("### Your sessions")
-            search = raw_textbox(label="Search titles", elem_id="session-search")
+            search = RawTextbox(label="Search titles", elem_id="session-search")
             sessions = gr.Dropdown(label="Saved sessions", choices=[], elem_id="session-list")
             open_button = gr.Button("Open", elem_id="session-open")
-            title = raw_textbox(label="Title", elem_id="session-title")
+            title = RawTextbox(label="Title", elem_id="session-title")
             with gr.Row():
                 rename_button = gr.Button("Rename", size="sm", elem_id="session-rename")
                 delete_button = gr.Button("Delete", size="sm", variant="stop",
                                           elem_id="session-delete")
-            note = raw_textbox(label="Clinician note (printed in the PDF)", lines=3,
+            note = RawTextbox(label="Clinician note (printed in the PDF)", lines=3,
                               max_length=settings.max_note_chars, elem_id="report-note")
             export_button = gr.Button("Export PDF", elem_id="export-pdf")
             report_file = gr.HTML(elem_id="report-file")
@@ -89,7 +89,7 @@ def build_app(settings: Settings, *, chat=None) -> tuple[gr.Blocks, dict]:
                     gr.Markdown(texts.EXAMPLES_NOTE)
                 with gr.Tab("Teaching", elem_id="teaching-tab"):
                     teach = teaching.build_panel()
-                picture = private_image(label="ECG as the model sees it", type="pil",
+                picture = PrivateImage(label="ECG as the model sees it", type="pil",
                                        interactive=False, elem_id="picture", height=520)
                 gr.Markdown(texts.CROP_HELP)
                 with gr.Row():
@@ -104,7 +104,7 @@ def build_app(settings: Settings, *, chat=None) -> tuple[gr.Blocks, dict]:
                 chatbot = gr.Chatbot(label="Conversation", height=560, elem_id="chat",
                                      render_markdown=False, latex_delimiters=[],
                                      sanitize_html=True)
-                question = raw_textbox(label="Question", placeholder="Ask about this ECG…",
+                question = RawTextbox(label="Question", placeholder="Ask about this ECG…",
                                       elem_id="question", submit_btn=False)
                 with gr.Row():
                     send_button = gr.Button("Ask", variant="primary", elem_id="ask")
@@ -128,14 +128,14 @@ def build_app(settings: Settings, *, chat=None) -> tuple[gr.Blocks, dict]:
         # -- programmatic session API (hidden components; owner by token) --
         with gr.Group(visible=False):
             api_file = gr.File(type="filepath")
-            api_token, api_session, api_question = raw_textbox(), raw_textbox(), raw_textbox()
-            api_page = raw_number(value=1, precision=0)
+            api_token, api_session, api_question = RawTextbox(), RawTextbox(), RawTextbox()
+            api_page = RawNumber(value=1, precision=0)
             api_more = gr.File(file_count="multiple", type="filepath")   # rest of a WFDB record
             # values as sent, not the page's sliders: the core checks types and ranges (the
             # same words everywhere)
-            api_temperature = raw_number(value=settings.temperature)
-            api_top_p = raw_number(value=settings.top_p)
-            api_max_new_tokens = raw_number(value=settings.max_new_tokens, precision=0)
+            api_temperature = RawNumber(value=settings.temperature)
+            api_top_p = RawNumber(value=settings.top_p)
+            api_max_new_tokens = RawNumber(value=settings.max_new_tokens, precision=0)
             api_out = gr.Textbox()
             api_start_button, api_ask_button = gr.Button(), gr.Button()
         api_start_button.click(ui.api_start, [api_file, api_token, api_page, api_more], api_out,

@@ -1,13 +1,14 @@
 """Gradio components that keep a visitor's data where it belongs.
 
-- :func:`private_image`: a picture sent to the page inline (a ``data:`` URL of a display-sized
+- :class:`PrivateImage`: a picture sent to the page inline (a ``data:`` URL of a display-sized
   JPEG), never written to Gradio's cache folder, so no URL can serve it to anyone else;
-- :func:`raw_textbox` / :func:`raw_number`: values passed to the handler as the client sent them
+- :class:`RawTextbox` / :class:`RawNumber`: values passed to the handler as the client sent them
   (Gradio's own turn a list into its Python repr, or fail on it with a library message), so the
   core's checks see, and refuse, what was really sent.
 
-They are Gradio's components with one method replaced on the instance (a subclass would make
-Gradio write a ``.pyi`` stub beside this module at import time).
+They are subclasses (Gradio rebuilds a component from its class for a page's own copy; a
+method replaced on one instance is lost), drawn by the page as their Gradio parents
+(``is_template``).
 
 >>> shown_scale(Image.new("RGB", (4800, 1200)))
 0.5
@@ -17,10 +18,11 @@ from __future__ import annotations
 
 import base64
 import io
-import types
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 import gradio as gr
+from gradio import component_meta
 from gradio.data_classes import ImageData
 from PIL import Image
 
@@ -46,34 +48,44 @@ def data_url(image: Image.Image) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def _inline(component: gr.Image, value: Any) -> ImageData | None:
-    if value is None:
-        return None
-    if not isinstance(value, Image.Image):
-        raise TypeError("a private image shows PIL images only")
-    return ImageData(url=data_url(value), orig_name="ecg.jpg", mime_type="image/jpeg")
+@contextmanager
+def _no_type_stub() -> Iterator[None]:
+    """Gradio writes a ``.pyi`` stub beside any module that subclasses one of its components
+    (for its own package's type checking); not into this source tree."""
+    write_stub = component_meta.create_or_modify_pyi
+    component_meta.create_or_modify_pyi = lambda *args, **kwargs: None
+    try:
+        yield
+    finally:
+        component_meta.create_or_modify_pyi = write_stub
 
 
-def _as_sent(component, payload: Any) -> Any:
-    return payload
+with _no_type_stub():
+    class PrivateImage(gr.Image):
+        """A display-only ``gr.Image`` whose value travels inline, never as a cached file."""
 
+        is_template = True                  # the page draws it with gr.Image's code
 
-def private_image(**kwargs) -> gr.Image:
-    """A display-only ``gr.Image`` whose value travels inline, never as a cached file."""
-    image = gr.Image(**kwargs)
-    image.postprocess = types.MethodType(_inline, image)
-    return image
+        def postprocess(self, value: Any) -> ImageData | None:
+            if value is None:
+                return None
+            if not isinstance(value, Image.Image):
+                raise TypeError("PrivateImage shows PIL images only")
+            return ImageData(url=data_url(value), orig_name="ecg.jpg", mime_type="image/jpeg")
 
+    class RawTextbox(gr.Textbox):
+        """A ``gr.Textbox`` whose value reaches the handler unconverted (the core checks it)."""
 
-def raw_textbox(**kwargs) -> gr.Textbox:
-    """A ``gr.Textbox`` whose value reaches the handler unconverted (the core checks it)."""
-    box = gr.Textbox(**kwargs)
-    box.preprocess = types.MethodType(_as_sent, box)
-    return box
+        is_template = True
 
+        def preprocess(self, payload: Any) -> Any:
+            return payload
 
-def raw_number(**kwargs) -> gr.Number:
-    """A ``gr.Number`` whose value reaches the handler unconverted (the core checks ranges)."""
-    number = gr.Number(**kwargs)
-    number.preprocess = types.MethodType(_as_sent, number)
-    return number
+    class RawNumber(gr.Number):
+        """A ``gr.Number`` whose value reaches the handler unconverted (the core checks
+        ranges)."""
+
+        is_template = True
+
+        def preprocess(self, payload: Any) -> Any:
+            return payload

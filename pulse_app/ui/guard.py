@@ -21,6 +21,8 @@ import functools
 import inspect
 import logging
 import secrets
+from contextlib import contextmanager
+from typing import Iterator
 
 import gradio as gr
 
@@ -42,6 +44,19 @@ def internal_error(where: str) -> gr.Error:
                     "happens again.", print_exception=False)
 
 
+@contextmanager
+def presentable(where: str) -> Iterator[None]:
+    """Within the block, a failure becomes a ``gr.Error`` a visitor may see."""
+    try:
+        yield
+    except gr.Error:
+        raise
+    except PulseError as error:
+        raise user_error(error) from None
+    except Exception:  # noqa: BLE001 - logged with a reference, never shown
+        raise internal_error(where) from None
+
+
 def guarded(handler):
     """``handler`` (a function or a generator function) with its failures made presentable."""
     where = getattr(handler, "__qualname__", repr(handler))
@@ -49,24 +64,12 @@ def guarded(handler):
     if inspect.isgeneratorfunction(handler):
         @functools.wraps(handler)
         def stream(*args, **kwargs):
-            try:
+            with presentable(where):
                 return (yield from handler(*args, **kwargs))
-            except gr.Error:
-                raise
-            except PulseError as error:
-                raise user_error(error) from None
-            except Exception:  # noqa: BLE001 - logged with a reference, never shown
-                raise internal_error(where) from None
         return stream
 
     @functools.wraps(handler)
     def call(*args, **kwargs):
-        try:
+        with presentable(where):
             return handler(*args, **kwargs)
-        except gr.Error:
-            raise
-        except PulseError as error:
-            raise user_error(error) from None
-        except Exception:  # noqa: BLE001 - logged with a reference, never shown
-            raise internal_error(where) from None
     return call

@@ -2,9 +2,9 @@
 
 - **Owner cookie.** A browser without a valid owner token gets a new one in an HttpOnly cookie
   (``pulse-owner``; SameSite=Lax on http, SameSite=None + Secure + Partitioned on https, where a
-  Space shows the app in an iframe). The token is also put into the request being answered, so
-  even a browser's first request has an owner. Page scripts never see it; no secret that
-  protects it is ever published (Gradio's ``BrowserState`` sent its key in ``/config``).
+  Space shows the app in an iframe) with the page itself, before any event. Page scripts never
+  see it; no secret that protects it is ever published (Gradio's ``BrowserState`` sent its key
+  in ``/config``). A browser that keeps no cookies is told so by the first event it sends.
 - **Gradio's file route serves only the app's own example images.** Uploads wait in Gradio's
   cache until their handler has read them, and are deleted then (:class:`PendingUploads`);
   nothing there is ever served (the picture reaches the page inline, reports through the route
@@ -104,14 +104,6 @@ def owner_cookie_header(token: str, https: bool) -> bytes:
                       "HttpOnly", *attributes]).encode("latin-1")
 
 
-def _with_cookie(scope, token: str) -> dict:
-    """``scope`` whose Cookie header also carries the owner ``token`` (last value wins)."""
-    headers = [(k, v) for k, v in scope["headers"] if k != b"cookie"]
-    old = b"; ".join(v for k, v in scope["headers"] if k == b"cookie")
-    cookie = (old + b"; " if old else b"") + f"{OWNER_COOKIE}={token}".encode("latin-1")
-    return {**scope, "headers": [*headers, (b"cookie", cookie)]}
-
-
 def signed_in_user(request: Request) -> str | None:
     """The account signed in through Gradio's login on this request (its session cookie)."""
     app = request.scope.get("app")
@@ -150,8 +142,6 @@ class PulseGate:
                 return await PlainTextResponse("Not found.", 404)(scope, receive, send)
         token = Request(scope).cookies.get(OWNER_COOKIE)
         new_token = None if is_owner_token(token) else new_owner_token()
-        if new_token:
-            scope = _with_cookie(scope, new_token)
         export_id = report_id(path)
         if export_id is not None:
             response = self._report(Request(scope), export_id)
