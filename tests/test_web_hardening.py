@@ -229,3 +229,11 @@ def test_another_signed_in_account_cannot_download_a_report(accounts_app, shared
     assert httpx.get(accounts_app.url + path, cookies=anonymous, timeout=30).status_code == 404
     bob = sign_in(accounts_app.url, "bob", "right-bob", "127.0.0.7")
     assert bob.get(path).status_code == 200
+
+
+def test_exports_run_outside_the_model_queue(app):
+    """A PDF export has its own concurrency group (and its own process): it never waits for
+    an answer, nor holds one up."""
+    groups = {fn.name: fn.concurrency_id for fn in app.demo.fns.values()}
+    assert groups["export_pdf"] == "export"
+    assert groups["ask"] == groups["api_ask"] == "gpu"
