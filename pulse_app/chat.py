@@ -212,11 +212,6 @@ class Exports:
                         if e.owner == owner and e.session_id == str(session_id)]:
                 del self._items[key]
 
-    def __len__(self) -> int:
-        with self._lock:
-            self._trim()
-            return len(self._items)
-
     def _trim(self) -> None:
         now = time.monotonic()
         for key in [k for k, e in self._items.items() if now - e.created > self.ttl_s]:

@@ -371,7 +371,7 @@ def _decode_image(data: bytes, name: str, limits: Limits) -> tuple[Image.Image, 
             orientation = _orientation(image)           # before scaling drops the EXIF block
             image = _fit(image, limits.image_pixels)
             image = _clean_rgb(image, orientation)
-    except ImageRejected:
+    except PulseError:                                  # ours: refused, or the server busy
         raise
     except Image.DecompressionBombError as error:      # Pillow's own guard, before ours
         declared = re.search(r"\((\d+) pixels\)", str(error))
@@ -382,8 +382,6 @@ def _decode_image(data: bytes, name: str, limits: Limits) -> tuple[Image.Image, 
     except Image.UnidentifiedImageError as error:
         raise ImageRejected(f"{name} is not an image this app can read",
                             hint=f"upload a {SUPPORTED} file") from error
-    except PulseError:
-        raise
     except Exception as error:  # noqa: BLE001 - decoders fail in many ways on broken files
         detail = "truncated" if "truncated" in str(error).lower() else "damaged or incomplete"
         raise ImageRejected(f"{name} looks like an image but is {detail}",

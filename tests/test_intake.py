@@ -346,16 +346,16 @@ def test_damaged_files_never_crash_with_anything_but_image_rejected(ecg):
 # -- decoding cost ------------------------------------------------------------------------------
 
 def test_large_images_are_scaled_down_while_decoding(ecg):
-    """A 24 MP photo comes out at most ``image_pixels``, its aspect kept and upright; a JPEG is
-    decoded at a reduced size by libjpeg (draft), never at full size."""
-    big = ecg.resize((6144, 3360))                                   # 20.6 MP
+    """A 5 MP photo comes out at most ``image_pixels`` (here 1 MP), its aspect kept and
+    upright; a JPEG is decoded at a reduced size by libjpeg (draft), never at full size."""
+    big = ecg.resize((3072, 1680))                                   # 5.2 MP
     exif = Image.Exif()
     exif[0x0112] = 6                                                 # shown rotated 90 degrees
-    limits = Limits(image_pixels=2_000_000)
+    limits = Limits(image_pixels=1_000_000)
     for fmt, options in (("JPEG", {"quality": 85, "exif": exif}), ("PNG", {"exif": exif})):
         out = load_image(encode(big, fmt, **options), limits=limits).image
-        assert out.width * out.height <= 2_000_000, fmt
-        assert out.height > out.width and abs(out.height / out.width - 6144 / 3360) < 0.01, fmt
+        assert 900_000 < out.width * out.height <= 1_000_000, fmt
+        assert out.height > out.width and abs(out.height / out.width - 3072 / 1680) < 0.01, fmt
 
     from PIL import JpegImagePlugin
 
@@ -371,7 +371,7 @@ def test_large_images_are_scaled_down_while_decoding(ecg):
         load_image(encode(big, "JPEG", quality=85), limits=limits)
     finally:
         JpegImagePlugin.JpegImageFile.load = original_load
-    assert decoded and decoded[0][0] * decoded[0][1] <= 4 * 2_000_000, \
+    assert decoded and decoded[0][0] * decoded[0][1] <= 4 * 1_000_000, \
         f"decoded at {decoded[0]}: the JPEG was not scaled in the decoder"
 
 
