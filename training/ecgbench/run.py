@@ -17,7 +17,7 @@ from pathlib import Path
 from training.ecgbench import paper, strict
 from training.ecgbench.data import image_folder, read_subset
 from training.ecgbench.judge import arena_prompt, report_prompt
-from training.ecgbench.subsets import ARENA, ECGQA, MCQ, MULTILABEL, PAPER_ORDER, REPORT, \
+from training.ecgbench.subsets import ARENA, MCQ, MULTILABEL, PAPER_ORDER, REPORT, \
     SUBSETS, TABLE_ORDER
 from training.generation import Request, run_requests
 

@@ -7,7 +7,7 @@ PULSE-7B and Random rows are Tables 2 and 3 (same in A4 and A5) of the paper, in
 >>> SUBSETS["ptb-test"].title, SUBSETS["ptb-test"].labels
 ('PTB-XL Super', ('NORM', 'MI', 'STTC', 'CD', 'HYP'))
 >>> resolve_subsets("ptb,mmmu")
-['mmmu-ecg', 'ptb-test']
+['ptb-test', 'mmmu-ecg']
 """
 
 from __future__ import annotations
