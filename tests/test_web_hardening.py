@@ -176,9 +176,9 @@ def test_the_file_route_serves_only_the_example_images(app, client, shared_data)
     raw = upload(app.url, shared_data / "ecg-images" / "ecg00010.png")
     assert Path(raw).is_file(), "Gradio keeps an upload until its event reads it"
     assert httpx.get(f"{app.url}gradio_api/file={raw}", timeout=30).status_code == 404
-    if example_paths():
-        assert httpx.get(f"{app.url}gradio_api/file={example_paths()[0]}",
-                         timeout=30).status_code == 200
+    examples = example_paths(app.settings.examples_path)
+    assert examples, "the project's example pages are committed"
+    assert httpx.get(f"{app.url}gradio_api/file={examples[0]}", timeout=30).status_code == 200
 
 
 # -- accounts ------------------------------------------------------------------------------------
