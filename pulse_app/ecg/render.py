@@ -182,7 +182,8 @@ def render_ecg(record: Record, *, layout: str = "3x4+II", speed_mm_s: float = 25
 
     ``speed_mm_s`` 25 or 50 (mm per second), ``gain_mm_mV`` 5, 10 or 20 (mm per millivolt),
     ``grid`` red/pink/grey/green/none, ``dpi`` sets the pixel size (200 -> 2200×1700).
-    ``distort``: "none", "photo" (a phone photo of the page), "all" (every distortion kind),
+    ``distort``: "none", "photo" (a phone photo of the page), "phone" (a hand-held photo of the
+    whole page, rotated up to ±30°, with background around it), "all" (every distortion kind),
     "mix" (the training mix: half clean, half a random subset), or a dict of explicit parameters
     per kind (see :mod:`pulse_app.ecg.distort`). Deterministic per (record id, ``seed``).
     """
