@@ -25,11 +25,11 @@ about what a 1-megapixel one does):
 
 >>> from pulse_app.ecg.simulate import ecg_simulate
 >>> from pulse_app.ecg.render import render_ecg
->>> photo = render_ecg(ecg_simulate(seed=1), distort={"rotation": {"angle_deg": 12}}).image
->>> proposal = propose_straightening(photo)
->>> proposal.method, round(proposal.angle_deg)
-('grid', 12)
->>> flat = apply_straightening(photo, proposal.corners, proposal.page_size)
+>>> page = render_ecg(ecg_simulate(seed=1), distort={"rotation": {"angle_deg": 12}})
+>>> proposal = propose_straightening(page.image)     # the page was turned 12 degrees to the left
+>>> proposal.method, round(proposal.angle_deg)       # so it is levelled by 12 to the right
+('grid', -12)
+>>> flat = apply_straightening(page.image, proposal.corners, proposal.page_size)
 """
 
 from __future__ import annotations
@@ -41,6 +41,9 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from pulse_app.errors import ImageRejected
+from pulse_app.intake import MIN_SIDE_PX
+
 #: Long side of the analysis copy, in pixels.
 WORK_SIDE_PX = 1024
 #: Methods a proposal can come from, best evidence first.
@@ -48,6 +51,11 @@ METHODS = ("grid", "page edges", "trace baselines", "none")
 
 _TILE_PX = 96              # orientation tiles (analysis pixels)
 _FAMILY_WINDOW_DEG = 14.0  # gradient directions counted for a line family, either side
+_TENSOR_SIGMA_PX = 2.0     # structure tensor smoothing
+_GRADIENT_FLOOR_PCT = 70   # line directions are read from the strongest 30 % of the pixels
+_INK_DARKNESS = 0.35       # ink: this much darker than the paper around it, in every channel
+_STRAIGHT_SHARE = 0.002    # corners this close to the picture's (share of its side): straight
+_MAX_PAGE_GROWTH = 4.0     # a flat page may have at most this many times the photo's pixels
 _EDGE_WINDOW_PX = 8        # mean brightness window on either side of a page edge
 _EDGE_STEP_MIN = 10.0      # a page edge: at least this many grey levels brighter inside ...
 _EDGE_STEP_REL = 0.10      # ... and this share of the inside brightness ...
@@ -66,7 +74,8 @@ class Proposal:
     ``angle_deg``: the page's tilt as a fine rotation that levels it, counter-clockwise, as
     :func:`pulse_app.intake.edit_image` takes it. ``method``: one of :data:`METHODS`.
     ``confidence``: 0 (nothing) .. 1 (sure). ``message``: one plain sentence for the user.
-    ``grid_mm_px``: size of 1 mm of the grid in original pixels when a grid was found.
+    ``grid_period_px``: the grid's period on the flat page, in original pixels (usually its
+    5 mm squares), when a grid was found.
     """
 
     corners: tuple[tuple[float, float], ...] | None
@@ -75,7 +84,7 @@ class Proposal:
     method: str
     confidence: float
     message: str
-    grid_mm_px: float | None = None
+    grid_period_px: float | None = None
     details: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -97,6 +106,7 @@ class PageAnalysis:
     check reuses it."""
 
     scale: float                    # original pixels per analysis pixel
+    size: tuple[int, int]           # (width, height) of the original image
     rgb: np.ndarray                 # the analysis copy, H x W x 3 uint8
     gray: np.ndarray                # its luma
     lines: np.ndarray               # thin dark lines (black-hat of the darkest channel), uint8
@@ -114,41 +124,47 @@ class PageAnalysis:
     details: dict = field(default_factory=dict)   # intermediate results, for the curious
 
 
-def _as_rgb_array(image) -> np.ndarray:
+def _work_copy(image, side: int) -> tuple[np.ndarray, float, tuple[int, int]]:
+    """The analysis copy (RGB uint8, long side at most ``side``), its scale (original pixels
+    per analysis pixel) and the original size. Big PIL images are first reduced by a whole
+    factor in PIL (a box filter in C: no full-size array is made), then area-resampled."""
     if isinstance(image, Image.Image):
-        return np.asarray(image.convert("RGB"))
-    arr = np.asarray(image)
-    if arr.ndim == 2:
-        arr = np.repeat(arr[:, :, None], 3, axis=2)
-    return np.ascontiguousarray(arr[:, :, :3]).astype(np.uint8, copy=False)
-
-
-def _work_copy(arr: np.ndarray, side: int) -> tuple[np.ndarray, float]:
-    h, w = arr.shape[:2]
-    scale = max(h, w) / side
-    if scale <= 1.0:
-        return arr, 1.0
-    size = (max(1, round(w / scale)), max(1, round(h / scale)))
-    small = cv2.resize(arr, size, interpolation=cv2.INTER_AREA)
-    return small, w / size[0]
+        if image.mode != "RGB":
+            image = image.convert("RGB")
+        w, h = image.size
+        factor = int(max(w, h) / side)
+        if factor >= 2:
+            image = image.reduce(factor)
+        arr = np.asarray(image)
+    else:
+        arr = np.asarray(image)
+        if arr.ndim == 2:
+            arr = np.repeat(arr[:, :, None], 3, axis=2)
+        arr = np.ascontiguousarray(arr[:, :, :3]).astype(np.uint8, copy=False)
+        h, w = arr.shape[:2]
+    ah, aw = arr.shape[:2]
+    if max(ah, aw) > side:
+        s = side / max(ah, aw)
+        arr = cv2.resize(arr, (max(1, round(aw * s)), max(1, round(ah * s))),
+                         interpolation=cv2.INTER_AREA)
+    return arr, w / arr.shape[1], (int(w), int(h))
 
 
 def analyse_page(image, *, work_side: int = WORK_SIDE_PX) -> PageAnalysis:
     """Look at a photo once: lines, tilt, grid, traces, page edges, corners (see the module
     docstring)."""
-    arr = _as_rgb_array(image)
-    rgb, scale = _work_copy(arr, work_side)
+    rgb, scale, size = _work_copy(image, work_side)
     darkest = rgb.min(axis=2)
     gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
     kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (7, 7))
     lines = cv2.morphologyEx(darkest, cv2.MORPH_BLACKHAT, kernel)
-    pa = PageAnalysis(scale=scale, rgb=rgb, gray=gray, lines=lines)
+    pa = PageAnalysis(scale=scale, size=size, rgb=rgb, gray=gray, lines=lines)
     pa.ink = _ink_mask(pa)
     _orientation(pa)
     _grid(pa)
     _traces(pa)
     if not pa.grid and pa.traces:
-        pa.tilt_deg = _baseline_tilt(pa.ink, pa.details["tilt_all"])
+        pa.tilt_deg = _baseline_tilt(pa.ink, _tilt_all(pa))
     _page_edges(pa)
     _corners(pa)
     return pa
@@ -157,19 +173,25 @@ def analyse_page(image, *, work_side: int = WORK_SIDE_PX) -> PageAnalysis:
 # -- 1. line directions ------------------------------------------------------------------------
 
 def _gradients(lines: np.ndarray):
-    """Gradient directions (rad, modulo pi) and magnitudes of a line map, over its stronger half.
+    """Local line directions of a line map: gradient direction (rad, modulo pi) and strength
+    from the structure tensor, over the stronger half of the pixels.
 
-    The map is smoothed first and the weights are the plain magnitudes: thin lines at the
-    analysis scale are staircases, and unsmoothed (or squared) gradients pull every direction
-    towards the pixel axes by degrees."""
+    The strength is the tensor's eigenvalue gap, so speckle (paper texture, sensor noise,
+    JPEG blocks), whose gradients point every way, weighs little; the map is smoothed before
+    and the tensor after taking gradients: thin lines at the analysis scale are staircases,
+    and raw gradients pull every direction towards the pixel axes by degrees."""
     smooth = cv2.GaussianBlur(lines.astype(np.float32), (0, 0), 1.0)
     gx = cv2.Scharr(smooth, cv2.CV_32F, 1, 0)
     gy = cv2.Scharr(smooth, cv2.CV_32F, 0, 1)
-    mag = cv2.magnitude(gx, gy)
-    floor = max(1.0, float(np.percentile(mag, 50)))
-    ys, xs = np.nonzero(mag > floor)
-    alpha = np.arctan2(gy[ys, xs], gx[ys, xs]) % np.pi
-    return xs.astype(np.float32), ys.astype(np.float32), alpha, mag[ys, xs].astype(np.float64)
+    jxx = cv2.GaussianBlur(gx * gx, (0, 0), _TENSOR_SIGMA_PX)
+    jyy = cv2.GaussianBlur(gy * gy, (0, 0), _TENSOR_SIGMA_PX)
+    jxy = cv2.GaussianBlur(gx * gy, (0, 0), _TENSOR_SIGMA_PX)
+    gap = np.sqrt((jxx - jyy) ** 2 + 4 * jxy ** 2)
+    floor = max(1e-3, float(np.percentile(gap[::3, ::3], _GRADIENT_FLOOR_PCT)))
+    ys, xs = np.nonzero(gap > floor)
+    alpha = (np.arctan2(2 * jxy[ys, xs], jxx[ys, xs] - jyy[ys, xs]) / 2) % np.pi
+    return xs.astype(np.float32), ys.astype(np.float32), alpha.astype(np.float64), \
+        np.sqrt(gap[ys, xs]).astype(np.float64)
 
 
 def _dominant_direction(alpha: np.ndarray, weight: np.ndarray) -> tuple[float, float]:
@@ -187,9 +209,14 @@ def _orientation(pa: PageAnalysis) -> None:
     xs, ys, alpha, weight = _gradients(_grid_lines(pa))
     pa.details.update(xs=xs, ys=ys, alpha=alpha, weight=weight)
     pa.tilt_deg, pa.coherence = _dominant_direction(alpha, weight)
-    _, _, alpha_all, weight_all = _gradients(pa.lines)
-    tilt_all, coherence_all = _dominant_direction(alpha_all, weight_all)
-    pa.details.update(tilt_all=tilt_all, coherence_all=coherence_all)
+
+
+def _tilt_all(pa: PageAnalysis) -> float:
+    """The tilt (degrees) from every line, ink included: for pages without a grid."""
+    if "tilt_all" not in pa.details:
+        _, _, alpha, weight = _gradients(pa.lines)
+        pa.details["tilt_all"], pa.details["coherence_all"] = _dominant_direction(alpha, weight)
+    return pa.details["tilt_all"]
 
 
 def _baseline_tilt(ink: np.ndarray, start_deg: float) -> float:
@@ -305,6 +332,10 @@ def _grid_frame(pa: PageAnalysis):
         p = (np.c_[pos[good], np.ones(good.sum())] @ norm.T)[:, :2]
         v, resid = _vanishing_point(p, direction[good], weight[good])
         points.append(v)
+    grid_pts = _grid_points(pa, norm)
+    if grid_pts is not None:
+        px = 2.0 / max(h, w)                      # one analysis pixel, normalised
+        points = [_refine_vanishing_point(*grid_pts, v, px) for v in points]
     vh, vv = points
     horizon = np.cross(vh, vv)
     corners = np.array([[-1, -1, 1], [1, -1, 1], [1, 1, 1], [-1, 1, 1]]) * \
@@ -325,6 +356,81 @@ def _grid_frame(pa: PageAnalysis):
     a[:2, :2] = np.linalg.inv(basis)
     pa.vanishing_points = (vh, vv)
     return a @ hp @ norm
+
+
+def _grid_points(pa: PageAnalysis, norm: np.ndarray, most: int = 60000):
+    """(positions normalised, weights) of the grid map's stronger pixels, at most ``most``."""
+    g = _grid_lines(pa)
+    top = float(np.percentile(g[::2, ::2], 99.5))
+    ys, xs = np.nonzero(g >= max(4.0, 0.3 * top))
+    if len(xs) < 500:
+        return None
+    if len(xs) > most:
+        keep = np.random.default_rng(0).choice(len(xs), most, replace=False)
+        xs, ys = xs[keep], ys[keep]
+    pts = np.c_[xs, ys, np.ones(len(xs))] @ norm.T
+    return pts[:, :2], g[ys, xs].astype(np.float64)
+
+
+def _sharpness(pts, wts, angle: float, px: float) -> float:
+    """How sharply lines of direction ``angle`` (rad) pile up in a profile across them."""
+    across = (pts[:, 1] * np.cos(angle) - pts[:, 0] * np.sin(angle)) / px
+    low = np.floor(across)
+    frac = across - low
+    bins = (low - low.min()).astype(np.int64)
+    counts = np.bincount(bins, wts * (1 - frac), len(bins) and bins.max() + 2) + \
+        np.bincount(bins + 1, wts * frac, len(bins) and bins.max() + 2)
+    return float(np.dot(counts, counts))
+
+
+def _best_angle(pts, wts, guess: float, px: float) -> float:
+    """The line direction (rad) near ``guess`` whose profile is sharpest (coarse to fine on a
+    sample, then all points; parabolic peak)."""
+    best = guess
+    few = slice(None, None, max(1, len(pts) // 8000))
+    for span, step, sub in ((np.radians(1.2), np.radians(0.15), few),
+                            (np.radians(0.15), np.radians(0.015), slice(None))):
+        angles = best + np.arange(-span, span + step / 2, step)
+        scores = np.array([_sharpness(pts[sub], wts[sub], a, px) for a in angles])
+        i = int(np.argmax(scores))
+        best = float(angles[i])
+        if 0 < i < len(angles) - 1:
+            a, b, c = scores[i - 1:i + 2]
+            if a - 2 * b + c < 0:
+                best += 0.5 * (a - c) / (a - 2 * b + c) * step
+    return best
+
+
+def _refine_vanishing_point(pts, wts, v: np.ndarray, px: float, bands: int = 4) -> np.ndarray:
+    """A family's vanishing point from projections: the grid cut into bands across its lines,
+    each band's direction found where its profile is sharpest (immune to the pixel-staircase
+    and speckle that bias gradient directions), the band lines intersected."""
+    def direction_at(p):
+        d = v[:2] - v[2] * p
+        return math.atan2(d[1], d[0])
+
+    # keep only pixels whose own direction (from the coarse point) is not needed: all of them
+    centre = np.average(pts, axis=0, weights=wts)
+    phi = direction_at(centre)
+    normal = np.array([-math.sin(phi), math.cos(phi)])
+    across = pts @ normal
+    edges = np.quantile(across, np.linspace(0, 1, bands + 1))
+    lines, weights = [], []
+    for i in range(bands):
+        inside = (across >= edges[i]) & (across <= edges[i + 1])
+        if inside.sum() < 300:
+            continue
+        p, w = pts[inside], wts[inside]
+        c = np.average(p, axis=0, weights=w)
+        angle = _best_angle(p, w, direction_at(c), px)
+        n = np.array([-math.sin(angle), math.cos(angle)])
+        lines.append([n[0], n[1], -float(n @ c)])
+        weights.append(w.sum())
+    if len(lines) < 2:
+        return v
+    lines, weights = np.array(lines), np.array(weights)
+    m = (lines * weights[:, None]).T @ lines
+    return np.linalg.eigh(m)[1][:, 0]
 
 
 def _fit_frame_to(frame: np.ndarray, shape, side: int) -> tuple[np.ndarray, tuple[int, int]]:
@@ -384,15 +490,14 @@ def _comb(white: np.ndarray, harmonics: int = 6, min_harmonics: int = 3) -> np.n
     """Per period of the log axis: the mean height of its harmonics in a whitened spectrum (a
     printed grid is a comb of thin lines, so every harmonic of its period stands out)."""
     log_f = _log_axis()
-    lo, _ = _PERIOD_PX
-    periods = 1.0 / np.exp(log_f)
-    k_all = np.arange(1, harmonics + 1)
-    scores = np.zeros(len(periods))
-    for i, p in enumerate(periods):
-        k = k_all[k_all / p <= 1 / lo]
-        if len(k) >= min_harmonics:
-            scores[i] = np.mean(np.interp(np.log(k / p), log_f, white))
-    return scores
+    total = np.zeros(len(log_f))
+    count = np.zeros(len(log_f))
+    for k in range(1, harmonics + 1):
+        at = log_f + np.log(k)
+        inside = at <= log_f[-1]
+        total += np.where(inside, np.interp(at, log_f, white), 0.0)
+        count += inside
+    return np.where(count >= min_harmonics, total / np.maximum(count, 1), 0.0)
 
 
 def _grid_period(wx: np.ndarray, wy: np.ndarray, max_ratio: float = 1.43):
@@ -497,13 +602,13 @@ def _ink_mask(pa: PageAnalysis) -> np.ndarray:
     kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (9, 9))
     paper = cv2.morphologyEx(lightest, cv2.MORPH_CLOSE, kernel).astype(np.float32)
     dark = (paper - lightest.astype(np.float32)) / np.maximum(paper, 1.0)
-    return ((dark > 0.45) & (paper > 40)).astype(np.uint8)
+    return ((dark > _INK_DARKNESS) & (paper > 40)).astype(np.uint8)
 
 
 def _traces(pa: PageAnalysis) -> None:
     ink = pa.ink
     pa.ink_share = float(ink.mean())
-    tilt = pa.tilt_deg if pa.grid else pa.details["tilt_all"]
+    tilt = pa.tilt_deg if pa.grid else _tilt_all(pa)
     frame = _rotation_frame(ink.shape, tilt)
     fitted, size = _fit_frame_to(frame, ink.shape, max(ink.shape))
     turned = cv2.warpPerspective(ink, fitted, size, flags=cv2.INTER_NEAREST, borderValue=0)
@@ -562,7 +667,8 @@ def _page_edges(pa: PageAnalysis) -> None:
     fitted, size = _fit_frame_to(frame, paper.shape, max(paper.shape))
     g = cv2.warpPerspective(paper, fitted, size, flags=cv2.INTER_LINEAR).astype(np.float32)
     valid = cv2.warpPerspective(np.ones_like(paper), fitted, size, flags=cv2.INTER_NEAREST)
-    inside_ref = float(np.percentile(g[valid > 0], 90)) if valid.any() else 255.0
+    inside_ref = float(np.percentile(g[::3, ::3][valid[::3, ::3] > 0], 90)) if valid.any() \
+        else 255.0
     k, off = _EDGE_WINDOW_PX, _EDGE_WINDOW_PX // 2 + 2
     back = np.linalg.inv(fitted)
     rng = np.random.default_rng(0)
@@ -576,27 +682,43 @@ def _page_edges(pa: PageAnalysis) -> None:
             img, val = img.T, val.T
         elif side == "right":
             img, val = img.T[::-1], val.T[::-1]
-        mean = cv2.blur(img, (1, k))
-        ok = cv2.erode(val, np.ones((2 * (k + off) + 1, 1), np.uint8)) > 0
-        inner = np.roll(mean, -off, axis=0)
-        outer = np.roll(mean, off, axis=0)
-        step = inner - outer
-        near = cv2.blur(img, (1, 3))
-        short = np.roll(near, -2, axis=0) - np.roll(near, 2, axis=0)
-        hit = ok & (step > np.maximum(_EDGE_STEP_MIN, _EDGE_STEP_REL * inner)) \
-            & (inner > 0.45 * inside_ref) \
-            & (cv2.dilate(short, np.ones((5, 1), np.uint8)) > _EDGE_SHARPNESS * step)
-        rows, cols = hit.shape
-        half = np.arange(rows)[:, None] < rows * 0.45
-        hit &= half
+        rows, cols = img.shape
+        lim = int(rows * 0.45)                     # an edge lies in the outer part
+        if lim <= 3 * off:
+            continue
+        part = np.ascontiguousarray(img[:lim + off + 3])
+        mean = cv2.blur(part, (1, k))
+        near = cv2.blur(part, (1, 3))
+        ok = cv2.erode(np.ascontiguousarray(val[:lim + off + 3]),
+                       np.ones((2 * (k + off) + 1, 1), np.uint8),
+                       borderType=cv2.BORDER_CONSTANT, borderValue=0) > 0
+        y = np.arange(off, lim)                    # rows scanned; arrays below align with y
+        inner, step = mean[y + off], mean[y + off] - mean[y - off]
+        short = cv2.dilate(np.ascontiguousarray(near[y + 2] - near[y - 2]),
+                           np.ones((5, 1), np.uint8))
+        need = np.maximum(_EDGE_STEP_MIN, _EDGE_STEP_REL * inner)
+        hit = ok[y] & (step > need) & (inner > 0.45 * inside_ref) & \
+            (short > _EDGE_SHARPNESS * step)
         has = hit.any(0)
         first = hit.argmax(0)
         xs = np.flatnonzero(has)
+        # a page edge has background all the way out to the picture's border, not paper (a
+        # dark band of print near a scanned page's border is no edge): sample the outside
+        top = np.argmax(val[:lim, xs] > 0, axis=0)
+        end = np.maximum(y[first[xs]] - off, top + 1)
+        at = (top[:, None] + (end - top)[:, None] * np.linspace(0.05, 0.95, 9)[None, :])
+        outside = part[at.astype(np.int64), xs[:, None]].mean(1)
+        level = inner[first[xs], xs]
+        xs = xs[outside < level - 0.7 * need[first[xs], xs]]
         if len(xs) < 10:
             continue
+        first = first + off                        # back to rows of the turned canvas
+        step_full = np.zeros_like(part)
+        step_full[y] = step
+        step = step_full
         # the strongest step just after the first hit
         ys = first[xs]
-        window = np.clip(ys[:, None] + np.arange(0, 2 * off + 1)[None, :], 0, rows - 1)
+        window = np.clip(ys[:, None] + np.arange(0, 2 * off + 1)[None, :], 0, len(step) - 1)
         ys = window[np.arange(len(xs)), np.argmax(step[window, xs[:, None]], axis=1)] + 0.5
         if side == "top":
             pts = np.c_[xs, ys]
@@ -728,60 +850,64 @@ def propose_straightening(image, *, work_side: int = WORK_SIDE_PX) -> Proposal:
 def proposal_from(pa: PageAnalysis) -> Proposal:
     """The :class:`Proposal` for an analysis already made by :func:`analyse_page`."""
     if pa.quad is None:
-        method = "none"
-        return Proposal(None, None, 0.0, method, 0.0, _message(method, 0.0, False),
+        return Proposal(None, None, 0.0, "none", 0.0, _message("none", 0.0, False),
                         details={"analysis": pa})
     quad = pa.quad
-    all_edges = len(pa.edges) == 4
-    method = "grid" if pa.grid else ("page edges" if all_edges else "trace baselines")
+    method = "grid" if pa.grid else ("page edges" if len(pa.edges) == 4 else "trace baselines")
     width, height, period = _flat_size(pa, quad)
     s = pa.scale
-    corners = tuple((float((x + 0.5) * s - 0.5), float((y + 0.5) * s - 0.5)) for x, y in quad)
-    page_size = (max(1, int(round(width * s))), max(1, int(round(height * s))))
-    # tilt of the page's horizontal midline
-    left_mid, right_mid = (quad[0] + quad[3]) / 2, (quad[1] + quad[2]) / 2
+    corners = np.array([((x + 0.5) * s - 0.5, (y + 0.5) * s - 0.5) for x, y in quad])
+    page_size = (int(round(width * s)) + 1, int(round(height * s)) + 1)
+    w, h = pa.size
+    frame = np.array([[0, 0], [w - 1, 0], [w - 1, h - 1], [0, h - 1]], float)
+    if np.abs(corners - frame).max() <= max(2.0, _STRAIGHT_SHARE * max(w, h)):
+        corners, page_size = frame, (w, h)          # already straight: no resampling at all
+    left_mid, right_mid = (corners[0] + corners[3]) / 2, (corners[1] + corners[2]) / 2
     angle = math.degrees(math.atan2(right_mid[1] - left_mid[1], right_mid[0] - left_mid[0]))
-    m = cv2.getPerspectiveTransform(quad.astype(np.float32), np.float32(
-        [[0, 0], [width, 0], [width, height], [0, height]]))
-    perspective = float(np.hypot(m[2, 0], m[2, 1]) * max(width, height)) > 0.02
-    confidence = _confidence(pa, method)
-    mm_px = None
-    if pa.grid and period:
-        # the grid period in the flat page (analysis px) -> original px; assume 5 mm squares
-        # when the period is large, 1 mm when small: a hint only, for the readability check
-        mm = 5.0 if period * s > 12 else 1.0
-        mm_px = float(period * s / mm)
-    return Proposal(corners, page_size, round(angle, 2), method, round(confidence, 2),
-                    _message(method, angle, perspective), grid_mm_px=mm_px,
+    m = cv2.getPerspectiveTransform(corners.astype(np.float32), np.float32(
+        [[0, 0], [page_size[0], 0], list(page_size), [0, page_size[1]]]))
+    perspective = float(np.hypot(m[2, 0], m[2, 1]) * max(page_size)) > 0.02
+    return Proposal(tuple((float(x), float(y)) for x, y in corners), page_size,
+                    round(angle, 2), method, round(_confidence(pa, method), 2),
+                    _message(method, angle, perspective),
+                    grid_period_px=float(period * s) if period else None,
                     details={"analysis": pa})
 
 
 def _confidence(pa: PageAnalysis, method: str) -> float:
+    """0..1: how much evidence the proposal rests on (a heuristic, not a probability)."""
     edges = len(pa.edges) / 4
     if method == "grid":
-        return min(1.0, 0.5 + 0.3 * min(1.0, pa.grid_strength / 60) + 0.2 * edges)
+        return 0.55 + 0.35 * float(np.clip((pa.grid_strength - _GRID_MIN_COMB) / 3, 0, 1)) \
+            + 0.1 * edges
     if method == "page edges":
-        return min(1.0, 0.4 + 0.1 * min(pa.traces, 4) / 4 + 0.2 * pa.coherence)
-    return min(1.0, 0.2 + 0.2 * pa.coherence + 0.2 * edges)
+        return 0.5 + 0.2 * min(pa.traces, 3) / 3
+    return 0.3 + 0.1 * edges
 
 
 def apply_straightening(image: Image.Image, corners, page_size=None, *,
                         fill=(255, 255, 255)) -> Image.Image:
-    """Warp ``image`` so that ``corners`` (TL, TR, BR, BL, original pixels) become a flat,
-    upright page of ``page_size`` = (width, height) pixels (default: from the corners' side
-    lengths). Outside the photo is filled with ``fill``.
+    """Warp ``image`` so that ``corners`` (top-left, top-right, bottom-right, bottom-left, in
+    its pixels) become a flat, upright page of ``page_size`` = (width, height) pixels (default:
+    :func:`flat_size`). Outside the photo is filled with ``fill``.
+
+    Raises :class:`~pulse_app.errors.ImageRejected` for corners that do not make a page (not
+    four points, crossed or folded, too small a page, or one far larger than the photo).
 
     >>> img = Image.new("RGB", (400, 300), "white")
     >>> apply_straightening(img, [(0, 0), (399, 0), (399, 299), (0, 299)]).size
     (400, 300)
     """
-    quad = np.asarray(corners, dtype=np.float64).reshape(4, 2)
-    if page_size is None:
-        page_size = flat_size(quad)
-    width, height = (int(round(v)) for v in page_size)
-    if width < 1 or height < 1:
-        raise ValueError(f"page size {page_size} is empty")
-    src = np.asarray(image.convert("RGB"))
+    quad = _check_corners(corners)
+    width, height = flat_size(quad) if page_size is None else (int(round(v)) for v in page_size)
+    if min(width, height) < MIN_SIDE_PX:
+        raise ImageRejected(f"the corners make a page of only {width} x {height} pixels",
+                            hint=f"drag them apart: at least {MIN_SIDE_PX} px a side")
+    limit = max(_MAX_PAGE_GROWTH * image.width * image.height, MIN_SIDE_PX ** 2)
+    if width * height > limit:
+        raise ImageRejected(f"the corners make a page of {width} x {height} pixels, far larger "
+                            "than the photo", hint="drag the corners onto the page's corners")
+    src = np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
     dst = np.float32([[0, 0], [width - 1, 0], [width - 1, height - 1], [0, height - 1]])
     m = cv2.getPerspectiveTransform(quad.astype(np.float32), dst)
     out = cv2.warpPerspective(src, m, (width, height), flags=cv2.INTER_LINEAR,
@@ -789,10 +915,33 @@ def apply_straightening(image: Image.Image, corners, page_size=None, *,
     return Image.fromarray(out)
 
 
+def _check_corners(corners) -> np.ndarray:
+    """Four corners as a 4 x 2 float array, in page order and convex, or ImageRejected."""
+    try:
+        quad = np.asarray(corners, dtype=np.float64).reshape(4, 2)
+    except (TypeError, ValueError) as error:
+        raise ImageRejected("the page corners are not four (x, y) points",
+                            hint="reset the straightening and try again") from error
+    if not np.all(np.isfinite(quad)):
+        raise ImageRejected("the page corners are not four (x, y) points",
+                            hint="reset the straightening and try again")
+    turns = [np.cross(quad[(i + 1) % 4] - quad[i], quad[(i + 2) % 4] - quad[(i + 1) % 4])
+             for i in range(4)]
+    if not all(t > 0 for t in turns):
+        raise ImageRejected("the page corners cross or fold over",
+                            hint="put them on the page's corners in order: top-left, top-right, "
+                                 "bottom-right, bottom-left")
+    return quad
+
+
 def flat_size(corners) -> tuple[int, int]:
-    """(width, height) of the flat page for four corners without a grid: the longer of each
-    pair of opposite sides (no detail lost)."""
+    """(width, height) in pixels of the flat page for four corners (pixel centres) when nothing
+    better is known: the longer of each pair of opposite sides, so no detail is lost.
+
+    >>> flat_size([(0, 0), (399, 0), (399, 299), (0, 299)])
+    (400, 300)
+    """
     q = np.asarray(corners, dtype=np.float64).reshape(4, 2)
     width = max(np.linalg.norm(q[1] - q[0]), np.linalg.norm(q[2] - q[3]))
     height = max(np.linalg.norm(q[3] - q[0]), np.linalg.norm(q[2] - q[1]))
-    return max(1, int(round(width))), max(1, int(round(height)))
+    return int(round(width)) + 1, int(round(height)) + 1
