@@ -54,13 +54,16 @@ _FAMILY_WINDOW_DEG = 14.0  # gradient directions counted for a line family, eith
 _TENSOR_SIGMA_PX = 2.0     # structure tensor smoothing
 _GRADIENT_FLOOR_PCT = 70   # line directions are read from the strongest 30 % of the pixels
 _INK_DARKNESS = 0.35       # ink: this much darker than the paper around it, in every channel
+_TRACE_MAX_FILL = 0.5      # a trace's ink fills at most this share of its box (text: more)
 _STRAIGHT_SHARE = 0.002    # corners this close to the picture's (share of its side): straight
 _MAX_PAGE_GROWTH = 4.0     # a flat page may have at most this many times the photo's pixels
+_ZOOM_MAX_SHARE = 0.6      # paper taking less of the picture than this is looked at closer
 _EDGE_WINDOW_PX = 8        # mean brightness window on either side of a page edge
 _EDGE_STEP_MIN = 10.0      # a page edge: at least this many grey levels brighter inside ...
 _EDGE_STEP_REL = 0.10      # ... and this share of the inside brightness ...
 _EDGE_SHARPNESS = 0.5      # ... most of it within a few pixels (shadows are soft)
 _EDGE_MIN_FREE_SPAN = 0.3  # edges seen over less of the picture take their direction from the frame
+_EDGE_SCAN_SHARE = 0.75    # edges are looked for this far into the picture from each side
 _GRID_MIN_COMB = 1.5      # a grid: its harmonics stand out this much (log power, mean)
 
 
@@ -150,9 +153,11 @@ def _work_copy(image, side: int) -> tuple[np.ndarray, float, tuple[int, int]]:
     return arr, w / arr.shape[1], (int(w), int(h))
 
 
-def analyse_page(image, *, work_side: int = WORK_SIDE_PX) -> PageAnalysis:
+def analyse_page(image, *, work_side: int = WORK_SIDE_PX, zoom: bool = True) -> PageAnalysis:
     """Look at a photo once: lines, tilt, grid, traces, page edges, corners (see the module
-    docstring)."""
+    docstring). A page too small in the picture to show its grid or tracing at the analysis
+    scale is looked at again, cropped from the original (``zoom``); the closer look is kept in
+    ``details["zoom"]`` as (analysis, (left, top) of the crop in original pixels)."""
     rgb, scale, size = _work_copy(image, work_side)
     darkest = rgb.min(axis=2)
     gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
@@ -167,7 +172,46 @@ def analyse_page(image, *, work_side: int = WORK_SIDE_PX) -> PageAnalysis:
         pa.tilt_deg = _baseline_tilt(pa.ink, _tilt_all(pa))
     _page_edges(pa)
     _corners(pa)
+    if pa.quad is None and zoom and len(pa.edges) == 4:
+        _zoom_in(pa, image, work_side)
     return pa
+
+
+def _zoom_in(pa: PageAnalysis, image, work_side: int) -> None:
+    """Analyse the paper found by its four edges again, cropped from the original."""
+    quad = _intersections(pa.edges)
+    if quad is None or not _is_convex(quad):
+        return
+    h, w = pa.gray.shape
+    if cv2.contourArea(quad.astype(np.float32)) > _ZOOM_MAX_SHARE * w * h:
+        return
+    s = pa.scale
+    lo = np.clip((quad.min(0) - 0.03 * max(w, h)) * s, 0, None).astype(int)
+    hi = np.minimum((quad.max(0) + 0.03 * max(w, h)) * s, pa.size).astype(int)
+    if np.any(hi - lo < MIN_SIDE_PX):
+        return
+    if isinstance(image, Image.Image):
+        crop = image.crop((int(lo[0]), int(lo[1]), int(hi[0]), int(hi[1])))
+    else:
+        crop = np.asarray(image)[lo[1]:hi[1], lo[0]:hi[0]]
+    inner = analyse_page(crop, work_side=work_side, zoom=False)
+    if inner.quad is None:
+        return
+    pa.details["zoom"] = (inner, (int(lo[0]), int(lo[1])))
+    on_original = (inner.quad + 0.5) * inner.scale - 0.5 + lo
+    pa.quad = (on_original + 0.5) / s - 0.5
+    pa.grid, pa.traces, pa.tilt_deg = inner.grid, inner.traces, inner.tilt_deg
+
+
+def _intersections(edges: dict) -> np.ndarray | None:
+    """Corners (TL, TR, BR, BL) where four edge lines meet, or None."""
+    quad = []
+    for a, b in (("top", "left"), ("top", "right"), ("bottom", "right"), ("bottom", "left")):
+        p = np.cross(edges[a], edges[b])
+        if abs(p[2]) < 1e-12:
+            return None
+        quad.append(p[:2] / p[2])
+    return np.array(quad)
 
 
 # -- 1. line directions ------------------------------------------------------------------------
@@ -619,8 +663,10 @@ def _traces(pa: PageAnalysis) -> None:
     w, h = stats[1:, cv2.CC_STAT_WIDTH], stats[1:, cv2.CC_STAT_HEIGHT]
     area = stats[1:, cv2.CC_STAT_AREA]
     # an ECG trace: one ink curve across a good part of the levelled picture, with ink in
-    # nearly every column it spans, going up and down (a ruled line does not)
-    long = (w >= 0.25 * size[0]) & (area >= 0.8 * w) & (h >= 0.015 * size[1])
+    # nearly every column it spans, going up and down (a ruled line does not), thin in its
+    # box (a line of text fills its box with letters)
+    long = (w >= 0.25 * size[0]) & (area >= 0.8 * w) & (h >= 0.015 * size[1]) & \
+        (area <= _TRACE_MAX_FILL * w * h)
     pa.traces = int(long.sum())
 
 
@@ -683,7 +729,7 @@ def _page_edges(pa: PageAnalysis) -> None:
         elif side == "right":
             img, val = img.T[::-1], val.T[::-1]
         rows, cols = img.shape
-        lim = int(rows * 0.45)                     # an edge lies in the outer part
+        lim = int(rows * _EDGE_SCAN_SHARE)          # how far in an edge may lie
         if lim <= 3 * off:
             continue
         part = np.ascontiguousarray(img[:lim + off + 3])
@@ -733,7 +779,7 @@ def _page_edges(pa: PageAnalysis) -> None:
             continue
         span = np.ptp(xs[inl]) if inl is not None else 0
         along = size[0] if side in ("top", "bottom") else size[1]
-        if inl.sum() < max(12, 0.08 * along) or span < 0.15 * along:
+        if inl.sum() < max(12, 0.04 * along) or span < 0.06 * along:
             continue
         horizontal = side in ("top", "bottom")
         if abs(line[1 if horizontal else 0]) < math.cos(math.radians(20)):
@@ -776,14 +822,8 @@ def _corners(pa: PageAnalysis) -> None:
             sides[side] = line @ frame
         else:
             sides[side] = pa.edges[side]
-    quad = []
-    for a, b in (("top", "left"), ("top", "right"), ("bottom", "right"), ("bottom", "left")):
-        p = np.cross(sides[a], sides[b])
-        if abs(p[2]) < 1e-12:
-            return
-        quad.append(p[:2] / p[2])
-    quad = np.array(quad)
-    if not _is_convex(quad):
+    quad = _intersections(sides)
+    if quad is None or not _is_convex(quad):
         return
     pa.quad = quad
 
@@ -849,6 +889,12 @@ def propose_straightening(image, *, work_side: int = WORK_SIDE_PX) -> Proposal:
 
 def proposal_from(pa: PageAnalysis) -> Proposal:
     """The :class:`Proposal` for an analysis already made by :func:`analyse_page`."""
+    if "zoom" in pa.details:                        # the page was found in a closer look
+        inner, (left, top) = pa.details["zoom"]
+        p = proposal_from(inner)
+        corners = tuple((x + left, y + top) for x, y in p.corners)
+        return Proposal(corners, p.page_size, p.angle_deg, p.method, p.confidence,
+                        p.message, p.grid_period_px, details={"analysis": pa})
     if pa.quad is None:
         return Proposal(None, None, 0.0, "none", 0.0, _message("none", 0.0, False),
                         details={"analysis": pa})
