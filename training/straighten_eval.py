@@ -25,6 +25,13 @@ maps the page onto the straightened output:
 
     python -m training.straighten_eval [--set evaluation|tuning] [--pages-per-record 10]
                                        [--save /tmp/straighten-eval]
+
+The real photos and scans of ``../shared/data/ecg-images`` have no homography to compare with;
+``--real FOLDER`` writes each one's before (the proposed page outlined) and after images there
+(a folder outside the repository: the pictures are third-party) and prints the angle found
+next to one measured by hand from its grid lines (:data:`HAND_MEASURED`):
+
+    python -m training.straighten_eval --real /tmp/straighten-real
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from PIL import Image
 
 from pulse_app.ecg.records import read_record
 from pulse_app.ecg.render import page_size_px, render_ecg
@@ -53,6 +61,25 @@ GRID_WEIGHTS = (0.25, 0.2, 0.2, 0.2, 0.15)
 LAYOUTS = ("3x4+II", "3x4", "6x2", "12x1", "3x4+II,V1,V5")
 FAIL_ROTATION_DEG = 3.0
 FAIL_CORNER = 0.05
+#: Two points (x, y in the image's pixels) far apart on one horizontal grid line of each real
+#: picture, read by eye from zoomed crops (the line followed through crops in between), and a
+#: note. The hand angle is atan2(dy, dx): the same sign as ``Proposal.angle_deg`` (the turn
+#: that levels the page, counter-clockwise; a line rising to the right gives a negative one).
+HAND_MEASURED = {
+    "00002_hr-0.png": ((100, 834.5), (2100, 834.5), "rendered by ecg-image-kit"),
+    "00004_hr-0.png": ((100, 834.5), (2100, 834.5), "rendered by ecg-image-kit"),
+    "JS00001-0.png": ((100, 858.5), (2100, 858.5), "rendered by ecg-image-kit"),
+    "ecg00008.jpg": ((40, 221.9), (600, 220.5), "close-up photo; lines curve: the top one "
+                     "rises 8.7 px (-0.86 deg), the bottom one 6.5 px (-0.66 deg)"),
+    "ecg00010.png": ((30, 197.5), (740, 197.5), "digital printout"),
+    "ecg00020.jpg": ((40, 164.7), (1140, 165.0), "grey scan"),
+    "ecg00030.jpg": ((100, 201.2), (1100, 210.0), "photo; the line bends (0.8 deg on the left, "
+                     "0.2 deg on the right)"),
+    "ecg00040.jpg": ((100, 301.3), (1100, 244.4), "photo at an angle; 3.5 deg on the left, "
+                     "2.9 deg on the right"),
+    "ecg00053.png": ((60, 861.5), (2120, 861.5), "machine page"),
+    "fullScan.png": ((40, 851.5), (2100, 851.5), "GE printout"),
+}
 
 
 @dataclass
@@ -218,6 +245,66 @@ def print_table(rows: list[dict], title: str) -> None:
               f"{s['none']:6d}")
 
 
+def hand_angle(name: str) -> float | None:
+    """The hand-measured angle (degrees, Proposal.angle_deg's sign) of a real picture."""
+    if name not in HAND_MEASURED:
+        return None
+    (x0, y0), (x1, y1), _ = HAND_MEASURED[name]
+    return math.degrees(math.atan2(y1 - y0, x1 - x0))
+
+
+def real_images(out: Path, data_dir: Path = DATA) -> list[dict]:
+    """Straighten every real picture: before/after JPEGs in ``out``, one row each."""
+    from pulse_app.intake import load_image
+    from pulse_app.readability import check_readability
+    from pulse_app.straighten import analyse_page, apply_straightening, proposal_from
+
+    repo = Path(__file__).resolve().parent.parent
+    if out.resolve().is_relative_to(repo):
+        raise SystemExit(f"{out} is inside the repository; the pictures are third-party: "
+                         "write them outside it (e.g. /tmp/straighten-real)")
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for path in sorted((data_dir / "ecg-images").iterdir()):
+        image = load_image(path).image
+        start = time.process_time()
+        analysis = analyse_page(image)
+        proposal = proposal_from(analysis)
+        seconds = time.process_time() - start
+        findings = check_readability(image, analysis=analysis)
+        before = np.asarray(image).copy()
+        if proposal.corners is not None:
+            width = max(2, round(max(image.size) / 400))
+            cv2.polylines(before, [np.int32(np.round(proposal.corners))], True, (0, 160, 255),
+                          width, cv2.LINE_AA)
+            apply_straightening(image, proposal.corners, proposal.page_size).save(
+                out / f"{path.stem}-after.jpg", quality=90)
+        Image.fromarray(before).save(out / f"{path.stem}-before.jpg", quality=90)
+        rows.append({"name": path.name, "size": image.size, "method": proposal.method,
+                     "confidence": proposal.confidence, "found": proposal.angle_deg,
+                     "hand": hand_angle(path.name), "seconds": seconds,
+                     "findings": [f.kind for f in findings], "message": proposal.message})
+    return rows
+
+
+def print_real(rows: list[dict], out: Path) -> None:
+    print(f"real pictures of ../shared/data/ecg-images: before/after images in {out}")
+    print("angles in degrees: the turn that levels the page (counter-clockwise; negative = the "
+          "page's lines rise to the right)")
+    print(f"{'picture':16s}{'size':>11s}  {'method':16s}{'conf':>5s}{'found':>8s}{'hand':>8s}"
+          f"{'diff':>7s}{'CPU s':>7s}  readability")
+    for r in rows:
+        hand = r["hand"]
+        diff = "" if hand is None else f"{r['found'] - hand:7.2f}"
+        size = f"{r['size'][0]}x{r['size'][1]}"
+        print(f"{r['name']:16s}{size:>11s}  {r['method']:16s}{r['confidence']:5.2f}"
+              f"{r['found']:8.2f}{'' if hand is None else f'{hand:8.2f}'}{diff}"
+              f"{r['seconds']:7.2f}  {', '.join(r['findings']) or 'nothing to warn about'}")
+    diffs = [abs(r["found"] - r["hand"]) for r in rows if r["hand"] is not None]
+    print(f"|found - hand|: median {np.median(diffs):.2f}, max {max(diffs):.2f} degrees over "
+          f"{len(diffs)} pictures")
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--set", choices=tuple(SETS), default="evaluation")
@@ -227,8 +314,14 @@ def main(argv=None) -> None:
     ap.add_argument("--save", type=Path, help="write before/after JPEGs of failures (and the "
                     "first pages) here; outside the repository: images from third-party records")
     ap.add_argument("-v", "--verbose", action="store_true", help="one line per page")
+    ap.add_argument("--real", type=Path, metavar="FOLDER", help="instead: straighten the real "
+                    "pictures of ecg-images into FOLDER (outside the repository) and compare "
+                    "with the hand-measured angles")
     args = ap.parse_args(argv)
     cv2.setNumThreads(1)
+    if args.real:
+        print_real(real_images(args.real, args.data), args.real)
+        return
     rows, skipped = evaluate(args.set, args.pages_per_record, args.data, args.save, args.limit,
                              args.verbose)
     seconds = [r["seconds"] for r in rows]
