@@ -55,6 +55,7 @@ _TENSOR_SIGMA_PX = 2.0     # structure tensor smoothing
 _GRADIENT_FLOOR_PCT = 70   # line directions are read from the strongest 30 % of the pixels
 _INK_DARKNESS = 0.35       # ink: this much darker than the paper around it, in every channel
 _TRACE_MAX_FILL = 0.5      # a trace's ink fills at most this share of its box (text: more)
+_TRACE_MIN_SOLID = 0.15    # ... and at least this share of it is ink before bridging gaps
 _STRAIGHT_SHARE = 0.002    # corners this close to the picture's (share of its side): straight
 _MAX_PAGE_GROWTH = 4.0     # a flat page may have at most this many times the photo's pixels
 _ZOOM_MAX_SHARE = 0.6      # paper taking less of the picture than this is looked at closer
@@ -656,17 +657,19 @@ def _traces(pa: PageAnalysis) -> None:
     frame = _rotation_frame(ink.shape, tilt)
     fitted, size = _fit_frame_to(frame, ink.shape, max(ink.shape))
     turned = cv2.warpPerspective(ink, fitted, size, flags=cv2.INTER_NEAREST, borderValue=0)
-    turned = cv2.dilate(turned, np.ones((3, 7), np.uint8))    # bridge faint bits of a trace
-    n, _, stats, _ = cv2.connectedComponentsWithStats(turned, connectivity=8)
+    joined = cv2.dilate(turned, np.ones((3, 7), np.uint8))    # bridge faint bits of a trace
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(joined, connectivity=8)
     if n <= 1:
         return
     w, h = stats[1:, cv2.CC_STAT_WIDTH], stats[1:, cv2.CC_STAT_HEIGHT]
     area = stats[1:, cv2.CC_STAT_AREA]
+    own = np.bincount(labels[turned > 0], minlength=n)[1:]     # ink before the bridging
     # an ECG trace: one ink curve across a good part of the levelled picture, with ink in
     # nearly every column it spans, going up and down (a ruled line does not), thin in its
-    # box (a line of text fills its box with letters)
+    # box (a line of text fills its box with letters), and mostly ink where it was bridged
+    # (specks of noise joined up are mostly bridge)
     long = (w >= 0.25 * size[0]) & (area >= 0.8 * w) & (h >= 0.015 * size[1]) & \
-        (area <= _TRACE_MAX_FILL * w * h)
+        (area <= _TRACE_MAX_FILL * w * h) & (own >= _TRACE_MIN_SOLID * area)
     pa.traces = int(long.sum())
 
 

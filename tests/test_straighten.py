@@ -81,6 +81,15 @@ def test_a_picture_without_an_ecg_says_it_found_nothing(kind):
     assert [f.kind for f in check_readability(Image.fromarray(pixels))][0] == "no_ecg"
 
 
+@pytest.mark.parametrize("kind, seed", [("noise", 1003), ("text", 1000), ("ruled", 1001)])
+def test_noise_text_and_ruled_paper_are_not_taken_for_an_ecg(kind, seed):
+    from training.readability_eval import non_ecg
+
+    pixels = non_ecg(kind, np.random.default_rng([seed, 5, 3]))   # noise 1003 once had "traces"
+    proposal = propose_straightening(Image.fromarray(pixels))
+    assert proposal.method == "none"
+
+
 def test_real_photo_at_an_angle_matches_the_hand_measured_angle(shared_data):
     image = load_image(shared_data / "ecg-images" / "ecg00040.jpg").image
     proposal = propose_straightening(image)
