@@ -28,12 +28,12 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 import argparse
 import math
 import statistics
-import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from bench.render_speed import timed
 from pulse_app.ecg.records import read_record
 from pulse_app.ecg.render import render_ecg
 from pulse_app.straighten import WORK_SIDE_PX, propose_straightening
@@ -42,15 +42,6 @@ REPO = Path(__file__).resolve().parent.parent
 RECORD = REPO.parent / "shared" / "data" / "ecg-records" / "E07509.hea"
 DPI = 360                       # 3960 x 3060 px: 12.1 megapixels
 TARGET_S = 0.5
-
-
-def cpu_seconds(fn, items) -> list[float]:
-    out = []
-    for item in items:
-        start = time.process_time()
-        fn(item)
-        out.append(time.process_time() - start)
-    return out
 
 
 def hough_lines(image) -> int:
@@ -72,10 +63,10 @@ def main(argv=None) -> None:
     photos = [render_ecg(record, distort="phone", dpi=DPI, seed=seed).image
               for seed in range(max(args.runs, args.baseline_runs))]
     propose_straightening(photos[0])                                     # warm up
-    ours = cpu_seconds(propose_straightening, photos[:args.runs])
-    full = cpu_seconds(lambda im: propose_straightening(im, work_side=max(im.size)),
-                       photos[:args.baseline_runs])
-    hough = cpu_seconds(hough_lines, photos[:args.baseline_runs])
+    ours = timed(lambda i: propose_straightening(photos[i]), args.runs)
+    full = timed(lambda i: propose_straightening(photos[i], work_side=max(photos[i].size)),
+                 args.baseline_runs)
+    hough = timed(lambda i: hough_lines(photos[i]), args.baseline_runs)
     t_ours, t_full, t_hough = (statistics.median(x) for x in (ours, full, hough))
     w, h = photos[0].size
     print(f"{len(photos[:args.runs])} phone photos of {record.record_id}, {w}x{h} px "

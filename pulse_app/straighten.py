@@ -11,17 +11,22 @@ accepts, and :func:`pulse_app.intake.edit_image` replays it from a stored edit
 How (all on a copy at most :data:`WORK_SIDE_PX` pixels a side, so a 12-megapixel photo costs
 about what a 1-megapixel one does):
 
-1. *Lines.* Thin dark lines (grid lines, traces, text) are the black-hat of the darkest colour
-   channel; their gradient directions, folded modulo 90 degrees, give the page's tilt.
+1. *Lines.* Thin dark lines are the black-hat of the darkest colour channel; ink (dark in every
+   channel) is taken out to leave the printed grid. Local directions come from the structure
+   tensor; folded modulo 90 degrees they give the page's tilt.
 2. *Grid.* In tiles, the directions of the two line families point at their vanishing points;
-   fitting both gives the perspective (a homography up to scale). A grid is accepted when the
-   rectified line map is periodic along both axes.
+   each point is then refined from projections (bands of the grid turned until their lines
+   pile up sharpest), and the two give the perspective. A grid is accepted when the rectified
+   map repeats along both axes with the same period (every harmonic of a thin-line comb).
 3. *Page edges.* With thin lines closed away, the paper is a bright region; scanning inwards
-   from each side finds its edges, fitted as straight lines (RANSAC). Four edges give the
-   corners directly; a side that is out of view is closed with the grid's (or the tilt's)
-   frame around the whole picture, so nothing in the photo is cut off.
-4. *Trace baselines.* Without a grid, the long ink curves (ECG traces) give the tilt; with
-   no grid and no traces the photo is not taken for an ECG (method ``"none"``).
+   from each side finds the first sharp step up from background, fitted as a straight line
+   (RANSAC). Four edges give the corners directly; an edge seen over a short stretch takes its
+   direction from the grid; a side out of view is closed with the grid's (or the tilt's) frame
+   around the whole picture, so nothing in the photo is cut off. A page found small in the
+   picture is looked at again, cropped from the original.
+4. *Trace baselines.* Without a grid, long ink curves (ECG traces, not lines of text or
+   specks) give the tilt, where their rows pile up sharpest; with no grid and no traces the
+   photo is not taken for an ECG (method ``"none"``).
 
 >>> from pulse_app.ecg.simulate import ecg_simulate
 >>> from pulse_app.ecg.render import render_ecg
@@ -63,7 +68,7 @@ _EDGE_WINDOW_PX = 8        # mean brightness window on either side of a page edg
 _EDGE_STEP_MIN = 10.0      # a page edge: at least this many grey levels brighter inside ...
 _EDGE_STEP_REL = 0.10      # ... and this share of the inside brightness ...
 _EDGE_SHARPNESS = 0.5      # ... most of it within a few pixels (shadows are soft)
-_EDGE_MIN_FREE_SPAN = 0.3  # edges seen over less of the picture take their direction from the frame
+_EDGE_MIN_FREE_SPAN = 0.3  # an edge seen over less of the picture takes the frame's direction
 _EDGE_SCAN_SHARE = 0.75    # edges are looked for this far into the picture from each side
 _GRID_MIN_COMB = 1.5      # a grid: its harmonics stand out this much (log power, mean)
 
@@ -219,7 +224,7 @@ def _intersections(edges: dict) -> np.ndarray | None:
 
 def _gradients(lines: np.ndarray):
     """Local line directions of a line map: gradient direction (rad, modulo pi) and strength
-    from the structure tensor, over the stronger half of the pixels.
+    from the structure tensor, over its strongest pixels (:data:`_GRADIENT_FLOOR_PCT`).
 
     The strength is the tensor's eigenvalue gap, so speckle (paper texture, sensor noise,
     JPEG blocks), whose gradients point every way, weighs little; the map is smoothed before
@@ -249,8 +254,7 @@ def _dominant_direction(alpha: np.ndarray, weight: np.ndarray) -> tuple[float, f
 
 
 def _orientation(pa: PageAnalysis) -> None:
-    """The tilt from the grid's lines (ink taken out: its curves bias the directions), and from
-    all lines (for pages without a grid, refined later from the baselines)."""
+    """The tilt from the grid's lines (ink taken out: its curves bias the directions)."""
     xs, ys, alpha, weight = _gradients(_grid_lines(pa))
     pa.details.update(xs=xs, ys=ys, alpha=alpha, weight=weight)
     pa.tilt_deg, pa.coherence = _dominant_direction(alpha, weight)
@@ -315,14 +319,11 @@ def _family_tiles(pa: PageAnalysis, centre: np.ndarray | float, tile_of: np.ndar
 
 
 def _vanishing_point(pos: np.ndarray, normal_angle: np.ndarray, weight: np.ndarray):
-    """Homogeneous point all tile lines point at (least squares on the angle errors, robust).
-
-    Returns (point, angular residuals in rad)."""
+    """Homogeneous point all tile lines point at (least squares on the angle errors, robust)."""
     n = np.stack([np.cos(normal_angle), np.sin(normal_angle)], 1)
     lines = np.concatenate([n, -(n * pos).sum(1, keepdims=True)], 1)
     w = weight.copy()
     v = np.array([0.0, 0.0, 1.0])
-    resid = np.zeros(len(pos))
     for _ in range(10):
         m = (lines * w[:, None]).T @ lines
         v = np.linalg.eigh(m)[1][:, 0]
@@ -332,7 +333,7 @@ def _vanishing_point(pos: np.ndarray, normal_angle: np.ndarray, weight: np.ndarr
         med = np.sqrt(np.sum(weight * resid ** 2) / weight.sum())
         s = max(np.radians(0.15), med)
         w = weight / dist ** 2 / (1.0 + (resid / (2.5 * s)) ** 2)
-    return v, resid
+    return v
 
 
 def _norm_matrix(shape) -> np.ndarray:
@@ -375,8 +376,7 @@ def _grid_frame(pa: PageAnalysis):
         if good.sum() < 6:
             return None
         p = (np.c_[pos[good], np.ones(good.sum())] @ norm.T)[:, :2]
-        v, resid = _vanishing_point(p, direction[good], weight[good])
-        points.append(v)
+        points.append(_vanishing_point(p, direction[good], weight[good]))
     grid_pts = _grid_points(pa, norm)
     if grid_pts is not None:
         px = 2.0 / max(h, w)                      # one analysis pixel, normalised
@@ -454,7 +454,6 @@ def _refine_vanishing_point(pts, wts, v: np.ndarray, px: float, bands: int = 4) 
         d = v[:2] - v[2] * p
         return math.atan2(d[1], d[0])
 
-    # keep only pixels whose own direction (from the coarse point) is not needed: all of them
     centre = np.average(pts, axis=0, weights=wts)
     phi = direction_at(centre)
     normal = np.array([-math.sin(phi), math.cos(phi)])
@@ -620,6 +619,8 @@ def _grid_lines(pa: PageAnalysis) -> np.ndarray:
 
 
 def _grid(pa: PageAnalysis) -> None:
+    """The grid frame (perspective from the vanishing points, else the tilt alone) and whether
+    the rectified map is a grid."""
     if pa.coherence < 0.05:
         return
     frame = _grid_frame(pa)
@@ -651,6 +652,7 @@ def _ink_mask(pa: PageAnalysis) -> np.ndarray:
 
 
 def _traces(pa: PageAnalysis) -> None:
+    """Count the long ink curves of the levelled picture (see the conditions below)."""
     ink = pa.ink
     pa.ink_share = float(ink.mean())
     tilt = pa.tilt_deg if pa.grid else _tilt_all(pa)
