@@ -18,7 +18,8 @@ uploads with :func:`load_upload`: one or more files (an image, a PDF, a WFDB ``.
    image holding the pixels alone. Freed memory is handed back to the system after each upload.
 
 Problems are :class:`~pulse_app.errors.ImageRejected` with a message and a hint for a clinician.
-:func:`edit_image` rotates (quarter turns, then a fine angle) and crops; the original is kept.
+:func:`edit_image` straightens (page corners), rotates (quarter turns, then a fine angle) and crops;
+the original is kept.
 
 >>> upload = load_upload(["ecg.jpg"], Limits.from_settings(settings))     # doctest: +SKIP
 >>> intake = load_image("ecg.jpg")                                        # doctest: +SKIP
@@ -233,11 +234,16 @@ def load_image(source: bytes | str | Path, *, filename: str | None = None, page:
 
 
 def edit_image(image: Image.Image, *, rotate90: int = 0, angle_deg: float = 0.0,
-               crop: tuple[float, float, float, float] | None = None) -> Image.Image:
-    """The image rotated by ``rotate90`` quarter turns and ``angle_deg`` (both counter-clockwise),
-    then cropped to ``crop`` = (left, top, right, bottom) in pixels of the rotated image.
+               crop: tuple[float, float, float, float] | None = None,
+               corners=None, page_size: tuple[int, int] | None = None) -> Image.Image:
+    """The image straightened to ``corners`` (if given), rotated by ``rotate90`` quarter turns
+    and ``angle_deg`` (both counter-clockwise), then cropped to ``crop`` = (left, top, right,
+    bottom) in pixels of the rotated image.
 
-    The fine rotation keeps every pixel (the canvas grows) and fills the corners with white.
+    ``corners``: the page's top-left, top-right, bottom-right and bottom-left corners in pixels
+    of the original; the photo is first warped to a flat, upright page of ``page_size`` =
+    (width, height) (default from the corners), see :mod:`pulse_app.straighten`. The fine
+    rotation keeps every pixel (the canvas grows) and fills the corners with white.
     Reset = call again on the original. The crop is clipped to the image.
 
     >>> edit_image(Image.new("RGB", (300, 200)), rotate90=1).size
@@ -251,6 +257,10 @@ def edit_image(image: Image.Image, *, rotate90: int = 0, angle_deg: float = 0.0,
                      3: Image.Transpose.ROTATE_270}
     turns = int(rotate90) % 4
     out = image.convert("RGB")
+    if corners is not None:
+        from pulse_app.straighten import apply_straightening
+
+        out = apply_straightening(out, corners, page_size)
     if turns:
         out = out.transpose(quarter_turns[turns])
     if angle_deg:
