@@ -15,11 +15,10 @@ subprocess: ``PIL.Image.open`` (decodes), ``PIL.Image.Image.save`` (encodes), SQ
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
+
+from bench.git_baseline import baseline_tree, run_json
 
 REPO = Path(__file__).resolve().parent.parent
 IMAGE = REPO.parent / "shared" / "data" / "ecg-images" / "ecg00040.jpg"
@@ -80,10 +79,10 @@ def first_answer():
         updates = list(ui.ask(token, session, original, edit, "What is the rhythm?", [], 0.0,
                               0.7, int(tokens), request))
     else:
-        _, view, *_ = ui.upload(token, [image], 1, request)
-        _, view, _ = ui.rotate(token, view, 0, 1, request)
-        updates = list(ui.ask(token, view, "What is the rhythm?", [], 0.0, 0.7, int(tokens),
-                              request))
+        page = gr.Request(session_hash="bench", cookies={"pulse-owner": token})
+        _, view, *_ = ui.upload([image], 1, page)
+        _, view, _ = ui.rotate(view, 0, 1, page)
+        updates = list(ui.ask(view, "What is the rhythm?", [], 0.0, 0.7, int(tokens), page))
     return updates[-1][0][-1]["content"]
 
 first_answer()                                   # warm-up: caches, first-call costs
@@ -103,24 +102,10 @@ print(json.dumps({"counts": per_run[-1], "stable": all(r == per_run[0] for r in 
 def run_variant(variant: str, pythonpath: Path, args, tmp: Path) -> dict:
     data = tmp / f"data-{variant}"
     model = str(REPO / "assets" / "pulse-mini")
-    result = subprocess.run(
-        [sys.executable, "-c", SCENARIO, variant, model, str(IMAGE), str(data), str(args.tokens),
-         str(args.runs)], cwd=tmp, capture_output=True, text=True, timeout=1800,
-        env={"PYTHONPATH": str(pythonpath), "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1",
-             "GRADIO_ANALYTICS_ENABLED": "False", "TRANSFORMERS_VERBOSITY": "error"})
-    if result.returncode:
-        raise RuntimeError(f"{variant} failed:\n{result.stderr[-3000:]}")
-    return json.loads(result.stdout.strip().splitlines()[-1])
-
-
-def baseline_tree(commit: str, tmp: Path) -> Path:
-    """``pulse_app`` as it was at ``commit``, from git, in a folder of its own."""
-    folder = tmp / "baseline"
-    folder.mkdir()
-    archive = subprocess.run(["git", "-C", str(REPO), "archive", commit, "pulse_app"],
-                             capture_output=True, check=True).stdout
-    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
-    return folder
+    return run_json(SCENARIO, [variant, model, str(IMAGE), str(data), str(args.tokens),
+                               str(args.runs)], pythonpath=pythonpath, cwd=tmp, timeout_s=1800,
+                    env={"HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False",
+                         "TRANSFORMERS_VERBOSITY": "error"}, what=variant)
 
 
 def main(argv=None) -> None:

@@ -27,7 +27,7 @@ from pulse_app.errors import ModelUnavailable, PulseError
 
 ASK_SETTINGS = ["model", "revision", "backend", "url", "api_key", "device", "precision",
                 "timeout_s", "cache_dir", "temperature", "top_p", "max_new_tokens", "max_pixels",
-                "max_upload_mb"]
+                "image_pixels", "max_upload_mb"]
 
 
 def say(message: str) -> None:
@@ -116,7 +116,8 @@ def run_convert(args) -> int:
 
 SERVE_OPENAI_SETTINGS = ["model", "revision", "backend", "url", "api_key", "device", "precision",
                          "timeout_s", "cache_dir", "host", "server_api_key", "temperature",
-                         "top_p", "max_new_tokens", "max_pixels", "max_upload_mb"]
+                         "top_p", "max_new_tokens", "max_pixels", "image_pixels",
+                         "image_memory_mb", "max_upload_mb"]
 
 
 def add_serve_openai_command(commands) -> None:
@@ -154,7 +155,8 @@ def run_serve_openai(args) -> int:
 SERVE_SETTINGS = ["host", "port", "model", "revision", "backend", "url", "api_key", "device",
                   "precision", "cache_dir", "data_dir", "db_url", "auth", "share", "concurrency",
                   "queue_size", "temperature", "top_p", "max_new_tokens", "max_upload_mb",
-                  "max_pixels", "examples_dir"]
+                  "max_pixels", "image_pixels", "image_memory_mb", "max_note_chars",
+                  "export_ttl_s", "retention_days", "examples_dir"]
 
 
 def add_serve_command(commands) -> None:
@@ -173,6 +175,29 @@ def run_serve(args) -> int:
     say(f"starting the web app on http://{settings.host}:{settings.port} "
         f"(model {settings.model}, data in {settings.data_dir})")
     launch(settings)
+    return 0
+
+
+# -- purge ----------------------------------------------------------------------------------------
+
+def add_purge_command(commands) -> None:
+    parser = commands.add_parser(
+        "purge", help="delete sessions older than --retention-days, and stray temporary folders",
+        description="Delete every owner's sessions unchanged for --retention-days days (their "
+                    "images and turns with them) and this app's temporary folders left by a "
+                    "killed process. The web app does the same every hour.")
+    settings_module.add_arguments(parser, ["data_dir", "db_url", "retention_days"])
+    parser.set_defaults(run=run_purge)
+
+
+def run_purge(args) -> int:
+    from pulse_app.retention import purge
+
+    settings = load_settings(args)
+    if settings.retention_days <= 0:
+        say("retention_days is 0 (keep sessions): only temporary folders are cleaned")
+    purged = purge(settings)
+    print(f"deleted {purged.sessions} sessions and {purged.temp_folders} temporary folders")
     return 0
 
 
@@ -205,7 +230,7 @@ def run_hash_password(args) -> int:
 
 #: Every sub-command's ``add_*_command``. ``serve`` (the web app) registers itself here too.
 COMMANDS = [add_ask_command, add_convert_command, add_serve_openai_command, add_serve_command,
-            add_hash_password_command]
+            add_hash_password_command, add_purge_command]
 
 
 def build_parser() -> argparse.ArgumentParser:

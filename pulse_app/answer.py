@@ -43,8 +43,14 @@ MAX_HISTORY_TURNS = 64
 
 
 def check_text(value, what: str, max_chars: int = MAX_QUESTION_CHARS) -> str:
-    """``value`` as clean text: a string (not a list or a number), no NUL characters, not longer
-    than ``max_chars``; the image placeholder and control characters removed."""
+    """``value`` when it is text a visitor may send: a string (not a list or a number), no NUL
+    character (PostgreSQL refuses them, and no typed text has one), at most ``max_chars``.
+
+    >>> check_text(["Rate?"], "title")
+    Traceback (most recent call last):
+    ...
+    pulse_app.errors.InvalidParameter: the title must be text (got list). send the title as a string
+    """
     if not isinstance(value, str):
         raise InvalidParameter(f"the {what} must be text (got {type(value).__name__})",
                                hint=f"send the {what} as a string")
@@ -54,12 +60,12 @@ def check_text(value, what: str, max_chars: int = MAX_QUESTION_CHARS) -> str:
     if len(value) > max_chars:
         raise InvalidParameter(f"the {what} is {len(value):,} characters long, more than the "
                                f"{max_chars:,} allowed", hint=f"shorten the {what}")
-    return clean_user_text(value)
+    return value
 
 
 def check_question(question) -> str:
     """A question as the model gets it; empty or malformed questions are refused."""
-    text = check_text(question, "question")
+    text = clean_user_text(check_text(question, "question"))
     if not text:
         raise InvalidParameter("the question is empty", hint="type a question about the ECG")
     return text
@@ -72,8 +78,9 @@ def check_history(history: Iterable) -> list[Turn]:
         if not isinstance(pair, (list, tuple)) or len(pair) != 2:
             raise InvalidParameter("each earlier turn must be a [question, answer] pair",
                                    hint="send [] for a new conversation")
-        turns.append(Turn(check_text(pair[0], "earlier question"),
-                          check_text(pair[1], "earlier answer", 4 * MAX_QUESTION_CHARS)))
+        turns.append(Turn(clean_user_text(check_text(pair[0], "earlier question")),
+                          clean_user_text(check_text(pair[1], "earlier answer",
+                                                     4 * MAX_QUESTION_CHARS))))
     if len(turns) > MAX_HISTORY_TURNS:
         raise InvalidParameter(f"{len(turns)} earlier turns are more than the "
                                f"{MAX_HISTORY_TURNS} allowed",

@@ -169,6 +169,16 @@ def interval_score(pred: dict, truth: dict) -> float:
     return sum(hits) / len(truth)
 
 
+def substring_labels(text: str, labels) -> list[str]:
+    """The labels that occur in ``text`` as case-sensitive substrings, in label order (ECGBench's
+    own matching, quirks included: ``"ABNORMAL"`` contains ``NORM``).
+
+    >>> substring_labels("ABNORMAL ECG", ["NORM", "MI"])
+    ['NORM']
+    """
+    return [label for label in labels if label in text]
+
+
 def score_answer(prediction: str, meta: dict) -> dict:
     """Score one answer against ``meta`` (see training.instruct.generate for its fields).
 
@@ -198,7 +208,7 @@ def score_answer(prediction: str, meta: dict) -> dict:
     if how == "labels":
         vocabulary = meta.get("vocabulary", FINDINGS)
         if meta.get("match") == "substring":                 # ECGBench's own label matching
-            pred = [l for l in vocabulary if l in prediction]
+            pred = substring_labels(prediction, vocabulary)
         else:
             pred = sorted(find_labels(prediction, vocabulary), key=list(vocabulary).index)
         true = list(meta.get("labels", answer or []))

@@ -11,6 +11,11 @@ A visitor's ECG goes through two stages:
    written. Stored images never change: editing a stored session's picture, or "new chat",
    makes a new draft from it (:meth:`ChatService.new_chat`).
 
+Exports (:meth:`ChatService.prepare_export`) are PDFs made in the export process and kept in
+memory only, for their owner: taken once (:meth:`ChatService.take_export`), gone after
+``settings.export_ttl_s`` or when their session is deleted. Nothing of a visitor is written
+outside the database.
+
 Answers come from :func:`pulse_app.answer.stream_answer`, the path every entry point shares.
 :meth:`ChatService.ask` is a generator of text chunks; its return value is the stored
 :class:`~pulse_app.store.TurnRecord`. Stop it with the ``cancel`` event or by closing it (what
@@ -39,14 +44,23 @@ from typing import TYPE_CHECKING, Callable, Iterator
 
 from PIL import Image
 
-from pulse_app.answer import check_question, stream_answer
+from pulse_app.answer import check_question, check_text, stream_answer
 from pulse_app.conversation import Turn
-from pulse_app.errors import PulseError
-from pulse_app.intake import Limits, UploadFile, edit_image, load_upload, png_bytes
+from pulse_app.errors import PulseError, SessionNotFound
+from pulse_app.intake import (
+    Limits,
+    UploadFile,
+    edit_image,
+    load_upload,
+    png_bytes,
+    read_files,
+)
+from pulse_app.memory import BYTES_PER_PIXEL, return_freed_memory
 from pulse_app.settings import Settings
-from pulse_app.store import SessionRecord, SessionSummary, Store, TurnRecord
+from pulse_app.store import TITLE_MAX, SessionRecord, SessionSummary, Store, TurnRecord
 
 if TYPE_CHECKING:
+    from pulse_app.decks import Deck
     from pulse_app.engine.backend import Backend, ModelInfo
     from pulse_app.teaching import Case
 
@@ -99,15 +113,28 @@ class Draft:
     extra: dict = field(default_factory=dict)
     edit: dict = field(default_factory=lambda: dict(NO_EDIT))
     created: float = field(default_factory=time.monotonic)
+    #: the uploaded files of a multi-page PDF, so another page can be opened after the upload
+    #: itself is deleted (in memory only, like the draft)
+    files: list[tuple[str, bytes]] | None = None
+
+    @property
+    def nbytes(self) -> int:
+        return image_bytes(self.image) + sum(len(data) for _, data in self.files or ())
+
+
+def image_bytes(image: Image.Image) -> int:
+    """Memory a decoded image holds (Pillow keeps 4 bytes a pixel for RGB)."""
+    return image.width * image.height * BYTES_PER_PIXEL
 
 
 class Drafts:
     """Drafts by id, scoped to their owner; the oldest go first when there are more than
-    ``max_count`` or they hold more than ``max_pixels`` or are older than ``max_age_s``."""
+    ``max_count`` or their images hold more than ``max_bytes`` or they are older than
+    ``max_age_s``."""
 
-    def __init__(self, max_count: int = 256, max_pixels: int = 400_000_000,
+    def __init__(self, max_count: int = 256, max_bytes: int = 512_000_000,
                  max_age_s: float = 6 * 3600):
-        self.max_count, self.max_pixels, self.max_age_s = max_count, max_pixels, max_age_s
+        self.max_count, self.max_bytes, self.max_age_s = max_count, max_bytes, max_age_s
         self._items: OrderedDict[str, Draft] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -136,8 +163,67 @@ class Drafts:
             del self._items[key]
         while len(self._items) > 1 and (
                 len(self._items) > self.max_count
-                or sum(d.image.width * d.image.height for d in self._items.values())
-                > self.max_pixels):
+                or sum(d.nbytes for d in self._items.values()) > self.max_bytes):
+            self._items.popitem(last=False)
+
+
+@dataclass(frozen=True)
+class Export:
+    """A file waiting for its owner's download: a session's PDF report, a deck's handout, a
+    class's answers (``session_id``: the session, deck or class it was made from)."""
+
+    id: str
+    owner: str
+    session_id: str
+    filename: str
+    data: bytes
+    media_type: str = "application/pdf"
+    created: float = field(default_factory=time.monotonic)
+
+
+class Exports:
+    """Exports by id, in memory only, scoped to their owner: each is taken once; they are
+    gone after ``ttl_s``, and the oldest go first beyond ``max_count`` or ``max_bytes``."""
+
+    def __init__(self, ttl_s: float, max_count: int = 64, max_bytes: int = 256_000_000):
+        self.ttl_s, self.max_count, self.max_bytes = float(ttl_s), max_count, max_bytes
+        self._items: OrderedDict[str, Export] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def add(self, owner: str, session_id: str, filename: str, data: bytes,
+            media_type: str = "application/pdf") -> Export:
+        export = Export(id=secrets.token_urlsafe(18), owner=owner, session_id=str(session_id),
+                        filename=filename, data=data, media_type=media_type)
+        with self._lock:
+            self._items[export.id] = export
+            self._trim()
+        return export
+
+    def take(self, owner: str, export_id) -> Export:
+        """The export, removed; :class:`SessionNotFound` when it is not ``owner``'s, was
+        already downloaded, or is too old (all three look the same)."""
+        with self._lock:
+            self._trim()
+            export = self._items.get(export_id) if isinstance(export_id, str) else None
+            if export is None or export.owner != owner:
+                raise SessionNotFound("this report is no longer available (it is kept for one "
+                                      "download, for a few minutes)", hint="export it again")
+            del self._items[export.id]
+            return export
+
+    def drop_session(self, owner: str, session_id: str) -> None:
+        with self._lock:
+            for key in [k for k, e in self._items.items()
+                        if e.owner == owner and e.session_id == str(session_id)]:
+                del self._items[key]
+
+    def _trim(self) -> None:
+        now = time.monotonic()
+        for key in [k for k, e in self._items.items() if now - e.created > self.ttl_s]:
+            del self._items[key]
+        while self._items and (len(self._items) > self.max_count
+                               or sum(len(e.data) for e in self._items.values())
+                               > self.max_bytes):
             self._items.popitem(last=False)
 
 
@@ -146,17 +232,19 @@ class ChatService:
 
     ``store`` defaults to ``Store(settings.database_url)``; ``backend`` to the one
     ``settings.backend`` names, made on first use (so the app starts before the model loads).
+    Decoded images kept in memory stay within ``settings.image_memory_mb``: open drafts at
+    most half of it, the cache of edited images that saves a PNG decode per answer an eighth.
     """
-
-    #: Edited images of recently started or asked sessions, so an answer needs no PNG decode.
-    image_cache_size = 16
 
     def __init__(self, settings: Settings, store: Store | None = None,
                  backend: "Backend | None" = None,
                  progress: Callable[[str], None] | None = None):
         self.settings = settings
         self.store = store if store is not None else Store(settings.database_url)
-        self.drafts = Drafts()
+        budget = int(settings.image_memory_mb) * 1_000_000
+        self.drafts = Drafts(max_bytes=budget // 2)
+        self.image_cache_bytes = budget // 8
+        self.exports = Exports(settings.export_ttl_s)
         self._backend = backend
         self._progress = progress
         self._backend_lock = threading.Lock()
@@ -186,12 +274,25 @@ class ChatService:
 
     def open_upload(self, owner: str, files: UploadFile | list[UploadFile], *,
                     page: int = 1) -> Draft:
-        """Read an upload (image, PDF page, WFDB or DICOM record) once, as a new draft."""
-        upload = load_upload(files, Limits.from_settings(self.settings), page=page)
+        """Read an upload (image, PDF page, WFDB or DICOM record) once, as a new draft. A PDF
+        of several pages keeps its file in the draft, for :meth:`open_page`."""
+        limits = Limits.from_settings(self.settings)
+        upload = load_upload(files, limits, page=page)
         stem = Path(upload.filename).stem or "ECG"
         title = (f"{stem} (page {upload.page} of {upload.pages})" if upload.pages > 1
                  else stem)
-        return self._new_draft(owner, upload.image, upload.describe(), title)
+        draft = self._new_draft(owner, upload.image, upload.describe(), title)
+        if upload.pages > 1:
+            draft.files = read_files(files, limits)
+        return draft
+
+    def open_page(self, owner: str, draft_id: str, page: int) -> Draft:
+        """Another page of a draft's PDF, as a new draft."""
+        draft = self.drafts.get(owner, draft_id)
+        if not draft.files:
+            raise PulseError("this picture has a single page",
+                             hint="upload a PDF to choose among its pages")
+        return self.open_upload(owner, draft.files, page=page)
 
     def open_teaching_case(self, owner: str, findings: dict, *, distort: str = "none",
                           seed: int = 0) -> Draft:
@@ -256,6 +357,7 @@ class ChatService:
             params={"source": draft.source, "edit": edit,
                     "generation": self.settings.generation_params().as_dict(), **draft.extra})
         self._remember_image(session.id, edited)
+        return_freed_memory()                       # the PNG encodes' buffers
         return session
 
     def start_session_from_upload(self, owner: str, files: UploadFile | list[UploadFile], *,
@@ -266,13 +368,15 @@ class ChatService:
             return self.start_session(owner, draft.id, title=title)
         finally:
             self.drafts.drop(draft.id)
+            return_freed_memory()
 
     def open_session(self, owner: str, session_id: str) -> SessionRecord:
         """A stored session with its images and turns."""
         return self.store.get_session(owner, session_id)
 
     def list_sessions(self, owner: str, search: str | None = None) -> list[SessionSummary]:
-        return self.store.list_sessions(owner, search=(search or "").strip() or None)
+        search = check_text(search, "search", TITLE_MAX) if search is not None else ""
+        return self.store.list_sessions(owner, search=search.strip() or None)
 
     def session_params(self, owner: str, session_id: str) -> dict:
         """A stored session's params (no images loaded)."""
@@ -307,20 +411,48 @@ class ChatService:
         return check_case([(t.answer, t.model_label) for t in session.turns], truth)
 
     def rename(self, owner: str, session_id: str, title: str) -> None:
-        self.store.rename(owner, session_id, title)
+        self.store.rename(owner, session_id, check_text(title, "title", TITLE_MAX))
 
     def delete(self, owner: str, session_id: str) -> None:
+        """Delete a stored session, its cached image and its reports not yet downloaded."""
         self.store.delete(owner, session_id)
+        self.exports.drop_session(owner, session_id)
         with self._images_lock:
             self._images.pop(str(session_id), None)
 
     def export_pdf(self, owner: str, session_id: str, note: str | None = None,
                    owner_label: str | None = None) -> bytes:
-        """The session as a PDF report (bytes)."""
-        from pulse_app.report import session_pdf
+        """The session as a PDF report (bytes), made in the export process; the note is
+        checked (text, no NUL, at most ``settings.max_note_chars``)."""
+        from pulse_app.report import render_pdf
 
-        return session_pdf(self.store.get_session(owner, session_id), note=note,
-                           owner_label=owner_label)
+        if note is not None:
+            note = check_text(note, "note", self.settings.max_note_chars).strip() or None
+        return render_pdf(self.store.get_session(owner, session_id), note=note,
+                          owner_label=owner_label)
+
+    def prepare_export(self, owner: str, session_id: str, note: str | None = None,
+                       owner_label: str | None = None) -> Export:
+        """Make the report and keep it for one download by ``owner`` (see :class:`Exports`)."""
+        pdf = self.export_pdf(owner, session_id, note, owner_label)
+        return self.exports.add(owner, session_id, f"pulse-session-{session_id}.pdf", pdf)
+
+    def prepare_handout(self, owner: str, deck: "Deck", *, base_url: str = "") -> Export:
+        """The deck's handout PDF (made in the export process), kept for one download by
+        ``owner``; ``base_url`` prints a link that opens the deck."""
+        from pulse_app.handout import render_handout
+
+        pdf = render_handout(deck, base_url=base_url)
+        return self.exports.add(owner, f"deck:{deck.code}", f"pulse-deck-{deck.code}.pdf", pdf)
+
+    def keep_download(self, owner: str, key: str, filename: str, data: bytes,
+                      media_type: str) -> Export:
+        """Bytes made elsewhere (a class's answers as CSV) kept for one download by ``owner``."""
+        return self.exports.add(owner, key, filename, data, media_type)
+
+    def take_export(self, owner: str, export_id: str) -> Export:
+        """A prepared export, once, for its owner only."""
+        return self.exports.take(owner, export_id)
 
     @staticmethod
     def image_of(session: SessionRecord, *, original: bool = False) -> Image.Image:
@@ -379,7 +511,7 @@ class ChatService:
 
     def _save(self, owner, session_id, question, parts, info, generation, stopped,
               regenerate) -> TurnRecord:
-        answer = "".join(parts).strip()
+        answer = "".join(parts).strip().replace("\x00", "\ufffd")    # storable everywhere
         params = {**generation.as_dict(), "backend": info.backend,
                   "model_revision": info.revision}
         save = self.store.replace_last_turn if regenerate else self.store.add_turn
@@ -403,7 +535,8 @@ class ChatService:
     def _remember_image(self, session_id: str, image: Image.Image) -> None:
         with self._images_lock:
             self._images[str(session_id)] = image
-            while len(self._images) > self.image_cache_size:
+            while len(self._images) > 1 and (
+                    sum(image_bytes(i) for i in self._images.values()) > self.image_cache_bytes):
                 self._images.popitem(last=False)
 
     @contextmanager

@@ -4,9 +4,11 @@ key on separate final pages, so the key can be kept back or torn off.
 
 Nothing on a case page is derived from the truth: the ECG is the case's neutral page (checked
 by :func:`pulse_app.ecg.render.revealing_texts` when drawn) and the questions list four options.
+The app makes handouts in the reports' export process (:func:`render_handout`).
 
 >>> from pulse_app.decks import Deck
 >>> pdf = deck_pdf(Deck.draw("single", 2, seed=1, students=True))          # doctest: +SKIP
+>>> pdf = render_handout(Deck.draw("single", 2, seed=1), base_url="https://host/")  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -14,10 +16,11 @@ from __future__ import annotations
 import io
 from datetime import datetime, timezone
 
-from reportlab.platypus import KeepTogether, PageBreak, Paragraph, SimpleDocTemplate, Spacer
+from reportlab.platypus import KeepTogether, PageBreak, Paragraph, Spacer
 
 from pulse_app.decks import Deck
-from pulse_app.report import MARGIN, PAGE_SIZE, _ecg_image, _fonts, _numbered_canvas, _styles
+from pulse_app.report import (FRAME_HEIGHT, FRAME_WIDTH, build_pdf, ecg_flowable,
+                              in_export_process, report_styles)
 from pulse_app.report import safe_text as _t
 
 #: Pixel width of the ECG pictures in the handout (~200 dpi across the page).
@@ -42,7 +45,7 @@ def _picture(image, photo: bool) -> bytes:
 def _question(number: int, question) -> Paragraph:
     options = "   ".join(f"{letter}. {text}" for letter, text in question.options.items())
     return Paragraph(f"<b>{_t(f'{number}. {question.text}')}</b><br/>{_t(options)}",
-                     _styles()["answer"])
+                     report_styles()["answer"])
 
 
 def deck_pdf(deck: Deck, *, base_url: str = "", generated_at: datetime | None = None) -> bytes:
@@ -51,10 +54,7 @@ def deck_pdf(deck: Deck, *, base_url: str = "", generated_at: datetime | None = 
     from pulse_app.quiz import case_quiz
     from pulse_app.teaching import MEASUREMENT_NAMES, case_page
 
-    styles = _styles()
-    regular, _ = _fonts()
-    frame_width = PAGE_SIZE[0] - 2 * MARGIN
-    frame_height = PAGE_SIZE[1] - 2 * MARGIN - 0.3 * 72
+    styles = report_styles()
     when = (generated_at or datetime.now(timezone.utc)).strftime("%Y-%m-%d")
     where = f"{base_url.rstrip('/')}/?deck={deck.code}" if base_url else f"deck code {deck.code}"
     story, key = [], [Paragraph(KEY_TITLE, styles["title"]),
@@ -64,8 +64,8 @@ def deck_pdf(deck: Deck, *, base_url: str = "", generated_at: datetime | None = 
         quiz = case_quiz(truth, key=case.code) if deck.students else []
         story += [Paragraph(f"Case {number} of {len(deck.cases)}", styles["title"]),
                   Paragraph(_t(f"{deck.title()} · {where} · {when}"), styles["subtitle"]),
-                  _ecg_image(_picture(image, case.distort != "none"), frame_width,
-                             frame_height * (0.45 if quiz else 0.7)),
+                  ecg_flowable(_picture(image, case.distort != "none"), FRAME_WIDTH,
+                               FRAME_HEIGHT * (0.45 if quiz else 0.7)),
                   Spacer(1, 6), *[_question(i, q) for i, q in enumerate(quiz, start=1)],
                   Spacer(1, 6), Paragraph("Notes:", styles["label"]), PageBreak()]
 
@@ -83,11 +83,12 @@ def deck_pdf(deck: Deck, *, base_url: str = "", generated_at: datetime | None = 
         key.append(KeepTogether(block))
     story += key + [Spacer(1, 10), Paragraph(_t(NOTE), styles["warning"])]
 
-    buffer = io.BytesIO()
-    document = SimpleDocTemplate(
-        buffer, pagesize=PAGE_SIZE, leftMargin=MARGIN, rightMargin=MARGIN, topMargin=MARGIN,
-        bottomMargin=MARGIN + 0.2 * 72, title=f"ECG teaching deck {deck.code}",
-        author="PULSE workbench", subject="Simulated ECG cases for teaching",
-        creator="PULSE workbench")
-    document.build(story, canvasmaker=_numbered_canvas(regular))
-    return buffer.getvalue()
+    return build_pdf(story, title=f"ECG teaching deck {deck.code}",
+                     subject="Simulated ECG cases for teaching")
+
+
+def render_handout(deck: Deck, *, base_url: str = "") -> bytes:
+    """:func:`deck_pdf` in the export process (drawing and laying out every case never holds the
+    web server's interpreter)."""
+    return in_export_process(deck_pdf, deck, base_url=base_url, what="the handout",
+                             shorter="use a smaller deck")

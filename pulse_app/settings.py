@@ -68,6 +68,9 @@ class Settings:
     precision: str = _opt("PULSE_PRECISION", "local: auto (bf16 on Ampere+, fp16 on older CUDA, "
                           "fp32 on CPU), bf16, fp16, fp32, 8bit, 4bit", "auto",
                           choices=("auto", "bf16", "fp16", "fp32", "8bit", "4bit"))
+    judge_api_key: str | None = _opt("PULSE_JUDGE_API_KEY", "evaluation: API key of the LLM "
+                                     "judge's OpenAI-compatible server (training.evaluate "
+                                     "--judge-url)")
     timeout_s: float = _opt("PULSE_TIMEOUT", "remote backends: seconds to wait for the first "
                             "token / between tokens", 120.0)
     cache_dir: str = _opt("PULSE_CACHE_DIR", "converted checkpoints and the tiny model are cached "
@@ -93,8 +96,22 @@ class Settings:
     queue_size: int = _opt("PULSE_QUEUE_SIZE", "visitors waiting in the queue before new ones "
                            "are turned away", 64)
     max_upload_mb: float = _opt("PULSE_MAX_UPLOAD_MB", "largest accepted upload, in MB", 50.0)
-    max_pixels: int = _opt("PULSE_MAX_PIXELS", "largest accepted image, in pixels (decoded)",
-                           60_000_000)
+    max_pixels: int = _opt("PULSE_MAX_PIXELS", "largest accepted image, in pixels as its file "
+                           "declares them (checked before decoding)", 60_000_000)
+    image_pixels: int = _opt("PULSE_IMAGE_PIXELS", "larger images are scaled down to this many "
+                             "pixels as they are decoded (JPEG and PDF inside the decoder); "
+                             "what is kept, stored and shown (the model reads ~1 MP)", 16_000_000)
+    image_memory_mb: int = _opt("PULSE_IMAGE_MEMORY_MB", "memory for decoded images, in MB: "
+                                "uploads being decoded wait for their share (turned away after a "
+                                "minute); open drafts keep at most half of it, the answer cache "
+                                "an eighth", 1024)
+    max_note_chars: int = _opt("PULSE_MAX_NOTE_CHARS", "longest clinician note in a PDF report, "
+                               "in characters", 20_000)
+    export_ttl_s: float = _opt("PULSE_EXPORT_TTL", "seconds an exported PDF waits for its owner "
+                               "to download it (it is deleted at the first download)", 600.0)
+    retention_days: float = _opt("PULSE_RETENTION_DAYS", "sessions unchanged for this many days "
+                                 "are deleted (hourly by the web app, or `python -m pulse_app "
+                                 "purge`); 0 = keep until their owner deletes them", 0.0)
     examples_dir: str | None = _opt("PULSE_EXAMPLES_DIR", "folder of pictures for the Examples "
                                     "tab (e.g. your own licensed ECG images); default: the "
                                     "project's simulated pages in assets/examples")
@@ -130,6 +147,13 @@ class Settings:
             if choices and getattr(self, f.name) not in choices:
                 raise ValueError(f"{f.name} must be one of {', '.join(choices)} "
                                  f"(got {getattr(self, f.name)!r}; env {f.metadata['env']})")
+        for name in POSITIVE:
+            value = getattr(self, name)
+            if not value > 0 or value != value or value == float("inf"):
+                raise ValueError(f"{name} must be a positive number (got {value!r}; env "
+                                 f"{FIELDS[name].metadata['env']})")
+        if not 0 <= self.retention_days < float("inf"):
+            raise ValueError(f"retention_days must be 0 or more (got {self.retention_days!r})")
         self.generation_params()            # the same range checks as every request
         if self.examples_dir and not Path(self.examples_dir).is_dir():
             raise ValueError(f"examples_dir {self.examples_dir!r} is not a folder (env "
@@ -163,6 +187,9 @@ class Settings:
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
+#: Limits that must be above zero (a zero or negative budget would refuse everything).
+POSITIVE = ("max_upload_mb", "max_pixels", "image_pixels", "image_memory_mb", "max_note_chars",
+            "export_ttl_s", "concurrency", "queue_size", "timeout_s")
 
 
 def _field_type(f: dataclasses.Field) -> type:

@@ -61,7 +61,7 @@ from sqlalchemy.orm import (
 )
 from sqlalchemy.pool import StaticPool
 
-from pulse_app.errors import PulseError, SessionNotFound
+from pulse_app.errors import InvalidParameter, PulseError, SessionNotFound
 
 #: Bump when the tables change; a migration (alembic) then upgrades older databases.
 SCHEMA_VERSION = 1
@@ -189,8 +189,22 @@ def _turn_record(row: TurnRow) -> TurnRecord:
 
 
 def _text(text: str | None) -> str:
-    """Text that every database can store: lone surrogates (broken Unicode) become "?"."""
-    return (text or "").encode("utf-8", "replace").decode("utf-8")
+    """Text that every database can store: lone surrogates (broken Unicode) become "?"; a
+    value that is not a string, or holds a NUL character (PostgreSQL refuses it), is refused.
+
+    >>> _text("a\\x00b")
+    Traceback (most recent call last):
+    ...
+    pulse_app.errors.InvalidParameter: the text contains a NUL character. send plain text
+    """
+    if text is None:
+        return ""
+    if not isinstance(text, str):
+        raise InvalidParameter(f"the text must be a string (got {type(text).__name__})",
+                               hint="send plain text")
+    if "\x00" in text:
+        raise InvalidParameter("the text contains a NUL character", hint="send plain text")
+    return text.encode("utf-8", "replace").decode("utf-8")
 
 
 def _clean_title(title: str | None) -> str:
@@ -199,7 +213,7 @@ def _clean_title(title: str | None) -> str:
 
 
 def _check_owner(owner: str) -> None:
-    if not isinstance(owner, str) or not owner.strip():
+    if not isinstance(owner, str) or not owner.strip() or "\x00" in owner:
         raise ValueError("every store call needs a non-empty owner")
 
 
@@ -225,6 +239,7 @@ def make_engine(url: str) -> Engine:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=FULL")       # a committed turn survives a crash
+        cursor.execute("PRAGMA secure_delete=ON")       # deleted sessions are overwritten
         cursor.close()
 
     return engine
@@ -370,6 +385,24 @@ class Store:
             row.title = _clean_title(title)
             row.updated_at = utc_now()
 
+    def delete_unchanged_since(self, cutoff: datetime) -> int:
+        """Delete every owner's sessions last changed before ``cutoff`` (the retention
+        setting); returns how many. SQLite then copies the write-ahead log into the file and
+        empties it, so the deleted content (overwritten: ``secure_delete``) is gone from disk."""
+        with self._session(write=True) as db:
+            old = select(SessionRow.id).where(SessionRow.updated_at < cutoff)
+            db.execute(delete(TurnRow).where(TurnRow.session_id.in_(old)))
+            count = db.execute(delete(SessionRow).where(SessionRow.updated_at < cutoff)).rowcount
+        self.checkpoint()
+        return int(count or 0)
+
+    def checkpoint(self) -> None:
+        """SQLite: move the write-ahead log into the database file and truncate it (best
+        effort: readers in progress may keep a part of it until the next checkpoint)."""
+        if self.engine.dialect.name == "sqlite":
+            with self.engine.connect() as connection:
+                connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+
     def delete(self, owner: str, session_id: str) -> None:
         """Delete the session and its turns (SessionNotFound if it is not ``owner``'s)."""
         with self._session(write=True) as db:
@@ -377,6 +410,7 @@ class Store:
             db.execute(delete(TurnRow).where(TurnRow.session_id == session_id))
             db.execute(delete(SessionRow).where(SessionRow.id == session_id,
                                                 SessionRow.owner == owner))
+        self.checkpoint()                       # the overwritten pages replace the old ones
 
     # -- turns -----------------------------------------------------------------------------------
 

@@ -1,16 +1,18 @@
 """Teaching in real headless Chromium against the real server, answered by the shipped mini
 model: a case shared by code opens the same image bytes in another browser (and behaves like a
 local one: chat, Reveal with the model scored, PDF export); a deck of five presented to a class
-of three student browsers, the class's answers shown after Reveal, the handout downloaded and
-parsed back. Screenshots go to test-artifacts/."""
+of three student browsers, the class's answers shown after Reveal and saved as CSV, the handout
+downloaded and parsed back (both through the gate's one-time download links). Screenshots go to
+test-artifacts/."""
 
 from __future__ import annotations
 
+import base64
 import re
 
 import pytest
 
-from tests.test_browser import browser, page_ready, wait_for_picture_size  # noqa: F401 (fixture)
+from tests.test_browser import page_ready, wait_for_picture_size
 
 pytestmark = pytest.mark.browser
 
@@ -29,10 +31,11 @@ def teaching_server(tmp_path_factory):
     server.close()
 
 
-def picture_bytes(page, selector: str, base_url: str) -> bytes:
-    """The bytes the page's picture was served with."""
+def picture_bytes(page, selector: str) -> bytes:
+    """The bytes of the page's picture (sent inline, as a ``data:`` URL: never a cached file)."""
     src = page.locator(selector).get_attribute("src")
-    return page.request.get(src if src.startswith("http") else base_url.rstrip("/") + src).body()
+    assert src.startswith("data:image/jpeg;base64,"), src[:60]
+    return base64.b64decode(src.split(",", 1)[1])
 
 
 def download(page, selector: str, path):
@@ -64,13 +67,13 @@ def test_a_shared_case_opens_the_same_image_in_another_browser(browser, teaching
         share = page.locator("#teach-share")
         share.get_by_text("Share this case").wait_for()
         code = re.search(r"code (\S+)", share.inner_text()).group(1)
-        original = picture_bytes(page, "#picture img", url)
+        original = picture_bytes(page, "#picture img")
 
         other = student.new_page()
         other.goto(f"{url}?case={code}")
         page_ready(other)
         wait_for_picture_size(other, 2200, 1700)
-        assert picture_bytes(other, "#picture img", url) == original, "same code, same bytes"
+        assert picture_bytes(other, "#picture img") == original, "same code, same bytes"
         other.locator("#teach-share").get_by_text(code).wait_for()
         assert "flutter" not in other.locator("#teach-truth").inner_text()
 
@@ -163,6 +166,12 @@ def test_a_deck_presented_to_a_class_of_three(browser, teaching_server, artifact
             timeout=15_000)
         page.locator("#present-summary-box").click()
         assert "over 1 revealed case" in page.locator("#present-summary").inner_text()
+
+        # the class's answers, saved before the class ends: a one-time download, no browser id
+        page.locator("#present-save").click()
+        saved = download(page, "#present-saved", tmp_path / "class.csv").read_text()
+        assert saved.startswith("deck,case,question") and "browser" not in saved
+        assert saved.count(",True,2") == 1, "the two right rhythm answers of case 1"
 
         # back to the workbench: the handout of the same deck, answer key on its last pages
         page.locator("#present-exit").click()

@@ -290,3 +290,20 @@ def test_killed_while_answering_keeps_every_finished_turn(tiny_model_dir, tmp_pa
     assert [len(t.answer) for t in turns] == [finished[1], finished[2]]
     assert not any(t.stopped for t in turns)
     store.close()
+
+
+def test_images_kept_in_memory_stay_within_the_budget(tmp_path, tiny_backend):
+    """Drafts keep at most half of ``image_memory_mb``, the answer cache an eighth: the oldest
+    go first (a draft that went is an honest 'upload again', never a wrong picture)."""
+    settings = Settings.load(data_dir=str(tmp_path), image_memory_mb=16)      # 8 MB of drafts
+    chat = ChatService(settings, backend=tiny_backend)
+    owner, picture = "user:ana", Image.new("RGB", (1000, 1000), "white")      # 4 MB each
+    drafts = [chat._new_draft(owner, picture, {}, f"ECG {n}") for n in range(4)]
+    assert len(chat.drafts._items) == 2
+    with pytest.raises(DraftExpired):
+        chat.preview(owner, drafts[0].id, None)
+    assert chat.preview(owner, drafts[3].id, None).size == (1000, 1000)
+    for draft in drafts[2:]:
+        chat.start_session(owner, draft.id)
+    assert len(chat._images) == 1, "a 2 MB cache keeps only the last (4 MB) image"
+    chat.store.close()

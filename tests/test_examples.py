@@ -63,27 +63,26 @@ def test_the_examples_folder_is_a_setting(tmp_path, monkeypatch):
 
 
 @pytest.mark.browser
-def test_a_visitor_opens_an_example_and_gets_an_answer(tmp_path_factory, ui_cache):
+def test_a_visitor_opens_an_example_and_gets_an_answer(tmp_path_factory, ui_cache, browser):
     """Examples tab -> first simulated page -> it is the picture -> a question is answered."""
-    playwright_api = pytest.importorskip("playwright.sync_api")
     from tests.fixtures_ui import make_ui_settings, start_server
-    from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, wait_for_picture_size
+    from tests.test_browser import page_ready, wait_for_picture_size
 
     server = start_server(make_ui_settings(tmp_path_factory.mktemp("examples-data"), ui_cache))
+    context = browser.new_context(viewport={"width": 1500, "height": 1100})
     try:
-        with playwright_api.sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            page = browser.new_page(viewport={"width": 1500, "height": 1100})
-            page.goto(server.url)
-            page.get_by_role("tab", name="Examples").click()
-            thumbs = page.locator("#examples img")
-            thumbs.first.wait_for()
-            assert thumbs.count() == len(EXAMPLES)
-            thumbs.first.click()
-            wait_for_picture_size(page, 1650, 1275)
-            page.locator("#question textarea").fill("What is the rhythm?")
-            page.locator("#ask").click()
-            page.locator("#chat").get_by_text("— tiny-untrained").wait_for(timeout=60_000)
-            browser.close()
+        page = context.new_page()
+        page.goto(server.url)
+        page_ready(page)
+        page.get_by_role("tab", name="Examples").click()
+        thumbs = page.locator("#examples img")
+        thumbs.first.wait_for()
+        assert thumbs.count() == len(EXAMPLES)
+        thumbs.first.click()
+        wait_for_picture_size(page, 1650, 1275)
+        page.locator("#question textarea").fill("What is the rhythm?")
+        page.locator("#ask").click()
+        page.locator("#chat").get_by_text("— tiny-untrained").wait_for(timeout=60_000)
     finally:
+        context.close()
         server.close()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ast
 import base64
+import html
 import shutil
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from gradio_client import Client, handle_file
 from PIL import Image
 
 from pulse_app.auth import new_owner_token
+from pulse_app.ui.owner import OWNER_COOKIE
 from tests.conftest import REPO
 from tests.fixtures_ui import make_ui_settings, start_server
 
@@ -75,10 +77,11 @@ def outcome(call) -> str:
 
 def via_web_session(app, files, temperature):
     ui, token = app.demo.pulse_ui, new_owner_token()
-    request = gr.Request(session_hash=f"page-{token[:6]}")
-    _, view, *_ = ui.upload(token, [str(f) for f in files], 1, request)
-    updates = list(ui.ask(token, view, QUESTION, [], temperature, 0.7, 8, request))
-    return updates[-1][0][-1]["content"].split("\n\n*—")[0]
+    request = gr.Request(session_hash=f"page-{token[:6]}", cookies={OWNER_COOKIE: token})
+    _, view, *_ = ui.upload([str(f) for f in files], 1, request)
+    updates = list(ui.ask(view, QUESTION, [], temperature, 0.7, 8, request))
+    shown = updates[-1][0][-1]["content"].split("<br><br><em>—")[0]
+    return html.unescape(shown.replace("<br>", "\n"))              # the chat shows plain text
 
 
 def via_ask_endpoint(app, files, temperature):

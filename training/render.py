@@ -175,7 +175,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--layout", action="append", help="3x4, 3x4+II (default), 3x4+II,V1,V5, 6x2, 12x1; "
                     "repeat to mix")
     ap.add_argument("--grid", action="append", help=f"{', '.join(GRIDS)} (default red); repeat to mix")
-    ap.add_argument("--distort", default="mix", choices=("none", "photo", "all", "mix"),
+    ap.add_argument("--distort", default="mix", choices=("none", "photo", "phone", "all", "mix"),
                     help="mix (default): ~half clean, half with random distortions: "
                     + ", ".join(KINDS))
     ap.add_argument("--seed", type=int, default=0)

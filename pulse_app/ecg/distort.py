@@ -14,10 +14,13 @@ the traces bend where they cross a fold. One :class:`PageWarp` (folds, then the 
 the pixels and the sidecar's boxes alike.
 
 Modes: ``"none"``; ``"photo"`` (phone photo: rotation, perspective, shadow, colour cast, blur,
-noise, JPEG); ``"all"`` (every kind; grid removal keeps its p = 0.02); ``"mix"`` (the training
-mix of the PULSE paper: half the pages clean, the other half each kind with
-:data:`PROBABILITIES`); or a dict ``{kind: params | True}``: listed kinds only, given parameters
-override sampled ones (``True`` = all sampled).
+noise, JPEG); ``"phone"`` (a hand-held photo of the whole page: rotated up to
+±:data:`PHONE_MAX_ROTATION_DEG`, perspective, zoomed out so the page fits the frame with
+background around it, then the light and sensor effects of ``"photo"``); ``"all"`` (every
+kind; grid removal keeps its p = 0.02); ``"mix"`` (the training mix of the PULSE paper: half
+the pages clean, the other half each kind with :data:`PROBABILITIES`); or a dict
+``{kind: params | True}``: listed kinds only, given parameters override sampled ones (``True`` =
+all sampled).
 
 Example:
     >>> rng = np.random.default_rng(0)
@@ -38,6 +41,9 @@ KINDS = ("grid_removal", "yellowing", "wrinkles", "creases", "marks",
          "rotation", "perspective", "crop_pad", "shadow", "blur", "noise", "jpeg")
 GEOMETRIC = ("rotation", "perspective", "crop_pad")
 PHOTO = ("rotation", "perspective", "yellowing", "shadow", "blur", "noise", "jpeg")
+PHONE = ("rotation", "perspective", "crop_pad", "yellowing", "shadow", "blur", "noise", "jpeg")
+#: Largest rotation of the "phone" mode, degrees either way (other modes: 6).
+PHONE_MAX_ROTATION_DEG = 30.0
 #: Probability of each kind on a distorted page of the training mix (grid removal: paper, 0.02).
 PROBABILITIES = {"grid_removal": 0.02, "yellowing": 0.4, "wrinkles": 0.3, "creases": 0.25,
                  "marks": 0.15, "rotation": 0.6, "perspective": 0.35, "crop_pad": 0.3,
@@ -94,6 +100,8 @@ def _sample(kind: str, rng: np.random.Generator) -> dict:
         return {"corner_shift": [[_u(rng, 0.0, 0.07), _u(rng, 0.0, 0.07)] for _ in range(4)],
                 "background": _background(rng)}
     if kind == "crop_pad":
+        # "fit" (optional, a fraction of the frame): zoom so the whole warped page fits inside
+        # the frame with that margin; "scale" is then ignored and "shift" moves it off centre.
         return {"scale": _u(rng, 0.88, 1.12), "shift": [_u(rng, -0.04, 0.04), _u(rng, -0.04, 0.04)],
                 "background": _background(rng)}
     if kind == "shadow":
@@ -111,6 +119,16 @@ def _sample(kind: str, rng: np.random.Generator) -> dict:
     raise ValueError(f"unknown distortion {kind!r}: use {', '.join(KINDS)}")
 
 
+def _sample_phone(kind: str, rng: np.random.Generator) -> dict:
+    """What the "phone" mode samples differently: a wider rotation, the page fitted in the frame."""
+    if kind == "rotation":
+        return {"angle_deg": _u(rng, -PHONE_MAX_ROTATION_DEG, PHONE_MAX_ROTATION_DEG, 2)}
+    if kind == "crop_pad":
+        margin = _u(rng, 0.02, 0.1)
+        return {"fit": margin, "shift": [_u(rng, -0.8 * margin, 0.8 * margin) for _ in range(2)]}
+    return {}
+
+
 def plan_distortions(distort: str | dict | None, rng: np.random.Generator) -> dict[str, dict]:
     """Which kinds to apply, with their parameters, in application order."""
     if distort is None or distort == "none":
@@ -124,6 +142,8 @@ def plan_distortions(distort: str | dict | None, rng: np.random.Generator) -> di
         chosen = {k: True for k in KINDS if k != "grid_removal" or rng.random() < PROBABILITIES[k]}
     elif distort == "photo":
         chosen = {k: True for k in PHOTO}
+    elif distort == "phone":
+        chosen = {k: True for k in PHONE}
     elif distort == "mix":
         if rng.random() < CLEAN_SHARE:
             return {}
@@ -133,10 +153,13 @@ def plan_distortions(distort: str | dict | None, rng: np.random.Generator) -> di
             chosen[kinds[int(rng.integers(len(kinds)))]] = True
         chosen = {k: True for k in KINDS if k in chosen}
     else:
-        raise ValueError(f"unknown distort mode {distort!r}: use none, photo, all, mix or a dict")
+        raise ValueError(f"unknown distort mode {distort!r}: use none, photo, phone, all, mix "
+                         "or a dict")
     plan = {}
     for kind in (k for k in KINDS if k in chosen):
         params = _sample(kind, rng)
+        if distort == "phone":
+            params.update(_sample_phone(kind, rng))
         if isinstance(chosen[kind], dict):
             params.update(chosen[kind])
         plan[kind] = params
@@ -288,9 +311,19 @@ def _homography(plan: dict, w: int, h: int) -> np.ndarray:
         dst = src + inward * np.float32(plan["perspective"]["corner_shift"]) * np.float32([w, h])
         H = cv2.getPerspectiveTransform(src, dst).astype(np.float64) @ H
     if "crop_pad" in plan:
-        s = plan["crop_pad"]["scale"]
         dx, dy = plan["crop_pad"]["shift"]
-        C = np.array([[s, 0, w / 2 * (1 - s) + dx * w], [0, s, h / 2 * (1 - s) + dy * h], [0, 0, 1]])
+        if "fit" in plan["crop_pad"]:           # the whole page in view, with a margin
+            quad = np.float64([[0, 0, 1], [w, 0, 1], [w, h, 1], [0, h, 1]]) @ H.T
+            quad = quad[:, :2] / quad[:, 2:]
+            (x0, y0), (x1, y1) = quad.min(0), quad.max(0)
+            room = 1.0 - 2.0 * plan["crop_pad"]["fit"]
+            s = min(room * w / (x1 - x0), room * h / (y1 - y0))
+            C = np.array([[s, 0, w / 2 - s * (x0 + x1) / 2 + dx * w],
+                          [0, s, h / 2 - s * (y0 + y1) / 2 + dy * h], [0, 0, 1]])
+        else:
+            s = plan["crop_pad"]["scale"]
+            C = np.array([[s, 0, w / 2 * (1 - s) + dx * w], [0, s, h / 2 * (1 - s) + dy * h],
+                          [0, 0, 1]])
         H = C @ H
     return H
 

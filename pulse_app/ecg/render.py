@@ -366,7 +366,8 @@ def render_ecg(record: Record, *, layout: str = "3x4+II", speed_mm_s: float = 25
     with the measurements captioned as the machine's; "neutral" only speed and gain (teaching
     pages: nothing derived from the ground truth); False or "none" no header at all (the traces
     then start higher). Lead labels are always placed where they touch no trace ink.
-    ``distort``: "none", "photo" (a phone photo of the page), "all" (every distortion kind),
+    ``distort``: "none", "photo" (a phone photo of the page), "phone" (a hand-held photo of the
+    whole page, rotated up to ±30°, with background around it), "all" (every distortion kind),
     "mix" (the training mix: half clean, half a random subset), or a dict of explicit parameters
     per kind (see :mod:`pulse_app.ecg.distort`). ``draw_text=False`` leaves every text out of
     the pixels but not out of the sidecar (same geometry; for checking texts against the ink).

@@ -27,9 +27,13 @@ from typing import TYPE_CHECKING, Callable, Iterator
 import gradio as gr
 
 from pulse_app.answer import prepare, stream_request
-from pulse_app.errors import InvalidParameter, PulseError
+from pulse_app.errors import InvalidParameter
+from pulse_app.ui.components import RawNumber, RawTextbox
+from pulse_app.ui.guard import guarded
+from pulse_app.ui.handlers import forget_uploads
 
 if TYPE_CHECKING:
+    from pulse_app.answer import AnswerRequest
     from pulse_app.engine.backend import Backend
     from pulse_app.settings import Settings
 
@@ -59,14 +63,18 @@ def parse_history(history_json) -> list:
     return pairs
 
 
-def ask_stream(backend: "Backend", settings: "Settings", image_path: str | None, question,
-               history_json, temperature, top_p, max_new_tokens,
-               more_files: list | None = None) -> Iterator[str]:
-    """The ``/ask`` endpoint without Gradio: checked by the one answer path, then the
-    cumulative answer. ``more_files``: the rest of a WFDB record (``.dat``/``.mat``)."""
+def ask_request(settings: "Settings", image_path: str | None, question, history_json,
+                temperature, top_p, max_new_tokens, more_files: list | None = None
+                ) -> "AnswerRequest":
+    """An ``/ask`` call checked by the one answer path (files read, within the settings'
+    limits). ``more_files``: the rest of a WFDB record (``.dat``/``.mat``)."""
     files = [f for f in [image_path, *(more_files or [])] if f]
-    request = prepare(settings, files, question, history=parse_history(history_json),
-                      temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens)
+    return prepare(settings, files, question, history=parse_history(history_json),
+                   temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens)
+
+
+def answer_so_far(backend: "Backend", request: "AnswerRequest") -> Iterator[str]:
+    """The cumulative answer to a checked request (what ``/ask`` streams)."""
     text = ""
     stream = stream_request(backend, request)
     try:
@@ -85,30 +93,30 @@ def model_info_json(backend: "Backend") -> str:
 def add_model_api(get_backend: Callable[[], "Backend"], settings: "Settings") -> None:
     """Register ``/ask`` and ``/model_info`` in the current ``gr.Blocks`` (invisible components).
 
-    ``get_backend`` is called per request, so the app may load its model lazily.
+    ``get_backend`` is called per request, so the app may load its model lazily. Values reach
+    the answer path as the client sent them; uploaded files are deleted once read.
     """
-
+    @guarded
     def ask(image_path, question, history_json, temperature, top_p, max_new_tokens,
             more_files=None):
         try:
-            yield from ask_stream(get_backend(), settings, image_path, question, history_json,
-                                  temperature, top_p, max_new_tokens, more_files)
-        except PulseError as error:
-            raise gr.Error(str(error)) from error
+            request = ask_request(settings, image_path, question, history_json, temperature,
+                                  top_p, max_new_tokens, more_files)
+        finally:
+            forget_uploads([image_path, *(more_files or [])])
+        yield from answer_so_far(get_backend(), request)
 
+    @guarded
     def model_info():
-        try:
-            return model_info_json(get_backend())
-        except PulseError as error:
-            raise gr.Error(str(error)) from error
+        return model_info_json(get_backend())
 
     with gr.Group(visible=False):
         image = gr.File(label="ECG image", type="filepath")
-        question = gr.Textbox(label="question")
-        history = gr.Textbox(label="history_json", value="[]")
-        temperature = gr.Number(label="temperature", value=settings.temperature)
-        top_p = gr.Number(label="top_p", value=settings.top_p)
-        max_new_tokens = gr.Number(label="max_new_tokens", value=settings.max_new_tokens,
+        question = RawTextbox(label="question")
+        history = RawTextbox(label="history_json", value="[]")
+        temperature = RawNumber(label="temperature", value=settings.temperature)
+        top_p = RawNumber(label="top_p", value=settings.top_p)
+        max_new_tokens = RawNumber(label="max_new_tokens", value=settings.max_new_tokens,
                                    precision=0)
         more_files = gr.File(label="more_files", file_count="multiple", type="filepath")
         answer = gr.Textbox(label="answer")

@@ -16,6 +16,8 @@ from types import SimpleNamespace
 
 import gradio as gr
 
+from pulse_app.ui.components import RawTextbox
+
 RHYTHMS = [("Sinus", "sinus"), ("Sinus arrhythmia", "sinus_arrhythmia"),
            ("Atrial fibrillation", "afib"), ("Atrial flutter", "aflutter")]
 ECTOPY = [("None", "none"), ("Premature ventricular (PVCs)", "pvc"),
@@ -74,23 +76,23 @@ def build_panel() -> SimpleNamespace:
     p.truth_view = gr.Markdown(elem_id="teach-truth")
     p.check = gr.Markdown(elem_id="teach-check")         # the model vs the truth, after Reveal
     with gr.Row(equal_height=True):
-        p.code_in = gr.Textbox(label="Open a case or deck code", elem_id="open-code", scale=4)
+        p.code_in = RawTextbox(label="Open a case or deck code", elem_id="open-code", scale=4)
         p.open_code = gr.Button("Open", elem_id="open-code-button", scale=1)
     return p
 
 
-def wire(p: SimpleNamespace, ui, image_outputs: list, token, view, private: dict) -> None:
+def wire(p: SimpleNamespace, ui, image_outputs: list, view, private: dict) -> None:
     """Generate fills the shared picture with a new teaching draft; Reveal asks the core for
     the truth of what is shown."""
 
-    def on_generate(token_value, rate, rhythm, ectopy, pr_ms, qrs, axis, st_territory, st_mv,
+    def on_generate(rate, rhythm, ectopy, pr_ms, qrs, axis, st_territory, st_mv,
                     t_inversion, qt_long, low_voltage, lvh, distort, seed,
                     request: gr.Request):
         findings = findings_from_controls(rate, rhythm, ectopy, pr_ms, qrs, axis, st_territory,
                                           st_mv, t_inversion, qt_long, low_voltage, lvh)
-        return ui.teaching_case(token_value, findings, distort, seed, request)
+        return ui.teaching_case(findings, distort, seed, request)
 
     controls = [p.rate, p.rhythm, p.ectopy, p.pr, p.qrs, p.axis, p.st_territory, p.st_mv,
                 p.t_inversion, p.qt_long, p.low_voltage, p.lvh, p.distort, p.seed]
-    p.generate.click(on_generate, [token, *controls], [*image_outputs, p.truth_view], **private)
-    p.reveal.click(ui.reveal, [token, view], p.truth_view, **private)
+    p.generate.click(on_generate, controls, [*image_outputs, p.truth_view], **private)
+    p.reveal.click(ui.reveal, [view], p.truth_view, **private)
