@@ -2,8 +2,8 @@
 model: a case shared by code opens the same image bytes in another browser (and behaves like a
 local one: chat, Reveal with the model scored, PDF export); a deck of five presented to a class
 of three student browsers, the class's answers shown after Reveal and saved as CSV, the handout
-downloaded and parsed back (both through the gate's one-time download links). Screenshots go to
-test-artifacts/."""
+downloaded and parsed back (both through the gate's one-time download links, which a
+student's browser cannot take). Screenshots go to test-artifacts/."""
 
 from __future__ import annotations
 
@@ -169,7 +169,15 @@ def test_a_deck_presented_to_a_class_of_three(browser, teaching_server, artifact
 
         # the class's answers, saved before the class ends: a one-time download, no browser id
         page.locator("#present-save").click()
-        saved = download(page, "#present-saved", tmp_path / "class.csv").read_text()
+        link = page.locator("#present-saved a").first
+        link.wait_for(timeout=60_000)
+        href = url.rstrip("/") + "/" + link.get_attribute("href")
+        stranger = phones[0].request.get(href)
+        assert stranger.status == 404, "a student's browser cannot take the presenter's file"
+        taken = page.request.get(href)                    # the presenter's cookie: the file
+        assert taken.status == 200 and taken.headers["content-type"].startswith("text/csv")
+        assert page.request.get(href).status == 404, "one download only"
+        saved = taken.text()
         assert saved.startswith("deck,case,question") and "browser" not in saved
         assert saved.count(",True,2") == 1, "the two right rhythm answers of case 1"
 
