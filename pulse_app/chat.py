@@ -60,7 +60,9 @@ from pulse_app.settings import Settings
 from pulse_app.store import TITLE_MAX, SessionRecord, SessionSummary, Store, TurnRecord
 
 if TYPE_CHECKING:
+    from pulse_app.decks import Deck
     from pulse_app.engine.backend import Backend, ModelInfo
+    from pulse_app.teaching import Case
 
 #: An edit of a picture: quarter turns, fine angle (degrees), crop box in rotated pixels or None.
 NO_EDIT = {"rotate90": 0, "angle_deg": 0.0, "crop": None}
@@ -167,18 +169,20 @@ class Drafts:
 
 @dataclass(frozen=True)
 class Export:
-    """A PDF report waiting for its owner's download."""
+    """A file waiting for its owner's download: a session's PDF report, a deck's handout, a
+    class's answers (``session_id``: the session, deck or class it was made from)."""
 
     id: str
     owner: str
     session_id: str
     filename: str
-    pdf: bytes
+    data: bytes
+    media_type: str = "application/pdf"
     created: float = field(default_factory=time.monotonic)
 
 
 class Exports:
-    """Reports by id, in memory only, scoped to their owner: each is taken once; they are
+    """Exports by id, in memory only, scoped to their owner: each is taken once; they are
     gone after ``ttl_s``, and the oldest go first beyond ``max_count`` or ``max_bytes``."""
 
     def __init__(self, ttl_s: float, max_count: int = 64, max_bytes: int = 256_000_000):
@@ -186,9 +190,10 @@ class Exports:
         self._items: OrderedDict[str, Export] = OrderedDict()
         self._lock = threading.Lock()
 
-    def add(self, owner: str, session_id: str, filename: str, pdf: bytes) -> Export:
+    def add(self, owner: str, session_id: str, filename: str, data: bytes,
+            media_type: str = "application/pdf") -> Export:
         export = Export(id=secrets.token_urlsafe(18), owner=owner, session_id=str(session_id),
-                        filename=filename, pdf=pdf)
+                        filename=filename, data=data, media_type=media_type)
         with self._lock:
             self._items[export.id] = export
             self._trim()
@@ -217,7 +222,7 @@ class Exports:
         for key in [k for k, e in self._items.items() if now - e.created > self.ttl_s]:
             del self._items[key]
         while self._items and (len(self._items) > self.max_count
-                               or sum(len(e.pdf) for e in self._items.values())
+                               or sum(len(e.data) for e in self._items.values())
                                > self.max_bytes):
             self._items.popitem(last=False)
 
@@ -291,13 +296,21 @@ class ChatService:
 
     def open_teaching_case(self, owner: str, findings: dict, *, distort: str = "none",
                           seed: int = 0) -> Draft:
-        """A simulated ECG with ``findings`` as a new draft; its ground truth stays with it."""
-        from pulse_app.teaching import TRUTH_KEY, simulate_case
+        """A simulated ECG with ``findings`` as a new draft; its ground truth stays with it,
+        its code (``source["case"]``) opens the same page for anyone."""
+        from pulse_app.teaching import Case
 
-        image, truth = simulate_case(findings, distort=distort, seed=seed)
+        return self.open_case(owner, Case.make(findings, seed=int(seed), distort=distort))
+
+    def open_case(self, owner: str, case: "Case | str") -> Draft:
+        """A teaching case (a :class:`~pulse_app.teaching.Case` or its code) as a new draft."""
+        from pulse_app.teaching import TRUTH_KEY, Case, case_page
+
+        case = Case.from_code(case) if isinstance(case, str) else case
+        image, truth = case_page(case)
         return self._new_draft(owner, image, {"filename": None, "format": "simulated",
-                                              "page": 1, "pages": 1, "seed": int(seed),
-                                              "distort": distort},
+                                              "page": 1, "pages": 1, "seed": case.seed,
+                                              "distort": case.distort, "case": case.code},
                                "Teaching ECG", {TRUTH_KEY: truth})
 
     def new_chat(self, owner: str, session_id: str) -> Draft:
@@ -318,9 +331,6 @@ class ChatService:
         image = apply_edit(draft.image, edit)
         draft.edit = clean_edit(edit)
         return image
-
-    def draft_extra(self, owner: str, draft_id: str) -> dict:
-        return dict(self.drafts.get(owner, draft_id).extra)
 
     def _new_draft(self, owner: str, image: Image.Image, source: dict, title: str,
                    extra: dict | None = None) -> Draft:
@@ -373,6 +383,33 @@ class ChatService:
         return dict(self.store.get_session(owner, session_id, turns=False,
                                            images=False).params)
 
+    def teaching_case(self, owner: str, *, draft_id: str | None = None,
+                      session_id: str | None = None) -> tuple[dict | None, str | None]:
+        """(truth, case code) of the teaching case shown as a stored session or else a draft;
+        (None, None) for anything else."""
+        from pulse_app.teaching import TRUTH_KEY
+
+        if session_id:
+            params = self.session_params(owner, session_id)
+        elif draft_id:
+            draft = self.drafts.get(owner, draft_id)
+            params = {**draft.extra, "source": draft.source}
+        else:
+            return None, None
+        return params.get(TRUTH_KEY), (params.get("source") or {}).get("case")
+
+    def check_teaching_answers(self, owner: str, session_id: str) -> list | None:
+        """The model's answers in a stored teaching session checked against its truth
+        (:func:`pulse_app.answer_check.check_case`); None for a session without a truth."""
+        from pulse_app.answer_check import check_case
+        from pulse_app.teaching import TRUTH_KEY
+
+        session = self.store.get_session(owner, session_id, images=False)
+        truth = (session.params or {}).get(TRUTH_KEY)
+        if not truth:
+            return None
+        return check_case([(t.answer, t.model_label) for t in session.turns], truth)
+
     def rename(self, owner: str, session_id: str, title: str) -> None:
         self.store.rename(owner, session_id, check_text(title, "title", TITLE_MAX))
 
@@ -400,8 +437,21 @@ class ChatService:
         pdf = self.export_pdf(owner, session_id, note, owner_label)
         return self.exports.add(owner, session_id, f"pulse-session-{session_id}.pdf", pdf)
 
+    def prepare_handout(self, owner: str, deck: "Deck", *, base_url: str = "") -> Export:
+        """The deck's handout PDF (made in the export process), kept for one download by
+        ``owner``; ``base_url`` prints a link that opens the deck."""
+        from pulse_app.handout import render_handout
+
+        pdf = render_handout(deck, base_url=base_url)
+        return self.exports.add(owner, f"deck:{deck.code}", f"pulse-deck-{deck.code}.pdf", pdf)
+
+    def keep_download(self, owner: str, key: str, filename: str, data: bytes,
+                      media_type: str) -> Export:
+        """Bytes made elsewhere (a class's answers as CSV) kept for one download by ``owner``."""
+        return self.exports.add(owner, key, filename, data, media_type)
+
     def take_export(self, owner: str, export_id: str) -> Export:
-        """A prepared report, once, for its owner only."""
+        """A prepared export, once, for its owner only."""
         return self.exports.take(owner, export_id)
 
     @staticmethod

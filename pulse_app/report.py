@@ -10,7 +10,9 @@ Long text (a note, an answer) becomes one paragraph per line (:func:`text_flowab
 layout time grows linearly with its length: reportlab re-wraps the rest of a paragraph each time
 it splits one across a page, which made a single paragraph of thousands of lines quadratic
 (``bench/pdf_export_scaling.py``). Exports run in a separate process (:func:`render_pdf`) so a
-long one never holds the web server's interpreter while answers stream.
+long one never holds the web server's interpreter while answers stream. The deck handout
+(:mod:`pulse_app.handout`) is made with the same pieces: fonts and styles, the ECG picture, the
+pages with their footer (:func:`build_pdf`) and the export process (:func:`in_export_process`).
 
 >>> pdf = session_pdf(store.get_session(owner, session_id), note="Agree: sinus rhythm.",
 ...                    owner_label="dr.ana")                                 # doctest: +SKIP
@@ -64,12 +66,15 @@ MARGIN = 0.5 * inch
 FONT_FILES = {"regular": "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
               "bold": "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf"}
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
+#: The page's frame inside the margins (the footer below), in points.
+FRAME_WIDTH = PAGE_SIZE[0] - 2 * MARGIN
+FRAME_HEIGHT = PAGE_SIZE[1] - 2 * MARGIN - 0.3 * inch
 #: A line longer than this is cut into paragraphs of about this many characters (at a space).
 LINE_CHUNK_CHARS = 2000
 
 
 @functools.cache
-def _fonts() -> tuple[str, str]:
+def report_fonts() -> tuple[str, str]:
     """(regular, bold) font names, registering DejaVu once when it is installed."""
     if all(Path(path).is_file() for path in FONT_FILES.values()):
         try:
@@ -82,8 +87,9 @@ def _fonts() -> tuple[str, str]:
 
 
 @functools.cache
-def _styles() -> dict[str, ParagraphStyle]:
-    regular, bold = _fonts()
+def report_styles() -> dict[str, ParagraphStyle]:
+    """The paragraph styles of the report (and of the deck handout), by name."""
+    regular, bold = report_fonts()
     base = ParagraphStyle("base", fontName=regular, fontSize=10, leading=13.5, spaceAfter=4)
     return {
         "base": base,
@@ -142,7 +148,7 @@ def text_flowables(text: str | None, style: ParagraphStyle) -> list:
     """``text`` printed literally as one paragraph per line (blank lines as space): layout
     time linear in its length, where one paragraph of many lines is quadratic.
 
-    >>> [type(f).__name__ for f in text_flowables("a\\n\\nb <c>", _styles()["base"])]
+    >>> [type(f).__name__ for f in text_flowables("a\\n\\nb <c>", report_styles()["base"])]
     ['Paragraph', 'Spacer', 'Paragraph']
     """
     lines = _lines(text or "")
@@ -168,7 +174,7 @@ def _settings_text(params: dict) -> str:
     return ", ".join(parts) or "model defaults"
 
 
-def _numbered_canvas(font: str):
+def numbered_canvas(font: str):
     """A canvas class that writes the footer with "Page N of M" once M is known."""
 
     class NumberedCanvas(canvas.Canvas):
@@ -195,7 +201,8 @@ def _numbered_canvas(font: str):
     return NumberedCanvas
 
 
-def _ecg_image(png: bytes, width: float, max_height: float) -> Image:
+def ecg_flowable(png: bytes, width: float, max_height: float) -> Image:
+    """An ECG picture (PNG or JPEG bytes) as large as fits ``width`` x ``max_height`` points."""
     reader = ImageReader(io.BytesIO(png))
     pixels_w, pixels_h = reader.getSize()
     scale = min(width / pixels_w, max_height / pixels_h)
@@ -206,11 +213,8 @@ def session_pdf(session: SessionRecord, *, note: str | None = None,
                  owner_label: str | None = None, generated_at: datetime | None = None) -> bytes:
     """The session as a PDF (bytes). ``owner_label`` is printed as the owner (never the raw
     owner token); ``note`` is the clinician's free-text note."""
-    styles = _styles()
-    regular, _bold = _fonts()
+    styles = report_styles()
     generated_at = generated_at or datetime.now(timezone.utc)
-    frame_width = PAGE_SIZE[0] - 2 * MARGIN
-    frame_height = PAGE_SIZE[1] - 2 * MARGIN - 0.3 * inch
 
     story: list = [
         Paragraph("ECG reading report", styles["title"]),
@@ -231,7 +235,7 @@ def session_pdf(session: SessionRecord, *, note: str | None = None,
     ]
     table = Table([[Paragraph(safe_text(k), styles["label"]), Paragraph(safe_text(v),
                                                                         styles["cell"])]
-                   for k, v in rows], colWidths=[1.6 * inch, frame_width - 1.6 * inch])
+                   for k, v in rows], colWidths=[1.6 * inch, FRAME_WIDTH - 1.6 * inch])
     table.setStyle(TableStyle([("VALIGN", (0, 0), (-1, -1), "TOP"),
                                ("LINEBELOW", (0, 0), (-1, -1), 0.25, colors.HexColor("#dddddd")),
                                ("TOPPADDING", (0, 0), (-1, -1), 2),
@@ -239,7 +243,7 @@ def session_pdf(session: SessionRecord, *, note: str | None = None,
     story += [table, Paragraph(safe_text(DISCLAIMER), styles["warning"])]
 
     story += [Paragraph("ECG (as shown to the model)", styles["heading"]),
-              _ecg_image(session.edited_png, frame_width, frame_height * 0.62),
+              ecg_flowable(session.edited_png, FRAME_WIDTH, FRAME_HEIGHT * 0.62),
               Paragraph("The image after the crop and rotation applied in the app; the original "
                         "upload is kept in the session.", styles["caption"])]
 
@@ -265,13 +269,18 @@ def session_pdf(session: SessionRecord, *, note: str | None = None,
                   *text_flowables(note.strip(), styles["base"])]
     story += [Spacer(1, 8), Paragraph(safe_text(DISCLAIMER), styles["warning"])]
 
+    return build_pdf(story, title=f"ECG reading report: {session.title}",
+                     subject="AI-assisted ECG reading (research use only)")
+
+
+def build_pdf(story: list, *, title: str, subject: str) -> bytes:
+    """``story`` laid out on the report's pages (margins, fonts, footer with "Page N of M")."""
     buffer = io.BytesIO()
     document = SimpleDocTemplate(
         buffer, pagesize=PAGE_SIZE, leftMargin=MARGIN, rightMargin=MARGIN, topMargin=MARGIN,
-        bottomMargin=MARGIN + 0.2 * inch, title=f"ECG reading report: {session.title}",
-        author="PULSE workbench", subject="AI-assisted ECG reading (research use only)",
-        creator="PULSE workbench")
-    document.build(story, canvasmaker=_numbered_canvas(regular))
+        bottomMargin=MARGIN + 0.2 * inch, title=title, author="PULSE workbench",
+        subject=subject, creator="PULSE workbench")
+    document.build(story, canvasmaker=numbered_canvas(report_fonts()[0]))
     return buffer.getvalue()
 
 
@@ -286,17 +295,23 @@ def _export_process() -> ProcessPoolExecutor:
     return ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
 
 
+def in_export_process(make, /, *args, what: str = "the report",
+                      shorter: str = "shorten the note", **kwargs) -> bytes:
+    """``make(*args, **kwargs)`` (a module-level function returning the bytes of a PDF) in the
+    export process; ``what`` and ``shorter`` word the messages when it fails or takes too long."""
+    try:
+        future = _export_process().submit(make, *args, **kwargs)
+        return future.result(timeout=RENDER_TIMEOUT_S)
+    except BrokenProcessPool as error:              # the worker died (killed, out of memory)
+        _export_process.cache_clear()
+        raise PulseError(f"{what} could not be made", hint="try the export again") from error
+    except FutureTimeout as error:
+        raise PulseError(f"{what} took more than {RENDER_TIMEOUT_S:g} s",
+                         hint=f"{shorter}, or export again later") from error
+
+
 def render_pdf(session: SessionRecord, *, note: str | None = None,
                owner_label: str | None = None) -> bytes:
     """:func:`session_pdf` in the export process: the web server's interpreter (and the
     answers it streams) never waits for reportlab's layout."""
-    try:
-        future = _export_process().submit(session_pdf, session, note=note,
-                                           owner_label=owner_label)
-        return future.result(timeout=RENDER_TIMEOUT_S)
-    except BrokenProcessPool as error:              # the worker died (killed, out of memory)
-        _export_process.cache_clear()
-        raise PulseError("the report could not be made", hint="try the export again") from error
-    except FutureTimeout as error:
-        raise PulseError(f"the report took more than {RENDER_TIMEOUT_S:g} s",
-                         hint="shorten the note, or export again later") from error
+    return in_export_process(session_pdf, session, note=note, owner_label=owner_label)

@@ -14,7 +14,7 @@ import re
 from pulse_app.ecg.labels import CHILDREN, known_absent
 from pulse_app.ecg.records import find_records, read_record
 from training.instruct import generate_samples
-from training.instruct.generate import NEVER
+from pulse_app.questions import NEVER
 from training.instruct.vocab import AXIS, FINDINGS, PATTERNS, find_labels
 from training.metrics import score_answer
 from tests.test_ecg_records import MIMIC_COLUMNS, write_code15, write_wfdb
@@ -181,7 +181,7 @@ def test_mimic_machine_statements_and_measurements(cinc_record, tmp_path):
     intervals = [s for s in samples if s.meta["kind"] == "intervals"]
     assert intervals and all("measured_by" not in s.meta for s in intervals)   # the machine's
     assert af.measurements["heart_rate_bpm"] == 100.0 and "pr_ms" not in af.measurements
-    from training.instruct.generate import Facts, axis_truth
+    from pulse_app.questions import Facts, axis_truth
 
     # the machine states axis deviations exhaustively: no statement + 75 degrees is normal
     assert axis_truth(Facts(af)) == "left axis deviation"
@@ -197,7 +197,7 @@ def test_code15_exam_labels(cinc_record, tmp_path):
     assert rbbb.labels == ["right bundle branch block", "sinus bradycardia"]
     assert normal.labels == ["normal ecg"]
     check(rbbb)
-    from training.instruct.generate import Facts
+    from pulse_app.questions import Facts
 
     # the six columns are explicit True/False: LBBB, AF and AV block are known absent
     assert {"left bundle branch block", "atrial fibrillation",

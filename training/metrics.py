@@ -1,9 +1,8 @@
-"""Reading answers out of free text, and scoring them against a sample's ``meta``.
-
-Parsers for what models actually write ("B", "(B)", "Answer: B", the option's text; "Yes.",
-"There is no ..."; "tachycardia at 112 bpm"; findings via the vocabulary's synonyms),
-:func:`score_answer` for one prediction, :func:`macro_f1` for multi-label findings, and
-:class:`MajorityBaseline`, the majority-class answer per question kind learned from a train split.
+"""Scoring answers against a sample's ``meta``: the answer parsers and :func:`score_answer`
+(one definition, in :mod:`pulse_app.answer_check`, where the app's teaching tab checks the
+model's answers with them; their names work here too), :func:`macro_f1` for multi-label
+findings, and :class:`MajorityBaseline`, the majority-class answer per question kind learned
+from a train split.
 
 >>> parse_choice("I think the answer is (C) atrial flutter", {"A": "x", "B": "y", "C": "z"})
 'C'
@@ -13,202 +12,18 @@ Parsers for what models actually write ("B", "(B)", "Answer: B", the option's te
 
 from __future__ import annotations
 
-import re
 import statistics
 from collections import Counter, defaultdict
 
-from training.instruct.vocab import (NEGATION, PATTERNS, FINDINGS, find_labels, first_label,
-                                     normalise_text, rate_bucket)
+from pulse_app.answer_check import (interval_score, parse_bpm, parse_choice, parse_intervals,
+                                    parse_option, parse_rate, parse_yes_no, score_answer)
 
-# -- parsers ---------------------------------------------------------------------------------------
-
-def _negated(text: str, start: int) -> bool:
-    return bool(NEGATION.search(text[max(0, start - 60):start]))
-
-
-def parse_yes_no(text: str) -> str | None:
-    """"yes", "no" or None (undecided) for an answer to a close-ended question.
-
-    >>> [parse_yes_no(t) for t in ["Yes.", "**No**, it is sinus rhythm", "yes/no", "Unclear."]]
-    ['yes', 'no', None, None]
-    """
-    t = normalise_text(text).strip()
-    if re.match(r"^\W*(yes|no)\s*(/|or)\s*(yes|no)\b", t):
-        return None
-    said = re.search(r"answer(?: is)?\W*(yes|no)\b", t)     # "... Answer: no." wins
-    if said:
-        return said.group(1)
-    lead = re.match(r"^[\W_]*(yes|no|not|none|correct|incorrect)\b", t)
-    if lead:
-        return {"yes": "yes", "correct": "yes"}.get(lead.group(1), "no")
-    words = re.search(r"\b(yes|no|not|absent|negative|without)\b", t)
-    if words:
-        return "yes" if words.group(1) == "yes" else "no"
-    if re.search(r"\b(present|seen|shows?|evident|consistent with|there is|there are)\b", t):
-        return "yes"
-    return None
-
-
-def parse_choice(text: str, options: dict | None = None) -> str | None:
-    """The option letter an answer picks: "B", "(B)", "B.", "Answer: B", "option B", or the text
-    of exactly one option (earliest mention wins). None when nothing is picked.
-
-    >>> parse_choice("A normal ECG would look different; the answer is B.", {"A": "", "B": ""})
-    'B'
-    """
-    options = options or {}
-    letters = "".join(sorted(options)) or "ABCDEFGH"
-    L = f"[{letters}]"
-    t = text.strip()
-    for pattern in (rf"^\W*\(?({L})\)?\W*$",
-                    rf"(?i:answer)(?:\s+(?i:is))?\s*[:\-]?\s*\**(?:(?i:option)\s*)?\(?({L})\b",
-                    rf"(?i:option|choice)\s*\(?({L})\b",
-                    rf"\(({L})\)",
-                    rf"(?:^|\s|\*)({L})[.):](?=\s|$|\*)"):
-        match = re.search(pattern, t)
-        if match:
-            return match.group(1)
-    norm = normalise_text(t)
-    best = None
-    for letter, option in options.items():
-        full = normalise_text(str(option)).strip(" .")
-        core = re.sub(r"\s*\(.*\)$", "", full)
-        for candidate in dict.fromkeys((full, core)):
-            if not candidate:
-                continue
-            for m in re.finditer(rf"(?<!\w){re.escape(candidate)}(?!\w)", norm):
-                if not _negated(norm, m.start()):
-                    if best is None or m.start() < best[0]:
-                        best = (m.start(), letter)
-                    break
-    return best[1] if best else None
-
-
-_RATE_WORDS = re.compile(r"tachycardi|bradycardi|\bfast\b|\brapid\b|\bslow\b")
-_BPM = re.compile(r"(?<![\d\-–/])(?<!to )(?<!below )(?<!above )(?<!than )(?<!under )(?<!over )"
-                  r"(?<![<>])(\d{2,3})\s*(?:bpm|beats|/min)")
-
-
-def parse_rate(text: str) -> str | None:
-    """Heart-rate class from an answer: a non-negated tachy-/brady- word, else a number in bpm,
-    else "normal". None when the text says nothing about the rate.
-
-    >>> [parse_rate(t) for t in ["Tachycardia.", "rate 72 bpm (60-100 bpm)", "not tachycardic"]]
-    ['tachycardia', 'normal', None]
-    """
-    t = normalise_text(text)
-    for m in _RATE_WORDS.finditer(t):
-        if not _negated(t, m.start()):
-            word = m.group(0)
-            return "tachycardia" if word.startswith(("tachy", "fast", "rapid")) else "bradycardia"
-    m = _BPM.search(t)
-    if m:
-        return rate_bucket(float(m.group(1)))
-    if re.search(r"\bnormal\b", t):
-        return "normal"
-    return None
-
-
-def parse_bpm(text: str) -> float | None:
-    """The first heart rate in bpm written in ``text`` (ranges like 60-100 bpm skipped)."""
-    m = _BPM.search(normalise_text(text))
-    return float(m.group(1)) if m else None
-
-
-def parse_option(text: str, choices) -> str | None:
-    """Which of a blank's ``choices`` an answer fills in: a **bold** choice, else the earliest
-    non-negated mention (findings through their synonyms).
-
-    >>> parse_option("The ST segments are **elevated**.", ["elevated", "depressed"])
-    'elevated'
-    """
-    t = normalise_text(text)
-    for bold in re.findall(r"\*\*(.+?)\*\*", t):
-        if bold.strip() in choices:
-            return bold.strip()
-    best = None
-    for choice in choices:
-        pattern = PATTERNS.get(choice) or re.compile(rf"(?<!\w){re.escape(choice)}(?!\w)")
-        for m in pattern.finditer(t):
-            if not _negated(t, m.start()):
-                if best is None or m.start() < best[0]:
-                    best = (m.start(), choice)
-                break
-    return best[1] if best else None
-
-
-def parse_intervals(text: str) -> dict[str, float]:
-    """Interval values in ms: ``{"pr_ms", "qrs_ms", "qt_ms", "qtc_ms"}`` where written.
-
-    >>> parse_intervals("PR 160 ms, QRS duration 90 ms, QT/QTc 380/415 ms")
-    {'qt_ms': 380.0, 'qtc_ms': 415.0, 'pr_ms': 160.0, 'qrs_ms': 90.0}
-    """
-    t = normalise_text(text)
-    out = {}
-    both = re.search(r"qt\s*/\s*qtc\D{0,12}?(\d{2,3})\s*/\s*(\d{2,3})", t)
-    if both:
-        out["qt_ms"], out["qtc_ms"] = float(both.group(1)), float(both.group(2))
-    for key, word in (("pr_ms", r"pr"), ("qrs_ms", r"qrs"), ("qtc_ms", r"qtc"), ("qt_ms", r"qt")):
-        if key in out:
-            continue
-        m = re.search(rf"\b{word}\b(?! ?/)[^\d.;]{{0,20}}?(\d{{2,3}})\s*ms", t)
-        if m:
-            out[key] = float(m.group(1))
-    return out
+__all__ = ["interval_score", "parse_bpm", "parse_choice", "parse_intervals", "parse_option",
+           "parse_rate", "parse_yes_no", "score_answer", "macro_f1", "group_key",
+           "MajorityBaseline"]
 
 
 # -- scoring ---------------------------------------------------------------------------------------
-
-def interval_score(pred: dict, truth: dict) -> float:
-    """Fraction of the true intervals the prediction gets within max(20 ms, 10 %)."""
-    if not truth:
-        return 0.0
-    hits = [abs(pred[k] - v) <= max(20.0, 0.1 * v) for k, v in truth.items() if k in pred]
-    return sum(hits) / len(truth)
-
-
-def score_answer(prediction: str, meta: dict) -> dict:
-    """Score one answer against ``meta`` (see training.instruct.generate for its fields).
-
-    Returns ``{"parsed": ..., "correct": float 0..1 or None (unscorable)}``, and for findings
-    ``"true"``/``"pred"`` label lists (for macro F1) and for rate ``"abs_error_bpm"``.
-    """
-    how, answer = meta.get("score"), meta.get("answer")
-    if how == "yesno":
-        parsed = parse_yes_no(prediction)
-        return {"parsed": parsed, "correct": float(parsed == answer)}
-    if how == "choice":
-        parsed = parse_choice(prediction, meta.get("options"))
-        return {"parsed": parsed, "correct": float(parsed == answer)}
-    if how == "option":
-        parsed = parse_option(prediction, meta.get("choices", [answer]))
-        return {"parsed": parsed, "correct": float(parsed == answer)}
-    if how == "rate":
-        parsed = parse_rate(prediction)
-        out = {"parsed": parsed, "correct": float(parsed == answer)}
-        bpm = parse_bpm(prediction)
-        if bpm is not None and meta.get("value") is not None:
-            out["abs_error_bpm"] = abs(bpm - float(meta["value"]))
-        return out
-    if how == "label":
-        parsed = first_label(prediction, meta.get("vocabulary", FINDINGS))
-        return {"parsed": parsed, "correct": float(parsed == answer)}
-    if how == "labels":
-        vocabulary = meta.get("vocabulary", FINDINGS)
-        if meta.get("match") == "substring":                 # ECGBench's own label matching
-            from training.ecgbench.paper import substring_labels
-
-            pred = substring_labels(prediction, vocabulary)
-        else:
-            pred = sorted(find_labels(prediction, vocabulary), key=list(vocabulary).index)
-        true = list(meta.get("labels", answer or []))
-        return {"parsed": pred, "true": true, "pred": pred,
-                "correct": float(set(pred) == set(true))}
-    if how == "intervals":
-        parsed = parse_intervals(prediction)
-        return {"parsed": parsed, "correct": interval_score(parsed, meta.get("value") or {})}
-    return {"parsed": None, "correct": None}
-
 
 def macro_f1(true_sets, pred_sets, labels=None) -> float:
     """Macro-averaged F1 (scikit-learn) over the labels present in either truth or prediction.

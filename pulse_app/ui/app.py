@@ -29,7 +29,7 @@ from starlette.middleware import Middleware
 from pulse_app.errors import ServerBusy
 from pulse_app.intake import RECORD_SUFFIXES
 from pulse_app.settings import Settings
-from pulse_app.ui import teaching, texts
+from pulse_app.ui import decks, teaching, texts
 from pulse_app.ui.api import GPU_GROUP, add_model_api
 from pulse_app.ui.components import PrivateImage, RawNumber, RawTextbox
 from pulse_app.ui.handlers import EMPTY_VIEW, PulseUI, example_paths
@@ -58,7 +58,7 @@ def build_app(settings: Settings, *, chat=None) -> tuple[gr.Blocks, dict]:
 
         notice = gr.Markdown(texts.NOTICE, elem_id="notice")
 
-        with gr.Sidebar(label="Sessions", open=True, elem_id="sidebar"):
+        with gr.Sidebar(label="Sessions", open=True, elem_id="sidebar") as sidebar:
             gr.Markdown("### Your sessions")
             search = RawTextbox(label="Search titles", elem_id="session-search")
             sessions = gr.Dropdown(label="Saved sessions", choices=[], elem_id="session-list")
@@ -73,24 +73,28 @@ def build_app(settings: Settings, *, chat=None) -> tuple[gr.Blocks, dict]:
             export_button = gr.Button("Export PDF", elem_id="export-pdf")
             report_file = gr.HTML(elem_id="report-file")
 
-        with gr.Row():
+        with gr.Row() as workspace:
             with gr.Column(scale=5):
-                with gr.Tab("Upload"):
-                    with gr.Row(equal_height=True):
-                        upload = gr.File(label="ECG file", file_count="multiple",
-                                         file_types=UPLOAD_TYPES, height=120, scale=4,
-                                         elem_id="upload")
-                        page = gr.Number(label="PDF page", value=1, precision=0, minimum=1,
-                                         scale=1, min_width=90, elem_id="page")
-                    page_note = gr.Markdown(visible=False, elem_id="page-note")
-                    gr.Markdown(texts.UPLOAD_HELP)
-                with gr.Tab("Examples"):
-                    examples = gr.Gallery(value=example_paths(examples_dir), show_label=False,
-                                          columns=4,
-                                          height=140, allow_preview=False, elem_id="examples")
-                    gr.Markdown(texts.EXAMPLES_NOTE)
-                with gr.Tab("Teaching", elem_id="teaching-tab"):
-                    teach = teaching.build_panel()
+                with gr.Tabs(elem_id="source-tabs") as tabs:
+                    with gr.Tab("Upload", id="upload"):
+                        with gr.Row(equal_height=True):
+                            upload = gr.File(label="ECG file", file_count="multiple",
+                                             file_types=UPLOAD_TYPES, height=120, scale=4,
+                                             elem_id="upload")
+                            page = gr.Number(label="PDF page", value=1, precision=0, minimum=1,
+                                             scale=1, min_width=90, elem_id="page")
+                        page_note = gr.Markdown(visible=False, elem_id="page-note")
+                        gr.Markdown(texts.UPLOAD_HELP)
+                    with gr.Tab("Examples", id="examples"):
+                        examples = gr.Gallery(value=example_paths(examples_dir),
+                                              show_label=False, columns=4,
+                                              height=140, allow_preview=False,
+                                              elem_id="examples")
+                        gr.Markdown(texts.EXAMPLES_NOTE)
+                    with gr.Tab("Teaching", id="teaching", elem_id="teaching-tab"):
+                        teach = teaching.build_panel()
+                    with gr.Tab("Decks", id="decks", elem_id="decks-tab"):
+                        deck_tab = decks.build_decks_tab()
                 picture = PrivateImage(label="ECG as the model sees it", type="pil",
                                        interactive=False, elem_id="picture", height=520)
                 gr.Markdown(texts.CROP_HELP)
@@ -126,6 +130,8 @@ def build_app(settings: Settings, *, chat=None) -> tuple[gr.Blocks, dict]:
                     max_new_tokens = gr.Slider(1, 2048, value=settings.max_new_tokens, step=1,
                                                label="Longest answer (tokens)",
                                                elem_id="max-new-tokens")
+
+        presenter, student = decks.build_presenter(), decks.build_student()
 
         # -- programmatic session API (hidden components; owner by token) --
         with gr.Group(visible=False):
@@ -193,6 +199,15 @@ def build_app(settings: Settings, *, chat=None) -> tuple[gr.Blocks, dict]:
                             [sessions, view, chatbot], **private)
         export_button.click(ui.export_pdf, [sessions, view, note], report_file,
                             concurrency_id=EXPORT_GROUP, concurrency_limit=2, **private)
+
+        # -- sharing, decks, presenter view, students (pulse_app.ui.decks) --
+        decks.wire(deck_tab, presenter, student, teach, decks.DecksUI(ui), demo=demo,
+                   view=view, image_outputs=image_outputs, tabs=tabs, sidebar=sidebar,
+                   workspace=workspace, sessions=sessions,
+                   generation=[temperature, top_p, max_new_tokens], private=private,
+                   chat_event=chat_event,
+                   export_event={"concurrency_id": EXPORT_GROUP, "concurrency_limit": 2,
+                                 **private})
 
     demo.queue(max_size=settings.queue_size, default_concurrency_limit=8)
     demo.pulse_ui = ui                          # for tests and launch(): the handlers' core

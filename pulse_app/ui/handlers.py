@@ -38,7 +38,7 @@ from pulse_app.answer import check_question
 from pulse_app.chat import NO_EDIT, ChatService, clean_edit
 from pulse_app.errors import PulseError
 from pulse_app.settings import Settings
-from pulse_app.teaching import TRUTH_KEY, truth_markdown
+from pulse_app.teaching import truth_markdown
 from pulse_app.ui import texts
 from pulse_app.ui.components import shown_scale
 from pulse_app.ui.guard import guarded
@@ -133,10 +133,10 @@ def forget_uploads(paths) -> None:
             pass                                    # not empty, or already gone
 
 
-def report_link(export) -> str:
-    """The HTML link to a prepared report (its owner's browser downloads it once)."""
+def report_link(export, label: str = "Download the PDF report") -> str:
+    """The HTML link to a prepared export (its owner's browser downloads it once)."""
     return (f'<a href="{REPORT_PATH}{export.id}" download="{html.escape(export.filename)}">'
-            f"Download the PDF report</a> (one download, kept a few minutes)")
+            f"{html.escape(label)}</a> (one download, kept a few minutes)")
 
 
 def growing_text(stream: Iterator[str], every_s: float) -> Iterator[str]:
@@ -401,11 +401,8 @@ class PulseUI:
 
     # -- teaching truth --
     def _truth(self, owner: str, view: dict) -> dict | None:
-        if view.get("session"):
-            return self.chat.session_params(owner, view["session"]).get(TRUTH_KEY)
-        if view.get("draft"):
-            return self.chat.draft_extra(owner, view["draft"]).get(TRUTH_KEY)
-        return None
+        return self.chat.teaching_case(owner, draft_id=view.get("draft"),
+                                       session_id=view.get("session"))[0]
 
     @guarded
     def reveal(self, view, request: gr.Request) -> str:

@@ -2,7 +2,8 @@
 
 The simulation, the page and the ground truth are the core's (:mod:`pulse_app.teaching`,
 :meth:`pulse_app.chat.ChatService.open_teaching_case`); the truth never reaches the page until
-Reveal is pressed. This module only lays out the controls and maps them to findings.
+Reveal is pressed. This module only lays out the controls and maps them to findings; sharing a
+case by code and the model-vs-truth table after Reveal are wired by :mod:`pulse_app.ui.decks`.
 
 >>> findings_from_controls(110, "afib", "none", 160, "rbbb", "left", "inferior", 0.2, [],
 ...                        False, False, False)["st"]
@@ -14,6 +15,8 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import gradio as gr
+
+from pulse_app.ui.components import RawTextbox
 
 RHYTHMS = [("Sinus", "sinus"), ("Sinus arrhythmia", "sinus_arrhythmia"),
            ("Atrial fibrillation", "afib"), ("Atrial flutter", "aflutter")]
@@ -69,7 +72,12 @@ def build_panel() -> SimpleNamespace:
     with gr.Row():
         p.generate = gr.Button("Generate ECG", variant="primary", elem_id="teach-generate")
         p.reveal = gr.Button("Reveal ground truth", elem_id="teach-reveal")
+    p.share = gr.Markdown(elem_id="teach-share")
     p.truth_view = gr.Markdown(elem_id="teach-truth")
+    p.check = gr.Markdown(elem_id="teach-check")         # the model vs the truth, after Reveal
+    with gr.Row(equal_height=True):
+        p.code_in = RawTextbox(label="Open a case or deck code", elem_id="open-code", scale=4)
+        p.open_code = gr.Button("Open", elem_id="open-code-button", scale=1)
     return p
 
 

@@ -35,3 +35,22 @@ EXAMPLES_NOTE = ("Simulated ECGs drawn by this app's own simulator and renderer 
 
 TEACHING_HELP = ("Choose findings, generate a synthetic 12-lead ECG, discuss it with the model, "
                  "then reveal what was really simulated.")
+
+DECKS_HELP = ("A deck is a lesson's cases: draw them at a difficulty level, or add teaching cases "
+              "one by one. **Present** shows them one at a time (large ECG, chat with the model, "
+              "Reveal, the model scored against the truth); the handout PDF keeps the answer key "
+              "on its last pages. With *Students answer*, students open the class link on their "
+              "phones and answer; you see how the class answered after Reveal. Their answers live "
+              "only while you present (save them as CSV if you want them).")
+
+CHECK_NOTHING_YET = ("*No answer to score yet: ask the model about this ECG (e.g. a full "
+                     "clinical report), then Reveal again to see its answers against the truth.*")
+
+CLASS_LINE = ("**Students:** open [{url}?class={code}](?class={code}) on your phone · class "
+              "**{code}** · {answered} answered this case")
+
+STUDENT_TITLE = "### Class {code} · case {number} of {count}\n\nLook at the ECG on the " \
+                "presenter's screen and answer; you may change your answers until Reveal."
+STUDENT_SENT = "✅ Your answers are in. You may change them until the presenter reveals the case."
+STUDENT_CLOSED = "The presenter revealed this case: answers are closed. Wait for the next one."
+STUDENT_ENDED = "### This class has ended.\n\nThank you for taking part."

@@ -9,9 +9,10 @@
   cache until their handler has read them, and are deleted then (:class:`PendingUploads`);
   nothing there is ever served (the picture reaches the page inline, reports through the route
   below).
-- **Reports** (``GET <root>/pulse/report/<id>``): a prepared PDF, to its owner only, checked on
-  this request (the owner cookie, or the account signed in through Gradio's login), once; then it
-  is gone (:class:`pulse_app.chat.Exports`). Anyone else gets the same 404.
+- **Reports** (``GET <root>/pulse/report/<id>``): a prepared PDF (a session's report, a deck's
+  handout) or a class's answers (CSV), to its owner only, checked on this request (the owner
+  cookie, or the account signed in through Gradio's login), once; then it is gone
+  (:class:`pulse_app.chat.Exports`). Anyone else gets the same 404.
 - **Sign-in.** ``POST /login`` runs with the client's address in :data:`CLIENT_ADDRESS`, so the
   password check (:class:`pulse_app.auth.SignIn`) limits failures per address as well as per
   user name.
@@ -182,7 +183,7 @@ class PulseGate:
             export = self.chat.take_export(owner, export_id)
         except PulseError:
             return PlainTextResponse(NOT_THERE, 404, headers={"Cache-Control": "no-store"})
-        return Response(export.pdf, media_type="application/pdf", headers={
+        return Response(export.data, media_type=export.media_type, headers={
             "Content-Disposition": f"attachment; filename*=UTF-8''{quote(export.filename)}",
             "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"})
 

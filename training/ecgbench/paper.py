@@ -69,6 +69,7 @@ import warnings
 
 import numpy as np
 
+from pulse_app.answer_check import substring_labels  # Q8 (one definition, shared with score_answer)
 from training.ecgbench.subsets import SUBSETS
 
 LETTERS = "ABCDEFGH"
@@ -134,11 +135,6 @@ def score_mcq(subset: str, answers: list[str], references: list, rng: random.Ran
 
 
 # -- multi-label -----------------------------------------------------------------------------------
-
-def substring_labels(text: str, labels) -> list[str]:
-    """Q8: the labels that occur in ``text`` as case-sensitive substrings, in label order."""
-    return [label for label in labels if label in text]
-
 
 def code15_prediction(text: str, labels) -> list[str]:
     """Q9 for an answer: after the last "Answer:", NORM/ABNORMAL first, then substring labels."""

@@ -2,7 +2,7 @@
 
 The paragraph follows the order a reader works in: rhythm and rate, intervals, axis, findings,
 conclusion. Every canonical label of the record is written with a phrase that
-:func:`training.instruct.vocab.find_labels` reads back, so a report can be scored label by label.
+:func:`pulse_app.ecg.vocab.find_labels` reads back, so a report can be scored label by label.
 Phrasing varies with ``rng``; content never does.
 
 >>> print(build_report(["sinus rhythm"], {"heart_rate_bpm": 72, "pr_ms": 160, "qrs_ms": 90,
@@ -16,32 +16,8 @@ from __future__ import annotations
 
 import random
 
-from training.instruct.vocab import (AXIS, CONDUCTION, ECTOPY, FINDINGS, OTHER, RHYTHMS, ST_T,
-                                     TERRITORY_LEADS, canonical_labels)
-
-#: Each finding as a report phrase (read back by vocab.find_labels).
-PHRASES = {
-    "premature ventricular contractions": "premature ventricular contractions",
-    "premature atrial contractions": "premature atrial contractions",
-    "first-degree av block": "first-degree AV block",
-    "right bundle branch block": "right bundle branch block",
-    "left bundle branch block": "left bundle branch block",
-    "left axis deviation": "left axis deviation",
-    "right axis deviation": "right axis deviation",
-    "t-wave inversion": "T-wave inversion",
-    "long qt": "long QT (prolonged QTc)",
-    "low qrs voltage": "low QRS voltage",
-    "left ventricular hypertrophy": "left ventricular hypertrophy by voltage criteria",
-}
-PHRASES.update({"st elevation": "ST elevation", "st depression": "ST depression"})
-for _t, _leads in TERRITORY_LEADS.items():
-    PHRASES[f"{_t} st elevation"] = f"{_t} ST elevation (leads {_leads})"
-    PHRASES[f"{_t} st depression"] = f"{_t} ST depression (leads {_leads})"
-
-
-def phrase(label: str) -> str:
-    """How a report writes one canonical label (rhythm names as they are)."""
-    return PHRASES.get(label, label)
+from pulse_app.ecg.vocab import (AXIS, CONDUCTION, ECTOPY, FINDINGS, OTHER, RHYTHMS, ST_T,
+                                 canonical_labels, phrase)
 
 
 def _ms(value) -> str | None:
