@@ -68,6 +68,13 @@ def wait_for_picture_size(page, width: int, height: int) -> None:
         arg=[width, height], timeout=30_000)
 
 
+def keep_original(page) -> None:
+    """A straightening is proposed, never forced: keep the picture as uploaded."""
+    page.locator("#picture-check").get_by_text("Straightening proposed").wait_for()
+    page.locator("#straighten-keep").click()
+    page.locator("#picture-tools").wait_for()
+
+
 def test_clinician_visit(browser, browser_server, shared_data, artifacts, tmp_path):
     from pypdf import PdfReader
 
@@ -85,6 +92,7 @@ def test_clinician_visit(browser, browser_server, shared_data, artifacts, tmp_pa
         page.locator("#upload input[type=file]").set_input_files(
             str(shared_data / "ecg-images" / "ecg00040.jpg"))
         wait_for_picture_size(page, 1200, 612)
+        keep_original(page)      # the scan is tilted 3 degrees: straightening is proposed
         page.locator("#rotate-left").click()
         wait_for_picture_size(page, 612, 1200)
         click_picture(page, 0.1, 0.1)                       # crop: two opposite corners

@@ -35,3 +35,32 @@ EXAMPLES_NOTE = ("Simulated ECGs drawn by this app's own simulator and renderer 
 
 TEACHING_HELP = ("Choose findings, generate a synthetic 12-lead ECG, discuss it with the model, "
                  "then reveal what was really simulated.")
+
+# -- phone: capture, straightening, readability (pulse_app.ui.phone) --
+
+TAKE_PHOTO = "Take a photo"
+
+CAMERA_HELP = ("Hold the camera parallel to the paper, fill the frame with the page, and take the "
+               "picture in good light. The picture goes through the same checks as an upload.")
+
+STRAIGHTEN_PROPOSED = ("**Straightening proposed:** {message}. Drag the orange corners onto the "
+                       "page's corners if needed, then press *Straighten*, or keep the original.")
+
+STRAIGHT_ALREADY = "*Straightening: {message}.*"
+
+NOTHING_FOUND = ("**Nothing to straighten was found:** {message}. You can still place the "
+                 "corners by hand with *Straighten…*.")
+
+STRAIGHTEN_BY_HAND = ("Drag the orange corners onto the page's corners, then press "
+                      "*Straighten*.")
+
+STRAIGHTENED = ("**Straightened** ({message}): the model sees the flat page below. "
+                "*Straighten…* places the corners again; *Reset* goes back to the photo.")
+
+KEPT = "**Kept as photographed.** *Straighten…* places the corners by hand."
+
+READABILITY = "⚠️ **{message}**: {hint}."
+
+STILL_ASK = "You may still ask; the answer may be less reliable."
+
+ANSWER_DISCLAIMER = "Research tool, not a medical device: answers can be wrong."
