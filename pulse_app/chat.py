@@ -47,13 +47,12 @@ from PIL import Image
 from pulse_app.answer import check_flag, check_question, check_text, stream_answer
 from pulse_app.conversation import Turn
 from pulse_app.errors import PulseError, SessionNotFound
-from pulse_app.intake import (  # noqa: F401 - the edit helpers are re-exported for the UI
+from pulse_app.intake import (  # noqa: F401 - NO_EDIT, clean_edit re-exported for the UI
     NO_EDIT,
     Limits,
     UploadFile,
     apply_edit,
     clean_edit,
-    describe_edit,
     load_upload,
     png_bytes,
     read_files,

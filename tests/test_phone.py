@@ -24,6 +24,7 @@ pytestmark = pytest.mark.browser
 
 PHONE = {"width": 390, "height": 844}
 TABLET = {"width": 768, "height": 1024}
+DESKTOP = {"width": 1440, "height": 900}
 QUESTION = "Is the rhythm regular?"
 
 #: Page boxes (CSS px, page coordinates) of elements by id; None when not shown.
@@ -43,6 +44,26 @@ CONTROL_HEIGHTS_JS = """() => [...document.querySelectorAll(
                  return r.width > 0 && r.height > 0 && e.offsetParent !== null; })
   .map(e => [e.id || e.getAttribute('aria-label') || e.innerText.slice(0, 20),
              e.getBoundingClientRect().height])"""
+#: Every control on screen (buttons, inputs, tabs, the picture, the chat, the disclaimer; not
+#: Gradio's aria-hidden copy of the tab list that measures overflow): a name, its page box
+#: (CSS px), its Gradio block's id, whether it is in a component's icon toolbar, and the
+#: indices of the controls it contains or lies in.
+CONTROLS_JS = """() => {
+  const sel = 'button, input:not([type=file]):not([type=hidden]), textarea, select, ' +
+              '[role=tab], #picture, #chat, #corners, #notice, #answer-disclaimer';
+  const shown = e => { const r = e.getBoundingClientRect(), s = getComputedStyle(e);
+    return r.width > 0 && r.height > 0 && s.visibility !== 'hidden' && e.offsetParent !== null
+           && r.right > 0 && r.left < innerWidth && !e.closest('[aria-hidden=true]'); };
+  const all = [...document.querySelectorAll(sel)].filter(shown);
+  return all.map((e, i) => { const r = e.getBoundingClientRect();
+    return {name: `${i}:${e.id || e.getAttribute('aria-label') || e.tagName}:` +
+                  (e.innerText || e.value || '').slice(0, 16).trim(),
+            box: [r.left + scrollX, r.top + scrollY, r.right + scrollX, r.bottom + scrollY],
+            block: (e.closest('.block') || {}).id || null,
+            toolbar: !!e.closest('.icon-button-wrapper'),
+            inside: all.filter(o => o !== e && (e.contains(o) || o.contains(e))).map(
+              o => all.indexOf(o))}; });
+}"""
 EDITOR_CORNERS_JS = """() => [...document.querySelectorAll('#corners .corner')]
   .map(g => [+g.dataset.x, +g.dataset.y])"""
 
@@ -60,16 +81,6 @@ def phone_server(tmp_path_factory, ui_cache):
     yield server
     server.close()
     env.undo()
-
-
-@pytest.fixture(scope="module")
-def phone_photo(tmp_path_factory, cinc_record):
-    """A real record drawn as a hand-held phone photo (26.9 degrees, perspective), JPEG."""
-    from pulse_app.ecg.render import render_ecg
-
-    path = tmp_path_factory.mktemp("phone-photo") / "IMG_0001.jpg"
-    render_ecg(cinc_record, distort="phone", seed=2, dpi=150).image.save(path, quality=92)
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -121,6 +132,8 @@ def check_layout(page, width: int, picture_id: str) -> None:
     clashes = [(a, b) for n, a in enumerate(shown) for b in shown[n + 1:]
                if overlaps(boxes[a], boxes[b])]
     assert not clashes, f"overlapping: {clashes}"
+    count, clashes = overlapping_controls(page)
+    assert count >= 15 and not clashes, f"overlapping controls: {clashes}"
     assert all(0 <= boxes[i][0] and boxes[i][2] <= width for i in shown), boxes
     assert page.evaluate("document.documentElement.scrollWidth") <= width, "sideways scroll"
     small = [(name, h) for name, h in page.evaluate(CONTROL_HEIGHTS_JS) if h < 43.5]
@@ -128,6 +141,19 @@ def check_layout(page, width: int, picture_id: str) -> None:
     sidebar = boxes["sidebar"]
     assert sidebar is None or sidebar[2] <= 0, f"the sessions drawer is open: {sidebar}"
     assert "open" not in page.locator("#sidebar").get_attribute("class")
+
+
+def overlapping_controls(page) -> tuple[int, list]:
+    """How many controls are on screen, and the pairs of them whose boxes overlap (a control
+    and what it contains, e.g. a tab list and its tabs, do not count, nor a component's own
+    icon toolbar in its corner, e.g. the picture's Fullscreen over the picture)."""
+    controls = page.evaluate(CONTROLS_JS)
+    clashes = [(a["name"], b["name"]) for n, a in enumerate(controls)
+               for m, b in enumerate(controls[n + 1:], n + 1)
+               if m not in a["inside"] and overlaps(a["box"], b["box"])
+               and not (a["block"] and a["block"] == b["block"]
+                        and (a["toolbar"] or b["toolbar"]))]
+    return len(controls), clashes
 
 
 def disclaimer_in_view(page) -> bool:
@@ -145,6 +171,7 @@ def test_phone_visit_capture_straighten_drag_ask_export(browser, phone_server, p
                                                         artifacts, tmp_path):
     from pypdf import PdfReader
 
+    from pulse_app.engine.backend import answer
     from pulse_app.intake import load_upload
     from pulse_app.straighten import flat_size, propose_straightening
 
@@ -216,6 +243,11 @@ def test_phone_visit_capture_straighten_drag_ask_export(browser, phone_server, p
         assert Image.open(io.BytesIO(stored.edited_png)).size == adjusted
         assert stored.params["edit"]["corners"] == dragged
         assert stored.params["edit"]["page_size"] == list(adjusted)
+        # ... and the model read the flat page: its answer is the one to the stored edit
+        flat = Image.open(io.BytesIO(stored.edited_png))
+        params = phone_server.settings.generation_params()
+        assert stored.turns[0].answer == answer(phone_server.chat.backend, flat, [], QUESTION,
+                                                params).strip()
 
         # the report, from the sessions drawer
         page.locator("#sidebar .toggle-button").tap()
@@ -291,3 +323,38 @@ def test_webcam_frame_goes_through_the_intake_and_nothing_found_is_said(browser,
     left = [p for p in Path(cache).rglob("*")
             if p.is_file() and p.stat().st_mtime >= started]
     assert not left, f"the camera frame stayed in Gradio's cache: {left}"
+
+
+@pytest.mark.parametrize("name, viewport", [("phone-390", PHONE), ("tablet-768", TABLET),
+                                            ("desktop-1440", DESKTOP)])
+def test_no_control_overlaps_another_at_phone_tablet_and_desktop_sizes(browser, phone_server,
+                                                                        artifacts, name,
+                                                                        viewport):
+    """The first screen a visitor sees: every button, input, tab, the picture and the chat
+    clear of each other; the disclaimer in view; the sessions drawer closed on a phone and a
+    tablet, open beside the page on a desktop; the photo input first on narrow screens."""
+    narrow = viewport is not DESKTOP
+    context = (phone_context(browser, viewport) if narrow
+               else browser.new_context(viewport=viewport))
+    page = context.new_page()
+    try:
+        page.goto(phone_server.url)
+        page_ready(page)
+        page.wait_for_function("!document.documentElement.classList.contains('pulse-settling')")
+        assert disclaimer_in_view(page)
+        page.screenshot(path=str(artifacts / f"layout-{name}.png"), full_page=True)
+        count, clashes = overlapping_controls(page)
+        assert count >= 15, f"only {count} controls found"
+        assert not clashes, f"overlapping at {name}: {clashes}"
+        assert page.evaluate("document.documentElement.scrollWidth") <= viewport["width"]
+        is_open = "open" in page.locator("#sidebar").get_attribute("class")
+        assert is_open is not narrow, f"sessions drawer open={is_open} at {name}"
+        boxes = page.evaluate(BOXES_JS, ["capture", "upload", "picture-column", "chat-column"])
+        if narrow:
+            assert boxes["capture"][3] <= boxes["upload"][1] + 1
+            assert boxes["picture-column"][3] <= boxes["chat-column"][1] + 1, "one column"
+        else:
+            assert boxes["capture"] is None, "a mouse and a big screen: the file box is the way"
+            assert boxes["picture-column"][2] <= boxes["chat-column"][0] + 1, "side by side"
+    finally:
+        context.close()

@@ -100,7 +100,8 @@ def build_app(settings: Settings, *, chat=None) -> tuple[gr.Blocks, dict]:
                 card = phone.build_straighten_card()
                 with gr.Column(elem_id="picture-tools") as picture_tools:
                     picture = PrivateImage(label="ECG as the model sees it", type="pil",
-                                           interactive=False, elem_id="picture", height=520)
+                                           interactive=False, elem_id="picture", height=520,
+                                           buttons=["download", "fullscreen"])  # no Share
                     gr.Markdown(texts.CROP_HELP)
                     with gr.Row(elem_id="edit-buttons"):
                         left_button = gr.Button("⟲ 90°", size="sm", elem_id="rotate-left")

@@ -36,7 +36,7 @@ from pulse_app.ui import texts
 from pulse_app.ui.components import CameraImage
 from pulse_app.ui.corners import corner_editor, corner_update, whole_picture
 from pulse_app.ui.guard import guarded
-from pulse_app.ui.handlers import EMPTY_VIEW, forget_uploads
+from pulse_app.ui.handlers import EMPTY_VIEW
 
 #: Picture types the Take-a-photo button accepts (phones then offer their camera).
 PHOTO_TYPES = ["image"]

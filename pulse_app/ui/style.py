@@ -39,6 +39,7 @@ CSS = f"""
   #chat {{ height: min(560px, 62vh) !important; }}
   button, #question textarea, #page input, #session-search textarea,
   #main-row input[type=number], #main-row input[type=range] {{ min-height: {TOUCH_PX}px; }}
+  #main-row .head:has(input[type=number]) {{ min-height: {TOUCH_PX + 2}px; }}  /* a slider's */
   #upload {{ height: auto !important; }}
   #notice {{ padding-left: 24px; }}             /* clear of the sidebar's toggle */
   #chat-column .row > button {{ flex: 1 1 40%; min-width: 40%; }}   /* two a line */
