@@ -18,7 +18,12 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tests.test_browser import RECORD_STREAM_JS, page_ready, wait_for_picture_size
+from tests.test_browser import (
+    ask_and_see_it_stream,
+    outside_requests,
+    page_ready,
+    wait_for_picture_size,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -179,9 +184,7 @@ def test_phone_visit_capture_straighten_drag_ask_export(browser, phone_server, p
     assert proposal.changes
     context = phone_context(browser)
     page = context.new_page()
-    outside = []
-    page.on("request", lambda r: outside.append(r.url)
-            if not r.url.startswith(("http://127.0.0.1", "data:", "blob:")) else None)
+    outside = outside_requests(page)
     try:
         page.goto(phone_server.url)
         page_ready(page)
@@ -226,12 +229,7 @@ def test_phone_visit_capture_straighten_drag_ask_export(browser, phone_server, p
         wait_for_picture_size(page, *adjusted)
 
         # ask: the answer streams in and names its model
-        page.evaluate(RECORD_STREAM_JS)
-        page.locator("#question textarea").fill(QUESTION)
-        page.locator("#ask").tap()
-        page.locator("#chat").get_by_text("— tiny-untrained").wait_for(timeout=60_000)
-        texts = page.evaluate("window.__botTexts")
-        assert len([t for t in texts if t.strip()]) >= 2, f"no streaming seen: {texts}"
+        ask_and_see_it_stream(page, QUESTION, touch=True)
         page.locator("#chat").scroll_into_view_if_needed()
         page.screenshot(path=str(artifacts / "phone-390-4-answer.png"))
 
