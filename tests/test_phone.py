@@ -234,7 +234,8 @@ def test_phone_visit_capture_straighten_drag_ask_export(browser, phone_server, p
         page.screenshot(path=str(artifacts / "phone-390-4-answer.png"))
 
         # what was stored: the original, and the page straightened to the dragged corners
-        owner = f"browser:{next(c['value'] for c in context.cookies() if c['name'] == 'pulse-owner')}"
+        token = next(c["value"] for c in context.cookies() if c["name"] == "pulse-owner")
+        owner = f"browser:{token}"
         [summary] = phone_server.store.list_sessions(owner)
         stored = phone_server.store.get_session(owner, summary.id)
         assert Image.open(io.BytesIO(stored.original_png)).size == (1650, 1275)

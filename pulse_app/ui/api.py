@@ -4,7 +4,8 @@
 
 - ``/ask``: (ECG file, question, history_json ``[[user, assistant], ...]``, temperature, top_p,
   max_new_tokens, more_files, straighten) -> the answer so far, streamed (each update is the
-  whole text up to now); ``straighten`` (default false) straightens a photographed page first. The request is checked by :func:`pulse_app.answer.prepare`, like every entry point's;
+  whole text up to now); ``straighten`` (default false) straightens a photographed page first.
+  The request is checked by :func:`pulse_app.answer.prepare`, like every entry point's;
   the ECG may be a picture, a PDF or a record (a WFDB ``.hea`` with its ``.dat``/``.mat`` in
   ``more_files``, or a DICOM ``.dcm``);
 - ``/model_info``: () -> JSON of :class:`pulse_app.engine.backend.ModelInfo`.
