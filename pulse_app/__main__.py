@@ -3,6 +3,7 @@
     python -m pulse_app ask ecg.png "What is the rhythm?"            # offline default model
     python -m pulse_app ask scan.pdf "Any ST elevation?" --model PULSE-ECG/PULSE-7B --page 2
     python -m pulse_app ask E07509.hea "Rate?"                       # a WFDB record, drawn first
+    python -m pulse_app ask photo.jpg "Rhythm?" --straighten         # a tilted phone photo
     python -m pulse_app convert PULSE-7B-download/ PULSE-7B-hf/      # original -> transformers
 
 The answer goes to stdout as it is generated; which model answers, progress and errors go to
@@ -57,6 +58,9 @@ def add_ask_command(commands) -> None:
     parser.add_argument("question", help="the question, e.g. \"What is the heart rhythm?\"")
     parser.add_argument("--page", type=int, default=1, help="PDF page to read (1 = first)")
     parser.add_argument("--seed", type=int, default=None, help="random seed for sampling")
+    parser.add_argument("--straighten", action="store_true",
+                        help="straighten a photographed page first (rotation and perspective, "
+                             "from its grid, edges or traces), as the web app proposes")
     settings_module.add_arguments(parser, ASK_SETTINGS)
     parser.set_defaults(run=run_ask)
 
@@ -66,7 +70,11 @@ def run_ask(args) -> int:
     from pulse_app.engine import make_backend
 
     settings = load_settings(args)
-    request = prepare(settings, [args.image], args.question, page=args.page, seed=args.seed)
+    request = prepare(settings, [args.image], args.question, page=args.page, seed=args.seed,
+                      straighten=args.straighten)
+    if request.straightening is not None:
+        done = "straightened" if request.straightening.changes else "not straightened"
+        say(f"[{done}: {request.straightening.message}]")
     backend = make_backend(settings, progress=say)
     info = backend.info()
     say(f"[{info.label}]" + (f" note: {info.note}" if info.note else ""))

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from pulse_app.conversation import Turn, clean_user_text
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
     from pulse_app.engine.backend import Backend, GenerationParams
     from pulse_app.settings import Settings
+    from pulse_app.straighten import Proposal
 
 #: Longest question accepted, in characters (a long clinical question is a few hundred).
 MAX_QUESTION_CHARS = 8000
@@ -71,6 +72,20 @@ def check_question(question) -> str:
     return text
 
 
+def check_flag(value, what: str) -> bool:
+    """``value`` when it is a yes/no flag (``true``/``false``, not ``"yes"`` or 1).
+
+    >>> check_flag("yes", "straighten")
+    Traceback (most recent call last):
+    ...
+    pulse_app.errors.InvalidParameter: straighten must be true or false (got str). send true or false
+    """
+    if not isinstance(value, bool):
+        raise InvalidParameter(f"{what} must be true or false (got {type(value).__name__})",
+                               hint="send true or false")
+    return value
+
+
 def check_history(history: Iterable) -> list[Turn]:
     """Earlier (question, answer) pairs as turns; each must be two strings."""
     turns = []
@@ -96,6 +111,8 @@ class AnswerRequest:
     question: str
     history: tuple[Turn, ...]
     params: "GenerationParams"
+    #: the straightening proposal, when the request asked for it (its picture is the upload's)
+    straightening: "Proposal | None" = None
 
     @property
     def image(self) -> "Image":
@@ -103,17 +120,28 @@ class AnswerRequest:
 
 
 def prepare(settings: "Settings", files: UploadFile | Sequence[UploadFile] | None, question,
-            *, history: Iterable = (), page: int = 1, **params) -> AnswerRequest:
+            *, history: Iterable = (), page: int = 1, straighten: bool = False,
+            **params) -> AnswerRequest:
     """Check a one-shot request in the order every entry point shares: parameters, question,
-    earlier turns, then the upload within the settings' limits."""
+    earlier turns, then the upload within the settings' limits. ``straighten``: the picture
+    is straightened as :func:`pulse_app.straighten.straightened` proposes (left as it is when
+    nothing was found or it is already straight)."""
     generation = settings.generation_params(**params)
     text = check_question(question)
     turns = check_history(history)
+    straighten = check_flag(straighten, "straighten")
     if not files:
         raise InvalidParameter("no ECG was sent", hint="send the ECG image, PDF or record "
                                "with the question")
     upload = load_upload(files, Limits.from_settings(settings), page=page)
-    return AnswerRequest(upload=upload, question=text, history=tuple(turns), params=generation)
+    proposal = None
+    if straighten:
+        from pulse_app.straighten import straightened   # numpy + OpenCV: only when asked
+
+        image, proposal = straightened(upload.image)
+        upload = replace(upload, image=image)
+    return AnswerRequest(upload=upload, question=text, history=tuple(turns), params=generation,
+                         straightening=proposal)
 
 
 def stream_answer(backend: "Backend", image: "Image", history: Sequence[Turn], question: str,

@@ -105,8 +105,8 @@ class Accounts:
             return cls({})
         spec = spec.strip()
         path = Path(spec).expanduser()
-        if ":" not in spec or path.is_file():
-            if not path.is_file():
+        if ":" not in spec or _is_file(path):
+            if not _is_file(path):
                 raise AuthConfigError(f"the users file {spec} does not exist",
                                       hint="set PULSE_AUTH to a file of user:hash lines, or to "
                                            "user:hash,user2:hash")
@@ -224,4 +224,13 @@ class SignIn:
             return True
         self.users.failed(f"user:{user}")
         self.addresses.failed(f"address:{address}")
+        return False
+
+
+def _is_file(path: Path) -> bool:
+    """Whether ``path`` is a file; False for a name the system cannot even look up (a list of
+    users longer than a file name, without a ``/`` to split it, is not a path)."""
+    try:
+        return path.is_file()
+    except OSError:
         return False

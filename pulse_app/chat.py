@@ -44,13 +44,15 @@ from typing import TYPE_CHECKING, Callable, Iterator
 
 from PIL import Image
 
-from pulse_app.answer import check_question, check_text, stream_answer
+from pulse_app.answer import check_flag, check_question, check_text, stream_answer
 from pulse_app.conversation import Turn
 from pulse_app.errors import PulseError, SessionNotFound
-from pulse_app.intake import (
+from pulse_app.intake import (  # noqa: F401 - NO_EDIT, clean_edit re-exported for the UI
+    NO_EDIT,
     Limits,
     UploadFile,
-    edit_image,
+    apply_edit,
+    clean_edit,
     load_upload,
     png_bytes,
     read_files,
@@ -63,9 +65,8 @@ if TYPE_CHECKING:
     from pulse_app.decks import Deck
     from pulse_app.engine.backend import Backend, ModelInfo
     from pulse_app.teaching import Case
+    from pulse_app.readability import PictureCheck
 
-#: An edit of a picture: quarter turns, fine angle (degrees), crop box in rotated pixels or None.
-NO_EDIT = {"rotate90": 0, "angle_deg": 0.0, "crop": None}
 #: Entries of a stored session's params that belong to the ECG itself, so a new chat or an edit
 #: of it keeps them (a teaching case's ground truth).
 CARRIED = ("teaching_truth",)
@@ -77,27 +78,6 @@ class SessionBusy(PulseError):
 
 class DraftExpired(PulseError):
     """The draft (an upload not yet asked about) is gone: too old, or the server restarted."""
-
-
-def clean_edit(edit: dict | None) -> dict:
-    """The known entries of an edit, with their defaults.
-
-    >>> clean_edit({"rotate90": 5, "corner": [1, 2]})
-    {'rotate90': 1, 'angle_deg': 0.0, 'crop': None}
-    """
-    edit = {**NO_EDIT, **{k: v for k, v in (edit or {}).items() if k in NO_EDIT}}
-    crop = edit["crop"]
-    return {"rotate90": int(edit["rotate90"]) % 4, "angle_deg": float(edit["angle_deg"] or 0.0),
-            "crop": [int(round(v)) for v in crop] if crop else None}
-
-
-def apply_edit(image: Image.Image, edit: dict | None) -> Image.Image:
-    """``image`` with ``edit`` applied (see :func:`pulse_app.intake.edit_image`)."""
-    edit = clean_edit(edit)
-    if edit == NO_EDIT:
-        return image
-    return edit_image(image, rotate90=edit["rotate90"], angle_deg=edit["angle_deg"],
-                      crop=edit["crop"])
 
 
 @dataclass
@@ -116,6 +96,8 @@ class Draft:
     #: the uploaded files of a multi-page PDF, so another page can be opened after the upload
     #: itself is deleted (in memory only, like the draft)
     files: list[tuple[str, bytes]] | None = None
+    #: the straightening proposal and readability findings, once looked for (check_draft)
+    check: "PictureCheck | None" = None
 
     @property
     def nbytes(self) -> int:
@@ -332,6 +314,40 @@ class ChatService:
         draft.edit = clean_edit(edit)
         return image
 
+    def draft_original(self, owner: str, draft_id: str) -> Image.Image:
+        """A draft's picture as uploaded (before its edit)."""
+        return self.drafts.get(owner, draft_id).image
+
+    def check_draft(self, owner: str, draft_id: str) -> "PictureCheck":
+        """What to tell the user about a draft's picture before the first question: the
+        straightening proposal and the readability findings, from one look at the original
+        (:func:`pulse_app.readability.check_picture`), remembered with the draft."""
+        from pulse_app.readability import check_picture   # numpy + OpenCV: on first use
+
+        draft = self.drafts.get(owner, draft_id)
+        if draft.check is None:
+            draft.check = check_picture(draft.image)
+        return draft.check
+
+    def straightening_edit(self, owner: str, draft_id: str, corners=None) -> dict:
+        """The edit that straightens a draft's picture: to the proposal's corners (``None``;
+        no edit when nothing was found or the page is already straight), or to ``corners``
+        (TL, TR, BR, BL in original pixels, e.g. dragged by the user). Corners that are the
+        proposal's or the current edit's keep their flat page size; others get theirs from
+        their sides (:func:`pulse_app.straighten.flat_size`)."""
+        from pulse_app.straighten import flat_size
+
+        proposal = self.check_draft(owner, draft_id).proposal
+        if corners is None:
+            return clean_edit(proposal.edit() if proposal.changes else None)
+        corners = clean_edit({"corners": corners})["corners"]
+        for known in (clean_edit(proposal.edit()), self.drafts.get(owner, draft_id).edit):
+            if known["corners"] and known["page_size"] and all(
+                    abs(a - b) <= 0.5 for p, q in zip(known["corners"], corners)
+                    for a, b in zip(p, q)):
+                return clean_edit({"corners": corners, "page_size": known["page_size"]})
+        return clean_edit({"corners": corners, "page_size": flat_size(corners)})
+
     def _new_draft(self, owner: str, image: Image.Image, source: dict, title: str,
                    extra: dict | None = None) -> Draft:
         _check_owner(owner)
@@ -361,11 +377,15 @@ class ChatService:
         return session
 
     def start_session_from_upload(self, owner: str, files: UploadFile | list[UploadFile], *,
-                                  page: int = 1, title: str | None = None) -> SessionRecord:
-        """Upload and store in one call (the ``/session_start`` API)."""
+                                  page: int = 1, title: str | None = None,
+                                  straighten: bool = False) -> SessionRecord:
+        """Upload and store in one call (the ``/session_start`` API); ``straighten``: the
+        proposed straightening is stored as the session's edit (the original is kept)."""
+        straighten = check_flag(straighten, "straighten")
         draft = self.open_upload(owner, files, page=page)
         try:
-            return self.start_session(owner, draft.id, title=title)
+            edit = self.straightening_edit(owner, draft.id) if straighten else None
+            return self.start_session(owner, draft.id, edit, title=title)
         finally:
             self.drafts.drop(draft.id)
             return_freed_memory()

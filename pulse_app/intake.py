@@ -277,6 +277,78 @@ def edit_image(image: Image.Image, *, rotate90: int = 0, angle_deg: float = 0.0,
     return out
 
 
+#: An edit of a picture, applied in this order: the page corners it is straightened to (original
+#: pixels, TL TR BR BL) and the flat page size, quarter turns, fine angle (degrees,
+#: counter-clockwise), crop box in pixels of the straightened and rotated image.
+NO_EDIT = {"corners": None, "page_size": None, "rotate90": 0, "angle_deg": 0.0, "crop": None}
+
+
+def clean_edit(edit: dict | None) -> dict:
+    """The known entries of an edit, with their defaults and types (what is stored and shown).
+    Corners that are not four finite (x, y) points are refused.
+
+    >>> clean_edit({"rotate90": 5, "corner": [1, 2]})
+    {'corners': None, 'page_size': None, 'rotate90': 1, 'angle_deg': 0.0, 'crop': None}
+    >>> clean_edit({"corners": [[0, 0], [9.5, 0], [9, 9], [0, 9]]})["corners"]
+    [[0.0, 0.0], [9.5, 0.0], [9.0, 9.0], [0.0, 9.0]]
+    """
+    edit = {**NO_EDIT, **{k: v for k, v in (edit or {}).items() if k in NO_EDIT}}
+    corners, page_size, crop = edit["corners"], edit["page_size"], edit["crop"]
+    if corners is not None:
+        corners = _corner_points(corners)
+    return {"corners": corners,
+            "page_size": ([int(round(v)) for v in page_size]
+                          if corners is not None and page_size else None),
+            "rotate90": int(edit["rotate90"]) % 4, "angle_deg": float(edit["angle_deg"] or 0.0),
+            "crop": [int(round(v)) for v in crop] if crop else None}
+
+
+def _corner_points(corners) -> list[list[float]]:
+    try:
+        points = [[round(float(x), 2), round(float(y), 2)] for x, y in corners]
+    except (TypeError, ValueError):
+        points = []
+    if len(points) != 4 or not all(math.isfinite(v) for point in points for v in point):
+        raise ImageRejected("the page corners are not four (x, y) points",
+                            hint="reset the straightening and try again")
+    return points
+
+
+def apply_edit(image: Image.Image, edit: dict | None) -> Image.Image:
+    """``image`` with ``edit`` applied (:func:`edit_image`); the same image when there is none."""
+    edit = clean_edit(edit)
+    if edit == NO_EDIT:
+        return image
+    return edit_image(image, **edit)
+
+
+def describe_edit(edit: dict | None) -> str:
+    """The edit in words (the report prints it).
+
+    >>> describe_edit({"corners": [[0, 0], [9, 0], [9, 9], [0, 9]], "page_size": [1100, 850],
+    ...                "angle_deg": -1.5, "crop": [10, 10, 510, 410]})
+    'straightened to a flat page of 1100 x 850 px; turned 1.5 degrees clockwise; cropped to 500 x 400 px'
+    >>> describe_edit(None)
+    'none (the picture as uploaded)'
+    """
+    edit = clean_edit(edit)
+    parts = []
+    if edit["corners"]:
+        size = edit["page_size"]
+        parts.append("straightened to a flat page" + (f" of {size[0]} x {size[1]} px"
+                                                        if size else ""))
+    if edit["rotate90"]:
+        parts.append({1: "turned 90 degrees left", 2: "turned upside down",
+                      3: "turned 90 degrees right"}[edit["rotate90"]])
+    if edit["angle_deg"]:
+        way = "counter-clockwise" if edit["angle_deg"] > 0 else "clockwise"
+        parts.append(f"turned {abs(edit['angle_deg']):g} degrees {way}")
+    if edit["crop"]:
+        left, top, right, bottom = edit["crop"]
+        parts.append(f"cropped to {abs(right - left)} x {abs(bottom - top)} px")
+    return "; ".join(parts) or "none (the picture as uploaded)"
+
+
 def png_bytes(image: Image.Image) -> bytes:
     """The image as PNG bytes, with no metadata (what the store keeps)."""
     buffer = io.BytesIO()

@@ -29,12 +29,12 @@ What is measured (on the analysis copy, :data:`pulse_app.straighten.WORK_SIDE_PX
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
 
-from pulse_app.straighten import PageAnalysis, analyse_page
+from pulse_app.straighten import PageAnalysis, Proposal, analyse_page, proposal_from
 
 #: Kinds of finding, in the order they are reported.
 KINDS = ("no_ecg", "dark", "blurred", "overexposed", "small")
@@ -115,6 +115,30 @@ def check_readability(image, *, analysis: PageAnalysis | None = None) -> list[Fi
             "small", f"the ECG fills only {100 * share:.0f} % of the picture",
             "move closer so that the page fills the frame", share, SMALL_SHARE))
     return findings
+
+
+@dataclass(frozen=True)
+class PictureCheck:
+    """What the app says about a picture before its first question, from one look at it: the
+    straightening :class:`~pulse_app.straighten.Proposal` (without its analysis) and the
+    readability findings."""
+
+    proposal: Proposal
+    findings: tuple[Finding, ...]
+
+
+def check_picture(image) -> PictureCheck:
+    """Propose a straightening and check readability, sharing one analysis of ``image``.
+
+    >>> from pulse_app.ecg.simulate import ecg_simulate
+    >>> from pulse_app.ecg.render import render_ecg
+    >>> check = check_picture(render_ecg(ecg_simulate(seed=1)).image)
+    >>> check.proposal.method, check.proposal.changes, check.findings
+    ('grid', False, ())
+    """
+    pa = analyse_page(image)
+    return PictureCheck(replace(proposal_from(pa), details={}),
+                        tuple(check_readability(image, analysis=pa)))
 
 
 # -- measurements --------------------------------------------------------------------------------

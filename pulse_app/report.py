@@ -54,6 +54,7 @@ from reportlab.platypus import (
 )
 
 from pulse_app.errors import PulseError
+from pulse_app.intake import describe_edit
 from pulse_app.store import SessionRecord
 
 DISCLAIMER = ("Research tool, not a medical device. The answers in this report were written by an "
@@ -244,8 +245,9 @@ def session_pdf(session: SessionRecord, *, note: str | None = None,
 
     story += [Paragraph("ECG (as shown to the model)", styles["heading"]),
               ecg_flowable(session.edited_png, FRAME_WIDTH, FRAME_HEIGHT * 0.62),
-              Paragraph("The image after the crop and rotation applied in the app; the original "
-                        "upload is kept in the session.", styles["caption"])]
+              Paragraph(safe_text(f"Edits applied in the app: "
+                                  f"{describe_edit((session.params or {}).get('edit'))}. The "
+                                  "original upload is kept in the session."), styles["caption"])]
 
     story.append(Paragraph("Conversation", styles["heading"]))
     if not session.turns:

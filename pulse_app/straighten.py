@@ -40,7 +40,7 @@ about what a 1-megapixel one does):
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import cv2
 import numpy as np
@@ -99,6 +99,16 @@ class Proposal:
     @property
     def found(self) -> bool:
         return self.method != "none"
+
+    @property
+    def changes(self) -> bool:
+        """Whether accepting it changes the picture (a page was found and is not already
+        straight: then the corners are the picture's own and the warp would be the identity)."""
+        if not self.found or not self.corners or not self.page_size:
+            return False
+        w, h = self.page_size
+        return [tuple(c) for c in self.corners] != [(0, 0), (w - 1, 0), (w - 1, h - 1),
+                                                      (0, h - 1)]
 
     def edit(self) -> dict:
         """The accepted proposal as an edit dict for :func:`pulse_app.intake.edit_image`."""
@@ -923,6 +933,24 @@ def proposal_from(pa: PageAnalysis) -> Proposal:
                     _message(method, angle, perspective),
                     grid_period_px=float(period * s) if period else None,
                     details={"analysis": pa})
+
+
+def straightened(image: Image.Image) -> tuple[Image.Image, Proposal]:
+    """The photo straightened as proposed, and the proposal (without its analysis): the one
+    straightening step of one-shot requests (``ask --straighten``, ``/ask``, ``serve-openai``).
+    The same image comes back when nothing was found or the page is already straight.
+
+    >>> from pulse_app.ecg.simulate import ecg_simulate
+    >>> from pulse_app.ecg.render import render_ecg
+    >>> page = render_ecg(ecg_simulate(seed=1), distort={"rotation": {"angle_deg": 12}}).image
+    >>> flat, proposal = straightened(page)
+    >>> proposal.changes, flat.size != page.size
+    (True, True)
+    """
+    proposal = replace(propose_straightening(image), details={})
+    if not proposal.changes:
+        return image, proposal
+    return apply_straightening(image, proposal.corners, proposal.page_size), proposal
 
 
 def _confidence(pa: PageAnalysis, method: str) -> float:

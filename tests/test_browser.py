@@ -68,14 +68,39 @@ def wait_for_picture_size(page, width: int, height: int) -> None:
         arg=[width, height], timeout=30_000)
 
 
+def ask_and_see_it_stream(page, question: str, *, touch: bool = False) -> None:
+    """Ask ``question``; the answer arrives in several updates and ends with the model's
+    name."""
+    page.evaluate(RECORD_STREAM_JS)
+    page.locator("#question textarea").fill(question)
+    ask = page.locator("#ask")
+    ask.tap() if touch else ask.click()
+    page.locator("#chat").get_by_text("— tiny-untrained").wait_for(timeout=60_000)
+    texts = page.evaluate("window.__botTexts")
+    assert len([t for t in texts if t.strip()]) >= 2, f"no streaming seen: {texts}"
+
+
+def outside_requests(page) -> list[str]:
+    """The addresses outside 127.0.0.1 that ``page`` asks for from now on (a list it fills)."""
+    outside = []
+    page.on("request", lambda r: outside.append(r.url)
+            if not r.url.startswith(("http://127.0.0.1", "data:", "blob:")) else None)
+    return outside
+
+
+def keep_original(page) -> None:
+    """A straightening is proposed, never forced: keep the picture as uploaded."""
+    page.locator("#picture-check").get_by_text("Straightening proposed").wait_for()
+    page.locator("#straighten-keep").click()
+    page.locator("#picture-tools").wait_for()
+
+
 def test_clinician_visit(browser, browser_server, shared_data, artifacts, tmp_path):
     from pypdf import PdfReader
 
     context = browser.new_context(viewport={"width": 1500, "height": 1100}, accept_downloads=True)
     page = context.new_page()
-    outside = []
-    page.on("request", lambda r: outside.append(r.url)
-            if not r.url.startswith(("http://127.0.0.1", "data:", "blob:")) else None)
+    outside = outside_requests(page)
     try:
         page.goto(browser_server.url)
         page_ready(page)
@@ -85,6 +110,7 @@ def test_clinician_visit(browser, browser_server, shared_data, artifacts, tmp_pa
         page.locator("#upload input[type=file]").set_input_files(
             str(shared_data / "ecg-images" / "ecg00040.jpg"))
         wait_for_picture_size(page, 1200, 612)
+        keep_original(page)      # the scan is tilted 3 degrees: straightening is proposed
         page.locator("#rotate-left").click()
         wait_for_picture_size(page, 612, 1200)
         click_picture(page, 0.1, 0.1)                       # crop: two opposite corners
@@ -94,12 +120,7 @@ def test_clinician_visit(browser, browser_server, shared_data, artifacts, tmp_pa
         page.screenshot(path=str(artifacts / "browser-1-edited.png"))
 
         # ask; the answer streams in and ends with the model's name
-        page.evaluate(RECORD_STREAM_JS)
-        page.locator("#question textarea").fill(QUESTION)
-        page.locator("#ask").click()
-        page.locator("#chat").get_by_text("— tiny-untrained").wait_for(timeout=60_000)
-        texts = page.evaluate("window.__botTexts")
-        assert len([t for t in texts if t.strip()]) >= 2, f"no streaming seen: {texts}"
+        ask_and_see_it_stream(page, QUESTION)
         assert page.locator("#chat").get_by_text(QUESTION).count() == 1, "question not literal"
         page.screenshot(path=str(artifacts / "browser-2-answer.png"))
 

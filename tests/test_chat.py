@@ -190,7 +190,8 @@ def test_a_draft_is_edited_from_its_original_and_stored_once(chat, photo):
     stored = chat.store.get_session("user:ana", session.id)
     assert Image.open(io.BytesIO(stored.edited_png)).size == (300, 500)
     assert Image.open(io.BytesIO(stored.original_png)).size == (width, height)
-    assert stored.params["edit"] == {"rotate90": 1, "angle_deg": 0.0, "crop": [0, 0, 300, 500]}
+    assert stored.params["edit"] == {"corners": None, "page_size": None, "rotate90": 1,
+                                     "angle_deg": 0.0, "crop": [0, 0, 300, 500]}
     list(chat.ask("user:ana", session.id, "Rate?", SHORT))
     assert chat.backend.images[-1].size == (300, 500), "the model reads the edited picture"
 

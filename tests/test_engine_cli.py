@@ -168,3 +168,22 @@ def test_serve_openai_command_serves_the_offline_model(cli_env, default_backend,
         process.terminate()
         process.wait(timeout=30)
         process.stderr.close()
+
+
+def test_ask_straighten_answers_about_the_straightened_photo(cli_env, default_backend,
+                                                             phone_photo):
+    """``ask --straighten``: the core's straightening (pulse_app.straighten.straightened) runs
+    before the model, which then reads the flat page; stderr says what was done."""
+    from pulse_app.intake import load_upload
+    from pulse_app.straighten import straightened
+
+    result = run_cli(cli_env, "ask", phone_photo, QUESTION, "--straighten", "--temperature",
+                     "0", "--max-new-tokens", "10")
+    assert result.returncode == 0, result.stderr
+    photo = load_upload(phone_photo).image
+    flat, proposal = straightened(photo)
+    assert proposal.changes and flat.size == tuple(proposal.page_size) != photo.size
+    assert f"[straightened: {proposal.message}]" in result.stderr
+    expected = answer(default_backend, flat, [], QUESTION,
+                      GenerationParams(temperature=0, max_new_tokens=10))
+    assert expected and result.stdout == expected + "\n"

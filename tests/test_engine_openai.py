@@ -208,3 +208,23 @@ def test_settings_build_the_backend():
     assert (named.model, named.api_key) == ("m", "k")
     assert image_data_url(__import__("PIL.Image").Image.new("RGB", (2, 2))).startswith(
         "data:image/png;base64,")
+
+
+def test_straighten_extension_answers_about_the_flat_page(remote, tiny_backend, phone_photo):
+    """``extra_body={"straighten": True}``: the server straightens the photo first (the same
+    core step as ``ask --straighten``); without it the photo is read as sent."""
+    from pulse_app.intake import load_upload
+    from pulse_app.straighten import straightened
+
+    photo = load_upload(phone_photo).image
+    flat, proposal = straightened(photo)
+    assert proposal.changes
+    messages = chat_messages(photo, [], "Rate?")
+    create = remote.client().chat.completions.create
+    reply = create(model="pulse-tiny", messages=messages, temperature=0, max_tokens=12,
+                   extra_body={"straighten": True})
+    assert reply.choices[0].message.content == answer(tiny_backend, flat, [], "Rate?", GREEDY)
+    assert reply.choices[0].message.content != answer(tiny_backend, photo, [], "Rate?", GREEDY)
+    with pytest.raises(Exception, match="straighten"):
+        create(model="pulse-tiny", messages=messages, temperature=0, max_tokens=12,
+               extra_body={"straighten": "yes"})

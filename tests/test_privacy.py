@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from tests.fixtures_ui import free_port, serve_process
-from tests.test_browser import choose_session, click_picture, wait_for_picture_size
+from tests.test_browser import choose_session, click_picture, keep_original, wait_for_picture_size
 
 pytestmark = pytest.mark.browser
 
@@ -80,6 +80,7 @@ def test_nothing_of_a_visitor_stays_outside_the_database(browser, tmp_path, ui_c
         page.locator("#upload input[type=file]").set_input_files(str(photo))
         wait_for_picture_size(page, 1200, 612)
         assert uploaded, "the upload's path on the server was seen"
+        keep_original(page)
         page.locator("#rotate-left").click()                        # every picture shown
         wait_for_picture_size(page, 612, 1200)
         click_picture(page, 0.1, 0.1)

@@ -6,7 +6,10 @@ clear intake message; another owner's session cannot be used by id.
 
 from __future__ import annotations
 
+import io
+
 import pytest
+from PIL import Image
 
 pytest.importorskip("gradio_client")
 
@@ -128,3 +131,35 @@ def test_another_copy_of_the_app_answers_through_the_space_backend(ui_server, ui
             "the answering app keeps no session of the asking app's visitor"
     finally:
         remote.close()
+
+
+def test_straighten_on_the_session_and_ask_endpoints(client, ui_server, phone_photo):
+    """``straighten=True``: /session_start stores the proposal as the session's edit (original
+    kept, the flat page is the edited picture), and /ask answers about the flat page."""
+    from pulse_app.engine.backend import GenerationParams, answer
+    from pulse_app.intake import load_upload
+    from pulse_app.straighten import straightened
+
+    photo = load_upload(phone_photo).image
+    flat, proposal = straightened(photo)
+    assert proposal.changes
+    token = new_owner_token()
+    session_id = client.predict(handle_file(str(phone_photo)), token, 1, None, True,
+                                api_name="/session_start")
+    stored = ui_server.store.get_session(f"browser:{token}", session_id)
+    assert stored.params["edit"]["corners"] == [[round(x, 2), round(y, 2)]
+                                                for x, y in proposal.corners]
+    assert stored.params["edit"]["page_size"] == list(proposal.page_size)
+    assert Image.open(io.BytesIO(stored.original_png)).size == photo.size
+    assert Image.open(io.BytesIO(stored.edited_png)).size == flat.size
+
+    got = client.predict(handle_file(str(phone_photo)), "Rate?", "[]", 0.0, 0.7, 8, None, True,
+                         api_name="/ask")
+    expected = answer(ui_server.chat.backend, flat, [], "Rate?",
+                      GenerationParams(temperature=0.0, top_p=0.7, max_new_tokens=8))
+    assert got == expected
+    plain = client.predict(handle_file(str(phone_photo)), "Rate?", "[]", 0.0, 0.7, 8,
+                           api_name="/ask")             # straighten defaults to false
+    assert plain == answer(ui_server.chat.backend, photo, [], "Rate?",
+                           GenerationParams(temperature=0.0, top_p=0.7, max_new_tokens=8))
+    assert plain != got, "the photo and the flat page are told apart"

@@ -11,7 +11,8 @@ Speaks the subset of the OpenAI API that chat clients with images use:
   ``data:image/...;base64`` ``image_url`` part or as ``file`` parts (``{"file": {"filename",
   "file_data"}}``: a PDF, a DICOM ``.dcm``, or a WFDB ``.hea`` with its ``.dat``/``.mat``),
   ``stream`` (server-sent events, ``data: [DONE]`` at the end), ``temperature``, ``top_p``,
-  ``max_tokens`` / ``max_completion_tokens``, ``seed``.
+  ``max_tokens`` / ``max_completion_tokens``, ``seed``, and ``straighten`` (this server's
+  extension: straighten a photographed page first, :func:`pulse_app.straighten.straightened`).
 
 Every request body is read within :data:`BODY_TIMEOUT_S` and :data:`MAX_REQUEST_BYTES`, its
 types validated by the pydantic models below (:class:`ChatCompletionRequest`), then checked by
@@ -129,6 +130,9 @@ class ChatCompletionRequest(_Strict):
     seed: int | None = None
     stream: bool = False
     n: int = 1
+    #: this server's extension: straighten a photographed page first (OpenAI clients send it
+    #: with ``extra_body={"straighten": True}``)
+    straighten: bool = False
 
 
 # -- response models --------------------------------------------------------------------------------
@@ -305,7 +309,8 @@ def checked_request(settings: "Settings", body: ChatCompletionRequest) -> Answer
     if max_tokens is None:
         max_tokens = body.max_tokens
     return prepare(settings, files, question, history=pairs, temperature=body.temperature,
-                   top_p=body.top_p, max_new_tokens=max_tokens, seed=body.seed)
+                   top_p=body.top_p, max_new_tokens=max_tokens, seed=body.seed,
+                   straighten=body.straighten)
 
 
 # -- the app ----------------------------------------------------------------------------------------

@@ -3,8 +3,9 @@
 ``add_model_api(get_backend, settings)`` is called inside the app's ``gr.Blocks``; it registers
 
 - ``/ask``: (ECG file, question, history_json ``[[user, assistant], ...]``, temperature, top_p,
-  max_new_tokens, more_files) -> the answer so far, streamed (each update is the whole text up
-  to now). The request is checked by :func:`pulse_app.answer.prepare`, like every entry point's;
+  max_new_tokens, more_files, straighten) -> the answer so far, streamed (each update is the
+  whole text up to now); ``straighten`` (default false) straightens a photographed page first.
+  The request is checked by :func:`pulse_app.answer.prepare`, like every entry point's;
   the ECG may be a picture, a PDF or a record (a WFDB ``.hea`` with its ``.dat``/``.mat`` in
   ``more_files``, or a DICOM ``.dcm``);
 - ``/model_info``: () -> JSON of :class:`pulse_app.engine.backend.ModelInfo`.
@@ -64,13 +65,14 @@ def parse_history(history_json) -> list:
 
 
 def ask_request(settings: "Settings", image_path: str | None, question, history_json,
-                temperature, top_p, max_new_tokens, more_files: list | None = None
-                ) -> "AnswerRequest":
+                temperature, top_p, max_new_tokens, more_files: list | None = None,
+                straighten=False) -> "AnswerRequest":
     """An ``/ask`` call checked by the one answer path (files read, within the settings'
     limits). ``more_files``: the rest of a WFDB record (``.dat``/``.mat``)."""
     files = [f for f in [image_path, *(more_files or [])] if f]
     return prepare(settings, files, question, history=parse_history(history_json),
-                   temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens)
+                   temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
+                   straighten=straighten)
 
 
 def answer_so_far(backend: "Backend", request: "AnswerRequest") -> Iterator[str]:
@@ -98,10 +100,10 @@ def add_model_api(get_backend: Callable[[], "Backend"], settings: "Settings") ->
     """
     @guarded
     def ask(image_path, question, history_json, temperature, top_p, max_new_tokens,
-            more_files=None):
+            more_files=None, straighten=False):
         try:
             request = ask_request(settings, image_path, question, history_json, temperature,
-                                  top_p, max_new_tokens, more_files)
+                                  top_p, max_new_tokens, more_files, straighten)
         finally:
             forget_uploads([image_path, *(more_files or [])])
         yield from answer_so_far(get_backend(), request)
@@ -119,11 +121,12 @@ def add_model_api(get_backend: Callable[[], "Backend"], settings: "Settings") ->
         max_new_tokens = RawNumber(label="max_new_tokens", value=settings.max_new_tokens,
                                    precision=0)
         more_files = gr.File(label="more_files", file_count="multiple", type="filepath")
+        straighten = gr.Checkbox(label="straighten", value=False)
         answer = gr.Textbox(label="answer")
         info = gr.Textbox(label="model_info")
         ask_button, info_button = gr.Button("ask"), gr.Button("model_info")
     ask_button.click(ask, [image, question, history, temperature, top_p, max_new_tokens,
-                           more_files], answer,
+                           more_files, straighten], answer,
                      api_name=ASK_API, concurrency_id=GPU_GROUP, show_progress="hidden")
     info_button.click(model_info, None, info, api_name=MODEL_INFO_API, concurrency_id=GPU_GROUP,
                       show_progress="hidden")

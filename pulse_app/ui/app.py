@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from types import SimpleNamespace
 
 import gradio as gr
 from fastapi import HTTPException
@@ -29,7 +30,7 @@ from starlette.middleware import Middleware
 from pulse_app.errors import ServerBusy
 from pulse_app.intake import RECORD_SUFFIXES
 from pulse_app.settings import Settings
-from pulse_app.ui import decks, teaching, texts
+from pulse_app.ui import decks, phone, style, teaching, texts
 from pulse_app.ui.api import GPU_GROUP, add_model_api
 from pulse_app.ui.components import PrivateImage, RawNumber, RawTextbox
 from pulse_app.ui.handlers import EMPTY_VIEW, PulseUI, example_paths
@@ -58,7 +59,8 @@ def build_app(settings: Settings, *, chat=None) -> tuple[gr.Blocks, dict]:
 
         notice = gr.Markdown(texts.NOTICE, elem_id="notice")
 
-        with gr.Sidebar(label="Sessions", open=True, elem_id="sidebar") as sidebar:
+        with gr.Sidebar(label="Sessions", open=True, width=style.SIDEBAR_WIDTH,
+                        elem_id="sidebar") as sidebar:
             gr.Markdown("### Your sessions")
             search = RawTextbox(label="Search titles", elem_id="session-search")
             sessions = gr.Dropdown(label="Saved sessions", choices=[], elem_id="session-list")
@@ -73,10 +75,11 @@ def build_app(settings: Settings, *, chat=None) -> tuple[gr.Blocks, dict]:
             export_button = gr.Button("Export PDF", elem_id="export-pdf")
             report_file = gr.HTML(elem_id="report-file")
 
-        with gr.Row() as workspace:
-            with gr.Column(scale=5):
+        with gr.Row(elem_id="main-row") as workspace:
+            with gr.Column(scale=5, elem_id="picture-column"):
                 with gr.Tabs(elem_id="source-tabs") as tabs:
                     with gr.Tab("Upload", id="upload"):
+                        take_photo = phone.build_take_photo()
                         with gr.Row(equal_height=True):
                             upload = gr.File(label="ECG file", file_count="multiple",
                                              file_types=UPLOAD_TYPES, height=120, scale=4,
@@ -85,26 +88,32 @@ def build_app(settings: Settings, *, chat=None) -> tuple[gr.Blocks, dict]:
                                              scale=1, min_width=90, elem_id="page")
                         page_note = gr.Markdown(visible=False, elem_id="page-note")
                         gr.Markdown(texts.UPLOAD_HELP)
+                    with gr.Tab("Camera", id="camera", elem_id="camera-tab"):
+                        camera = phone.build_camera()
                     with gr.Tab("Examples", id="examples"):
                         examples = gr.Gallery(value=example_paths(examples_dir),
-                                              show_label=False, columns=4,
-                                              height=140, allow_preview=False,
-                                              elem_id="examples")
+                                              show_label=False, columns=4, height=140,
+                                              allow_preview=False, elem_id="examples")
                         gr.Markdown(texts.EXAMPLES_NOTE)
                     with gr.Tab("Teaching", id="teaching", elem_id="teaching-tab"):
                         teach = teaching.build_panel()
                     with gr.Tab("Decks", id="decks", elem_id="decks-tab"):
                         deck_tab = decks.build_decks_tab()
-                picture = PrivateImage(label="ECG as the model sees it", type="pil",
-                                       interactive=False, elem_id="picture", height=520)
-                gr.Markdown(texts.CROP_HELP)
-                with gr.Row():
-                    left_button = gr.Button("⟲ 90°", size="sm", elem_id="rotate-left")
-                    right_button = gr.Button("⟳ 90°", size="sm", elem_id="rotate-right")
-                    reset_button = gr.Button("Reset", size="sm", elem_id="reset-image")
-                angle = gr.Slider(-15, 15, value=0, step=0.5, label="Fine rotation (degrees, "
-                                  "counter-clockwise)", elem_id="angle")
-            with gr.Column(scale=6):
+                check_note = phone.build_check_note()
+                card = phone.build_straighten_card()
+                with gr.Column(elem_id="picture-tools") as picture_tools:
+                    picture = PrivateImage(label="ECG as the model sees it", type="pil",
+                                           interactive=False, elem_id="picture", height=520,
+                                           buttons=["download", "fullscreen"])  # no Share
+                    gr.Markdown(texts.CROP_HELP)
+                    with gr.Row(elem_id="edit-buttons"):
+                        left_button = gr.Button("⟲ 90°", size="sm", elem_id="rotate-left")
+                        right_button = gr.Button("⟳ 90°", size="sm", elem_id="rotate-right")
+                        reset_button = gr.Button("Reset", size="sm", elem_id="reset-image")
+                        adjust_button = phone.build_adjust_button()
+                    angle = gr.Slider(-15, 15, value=0, step=0.5, label="Fine rotation "
+                                      "(degrees, counter-clockwise)", elem_id="angle")
+            with gr.Column(scale=6, elem_id="chat-column"):
                 # plain text only: no Markdown, no LaTeX, HTML escaped (handlers.literal), so
                 # nothing in a question or an answer loads anything
                 chatbot = gr.Chatbot(label="Conversation", height=560, elem_id="chat",
@@ -121,6 +130,7 @@ def build_app(settings: Settings, *, chat=None) -> tuple[gr.Blocks, dict]:
                     prompt_buttons = [(gr.Button(label, size="sm",
                                                  elem_id="prompt-" + str(i)), text)
                                       for i, (label, text) in enumerate(texts.PROMPTS.items())]
+                gr.Markdown(texts.ANSWER_DISCLAIMER, elem_id="answer-disclaimer")
                 with gr.Accordion("Generation settings", open=False, elem_id="generation"):
                     temperature = gr.Slider(0, 1.5, value=settings.temperature, step=0.05,
                                             label="Temperature (0 = always the likeliest words)",
@@ -139,6 +149,7 @@ def build_app(settings: Settings, *, chat=None) -> tuple[gr.Blocks, dict]:
             api_token, api_session, api_question = RawTextbox(), RawTextbox(), RawTextbox()
             api_page = RawNumber(value=1, precision=0)
             api_more = gr.File(file_count="multiple", type="filepath")   # rest of a WFDB record
+            api_straighten = gr.Checkbox(value=False)
             # values as sent, not the page's sliders: the core checks types and ranges (the
             # same words everywhere)
             api_temperature = RawNumber(value=settings.temperature)
@@ -146,7 +157,8 @@ def build_app(settings: Settings, *, chat=None) -> tuple[gr.Blocks, dict]:
             api_max_new_tokens = RawNumber(value=settings.max_new_tokens, precision=0)
             api_out = gr.Textbox()
             api_start_button, api_ask_button = gr.Button(), gr.Button()
-        api_start_button.click(ui.api_start, [api_file, api_token, api_page, api_more], api_out,
+        api_start_button.click(ui.api_start, [api_file, api_token, api_page, api_more,
+                                              api_straighten], api_out,
                                api_name="session_start")
         api_ask_button.click(ui.api_ask, [api_token, api_session, api_question, api_temperature,
                                           api_top_p, api_max_new_tokens], api_out,
@@ -158,10 +170,12 @@ def build_app(settings: Settings, *, chat=None) -> tuple[gr.Blocks, dict]:
         demo.load(ui.model_notice, None, notice, **private)
 
         image_outputs = [picture, view, angle, chatbot, page_note, report_file]
-        upload.upload(ui.upload, [upload, page], image_outputs, **private)
-        gr.on([page.submit, page.blur], ui.change_page, [view, page], image_outputs, **private)
-        examples.select(ui.use_example, None, image_outputs, **private)
-        teaching.wire(teach, ui, image_outputs, view, private)
+        new_pictures = [
+            upload.upload(ui.upload, [upload, page], image_outputs, **private),
+            gr.on([page.submit, page.blur], ui.change_page, [view, page], image_outputs,
+                  **private),
+            examples.select(ui.use_example, None, image_outputs, **private),
+            teaching.wire(teach, ui, image_outputs, view, private)]
 
         edited_outputs = [picture, view, chatbot]
         edit_inputs = [view, angle]
@@ -191,14 +205,18 @@ def build_app(settings: Settings, *, chat=None) -> tuple[gr.Blocks, dict]:
         new_button.click(ui.new_chat, [view], [view, chatbot], **private)
 
         search.submit(ui.search_sessions, [search], sessions, **private)
-        open_button.click(ui.open_session, [sessions],
-                          [picture, view, angle, chatbot, title],
-                          **private).then(ui.hidden_note, [view], teach.truth_view, **private)
+        reopened = open_button.click(ui.open_session, [sessions],
+                                     [picture, view, angle, chatbot, title], **private)
+        reopened.then(ui.hidden_note, [view], teach.truth_view, **private)
         rename_button.click(ui.rename_session, [sessions, title], sessions, **private)
         delete_button.click(ui.delete_session, [sessions, view],
                             [sessions, view, chatbot], **private)
         export_button.click(ui.export_pdf, [sessions, view, note], report_file,
                             concurrency_id=EXPORT_GROUP, concurrency_limit=2, **private)
+        phone.wire(SimpleNamespace(take_photo=take_photo, camera=camera, note=check_note,
+                                   card=card, tools=picture_tools, adjust=adjust_button,
+                                   reopened=[reopened]),
+                   ui, new_pictures, image_outputs, view, picture, chatbot, angle, private)
 
         # -- sharing, decks, presenter view, students (pulse_app.ui.decks) --
         decks.wire(deck_tab, presenter, student, teach, decks.DecksUI(ui), demo=demo,
@@ -218,6 +236,8 @@ def build_app(settings: Settings, *, chat=None) -> tuple[gr.Blocks, dict]:
         "max_file_size": f"{settings.max_upload_mb:g}mb",
         "allowed_paths": [str(examples_dir)],
         "theme": gr.themes.Soft(),
+        "css": style.CSS,
+        "head": style.HEAD,
         "show_error": False,            # only gr.Error text (pulse_app.ui.guard) reaches a page
         "app_kwargs": {"middleware": [Middleware(PulseGate, chat=ui.chat,
                                                  served=[examples_dir])]},

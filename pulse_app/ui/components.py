@@ -2,6 +2,8 @@
 
 - :class:`PrivateImage`: a picture sent to the page inline (a ``data:`` URL of a display-sized
   JPEG), never written to Gradio's cache folder, so no URL can serve it to anyone else;
+- :class:`CameraImage`: a webcam whose frame reaches the handler as the uploaded file, unopened
+  (the core's intake is the only decoder, and the file is deleted once read);
 - :class:`RawTextbox` / :class:`RawNumber`: values passed to the handler as the client sent them
   (Gradio's own turn a list into its Python repr, or fail on it with a library message), so the
   core's checks see, and refuse, what was really sent.
@@ -89,3 +91,14 @@ with _no_type_stub():
 
         def preprocess(self, payload: Any) -> Any:
             return payload
+
+    class CameraImage(gr.Image):
+        """A webcam ``gr.Image`` whose frame reaches the handler as the uploaded file's path (or
+        a ``data:`` URL), unopened: the core's intake is the only decoder."""
+
+        is_template = True
+
+        def preprocess(self, payload: Any) -> Any:
+            if payload is None:
+                return None
+            return getattr(payload, "path", None) or getattr(payload, "url", None)

@@ -5,8 +5,9 @@ The owner of a page event is the signed-in user, or the browser's HttpOnly owner
 only ids and a draft edit in its ``view`` state — ``{"draft": id or None, "session": id or None,
 "edit": {...}, "corner": [x, y] or None, "scale": page pixels per image pixel}`` — and the core
 (:class:`pulse_app.chat.ChatService`) keeps everything else: the decoded upload (a draft),
-stored sessions, a teaching case's truth, exported reports. The edit is ``{"rotate90": quarter
-turns, "angle_deg": fine angle, "crop": [left, top, right, bottom] or None}``; the picture shown
+stored sessions, a teaching case's truth, exported reports. The edit is
+:data:`pulse_app.intake.NO_EDIT`'s: page corners (straightening, :mod:`pulse_app.ui.phone`),
+quarter turns, fine angle, crop box; the picture shown
 is the draft with the edit applied, exactly what the model gets and what is stored (scaled down
 for the page when it is large: :mod:`pulse_app.ui.components`). Crop = two clicks on the picture
 (opposite corners): Gradio 6.31's ImageEditor crop changes the view but not the value the server
@@ -282,11 +283,12 @@ class PulseUI:
 
     @guarded
     def rotate(self, view, angle, step: int, request: gr.Request):
-        """Quarter turns (``step``: +1 left, -1 right, 0 = fine angle only); the crop starts over
-        because its coordinates belong to the old orientation."""
+        """Quarter turns (``step``: +1 left, -1 right, 0 = fine angle only) after any
+        straightening; the crop starts over because its coordinates belong to the old
+        orientation."""
         owner = self.owner(request)
         edit = (view or EMPTY_VIEW)["edit"]
-        edit = {"rotate90": (int(edit.get("rotate90", 0)) + step) % 4,
+        edit = {**edit, "rotate90": (int(edit.get("rotate90", 0)) + step) % 4,
                 "angle_deg": float(angle or 0.0), "crop": None}
         return self._edited(owner, view, edit)
 
@@ -476,13 +478,16 @@ class PulseUI:
 
     # -- programmatic clients (gradio_client): the same core, owner by token --
     @guarded
-    def api_start(self, file, token, page, more_files=None, request: gr.Request = None) -> str:
+    def api_start(self, file, token, page, more_files=None, straighten=False,
+                  request: gr.Request = None) -> str:
         """Upload an ECG (image, PDF page, DICOM record, or a WFDB ``.hea`` with its signal file
-        in ``more_files``) and open a session; returns its id."""
+        in ``more_files``) and open a session; returns its id. ``straighten``: the proposed
+        straightening is stored as the session's edit."""
         files = [str(f) for f in [file, *(more_files or [])] if f]
         try:
             owner = owner_for(getattr(request, "username", None), token)
-            return str(self.chat.start_session_from_upload(owner, files, page=page or 1).id)
+            return str(self.chat.start_session_from_upload(owner, files, page=page or 1,
+                                                           straighten=straighten).id)
         finally:
             forget_uploads(files)
 

@@ -30,8 +30,9 @@ UPLOAD_HELP = ("An ECG image (PNG, JPEG, WebP, TIFF, BMP, HEIC phone photo), a P
 CROP_HELP = ("Crop: click two opposite corners of the part to keep. Rotate with the buttons and "
              "the slider (tilted photos). Reset starts over from the upload.")
 
-EXAMPLES_NOTE = ("Simulated ECGs drawn by this app's own simulator and renderer (`make examples`), "
-                 "clean and photo-like. A deployer can show other pictures: set PULSE_EXAMPLES_DIR.")
+EXAMPLES_NOTE = ("Simulated ECGs drawn by this app's own simulator and renderer "
+                 "(`make examples`), clean and photo-like. A deployer can show other pictures: "
+                 "set PULSE_EXAMPLES_DIR.")
 
 TEACHING_HELP = ("Choose findings, generate a synthetic 12-lead ECG, discuss it with the model, "
                  "then reveal what was really simulated.")
@@ -54,3 +55,32 @@ STUDENT_TITLE = "### Class {code} · case {number} of {count}\n\nLook at the ECG
 STUDENT_SENT = "✅ Your answers are in. You may change them until the presenter reveals the case."
 STUDENT_CLOSED = "The presenter revealed this case: answers are closed. Wait for the next one."
 STUDENT_ENDED = "### This class has ended.\n\nThank you for taking part."
+
+# -- phone: capture, straightening, readability (pulse_app.ui.phone) --
+
+TAKE_PHOTO = "Take a photo"
+
+CAMERA_HELP = ("Hold the camera parallel to the paper, fill the frame with the page, and take the "
+               "picture in good light. The picture goes through the same checks as an upload.")
+
+STRAIGHTEN_PROPOSED = ("**Straightening proposed:** {message}. Drag the orange corners onto the "
+                       "page's corners if needed, then press *Straighten*, or keep the original.")
+
+STRAIGHT_ALREADY = "*Straightening: {message}.*"
+
+NOTHING_FOUND = ("**Nothing to straighten was found:** {message}. You can still place the "
+                 "corners by hand with *Straighten…*.")
+
+STRAIGHTEN_BY_HAND = ("Drag the orange corners onto the page's corners, then press "
+                      "*Straighten*.")
+
+STRAIGHTENED = ("**Straightened** ({message}): the model sees the flat page below. "
+                "*Straighten…* places the corners again; *Reset* goes back to the photo.")
+
+KEPT = "**Kept as photographed.** *Straighten…* places the corners by hand."
+
+READABILITY = "⚠️ **{message}**: {hint}."
+
+STILL_ASK = "You may still ask; the answer may be less reliable."
+
+ANSWER_DISCLAIMER = "Research tool, not a medical device: answers can be wrong."
