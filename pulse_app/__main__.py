@@ -153,8 +153,9 @@ def run_serve_openai(args) -> int:
 # -- serve ----------------------------------------------------------------------------------------
 
 SERVE_SETTINGS = ["host", "port", "model", "revision", "backend", "url", "api_key", "device",
-                  "precision", "cache_dir", "data_dir", "db_url", "auth", "share", "concurrency",
-                  "queue_size", "temperature", "top_p", "max_new_tokens", "max_upload_mb",
+                  "precision", "cache_dir", "data_dir", "db_url", "db_pool_size",
+                  "db_pool_overflow", "auth", "share", "concurrency", "queue_size", "temperature",
+                  "top_p", "max_new_tokens", "max_upload_mb",
                   "max_pixels", "image_pixels", "image_memory_mb", "max_note_chars",
                   "export_ttl_s", "retention_days", "examples_dir"]
 
@@ -186,7 +187,8 @@ def add_purge_command(commands) -> None:
         description="Delete every owner's sessions unchanged for --retention-days days (their "
                     "images and turns with them) and this app's temporary folders left by a "
                     "killed process. The web app does the same every hour.")
-    settings_module.add_arguments(parser, ["data_dir", "db_url", "retention_days"])
+    settings_module.add_arguments(parser, ["data_dir", "db_url", "retention_days",
+                                           "export_ttl_s"])
     parser.set_defaults(run=run_purge)
 
 
@@ -198,6 +200,36 @@ def run_purge(args) -> int:
         say("retention_days is 0 (keep sessions): only temporary folders are cleaned")
     purged = purge(settings)
     print(f"deleted {purged.sessions} sessions and {purged.temp_folders} temporary folders")
+    return 0
+
+
+# -- migrate -------------------------------------------------------------------------------------
+
+def add_migrate_command(commands) -> None:
+    parser = commands.add_parser(
+        "migrate", help="make or upgrade the sessions database's tables, then exit",
+        description="Upgrade the sessions database (--db-url, or the SQLite file in --data-dir) "
+                    "to this version's schema. The web app does the same when it starts; run "
+                    "this first to upgrade once before starting several replicas.")
+    settings_module.add_arguments(parser, ["data_dir", "db_url"])
+    parser.set_defaults(run=run_migrate)
+
+
+def run_migrate(args) -> int:
+    from pulse_app.migrations import current_revision
+    from pulse_app.store import Store, make_engine
+
+    settings = load_settings(args)
+    engine = make_engine(settings.database_url)
+    before = current_revision(engine)
+    engine.dispose()
+    store = Store(settings.database_url)
+    try:
+        after = current_revision(store.engine)
+        print(f"sessions database at revision {after} (schema {store.schema_version()}); it "
+              f"was at {before or 'nothing (new database)'}")
+    finally:
+        store.close()
     return 0
 
 
@@ -230,7 +262,7 @@ def run_hash_password(args) -> int:
 
 #: Every sub-command's ``add_*_command``. ``serve`` (the web app) registers itself here too.
 COMMANDS = [add_ask_command, add_convert_command, add_serve_openai_command, add_serve_command,
-            add_hash_password_command, add_purge_command]
+            add_hash_password_command, add_purge_command, add_migrate_command]
 
 
 def build_parser() -> argparse.ArgumentParser:
