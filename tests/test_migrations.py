@@ -5,6 +5,7 @@ database from a newer app, run once when replicas start together, and have a com
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -126,3 +127,46 @@ def test_the_migrate_command(db_url):
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == f"sessions database at revision {migrations.HEAD} " \
                                     f"(schema {SCHEMA_VERSION}); it was at {migrations.BASELINE}"
+
+
+def test_a_wave_one_sqlite_file_is_upgraded_without_loss(tmp_path):
+    """A file the wave-1 app wrote (tests/wave1_pulse_db.sql, its dump): every value of every
+    session and turn is the same after the upgrade, and the app goes on with it."""
+    path = tmp_path / "data" / "pulse.db"
+    path.parent.mkdir()
+    with sqlite3.connect(path) as connection:
+        connection.executescript((REPO / "tests" / "wave1_pulse_db.sql").read_text("utf-8"))
+    before = _rows(path)
+    assert len(before["sessions"]) == 2 and len(before["turns"]) == 2
+
+    store = Store(f"sqlite:///{path}")
+    assert migrations.current_revision(store.engine) == migrations.HEAD
+    with store.engine.connect() as connection:
+        assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
+    store.close()
+    after = _rows(path)
+    for table in ("sessions", "turns"):
+        assert [{k: row[k] for k in old} for row, old in zip(after[table], before[table])] \
+            == before[table], table
+
+    store = Store(f"sqlite:///{path}")                          # opened again: nothing to do
+    ana = "browser:wave1-ana"
+    (summary,) = store.list_sessions(ana)
+    session = store.get_session(ana, summary.id)
+    assert [(t.question, t.answer, t.stopped) for t in session.turns] == [
+        ("What is the rhythm?", "Sinus rhythm, 72 bpm.", False),
+        ("Any ST elevation? Ünïcode ♥", "No.", True)]
+    assert session.original_png.startswith(b"\x89PNG") and session.model_revision == "abc123"
+    assert session.created_at.tzinfo is not None
+    store.add_turn(ana, summary.id, question="And now?", answer="Same.", model_id="tiny",
+                   model_label="tiny", params={})
+    assert [t.index for t in store.get_session(ana, summary.id).turns] == [0, 1, 2]
+    assert [s.title for s in store.list_sessions("user:bob")] == ["Bob's scan"]
+    store.close()
+
+
+def _rows(path) -> dict[str, list[dict]]:
+    with sqlite3.connect(path) as connection:
+        connection.row_factory = sqlite3.Row
+        return {table: [dict(row) for row in connection.execute(
+                    f"SELECT * FROM {table} ORDER BY id")] for table in ("sessions", "turns")}
