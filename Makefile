@@ -17,7 +17,7 @@ $(VENV)/.installed: requirements.txt | $(BIN)/python
 	$(BIN)/python -m pip install -q -r requirements.txt
 	touch $@
 
-$(VENV)/.installed-test: requirements-test.txt requirements-train.txt $(VENV)/.installed
+$(VENV)/.installed-test: requirements-test.txt requirements-train.txt requirements-ray.txt $(VENV)/.installed
 	$(BIN)/python -m pip install -q -r requirements-test.txt
 	touch $@
 

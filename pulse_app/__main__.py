@@ -150,6 +150,52 @@ def run_serve_openai(args) -> int:
     return 0
 
 
+# -- serve-ray ------------------------------------------------------------------------------------
+
+SERVE_RAY_SETTINGS = [*SERVE_OPENAI_SETTINGS, "ray_replicas", "ray_max_replicas", "ray_gpus",
+                      "ray_address"]
+
+
+def add_serve_ray_command(commands) -> None:
+    parser = commands.add_parser(
+        "serve-ray", help="serve the model on Ray Serve replicas (OpenAI-compatible API)",
+        description="Run --ray-replicas replicas of the local backend on Ray Serve (a local "
+                    "Ray cluster, or --ray-address), behind the API of serve-openai at "
+                    "http://HOST:PORT/v1; Ray spreads requests, checks health and (with "
+                    "--ray-max-replicas) autoscales. Needs requirements-ray.txt.")
+    parser.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
+    parser.add_argument("--served-model-name", default=None,
+                        help="the model's name for clients (default: --model)")
+    settings_module.add_arguments(parser, SERVE_RAY_SETTINGS)
+    parser.set_defaults(run=run_serve_ray)
+
+
+def run_serve_ray(args) -> int:
+    import signal
+    import threading
+
+    try:
+        from pulse_app.engine import ray_serve
+    except ImportError:                                  # pragma: no cover - the extra
+        raise PulseError("serve-ray needs Ray Serve, which is not installed",
+                         hint="pip install -r requirements-ray.txt") from None
+    settings = load_settings(args)
+    if settings.backend != "local":
+        raise PulseError("serve-ray runs the local backend on each replica",
+                         hint="drop --backend (or point the clients at the other server)")
+    stop = threading.Event()
+    for number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(number, lambda *_: stop.set())
+    try:
+        url = ray_serve.deploy(settings, args.port, model_name=args.served_model_name)
+        say(f"serving {settings.model!r} on {settings.ray_replicas} Ray Serve replica(s) at "
+            f"{url} (clients: --backend openai --url {url})")
+        stop.wait()
+    finally:
+        ray_serve.shutdown()
+    return 0
+
+
 # -- serve ----------------------------------------------------------------------------------------
 
 SERVE_SETTINGS = ["host", "port", "model", "revision", "backend", "url", "api_key", "device",
@@ -261,8 +307,8 @@ def run_hash_password(args) -> int:
 # -- the program ----------------------------------------------------------------------------------
 
 #: Every sub-command's ``add_*_command``. ``serve`` (the web app) registers itself here too.
-COMMANDS = [add_ask_command, add_convert_command, add_serve_openai_command, add_serve_command,
-            add_hash_password_command, add_purge_command, add_migrate_command]
+COMMANDS = [add_ask_command, add_convert_command, add_serve_openai_command, add_serve_ray_command,
+            add_serve_command, add_hash_password_command, add_purge_command, add_migrate_command]
 
 
 def build_parser() -> argparse.ArgumentParser:
