@@ -55,7 +55,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=20)
     parser.add_argument("--clients", type=int, default=4)
-    parser.add_argument("--max-tokens", type=int, default=20)
+    parser.add_argument("--max-tokens", type=int, default=96)
     parser.add_argument("--cpus", type=int, default=2, help="cores of the local Ray cluster")
     args = parser.parse_args(argv)
     try:
