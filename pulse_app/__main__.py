@@ -125,11 +125,16 @@ def add_serve_openai_command(commands) -> None:
         "serve-openai", help="serve the model as an OpenAI-compatible API (/v1/chat/completions)",
         description="Serve the model (any backend) at http://HOST:PORT/v1 for OpenAI clients: "
                     "chat completions with a base64 image, streaming, /v1/models.")
+    add_api_arguments(parser, SERVE_OPENAI_SETTINGS)
+    parser.set_defaults(run=run_serve_openai)
+
+
+def add_api_arguments(parser, settings: list[str]) -> None:
+    """The flags of an OpenAI-compatible API command (serve-openai, serve-ray)."""
     parser.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
     parser.add_argument("--served-model-name", default=None,
                         help="the model's name for clients (default: --model)")
-    settings_module.add_arguments(parser, SERVE_OPENAI_SETTINGS)
-    parser.set_defaults(run=run_serve_openai)
+    settings_module.add_arguments(parser, settings)
 
 
 def run_serve_openai(args) -> int:
@@ -163,10 +168,7 @@ def add_serve_ray_command(commands) -> None:
                     "Ray cluster, or --ray-address), behind the API of serve-openai at "
                     "http://HOST:PORT/v1; Ray spreads requests, checks health and (with "
                     "--ray-max-replicas) autoscales. Needs requirements-ray.txt.")
-    parser.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
-    parser.add_argument("--served-model-name", default=None,
-                        help="the model's name for clients (default: --model)")
-    settings_module.add_arguments(parser, SERVE_RAY_SETTINGS)
+    add_api_arguments(parser, SERVE_RAY_SETTINGS)
     parser.set_defaults(run=run_serve_ray)
 
 
