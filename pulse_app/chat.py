@@ -505,7 +505,7 @@ class _Lease:
         while not self._done.wait(ANSWER_LEASE_S / 3):
             try:
                 self.store.claim_answer(self.owner, self.session_id, self.holder,
-                                        ANSWER_LEASE_S)
+                                        ANSWER_LEASE_S, renew=True)
             except PulseError:
                 return                          # the session was deleted meanwhile
 

@@ -608,18 +608,22 @@ class Store:
 
     # -- the answer being written: one at a time per session, across replicas ----------------
 
-    def claim_answer(self, owner: str, session_id: str, holder: str, lease_s: float) -> bool:
+    def claim_answer(self, owner: str, session_id: str, holder: str, lease_s: float, *,
+                     renew: bool = False) -> bool:
         """Take (or extend) the session's answer lease for ``holder`` until ``lease_s`` from
-        now; False when another holder's lease has not run out. SessionNotFound if the session
-        is not ``owner``'s. A replica that dies mid-answer never releases: its lease lapses."""
+        now; False when another holder's lease has not run out. With ``renew`` only a lease
+        ``holder`` still has is extended (an answer whose turn was just stored, which ended its
+        lease, never takes it back). SessionNotFound if the session is not ``owner``'s. A
+        replica that dies mid-answer never releases: its lease lapses."""
         now = utc_now()
+        free = (SessionRow.answering_by == holder if renew else
+                or_(SessionRow.answering_by.is_(None), SessionRow.answering_by == holder,
+                    SessionRow.answering_until < now))
         with self._session(write=True) as db:
             self._owned(db, owner, session_id)
             claimed = db.execute(
                 update(SessionRow)
-                .where(SessionRow.id == str(session_id), SessionRow.owner == owner,
-                       or_(SessionRow.answering_by.is_(None), SessionRow.answering_by == holder,
-                           SessionRow.answering_until < now))
+                .where(SessionRow.id == str(session_id), SessionRow.owner == owner, free)
                 .values(answering_by=holder,
                         answering_until=now + timedelta(seconds=float(lease_s))))
             return claimed.rowcount == 1

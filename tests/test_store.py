@@ -285,6 +285,7 @@ def test_one_answer_lease_per_session(store):
         store.claim_answer("user:bob", session.id, "replica-b", 60)
     store.add_turn("user:ana", session.id, question="q", answer="a", model_id=None,
                    model_label=None, params={}, holder="replica-a")     # ends in its commit
+    assert not store.claim_answer("user:ana", session.id, "replica-a", 60, renew=True)
     assert store.claim_answer("user:ana", session.id, "replica-b", 0.01)
     import time
     time.sleep(0.05)                                       # replica-b "died": its lease lapses
