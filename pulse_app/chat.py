@@ -359,7 +359,7 @@ class ChatService:
         filename = f"pulse-session-{session_id}.pdf"
         export_id = self.store.add_export(owner, session_id, filename, pdf)
         return ExportRecord(id=export_id, owner=owner, session_id=str(session_id),
-                            filename=filename, pdf=pdf, created_at=datetime.now(timezone.utc))
+                            filename=filename, data=pdf, created_at=datetime.now(timezone.utc))
 
     def take_export(self, owner: str, export_id: str) -> ExportRecord:
         """A prepared report, once, for its owner only; :class:`SessionNotFound` when it is not

@@ -143,16 +143,18 @@ class TurnRow(Base):
 
 
 class ExportRow(Base):
-    """A PDF report waiting for its owner's one download (any replica serves it)."""
+    """A file waiting for its owner's one download (any replica serves it): a session's PDF
+    report, or bytes made from something else (``session_id`` then holds a key with a colon,
+    e.g. ``deck:CODE``)."""
 
     __tablename__ = "exports"
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     owner: Mapped[str] = mapped_column(String(256), nullable=False)
-    session_id: Mapped[str] = mapped_column(
-        ForeignKey("sessions.id", ondelete="CASCADE"), nullable=False, index=True)
+    session_id: Mapped[str] = mapped_column(String(128), nullable=False, index=True)
     filename: Mapped[str] = mapped_column(String(256), nullable=False)
-    pdf: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    data: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    media_type: Mapped[str] = mapped_column(String(128), nullable=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False,
                                                  index=True)
 
@@ -230,14 +232,15 @@ def _aware(moment: datetime) -> datetime:
 
 @dataclass(frozen=True)
 class ExportRecord:
-    """A PDF report taken for download."""
+    """A file taken for download (a session's PDF report unless ``media_type`` says else)."""
 
     id: str
     owner: str
     session_id: str
     filename: str
-    pdf: bytes
+    data: bytes
     created_at: datetime
+    media_type: str = "application/pdf"
 
 
 def _end_lease(row: SessionRow, holder: str | None) -> None:
@@ -642,15 +645,20 @@ class Store:
                               SessionRow.answering_by == holder)
                        .values(answering_by=None, answering_until=None))
 
-    # -- exports: PDF reports waiting for their owner's download --------------------------------
+    # -- exports: files waiting for their owner's download --------------------------------------
 
-    def add_export(self, owner: str, session_id: str, filename: str, pdf: bytes) -> str:
-        """Keep ``pdf`` of ``owner``'s session for one download; returns its unguessable id."""
-        export_id = new_session_id()
+    def add_export(self, owner: str, session_id: str, filename: str, data: bytes,
+                   media_type: str = "application/pdf") -> str:
+        """Keep ``data`` for one download by ``owner``; returns its unguessable id.
+        ``session_id`` is ``owner``'s session it was made from (SessionNotFound otherwise; it
+        goes with the session), or a key with a colon for anything else (``deck:CODE``)."""
+        _check_owner(owner)
+        export_id, key = new_session_id(), _text(str(session_id))
         with self._session(write=True) as db:
-            self._owned(db, owner, session_id)
-            db.add(ExportRow(id=export_id, owner=owner, session_id=str(session_id),
-                             filename=_text(filename), pdf=pdf, created_at=utc_now()))
+            if ":" not in key:
+                self._owned(db, owner, key)
+            db.add(ExportRow(id=export_id, owner=owner, session_id=key, filename=_text(filename),
+                             data=data, media_type=_text(media_type), created_at=utc_now()))
         return export_id
 
     def take_export(self, owner: str, export_id: str, *, not_before: datetime
@@ -671,8 +679,8 @@ class Store:
             if taken.rowcount != 1 or _aware(row.created_at) < not_before:
                 return None
             return ExportRecord(id=row.id, owner=row.owner, session_id=row.session_id,
-                                filename=row.filename, pdf=row.pdf,
-                                created_at=_aware(row.created_at))
+                                filename=row.filename, data=row.data,
+                                created_at=_aware(row.created_at), media_type=row.media_type)
 
     # -- sign-ins through the login page (shared by every replica) -----------------------------
 

@@ -302,8 +302,8 @@ def test_an_export_is_taken_once_by_its_owner(store):
     export_id = store.add_export("user:ana", session.id, "report.pdf", b"%PDF-1.4 ana")
     assert store.take_export("user:bob", export_id, not_before=long_ago) is None
     taken = store.take_export("user:ana", export_id, not_before=long_ago)
-    assert (taken.pdf, taken.filename, taken.session_id) == (b"%PDF-1.4 ana", "report.pdf",
-                                                             session.id)
+    assert (taken.data, taken.filename, taken.session_id, taken.media_type) == (
+        b"%PDF-1.4 ana", "report.pdf", session.id, "application/pdf")
     assert store.take_export("user:ana", export_id, not_before=long_ago) is None
     stale = store.add_export("user:ana", session.id, "report.pdf", b"%PDF-")
     assert store.take_export("user:ana", stale, not_before=utc_now() + timedelta(1)) is None
@@ -312,6 +312,12 @@ def test_an_export_is_taken_once_by_its_owner(store):
     assert store.take_export("user:ana", waiting, not_before=long_ago) is None
     with pytest.raises(SessionNotFound):
         store.add_export("user:bob", new_session(store).id, "x.pdf", b"%PDF-")
+    # made from something else than a session (a key with a colon): any media type
+    csv = store.add_export("user:ana", "class:ABC", "answers.csv", b"a,b\n", "text/csv")
+    assert store.take_export("user:bob", csv, not_before=long_ago) is None
+    taken = store.take_export("user:ana", csv, not_before=long_ago)
+    assert (taken.data, taken.media_type, taken.session_id) == (b"a,b\n", "text/csv",
+                                                                "class:ABC")
 
 
 def test_sign_ins_are_shared_and_expire(store):

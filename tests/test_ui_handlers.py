@@ -128,7 +128,7 @@ def test_sessions_rename_search_export_delete_and_isolation(ui, shared_data):
     export_id = re.search(r'href="pulse/report/([\w-]+)"', link).group(1)
     with pytest.raises(SessionNotFound):
         ui.chat.take_export(f"browser:{bob}", export_id)        # another owner: as if gone
-    pdf = io.BytesIO(ui.chat.take_export(f"browser:{alice}", export_id).pdf)
+    pdf = io.BytesIO(ui.chat.take_export(f"browser:{alice}", export_id).data)
     with pytest.raises(SessionNotFound):
         ui.chat.take_export(f"browser:{alice}", export_id)      # one download only
     text = re.sub(r"\s+", " ", "".join(p.extract_text() for p in PdfReader(pdf).pages))

@@ -2,7 +2,8 @@
 
 - ``sessions.answering_by`` / ``answering_until``: the lease of the answer being written for a
   session (one at a time across every replica; it lapses if its replica dies);
-- ``exports``: PDF reports waiting for their owner's one download (any replica serves it);
+- ``exports``: files (PDF reports, handouts...) waiting for their owner's one download (any
+  replica serves it); deleted with their session by the app;
 - ``sign_ins``: accounts signed in through the login page (SHA-256 of the cookie's token);
 - ``app_info``: values every replica must agree on (the sign-in cookie's name);
 - the session list's index gains ``id``, so it gives the list's exact order (PostgreSQL's
@@ -33,11 +34,11 @@ def upgrade() -> None:
     op.create_table("exports",
                     sa.Column("id", sa.String(length=64), nullable=False),
                     sa.Column("owner", sa.String(length=256), nullable=False),
-                    sa.Column("session_id", sa.String(length=64), nullable=False),
+                    sa.Column("session_id", sa.String(length=128), nullable=False),
                     sa.Column("filename", sa.String(length=256), nullable=False),
-                    sa.Column("pdf", sa.LargeBinary(), nullable=False),
+                    sa.Column("data", sa.LargeBinary(), nullable=False),
+                    sa.Column("media_type", sa.String(length=128), nullable=False),
                     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-                    sa.ForeignKeyConstraint(["session_id"], ["sessions.id"], ondelete="CASCADE"),
                     sa.PrimaryKeyConstraint("id"))
     op.create_index("ix_exports_created_at", "exports", ["created_at"])
     op.create_index("ix_exports_session_id", "exports", ["session_id"])
