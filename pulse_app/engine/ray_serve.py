@@ -108,13 +108,12 @@ def deploy(settings: "Settings", port: int = 8000, *, model_name: str | None = N
     from ray import serve
 
     if not ray.is_initialized():
-        # a local cluster's workers import pulse_app from where this process does; a remote
-        # cluster's nodes have the project installed
+        # a local cluster's workers import pulse_app from this checkout; a remote cluster's
+        # nodes have the project installed
         here = str(Path(__file__).resolve().parents[2])
-        path = os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH")) if p)
         ray.init(address=settings.ray_address,
                  num_cpus=None if settings.ray_address else num_cpus,
-                 runtime_env=None if settings.ray_address else {"env_vars": {"PYTHONPATH": path}},
+                 runtime_env=None if settings.ray_address else {"env_vars": {"PYTHONPATH": here}},
                  include_dashboard=False, log_to_driver=False)
     serve.start(http_options={"host": settings.host, "port": int(port)})
     replica = serve.deployment(**deployment_options(settings))(serve.ingress()(PulseReplica))
