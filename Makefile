@@ -17,20 +17,22 @@ $(VENV)/.installed: requirements.txt | $(BIN)/python
 	$(BIN)/python -m pip install -q -r requirements.txt
 	touch $@
 
-$(VENV)/.installed-test: requirements-test.txt requirements-train.txt $(VENV)/.installed
+$(VENV)/.installed-test: requirements-test.txt requirements-train.txt requirements-ray.txt $(VENV)/.installed
 	$(BIN)/python -m pip install -q -r requirements-test.txt
 	touch $@
 
 install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
 
-# Debian packages: poppler-utils reads PDFs (pdf2image); chromium runs the browser tests.
+# Debian packages: poppler-utils reads PDFs (pdf2image); chromium runs the browser tests;
+# postgresql is the server the database tests start in a temporary folder (tests/postgres.py).
 system-deps-run:
 	@command -v pdftoppm >/dev/null 2>&1 || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q poppler-utils; }
 
 system-deps-test:
-	@command -v pdftoppm >/dev/null 2>&1 && command -v chromium >/dev/null 2>&1 || \
-	  { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q poppler-utils chromium; }
+	@command -v pdftoppm >/dev/null 2>&1 && command -v chromium >/dev/null 2>&1 && \
+	  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+	  { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q poppler-utils chromium postgresql; }
 
 run: $(VENV)/.installed system-deps-run
 	$(BIN)/python -m pulse_app serve --host 127.0.0.1 --port 7860

@@ -133,11 +133,16 @@ def add_serve_openai_command(commands) -> None:
         "serve-openai", help="serve the model as an OpenAI-compatible API (/v1/chat/completions)",
         description="Serve the model (any backend) at http://HOST:PORT/v1 for OpenAI clients: "
                     "chat completions with a base64 image, streaming, /v1/models.")
+    add_api_arguments(parser, SERVE_OPENAI_SETTINGS)
+    parser.set_defaults(run=run_serve_openai)
+
+
+def add_api_arguments(parser, settings: list[str]) -> None:
+    """The flags of an OpenAI-compatible API command (serve-openai, serve-ray)."""
     parser.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
     parser.add_argument("--served-model-name", default=None,
                         help="the model's name for clients (default: --model)")
-    settings_module.add_arguments(parser, SERVE_OPENAI_SETTINGS)
-    parser.set_defaults(run=run_serve_openai)
+    settings_module.add_arguments(parser, settings)
 
 
 def run_serve_openai(args) -> int:
@@ -158,11 +163,55 @@ def run_serve_openai(args) -> int:
     return 0
 
 
+# -- serve-ray ------------------------------------------------------------------------------------
+
+SERVE_RAY_SETTINGS = [*SERVE_OPENAI_SETTINGS, "ray_replicas", "ray_max_replicas", "ray_gpus",
+                      "ray_address"]
+
+
+def add_serve_ray_command(commands) -> None:
+    parser = commands.add_parser(
+        "serve-ray", help="serve the model on Ray Serve replicas (OpenAI-compatible API)",
+        description="Run --ray-replicas replicas of the local backend on Ray Serve (a local "
+                    "Ray cluster, or --ray-address), behind the API of serve-openai at "
+                    "http://HOST:PORT/v1; Ray spreads requests, checks health and (with "
+                    "--ray-max-replicas) autoscales. Needs requirements-ray.txt.")
+    add_api_arguments(parser, SERVE_RAY_SETTINGS)
+    parser.set_defaults(run=run_serve_ray)
+
+
+def run_serve_ray(args) -> int:
+    import signal
+    import threading
+
+    try:
+        from pulse_app.engine import ray_serve
+    except ImportError:                                  # pragma: no cover - the extra
+        raise PulseError("serve-ray needs Ray Serve, which is not installed",
+                         hint="pip install -r requirements-ray.txt") from None
+    settings = load_settings(args)
+    if settings.backend != "local":
+        raise PulseError("serve-ray runs the local backend on each replica",
+                         hint="drop --backend (or point the clients at the other server)")
+    stop = threading.Event()
+    for number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(number, lambda *_: stop.set())
+    try:
+        url = ray_serve.deploy(settings, args.port, model_name=args.served_model_name)
+        say(f"serving {settings.model!r} on {settings.ray_replicas} Ray Serve replica(s) at "
+            f"{url} (clients: --backend openai --url {url})")
+        stop.wait()
+    finally:
+        ray_serve.shutdown()
+    return 0
+
+
 # -- serve ----------------------------------------------------------------------------------------
 
 SERVE_SETTINGS = ["host", "port", "model", "revision", "backend", "url", "api_key", "device",
-                  "precision", "cache_dir", "data_dir", "db_url", "auth", "share", "concurrency",
-                  "queue_size", "temperature", "top_p", "max_new_tokens", "max_upload_mb",
+                  "precision", "cache_dir", "data_dir", "db_url", "db_pool_size",
+                  "db_pool_overflow", "auth", "share", "concurrency", "queue_size", "temperature",
+                  "top_p", "max_new_tokens", "max_upload_mb",
                   "max_pixels", "image_pixels", "image_memory_mb", "max_note_chars",
                   "export_ttl_s", "retention_days", "examples_dir"]
 
@@ -194,7 +243,8 @@ def add_purge_command(commands) -> None:
         description="Delete every owner's sessions unchanged for --retention-days days (their "
                     "images and turns with them) and this app's temporary folders left by a "
                     "killed process. The web app does the same every hour.")
-    settings_module.add_arguments(parser, ["data_dir", "db_url", "retention_days"])
+    settings_module.add_arguments(parser, ["data_dir", "db_url", "retention_days",
+                                           "export_ttl_s"])
     parser.set_defaults(run=run_purge)
 
 
@@ -206,6 +256,36 @@ def run_purge(args) -> int:
         say("retention_days is 0 (keep sessions): only temporary folders are cleaned")
     purged = purge(settings)
     print(f"deleted {purged.sessions} sessions and {purged.temp_folders} temporary folders")
+    return 0
+
+
+# -- migrate -------------------------------------------------------------------------------------
+
+def add_migrate_command(commands) -> None:
+    parser = commands.add_parser(
+        "migrate", help="make or upgrade the sessions database's tables, then exit",
+        description="Upgrade the sessions database (--db-url, or the SQLite file in --data-dir) "
+                    "to this version's schema. The web app does the same when it starts; run "
+                    "this first to upgrade once before starting several replicas.")
+    settings_module.add_arguments(parser, ["data_dir", "db_url"])
+    parser.set_defaults(run=run_migrate)
+
+
+def run_migrate(args) -> int:
+    from pulse_app.migrations import current_revision
+    from pulse_app.store import Store, make_engine
+
+    settings = load_settings(args)
+    engine = make_engine(settings.database_url)
+    before = current_revision(engine)
+    engine.dispose()
+    store = Store(settings.database_url)
+    try:
+        after = current_revision(store.engine)
+        print(f"sessions database at revision {after} (schema {store.schema_version()}); it "
+              f"was at {before or 'nothing (new database)'}")
+    finally:
+        store.close()
     return 0
 
 
@@ -237,8 +317,8 @@ def run_hash_password(args) -> int:
 # -- the program ----------------------------------------------------------------------------------
 
 #: Every sub-command's ``add_*_command``. ``serve`` (the web app) registers itself here too.
-COMMANDS = [add_ask_command, add_convert_command, add_serve_openai_command, add_serve_command,
-            add_hash_password_command, add_purge_command]
+COMMANDS = [add_ask_command, add_convert_command, add_serve_openai_command, add_serve_ray_command,
+            add_serve_command, add_hash_password_command, add_purge_command, add_migrate_command]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -38,6 +38,8 @@ OWNER_TOKEN = re.compile(r"[A-Za-z0-9_-]{43}")       # fullmatch: no trailing ne
 #: Failed sign-ins allowed per user name and per address within :data:`SIGN_IN_WINDOW_S`.
 SIGN_IN_FAILURES = 10
 SIGN_IN_WINDOW_S = 15 * 60.0
+#: A sign-in through the login page lasts this long (then the account signs in again).
+SIGN_IN_MAX_AGE_S = 14 * 24 * 3600.0
 
 
 class AuthConfigError(PulseError):

@@ -12,9 +12,16 @@ A visitor's ECG goes through two stages:
    makes a new draft from it (:meth:`ChatService.new_chat`).
 
 Exports (:meth:`ChatService.prepare_export`) are PDFs made in the export process and kept in
-memory only, for their owner: taken once (:meth:`ChatService.take_export`), gone after
-``settings.export_ttl_s`` or when their session is deleted. Nothing of a visitor is written
-outside the database.
+the database for their owner: taken once (:meth:`ChatService.take_export`, by any replica),
+gone after ``settings.export_ttl_s`` or when their session is deleted. Nothing of a visitor is
+written outside the database.
+
+Several replicas of the app on one PostgreSQL database behave as one: sessions, turns and
+exports live in the database, and one answer at a time per session is a lease in the database
+(:data:`ANSWER_LEASE_S`, renewed while the answer is written, lapsing if its replica dies), not
+a lock of this process. Drafts stay in the memory of the replica that decoded the upload: the
+page's events reach that replica (a load balancer in front of Gradio keeps each page on one
+replica, as Gradio's queue needs), and another replica says "upload the ECG again".
 
 Answers come from :func:`pulse_app.answer.stream_answer`, the path every entry point shares.
 :meth:`ChatService.ask` is a generator of text chunks; its return value is the stored
@@ -38,7 +45,7 @@ import time
 from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator
 
@@ -59,7 +66,14 @@ from pulse_app.intake import (  # noqa: F401 - NO_EDIT, clean_edit re-exported f
 )
 from pulse_app.memory import BYTES_PER_PIXEL, return_freed_memory
 from pulse_app.settings import Settings
-from pulse_app.store import TITLE_MAX, SessionRecord, SessionSummary, Store, TurnRecord
+from pulse_app.store import (
+    TITLE_MAX,
+    ExportRecord,
+    SessionRecord,
+    SessionSummary,
+    Store,
+    TurnRecord,
+)
 
 if TYPE_CHECKING:
     from pulse_app.decks import Deck
@@ -70,6 +84,10 @@ if TYPE_CHECKING:
 #: Entries of a stored session's params that belong to the ECG itself, so a new chat or an edit
 #: of it keeps them (a teaching case's ground truth).
 CARRIED = ("teaching_truth",)
+#: Seconds an answer's lease on its session lasts without renewal; it is renewed every third of
+#: that while the answer is written, so another answer can start this long after its replica
+#: died (on SQLite, one process, a restart frees it at once).
+ANSWER_LEASE_S = 30.0
 
 
 class SessionBusy(PulseError):
@@ -149,70 +167,10 @@ class Drafts:
             self._items.popitem(last=False)
 
 
-@dataclass(frozen=True)
-class Export:
-    """A file waiting for its owner's download: a session's PDF report, a deck's handout, a
-    class's answers (``session_id``: the session, deck or class it was made from)."""
-
-    id: str
-    owner: str
-    session_id: str
-    filename: str
-    data: bytes
-    media_type: str = "application/pdf"
-    created: float = field(default_factory=time.monotonic)
-
-
-class Exports:
-    """Exports by id, in memory only, scoped to their owner: each is taken once; they are
-    gone after ``ttl_s``, and the oldest go first beyond ``max_count`` or ``max_bytes``."""
-
-    def __init__(self, ttl_s: float, max_count: int = 64, max_bytes: int = 256_000_000):
-        self.ttl_s, self.max_count, self.max_bytes = float(ttl_s), max_count, max_bytes
-        self._items: OrderedDict[str, Export] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def add(self, owner: str, session_id: str, filename: str, data: bytes,
-            media_type: str = "application/pdf") -> Export:
-        export = Export(id=secrets.token_urlsafe(18), owner=owner, session_id=str(session_id),
-                        filename=filename, data=data, media_type=media_type)
-        with self._lock:
-            self._items[export.id] = export
-            self._trim()
-        return export
-
-    def take(self, owner: str, export_id) -> Export:
-        """The export, removed; :class:`SessionNotFound` when it is not ``owner``'s, was
-        already downloaded, or is too old (all three look the same)."""
-        with self._lock:
-            self._trim()
-            export = self._items.get(export_id) if isinstance(export_id, str) else None
-            if export is None or export.owner != owner:
-                raise SessionNotFound("this report is no longer available (it is kept for one "
-                                      "download, for a few minutes)", hint="export it again")
-            del self._items[export.id]
-            return export
-
-    def drop_session(self, owner: str, session_id: str) -> None:
-        with self._lock:
-            for key in [k for k, e in self._items.items()
-                        if e.owner == owner and e.session_id == str(session_id)]:
-                del self._items[key]
-
-    def _trim(self) -> None:
-        now = time.monotonic()
-        for key in [k for k, e in self._items.items() if now - e.created > self.ttl_s]:
-            del self._items[key]
-        while self._items and (len(self._items) > self.max_count
-                               or sum(len(e.data) for e in self._items.values())
-                               > self.max_bytes):
-            self._items.popitem(last=False)
-
-
 class ChatService:
     """Drafts, sessions and streamed answers for many owners at once (thread-safe).
 
-    ``store`` defaults to ``Store(settings.database_url)``; ``backend`` to the one
+    ``store`` defaults to ``Store.from_settings(settings)``; ``backend`` to the one
     ``settings.backend`` names, made on first use (so the app starts before the model loads).
     Decoded images kept in memory stay within ``settings.image_memory_mb``: open drafts at
     most half of it, the cache of edited images that saves a PNG decode per answer an eighth.
@@ -222,16 +180,13 @@ class ChatService:
                  backend: "Backend | None" = None,
                  progress: Callable[[str], None] | None = None):
         self.settings = settings
-        self.store = store if store is not None else Store(settings.database_url)
+        self.store = store if store is not None else Store.from_settings(settings)
         budget = int(settings.image_memory_mb) * 1_000_000
         self.drafts = Drafts(max_bytes=budget // 2)
         self.image_cache_bytes = budget // 8
-        self.exports = Exports(settings.export_ttl_s)
         self._backend = backend
         self._progress = progress
         self._backend_lock = threading.Lock()
-        self._busy: set[tuple[str, str]] = set()
-        self._busy_lock = threading.Lock()
         self._images: OrderedDict[str, Image.Image] = OrderedDict()
         self._images_lock = threading.Lock()
 
@@ -434,9 +389,8 @@ class ChatService:
         self.store.rename(owner, session_id, check_text(title, "title", TITLE_MAX))
 
     def delete(self, owner: str, session_id: str) -> None:
-        """Delete a stored session, its cached image and its reports not yet downloaded."""
+        """Delete a stored session, its reports not yet downloaded and its cached image."""
         self.store.delete(owner, session_id)
-        self.exports.drop_session(owner, session_id)
         with self._images_lock:
             self._images.pop(str(session_id), None)
 
@@ -452,27 +406,42 @@ class ChatService:
                           owner_label=owner_label)
 
     def prepare_export(self, owner: str, session_id: str, note: str | None = None,
-                       owner_label: str | None = None) -> Export:
-        """Make the report and keep it for one download by ``owner`` (see :class:`Exports`)."""
+                       owner_label: str | None = None) -> ExportRecord:
+        """Make the report and keep it in the database for one download by ``owner`` (through
+        any replica) within ``settings.export_ttl_s``."""
         pdf = self.export_pdf(owner, session_id, note, owner_label)
-        return self.exports.add(owner, session_id, f"pulse-session-{session_id}.pdf", pdf)
+        filename = f"pulse-session-{session_id}.pdf"
+        export_id = self.store.add_export(owner, session_id, filename, pdf)
+        return ExportRecord(id=export_id, owner=owner, session_id=str(session_id),
+                            filename=filename, data=pdf, created_at=datetime.now(timezone.utc))
 
-    def prepare_handout(self, owner: str, deck: "Deck", *, base_url: str = "") -> Export:
+    def prepare_handout(self, owner: str, deck: "Deck", *, base_url: str = "") -> ExportRecord:
         """The deck's handout PDF (made in the export process), kept for one download by
         ``owner``; ``base_url`` prints a link that opens the deck."""
         from pulse_app.handout import render_handout
 
         pdf = render_handout(deck, base_url=base_url)
-        return self.exports.add(owner, f"deck:{deck.code}", f"pulse-deck-{deck.code}.pdf", pdf)
+        return self.keep_download(owner, f"deck:{deck.code}", f"pulse-deck-{deck.code}.pdf", pdf,
+                                  "application/pdf")
 
     def keep_download(self, owner: str, key: str, filename: str, data: bytes,
-                      media_type: str) -> Export:
-        """Bytes made elsewhere (a class's answers as CSV) kept for one download by ``owner``."""
-        return self.exports.add(owner, key, filename, data, media_type)
+                      media_type: str) -> ExportRecord:
+        """Bytes made elsewhere (a handout, a class's answers as CSV) kept in the database for
+        one download by ``owner``; ``key`` names what they were made from (``deck:CODE``)."""
+        export_id = self.store.add_export(owner, key, filename, data, media_type)
+        return ExportRecord(id=export_id, owner=owner, session_id=key, filename=filename,
+                            data=data, created_at=datetime.now(timezone.utc),
+                            media_type=media_type)
 
-    def take_export(self, owner: str, export_id: str) -> Export:
-        """A prepared export, once, for its owner only."""
-        return self.exports.take(owner, export_id)
+    def take_export(self, owner: str, export_id: str) -> ExportRecord:
+        """A prepared report, once, for its owner only; :class:`SessionNotFound` when it is not
+        ``owner``'s, was already downloaded, or is too old (all three look the same)."""
+        oldest = datetime.now(timezone.utc) - timedelta(seconds=self.settings.export_ttl_s)
+        export = self.store.take_export(owner, export_id, not_before=oldest)
+        if export is None:
+            raise SessionNotFound("this report is no longer available (it is kept for one "
+                                  "download, for a few minutes)", hint="export it again")
+        return export
 
     @staticmethod
     def image_of(session: SessionRecord, *, original: bool = False) -> Image.Image:
@@ -508,7 +477,7 @@ class ChatService:
                             regenerate)
 
     def _answer(self, owner, session_id, history, question, generation, cancel, regenerate):
-        with self._one_answer_at_a_time(owner, session_id):
+        with self._answer_lease(owner, session_id) as lease:
             backend = self.backend
             info = backend.info()
             image = self._image(owner, session_id)
@@ -521,24 +490,26 @@ class ChatService:
             except GeneratorExit:                  # the caller closed us: the user pressed Stop
                 stream.close()
                 self._save(owner, session_id, question, parts, info, generation, True,
-                           regenerate)
+                           regenerate, lease)
                 raise
             finally:
                 stream.close()
             stopped = cancel is not None and cancel.is_set()
             return self._save(owner, session_id, question, parts, info, generation, stopped,
-                              regenerate)
+                              regenerate, lease)
 
     def _save(self, owner, session_id, question, parts, info, generation, stopped,
-              regenerate) -> TurnRecord:
+              regenerate, lease: "_Lease") -> TurnRecord:
         answer = "".join(parts).strip().replace("\x00", "\ufffd")    # storable everywhere
         params = {**generation.as_dict(), "backend": info.backend,
                   "model_revision": info.revision}
         save = self.store.replace_last_turn if regenerate else self.store.add_turn
         extra = {} if regenerate else {"question": question}
-        return save(owner, session_id, answer=answer, model_id=info.model_id,
+        turn = save(owner, session_id, answer=answer, model_id=info.model_id,
                     model_label=info.label, params=params, stopped=stopped,
-                    model_revision=info.revision, **extra)
+                    model_revision=info.revision, holder=lease.holder, **extra)
+        lease.held = False                         # ended in the turn's own commit
+        return turn
 
     def _image(self, owner: str, session_id: str) -> Image.Image:
         """The edited image of a session (cached; the owner was checked by the caller's read)."""
@@ -560,18 +531,21 @@ class ChatService:
                 self._images.popitem(last=False)
 
     @contextmanager
-    def _one_answer_at_a_time(self, owner: str, session_id: str):
-        key = (owner, session_id)
-        with self._busy_lock:
-            if key in self._busy:
-                raise SessionBusy("an answer is still being written for this session",
-                                  hint="wait for it to finish or press Stop")
-            self._busy.add(key)
+    def _answer_lease(self, owner: str, session_id: str):
+        """One answer at a time per session, across every replica on the database."""
+        lease = _Lease(self.store, owner, session_id)
+        if not self.store.claim_answer(owner, session_id, lease.holder, ANSWER_LEASE_S):
+            raise SessionBusy("an answer is still being written for this session",
+                              hint="wait for it to finish or press Stop (if its server "
+                                   f"stopped, the session is free within "
+                                   f"{ANSWER_LEASE_S:.0f} seconds)")
+        lease.start()
         try:
-            yield
+            yield lease
         finally:
-            with self._busy_lock:
-                self._busy.discard(key)
+            lease.stop()
+            if lease.held:
+                self.store.release_answer(owner, session_id, lease.holder)
 
     def _session_model(self) -> tuple[str | None, str | None]:
         """Model id + revision recorded on a new session (the backend's, once it exists)."""
@@ -579,6 +553,33 @@ class ChatService:
             info = self._backend.info()
             return info.model_id, info.revision
         return self.settings.model, self.settings.revision
+
+
+class _Lease:
+    """An answer's lease on its session (see :meth:`ChatService._answer_lease`), renewed every
+    third of :data:`ANSWER_LEASE_S` by a thread of its own while the answer is written (a long
+    prefill yields no chunk for a while)."""
+
+    def __init__(self, store: Store, owner: str, session_id: str):
+        self.store, self.owner, self.session_id = store, owner, session_id
+        self.holder = secrets.token_urlsafe(18)
+        self.held = False
+        self._done = threading.Event()
+
+    def start(self) -> None:
+        self.held = True
+        threading.Thread(target=self._renew, name="pulse-answer-lease", daemon=True).start()
+
+    def stop(self) -> None:
+        self._done.set()
+
+    def _renew(self) -> None:
+        while not self._done.wait(ANSWER_LEASE_S / 3):
+            try:
+                self.store.claim_answer(self.owner, self.session_id, self.holder,
+                                        ANSWER_LEASE_S, renew=True)
+            except PulseError:
+                return                          # the session was deleted meanwhile
 
 
 def _check_owner(owner: str) -> None:

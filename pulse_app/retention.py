@@ -1,5 +1,8 @@
 """Retention: sessions older than the ``retention_days`` setting, and stray temporary folders,
 deleted on request (``python -m pulse_app purge``) and on a schedule (the web app, hourly).
+Reports never downloaded (older than ``export_ttl_s``) and sign-ins older than
+:data:`pulse_app.auth.SIGN_IN_MAX_AGE_S` go too. Every replica of the app runs the schedule; on
+PostgreSQL one purges at a time (the others find the lock taken and skip that round).
 
 A session's images and turns live in its database rows, so deleting the rows deletes
 everything of it (SQLite overwrites deleted content: ``secure_delete``; the write-ahead log is
@@ -40,6 +43,8 @@ EVERY_S = 3600.0
 class Purged:
     sessions: int
     temp_folders: int
+    exports: int = 0
+    sign_ins: int = 0
 
 
 def remove_stale_temp_folders(max_age_s: float = TEMP_MAX_AGE_S, *,
@@ -60,19 +65,25 @@ def remove_stale_temp_folders(max_age_s: float = TEMP_MAX_AGE_S, *,
 
 def purge(settings: Settings, store: Store | None = None, *,
           now: datetime | None = None) -> Purged:
-    """Delete sessions unchanged for ``settings.retention_days`` (none when it is 0) and stale
-    temporary folders."""
+    """Delete sessions unchanged for ``settings.retention_days`` (none when it is 0), expired
+    reports and sign-ins, and stale temporary folders."""
+    from pulse_app.auth import SIGN_IN_MAX_AGE_S
+
     sessions = 0
-    if settings.retention_days > 0:
-        own = store is None
-        store = store if store is not None else Store(settings.database_url)
-        try:
-            cutoff = (now or datetime.now(timezone.utc)) - timedelta(days=settings.retention_days)
-            sessions = store.delete_unchanged_since(cutoff)
-        finally:
-            if own:
-                store.close()
-    return Purged(sessions=sessions, temp_folders=remove_stale_temp_folders())
+    now = now or datetime.now(timezone.utc)
+    own = store is None
+    store = store if store is not None else Store.from_settings(settings)
+    try:
+        if settings.retention_days > 0:
+            sessions = store.delete_unchanged_since(now - timedelta(days=settings.retention_days))
+        exports, sign_ins = store.delete_expired(
+            exports_before=now - timedelta(seconds=settings.export_ttl_s),
+            sign_ins_before=now - timedelta(seconds=SIGN_IN_MAX_AGE_S))
+    finally:
+        if own:
+            store.close()
+    return Purged(sessions=sessions, temp_folders=remove_stale_temp_folders(), exports=exports,
+                  sign_ins=sign_ins)
 
 
 def purge_on_schedule(settings: Settings, store: Store, every_s: float = EVERY_S
@@ -84,9 +95,10 @@ def purge_on_schedule(settings: Settings, store: Store, every_s: float = EVERY_S
         while True:
             try:
                 purged = purge(settings, store)
-                if purged.sessions or purged.temp_folders:
-                    log.info("retention: deleted %d sessions, %d temporary folders",
-                             purged.sessions, purged.temp_folders)
+                if purged.sessions or purged.temp_folders or purged.exports:
+                    log.info("retention: deleted %d sessions, %d temporary folders, %d "
+                             "reports not downloaded", purged.sessions, purged.temp_folders,
+                             purged.exports)
             except Exception:  # noqa: BLE001 - logged; the next round tries again
                 log.exception("retention purge failed")
             if stop.wait(every_s):

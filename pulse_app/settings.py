@@ -86,8 +86,14 @@ class Settings:
     port: int = _opt("PULSE_PORT", "port the web app listens on", 7860)
     data_dir: str = _opt("PULSE_DATA_DIR", "sessions database and stored images live here",
                          factory=_default_data_dir)
-    db_url: str | None = _opt("PULSE_DB_URL", "SQLAlchemy URL (e.g. postgresql://...); default: "
-                              "SQLite file <data_dir>/pulse.db")
+    db_url: str | None = _opt("PULSE_DB_URL", "SQLAlchemy URL (postgresql://user:password@host/db "
+                              "for several app replicas on one database; driver psycopg 3); "
+                              "default: SQLite file <data_dir>/pulse.db (one app process)")
+    db_pool_size: int = _opt("PULSE_DB_POOL_SIZE", "PostgreSQL: connections each app process "
+                             "keeps open (replicas x (size + overflow) must stay below the "
+                             "server's max_connections)", 5)
+    db_pool_overflow: int = _opt("PULSE_DB_POOL_OVERFLOW", "PostgreSQL: extra connections an app "
+                                 "process may open at busy moments", 5)
     auth: str | None = _opt("PULSE_AUTH", "accounts: 'user:HASH,...' or a users file (one user:HASH "
                             "per line; HASH from `python -m pulse_app hash-password`); unset = one "
                             "private space per browser")
@@ -119,6 +125,15 @@ class Settings:
     # -- serve-openai, diagnostics, hosting -------------------------------------------------------
     server_api_key: str | None = _opt("PULSE_SERVER_API_KEY", "serve-openai: require this key as "
                                       "'Authorization: Bearer KEY' (unset = no key)")
+    ray_replicas: int = _opt("PULSE_RAY_REPLICAS", "serve-ray: replicas of the model (each its "
+                             "own process with the local backend)", 2)
+    ray_max_replicas: int = _opt("PULSE_RAY_MAX_REPLICAS", "serve-ray: above --ray-replicas, Ray "
+                                 "adds replicas up to this many while requests wait (autoscaling); "
+                                 "0 = a fixed number", 0)
+    ray_gpus: float = _opt("PULSE_RAY_GPUS", "serve-ray: GPUs per replica (1 on a GPU cluster; 0 = "
+                           "CPU, one core and one torch thread each)", 0.0)
+    ray_address: str | None = _opt("PULSE_RAY_ADDRESS", "serve-ray: address of a running Ray "
+                                   "cluster (unset = start a local one)")
     debug: bool = _opt("PULSE_DEBUG", "CLI: show the traceback of unexpected errors", False)
     zero_gpu: bool = _opt("SPACES_ZERO_GPU", "set by Hugging Face on ZeroGPU hardware: generation "
                           "runs in a GPU worker process", False)
@@ -152,6 +167,10 @@ class Settings:
             if not value > 0 or value != value or value == float("inf"):
                 raise ValueError(f"{name} must be a positive number (got {value!r}; env "
                                  f"{FIELDS[name].metadata['env']})")
+        if not 0 <= self.ray_gpus < float("inf"):
+            raise ValueError(f"ray_gpus must be 0 or more (got {self.ray_gpus!r})")
+        if self.db_pool_overflow < 0:
+            raise ValueError(f"db_pool_overflow must be 0 or more (got {self.db_pool_overflow})")
         if not 0 <= self.retention_days < float("inf"):
             raise ValueError(f"retention_days must be 0 or more (got {self.retention_days!r})")
         self.generation_params()            # the same range checks as every request
@@ -188,8 +207,8 @@ class Settings:
 
 FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
 #: Limits that must be above zero (a zero or negative budget would refuse everything).
-POSITIVE = ("max_upload_mb", "max_pixels", "image_pixels", "image_memory_mb", "max_note_chars",
-            "export_ttl_s", "concurrency", "queue_size", "timeout_s")
+POSITIVE = ("db_pool_size", "ray_replicas", "max_upload_mb", "max_pixels", "image_pixels",
+            "image_memory_mb", "max_note_chars", "export_ttl_s", "concurrency", "queue_size", "timeout_s")
 
 
 def _field_type(f: dataclasses.Field) -> type:

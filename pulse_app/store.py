@@ -3,7 +3,15 @@
 A *session* is one ECG image (original + edited PNG) and the chat about it; each *turn* is one
 question and its answer, committed the moment it is finished, so a crash or restart loses at most
 the answer being generated. SQLite (``<data_dir>/pulse.db``, WAL mode, foreign keys on) by
-default; any SQLAlchemy URL (``PULSE_DB_URL=postgresql://...``) otherwise.
+default, for one app process; PostgreSQL (``PULSE_DB_URL=postgresql://...``, driver psycopg 3,
+a connection pool per process) for several replicas of the app on one database. Tables are
+made and upgraded by the migrations in :mod:`pulse_app.migrations` when a Store opens.
+
+What replicas share goes through here too: the lease of the answer being written for a
+session (:meth:`Store.claim_answer`: one at a time across replicas), PDF reports waiting for
+their owner's download (:meth:`Store.add_export`, :meth:`Store.take_export`), accounts signed
+in through the login page (:meth:`Store.add_sign_in`), and values every replica agrees on
+(:meth:`Store.app_value`).
 
 Every method takes the ``owner`` first and filters on it: another owner's session id behaves
 exactly like an id that does not exist (:class:`~pulse_app.errors.SessionNotFound`). Results are
@@ -28,7 +36,7 @@ import threading
 import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -47,6 +55,7 @@ from sqlalchemy import (
     delete,
     event,
     func,
+    or_,
     select,
     update,
 )
@@ -63,8 +72,8 @@ from sqlalchemy.pool import StaticPool
 
 from pulse_app.errors import InvalidParameter, PulseError, SessionNotFound
 
-#: Bump when the tables change; a migration (alembic) then upgrades older databases.
-SCHEMA_VERSION = 1
+#: Bump when the tables change, with a migration in pulse_app/migrations/versions.
+SCHEMA_VERSION = 2
 TITLE_MAX = 200
 DEFAULT_TITLE = "Untitled ECG"
 
@@ -93,7 +102,8 @@ class SchemaInfo(Base):
 
 class SessionRow(Base):
     __tablename__ = "sessions"
-    __table_args__ = (Index("ix_sessions_owner_updated", "owner", "updated_at"),)
+    # the session list's order, exactly (owner, then newest first, ties by id): read backwards
+    __table_args__ = (Index("ix_sessions_owner_updated", "owner", "updated_at", "id"),)
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_session_id)
     owner: Mapped[str] = mapped_column(String(256), nullable=False)
@@ -106,6 +116,9 @@ class SessionRow(Base):
     # deferred: the images load only where they are asked for (never for a turn's commit)
     original_png: Mapped[bytes] = mapped_column(LargeBinary, nullable=False, deferred=True)
     edited_png: Mapped[bytes] = mapped_column(LargeBinary, nullable=False, deferred=True)
+    # the answer being written (Store.claim_answer): who writes it, until when at most
+    answering_by: Mapped[str | None] = mapped_column(String(64))
+    answering_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     turns: Mapped[list["TurnRow"]] = relationship(
         back_populates="session", order_by="TurnRow.index", cascade="all, delete-orphan",
         passive_deletes=True)
@@ -127,6 +140,42 @@ class TurnRow(Base):
     stopped: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     session: Mapped[SessionRow] = relationship(back_populates="turns")
+
+
+class ExportRow(Base):
+    """A file waiting for its owner's one download (any replica serves it): a session's PDF
+    report, or bytes made from something else (``session_id`` then holds a key with a colon,
+    e.g. ``deck:CODE``)."""
+
+    __tablename__ = "exports"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(256), nullable=False)
+    session_id: Mapped[str] = mapped_column(String(128), nullable=False, index=True)
+    filename: Mapped[str] = mapped_column(String(256), nullable=False)
+    data: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    media_type: Mapped[str] = mapped_column(String(128), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False,
+                                                 index=True)
+
+
+class SignInRow(Base):
+    """An account signed in through the login page: the SHA-256 of its cookie's token."""
+
+    __tablename__ = "sign_ins"
+
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), nullable=False, index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+
+class AppInfoRow(Base):
+    """Values every replica on this database agrees on (made by the migrations)."""
+
+    __tablename__ = "app_info"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(256), nullable=False)
 
 
 # -- what callers get back -------------------------------------------------------------------------
@@ -181,6 +230,24 @@ def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
+@dataclass(frozen=True)
+class ExportRecord:
+    """A file taken for download (a session's PDF report unless ``media_type`` says else)."""
+
+    id: str
+    owner: str
+    session_id: str
+    filename: str
+    data: bytes
+    created_at: datetime
+    media_type: str = "application/pdf"
+
+
+def _end_lease(row: SessionRow, holder: str | None) -> None:
+    if holder is not None and row.answering_by == holder:
+        row.answering_by, row.answering_until = None, None
+
+
 def _turn_record(row: TurnRow) -> TurnRecord:
     return TurnRecord(id=row.id, session_id=row.session_id, index=row.index,
                       question=row.question, answer=row.answer, model_id=row.model_id,
@@ -212,6 +279,11 @@ def _clean_title(title: str | None) -> str:
     return title or DEFAULT_TITLE
 
 
+def _not_found() -> SessionNotFound:
+    return SessionNotFound("this session does not exist (or was deleted)",
+                           hint="pick one from your session list, or start a new one")
+
+
 def _check_owner(owner: str) -> None:
     if not isinstance(owner, str) or not owner.strip() or "\x00" in owner:
         raise ValueError("every store call needs a non-empty owner")
@@ -219,11 +291,28 @@ def _check_owner(owner: str) -> None:
 
 # -- the repository --------------------------------------------------------------------------------
 
-def make_engine(url: str) -> Engine:
-    """An engine for ``url``; SQLite gets its folder created, WAL mode and foreign keys on."""
+def database_url(url: str) -> str:
+    """``url`` with its driver: ``postgresql://`` (and ``postgres://``) use psycopg 3.
+
+    >>> database_url("postgres://pulse@db/pulse")
+    'postgresql+psycopg://pulse@db/pulse'
+    """
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+def make_engine(url: str, *, pool_size: int = 5, max_overflow: int = 5) -> Engine:
+    """An engine for ``url``. SQLite gets its folder created, WAL mode and foreign keys on;
+    other databases a pool of ``pool_size`` connections (+ ``max_overflow`` at busy moments)
+    that tests each connection before use, so a dropped connection (server restart, a killed
+    backend) is replaced instead of failing the next call."""
+    url = database_url(url)
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True)
+        return create_engine(url, pool_pre_ping=True, pool_size=pool_size,
+                             max_overflow=max_overflow, pool_timeout=30)
     database = parsed.database
     if database and database != ":memory:" and not database.startswith("file:"):
         Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
@@ -262,33 +351,60 @@ def _renew_after_fork(store: "Store") -> None:
 
 
 class Store:
-    """The sessions database. ``Store(settings.database_url)``; tables are created if missing.
+    """The sessions database: ``Store.from_settings(settings)`` or ``Store(url)``; its tables
+    are made or upgraded on opening (:mod:`pulse_app.migrations`).
 
     Thread-safe: every call opens its own short database session.
     """
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, *, pool_size: int = 5, max_overflow: int = 5):
         self.url = url
-        self.engine = make_engine(url)
+        self.engine = make_engine(url, pool_size=pool_size, max_overflow=max_overflow)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         # SQLite has one writer at a time: writers of this process queue here instead of
         # failing with "database is locked"; other databases lock rows themselves.
         self._write_lock = (threading.Lock() if self.engine.dialect.name == "sqlite"
                             else None)
         _renew_after_fork(self)
-        self.create_all()
+        self.migrate()
 
-    def create_all(self) -> None:
-        """Create missing tables and record the schema version (refuse a newer database)."""
-        Base.metadata.create_all(self.engine)
-        with self._session(write=True) as db:
-            version = db.scalar(select(func.max(SchemaInfo.version)))
-            if version is None:
-                db.add(SchemaInfo(version=SCHEMA_VERSION))
-            elif version > SCHEMA_VERSION:
-                raise PulseError(f"the sessions database was written by a newer version of this "
-                                 f"app (schema {version}, this app knows {SCHEMA_VERSION})",
-                                 hint="upgrade the app, or point PULSE_DB_URL at another database")
+    @classmethod
+    def from_settings(cls, settings) -> "Store":
+        """The store of ``settings.database_url``, pooled as the settings say."""
+        return cls(settings.database_url, pool_size=settings.db_pool_size,
+                   max_overflow=settings.db_pool_overflow)
+
+    @property
+    def shared(self) -> bool:
+        """True on a database several processes may use at once (anything but SQLite)."""
+        return self.engine.dialect.name != "sqlite"
+
+    def migrate(self) -> str:
+        """Make or upgrade the tables (:func:`pulse_app.migrations.upgrade`); refuse a database
+        a newer version of the app wrote. Returns the migration revision."""
+        from pulse_app import migrations
+
+        newer = PulseError("the sessions database was written by a newer version of this app",
+                           hint="upgrade the app, or point PULSE_DB_URL at another database")
+        lock = self._write_lock
+        if lock is not None:
+            lock.acquire()
+        try:
+            revision = migrations.upgrade(self.engine)
+        except Exception as error:
+            if type(error).__name__ == "CommandError":      # alembic: unknown revision
+                raise newer from error
+            raise
+        finally:
+            if lock is not None:
+                lock.release()
+        if not self.shared:
+            self._release_all_answers()
+        version = self.schema_version()
+        if version > SCHEMA_VERSION:
+            raise PulseError(f"{newer.message} (schema {version}, this app knows "
+                             f"{SCHEMA_VERSION})", hint=newer.hint)
+        return revision
 
     def schema_version(self) -> int:
         with self._session() as db:
@@ -315,7 +431,10 @@ class Store:
     def _owned(db, owner: str, session_id: str, *, lock: bool = False,
                images: bool = False) -> SessionRow:
         _check_owner(owner)
-        query = select(SessionRow).where(SessionRow.id == str(session_id),
+        session_id = str(session_id)
+        if "\x00" in session_id:                # no stored id has one (PostgreSQL refuses it)
+            raise _not_found()
+        query = select(SessionRow).where(SessionRow.id == session_id,
                                          SessionRow.owner == owner)
         if images:
             query = query.options(undefer(SessionRow.original_png),
@@ -324,8 +443,7 @@ class Store:
             query = query.with_for_update()
         row = db.scalar(query)
         if row is None:
-            raise SessionNotFound("this session does not exist (or was deleted)",
-                                  hint="pick one from your session list, or start a new one")
+            raise _not_found()
         return row
 
     # -- sessions --------------------------------------------------------------------------------
@@ -362,10 +480,11 @@ class Store:
         query = (select(SessionRow.id, SessionRow.title, SessionRow.created_at,
                         SessionRow.updated_at, SessionRow.model_id, turn_count)
                  .where(SessionRow.owner == owner)
-                 .order_by(SessionRow.updated_at.desc(), SessionRow.id)
+                 .order_by(SessionRow.updated_at.desc(), SessionRow.id.desc())
                  .limit(max(0, int(limit))).offset(max(0, int(offset))))
-        if search and search.strip():
-            query = query.where(SessionRow.title.icontains(search.strip(), autoescape=True))
+        search = _text(search).strip()
+        if search:
+            query = query.where(SessionRow.title.icontains(search, autoescape=True))
         with self._session() as db:
             return [SessionSummary(id=r[0], title=r[1], created_at=_aware(r[2]),
                                    updated_at=_aware(r[3]), model_id=r[4], turn_count=int(r[5]))
@@ -374,8 +493,9 @@ class Store:
     def count_sessions(self, owner: str, *, search: str | None = None) -> int:
         _check_owner(owner)
         query = select(func.count(SessionRow.id)).where(SessionRow.owner == owner)
-        if search and search.strip():
-            query = query.where(SessionRow.title.icontains(search.strip(), autoescape=True))
+        search = _text(search).strip()
+        if search:
+            query = query.where(SessionRow.title.icontains(search, autoescape=True))
         with self._session() as db:
             return int(db.scalar(query))
 
@@ -388,13 +508,38 @@ class Store:
     def delete_unchanged_since(self, cutoff: datetime) -> int:
         """Delete every owner's sessions last changed before ``cutoff`` (the retention
         setting); returns how many. SQLite then copies the write-ahead log into the file and
-        empties it, so the deleted content (overwritten: ``secure_delete``) is gone from disk."""
+        empties it, so the deleted content (overwritten: ``secure_delete``) is gone from disk.
+        On PostgreSQL one replica purges at a time (an advisory lock; the others skip and
+        return 0), and the deleted rows' space is reclaimed by (auto)vacuum."""
         with self._session(write=True) as db:
+            if not self._purge_lock(db):
+                return 0
             old = select(SessionRow.id).where(SessionRow.updated_at < cutoff)
+            db.execute(delete(ExportRow).where(ExportRow.session_id.in_(old)))
             db.execute(delete(TurnRow).where(TurnRow.session_id.in_(old)))
             count = db.execute(delete(SessionRow).where(SessionRow.updated_at < cutoff)).rowcount
         self.checkpoint()
         return int(count or 0)
+
+    def delete_expired(self, *, exports_before: datetime, sign_ins_before: datetime
+                       ) -> tuple[int, int]:
+        """Delete exports made before ``exports_before`` and sign-ins made before
+        ``sign_ins_before``; returns how many of each."""
+        with self._session(write=True) as db:
+            if not self._purge_lock(db):
+                return 0, 0
+            exports = db.execute(delete(ExportRow).where(ExportRow.created_at < exports_before))
+            sign_ins = db.execute(delete(SignInRow)
+                                  .where(SignInRow.created_at < sign_ins_before))
+            return int(exports.rowcount or 0), int(sign_ins.rowcount or 0)
+
+    def _purge_lock(self, db) -> bool:
+        """PostgreSQL: this transaction holds the purge lock (False: another replica does)."""
+        if not self.shared:
+            return True
+        from pulse_app.migrations import LOCK_KEY
+
+        return bool(db.scalar(select(func.pg_try_advisory_xact_lock(LOCK_KEY + 1))))
 
     def checkpoint(self) -> None:
         """SQLite: move the write-ahead log into the database file and truncate it (best
@@ -407,6 +552,7 @@ class Store:
         """Delete the session and its turns (SessionNotFound if it is not ``owner``'s)."""
         with self._session(write=True) as db:
             self._owned(db, owner, session_id)
+            db.execute(delete(ExportRow).where(ExportRow.session_id == session_id))
             db.execute(delete(TurnRow).where(TurnRow.session_id == session_id))
             db.execute(delete(SessionRow).where(SessionRow.id == session_id,
                                                 SessionRow.owner == owner))
@@ -416,10 +562,12 @@ class Store:
 
     def add_turn(self, owner: str, session_id: str, *, question: str, answer: str,
                  model_id: str | None, model_label: str | None, params: dict | None,
-                 stopped: bool = False, model_revision: str | None = None) -> TurnRecord:
+                 stopped: bool = False, model_revision: str | None = None,
+                 holder: str | None = None) -> TurnRecord:
         """Append a finished turn and commit it at once.
 
-        The session's model id + revision become those of this answer (its latest model).
+        The session's model id + revision become those of this answer (its latest model);
+        ``holder``'s answer lease (:meth:`claim_answer`) ends in the same commit.
         """
         with self._session(write=True) as db:
             row = self._owned(db, owner, session_id, lock=True)
@@ -433,13 +581,14 @@ class Store:
             row.updated_at = turn.created_at
             if model_id is not None:
                 row.model_id, row.model_revision = model_id, model_revision
+            _end_lease(row, holder)
             db.flush()
             return _turn_record(turn)
 
     def replace_last_turn(self, owner: str, session_id: str, *, answer: str,
                           model_id: str | None, model_label: str | None, params: dict | None,
-                          stopped: bool = False, model_revision: str | None = None
-                          ) -> TurnRecord:
+                          stopped: bool = False, model_revision: str | None = None,
+                          holder: str | None = None) -> TurnRecord:
         """Replace the last turn's answer (regenerate), in one commit; its question is kept."""
         with self._session(write=True) as db:
             row = self._owned(db, owner, session_id, lock=True)
@@ -455,9 +604,111 @@ class Store:
             row.updated_at = now
             if model_id is not None:
                 row.model_id, row.model_revision = model_id, model_revision
+            _end_lease(row, holder)
             db.flush()
             db.refresh(turn)
             return _turn_record(turn)
+
+    # -- the answer being written: one at a time per session, across replicas ----------------
+
+    def claim_answer(self, owner: str, session_id: str, holder: str, lease_s: float, *,
+                     renew: bool = False) -> bool:
+        """Take (or extend) the session's answer lease for ``holder`` until ``lease_s`` from
+        now; False when another holder's lease has not run out. With ``renew`` only a lease
+        ``holder`` still has is extended (an answer whose turn was just stored, which ended its
+        lease, never takes it back). SessionNotFound if the session is not ``owner``'s. A
+        replica that dies mid-answer never releases: its lease lapses."""
+        now = utc_now()
+        free = (SessionRow.answering_by == holder if renew else
+                or_(SessionRow.answering_by.is_(None), SessionRow.answering_by == holder,
+                    SessionRow.answering_until < now))
+        with self._session(write=True) as db:
+            self._owned(db, owner, session_id)
+            claimed = db.execute(
+                update(SessionRow)
+                .where(SessionRow.id == str(session_id), SessionRow.owner == owner, free)
+                .values(answering_by=holder,
+                        answering_until=now + timedelta(seconds=float(lease_s))))
+            return claimed.rowcount == 1
+
+    def _release_all_answers(self) -> None:
+        """SQLite is one app process: a lease found when it opens is a dead process's."""
+        with self._session(write=True) as db:
+            db.execute(update(SessionRow).where(SessionRow.answering_by.is_not(None))
+                       .values(answering_by=None, answering_until=None))
+
+    def release_answer(self, owner: str, session_id: str, holder: str) -> None:
+        """End ``holder``'s lease (when the answer ends without a stored turn)."""
+        with self._session(write=True) as db:
+            db.execute(update(SessionRow)
+                       .where(SessionRow.id == str(session_id), SessionRow.owner == owner,
+                              SessionRow.answering_by == holder)
+                       .values(answering_by=None, answering_until=None))
+
+    # -- exports: files waiting for their owner's download --------------------------------------
+
+    def add_export(self, owner: str, session_id: str, filename: str, data: bytes,
+                   media_type: str = "application/pdf") -> str:
+        """Keep ``data`` for one download by ``owner``; returns its unguessable id.
+        ``session_id`` is ``owner``'s session it was made from (SessionNotFound otherwise; it
+        goes with the session), or a key with a colon for anything else (``deck:CODE``)."""
+        _check_owner(owner)
+        export_id, key = new_session_id(), _text(str(session_id))
+        with self._session(write=True) as db:
+            if ":" not in key:
+                self._owned(db, owner, key)
+            db.add(ExportRow(id=export_id, owner=owner, session_id=key, filename=_text(filename),
+                             data=data, media_type=_text(media_type), created_at=utc_now()))
+        return export_id
+
+    def take_export(self, owner: str, export_id: str, *, not_before: datetime
+                    ) -> ExportRecord | None:
+        """The export, deleted in the same transaction (so only one request gets it, whichever
+        replica serves it); None when it is not ``owner``'s, was taken, or was made before
+        ``not_before``."""
+        _check_owner(owner)
+        if not isinstance(export_id, str) or "\x00" in export_id:
+            return None
+        with self._session(write=True) as db:
+            row = db.scalar(select(ExportRow).where(ExportRow.id == export_id,
+                                                    ExportRow.owner == owner))
+            if row is None:
+                return None
+            taken = db.execute(delete(ExportRow).where(ExportRow.id == export_id,
+                                                       ExportRow.owner == owner))
+            if taken.rowcount != 1 or _aware(row.created_at) < not_before:
+                return None
+            return ExportRecord(id=row.id, owner=row.owner, session_id=row.session_id,
+                                filename=row.filename, data=row.data,
+                                created_at=_aware(row.created_at), media_type=row.media_type)
+
+    # -- sign-ins through the login page (shared by every replica) -----------------------------
+
+    def add_sign_in(self, digest: str, username: str) -> None:
+        with self._session(write=True) as db:
+            db.merge(SignInRow(digest=digest, username=_text(username), created_at=utc_now()))
+
+    def signed_in_user(self, digest: str, *, not_before: datetime) -> str | None:
+        with self._session() as db:
+            row = db.get(SignInRow, digest)
+            if row is None or _aware(row.created_at) < not_before:
+                return None
+            return row.username
+
+    def sign_ins(self) -> dict[str, str]:
+        """Every sign-in: digest -> user name (for signing a user out everywhere)."""
+        with self._session() as db:
+            return dict(db.execute(select(SignInRow.digest, SignInRow.username)).all())
+
+    def delete_sign_in(self, digest: str) -> None:
+        with self._session(write=True) as db:
+            db.execute(delete(SignInRow).where(SignInRow.digest == digest))
+
+    def app_value(self, key: str) -> str | None:
+        """A value every replica on this database shares (e.g. ``cookie_id``)."""
+        with self._session() as db:
+            row = db.get(AppInfoRow, key)
+            return row.value if row is not None else None
 
     @staticmethod
     def _record(row: SessionRow, turns: list[TurnRecord], *, images: bool = True

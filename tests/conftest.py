@@ -16,7 +16,8 @@ ARTIFACTS = REPO / "test-artifacts"
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
-pytest_plugins = ["tests.fixtures_engine", "tests.fixtures_ecg", "tests.fixtures_ui"]
+pytest_plugins = ["tests.fixtures_engine", "tests.fixtures_ecg", "tests.fixtures_ui",
+                  "tests.fixtures_db"]
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,6 @@
-"""The chat service with the real tiny model and a real SQLite file: streaming, stop, regenerate,
-errors, isolation, concurrency, and a process killed while it answers."""
+"""The chat service with the real tiny model on a real SQLite file and a real PostgreSQL server:
+streaming, stop, regenerate, errors, isolation, concurrency, and a process killed while it
+answers."""
 
 from __future__ import annotations
 
@@ -47,8 +48,9 @@ class RecordingBackend:
 
 
 @pytest.fixture
-def settings(tmp_path):
-    return Settings.load(data_dir=str(tmp_path / "data"), temperature=0.0, max_new_tokens=8)
+def settings(tmp_path, db_url):
+    return Settings.load(data_dir=str(tmp_path / "data"), db_url=db_url, temperature=0.0,
+                         max_new_tokens=8)
 
 
 @pytest.fixture
@@ -167,14 +169,25 @@ def test_questions_and_settings_are_checked(chat, photo):
         chat.preview("user:bob", draft.id, {"rotate90": 1})
 
 
-def test_one_answer_at_a_time_per_session(chat, photo):
+def test_one_answer_at_a_time_per_session_across_replicas(chat, settings, tiny_backend, photo):
+    replica = ChatService(settings, backend=tiny_backend)      # another app on the database
     session = chat.start_session_from_upload("user:ana", photo)
     first = chat.ask("user:ana", session.id, "Describe everything.", LONG)
     next(first)
     with pytest.raises(SessionBusy):
         next(chat.ask("user:ana", session.id, "Again?", SHORT))
+    with pytest.raises(SessionBusy):
+        next(replica.ask("user:ana", session.id, "Again?", SHORT))
     first.close()
     assert len(chat.store.get_session("user:ana", session.id).turns) == 1
+    list(replica.ask("user:ana", session.id, "Now?", SHORT))      # free again, anywhere
+    failing = ChatService(settings, backend=RecordingBackend(tiny_backend, fail_after=1))
+    with pytest.raises(PulseError, match="went away"):
+        list(failing.ask("user:ana", session.id, "Axis?", LONG))
+    list(chat.ask("user:ana", session.id, "After the error?", SHORT))   # released on error
+    assert len(chat.store.get_session("user:ana", session.id).turns) == 3
+    replica.store.close()
+    failing.store.close()
 
 
 def test_a_draft_is_edited_from_its_original_and_stored_once(chat, photo):
@@ -265,6 +278,8 @@ WORKER = textwrap.dedent("""
 
 
 def test_killed_while_answering_keeps_every_finished_turn(tiny_model_dir, tmp_path, photo):
+    # the app process dies; on SQLite its file must hold every finished turn (a PostgreSQL
+    # server holds what was committed whatever happens to its clients)
     db_url = f"sqlite:///{tmp_path / 'crash' / 'pulse.db'}"
     env = {**os.environ, "PYTHONPATH": str(REPO), "TRANSFORMERS_VERBOSITY": "error"}
     worker = subprocess.Popen([sys.executable, "-c", WORKER, str(tiny_model_dir), db_url,
@@ -296,6 +311,7 @@ def test_killed_while_answering_keeps_every_finished_turn(tiny_model_dir, tmp_pa
 def test_images_kept_in_memory_stay_within_the_budget(tmp_path, tiny_backend):
     """Drafts keep at most half of ``image_memory_mb``, the answer cache an eighth: the oldest
     go first (a draft that went is an honest 'upload again', never a wrong picture)."""
+    # memory only: the database does not matter (SQLite)
     settings = Settings.load(data_dir=str(tmp_path), image_memory_mb=16)      # 8 MB of drafts
     chat = ChatService(settings, backend=tiny_backend)
     owner, picture = "user:ana", Image.new("RGB", (1000, 1000), "white")      # 4 MB each

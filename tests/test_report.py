@@ -1,4 +1,5 @@
-"""The PDF report, parsed back with pypdf: contents, escaping, pages, the image."""
+"""The PDF report, parsed back with pypdf: contents, escaping, pages, the image (sessions read
+back from SQLite and from PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -17,8 +18,8 @@ LABEL = "PULSE-7B (local, cuda bf16)"
 
 
 @pytest.fixture
-def store(tmp_path):
-    store = Store(f"sqlite:///{tmp_path / 'pulse.db'}")
+def store(db_url):
+    store = Store(db_url)
     yield store
     store.close()
 

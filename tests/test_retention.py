@@ -1,5 +1,6 @@
-"""Retention on a real SQLite file: sessions unchanged for ``retention_days`` are deleted on
-request (``python -m pulse_app purge``) and on schedule, their content gone from the file;
+"""Retention on a real SQLite file and a real PostgreSQL server: sessions unchanged for
+``retention_days`` are deleted on request (``python -m pulse_app purge``) and on schedule (their
+content gone from the SQLite file); replicas purging at once delete each session once;
 temporary folders a killed process left behind are removed."""
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ import os
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import update
@@ -36,33 +38,60 @@ def sessions_of_age(store: Store, ages_days: list[float]) -> list[str]:
     return ids
 
 
-def test_purge_deletes_old_sessions_and_their_content(tmp_path):
-    settings = Settings.load(data_dir=str(tmp_path), retention_days=30)
+def test_purge_deletes_old_sessions_and_their_content(tmp_path, db_url):
+    settings = Settings.load(data_dir=str(tmp_path), db_url=db_url, retention_days=30)
     store = Store(settings.database_url)
     old, older, recent = sessions_of_age(store, [31, 400, 2])
-    assert purge(Settings.load(data_dir=str(tmp_path))).sessions == 0, "0 days = keep all"
+    assert purge(Settings.load(data_dir=str(tmp_path), db_url=db_url)).sessions == 0, \
+        "0 days = keep all"
     assert purge(settings, store).sessions == 2
     assert [s.id for s in store.list_sessions(OWNER)] == [recent]
+    with store.engine.connect() as connection:
+        assert connection.exec_driver_sql("SELECT count(*) FROM turns").scalar() == 1
     store.close()
-    on_disk = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.is_file())
-    assert b"OLDMARK0" not in on_disk and b"OLDMARK1" not in on_disk
-    assert b"OLDMARK2" in on_disk
+    if db_url.startswith("sqlite"):
+        on_disk = b"".join(p.read_bytes() for p in (tmp_path / "data").iterdir() if p.is_file())
+        assert b"OLDMARK0" not in on_disk and b"OLDMARK1" not in on_disk
+        assert b"OLDMARK2" in on_disk
 
 
-def test_the_purge_command(tmp_path):
-    store = Store(f"sqlite:///{tmp_path / 'pulse.db'}")
+def test_replicas_purging_at_once_delete_each_session_once(db_url):
+    stores = [Store(db_url) for _ in range(3)]
+    sessions_of_age(stores[0], [40] * 6 + [1])
+    settings = Settings.load(db_url=db_url, retention_days=30)
+    with ThreadPoolExecutor(3) as pool:
+        counts = list(pool.map(lambda store: purge(settings, store).sessions, stores))
+    assert sum(counts) == 6 and len(stores[1].list_sessions(OWNER)) == 1
+    for store in stores:
+        store.close()
+
+
+def test_reports_and_sign_ins_expire(db_url):
+    store = Store(db_url)
+    (session,) = sessions_of_age(store, [0])
+    store.add_export(OWNER, session, "report.pdf", b"%PDF-")
+    store.add_sign_in("d" * 64, "ana")
+    later = datetime.now(timezone.utc) + timedelta(days=30)
+    purged = purge(Settings.load(db_url=db_url, export_ttl_s=600), store, now=later)
+    assert (purged.exports, purged.sign_ins) == (1, 1)
+    assert store.sign_ins() == {} and store.list_sessions(OWNER)
+    store.close()
+
+
+def test_the_purge_command(tmp_path, db_url):
+    store = Store(db_url)
     sessions_of_age(store, [10, 1])
     store.close()
-    result = subprocess.run([sys.executable, "-m", "pulse_app", "purge", "--data-dir",
-                             str(tmp_path), "--retention-days", "7"], cwd=REPO,
+    result = subprocess.run([sys.executable, "-m", "pulse_app", "purge", "--db-url", db_url,
+                             "--retention-days", "7"], cwd=REPO,
                             capture_output=True, text=True, timeout=120,
                             env={**os.environ, "PYTHONPATH": str(REPO)})
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("deleted 1 sessions")
 
 
-def test_purge_runs_on_schedule(tmp_path):
-    settings = Settings.load(data_dir=str(tmp_path), retention_days=1)
+def test_purge_runs_on_schedule(tmp_path, db_url):
+    settings = Settings.load(data_dir=str(tmp_path), db_url=db_url, retention_days=1)
     store = Store(settings.database_url)
     sessions_of_age(store, [3])
     stop = purge_on_schedule(settings, store, every_s=3600)      # the first round runs now

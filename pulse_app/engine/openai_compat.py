@@ -161,6 +161,9 @@ class OpenAIBackend:
                 max_tokens=params.max_new_tokens, **extra)
         except openai.OpenAIError as error:
             raise self._error(error) from error
+        import httpx
+
+        finished = False
         try:
             for chunk in response:
                 if cancel is not None and cancel.is_set():
@@ -168,10 +171,22 @@ class OpenAIBackend:
                 for choice in chunk.choices:
                     if choice.delta and choice.delta.content:
                         yield choice.delta.content
+                    finished = finished or choice.finish_reason is not None
+        except (httpx.HTTPError, openai.APIConnectionError) as error:
+            if isinstance(error, openai.APITimeoutError):
+                raise self._error(error) from error
+            raise self._broken() from error     # the connection broke mid-answer
         except openai.OpenAIError as error:
             raise self._error(error) from error
         finally:
             response.close()
+        if not finished:                        # a server (replica) that died may just stop
+            raise self._broken()
+
+    def _broken(self) -> PulseError:
+        return BackendUnreachable(f"{self.base_url} stopped in the middle of the answer (the "
+                                  "server or its replica went away); the partial answer is "
+                                  "not an answer", hint="ask again")
 
     def complete(self, prompt: str, params: GenerationParams = GenerationParams(), *,
                  json_object: bool = False, image: "Image | None" = None) -> str:

@@ -466,7 +466,7 @@ class PulseUI:
     @guarded
     def export_pdf(self, session_id, view, note, request: gr.Request) -> str:
         """The chosen (or else the current) session as a PDF: a link that downloads it once,
-        for this owner only (the report stays in memory, never in a file)."""
+        for this owner only (the report waits in the database, never in a file)."""
         owner = self.owner(request)
         session_id = session_id or (view or {}).get("session")
         if not session_id:

@@ -11,11 +11,14 @@
   below).
 - **Reports** (``GET <root>/pulse/report/<id>``): a prepared PDF (a session's report, a deck's
   handout) or a class's answers (CSV), to its owner only, checked on this request (the owner
-  cookie, or the account signed in through Gradio's login), once; then it is gone
-  (:class:`pulse_app.chat.Exports`). Anyone else gets the same 404.
+  cookie, or the account signed in through Gradio's login), once; then it is gone (kept in the
+  database: any replica serves it; :meth:`pulse_app.chat.ChatService.take_export`). Anyone else
+  gets the same 404.
 - **Sign-in.** ``POST /login`` runs with the client's address in :data:`CLIENT_ADDRESS`, so the
   password check (:class:`pulse_app.auth.SignIn`) limits failures per address as well as per
-  user name.
+  user name. Gradio keeps sign-ins in its process; the gate gives it :class:`SharedSignIns`
+  (the database) and the database's cookie name instead, so an account signed in through one
+  replica is signed in on every replica (and after a restart).
 
 >>> report_id("/pulse/report/abc_DEF-123"), report_id("/pulse/report/../x")
 ('abc_DEF-123', None)
@@ -24,17 +27,20 @@
 from __future__ import annotations
 
 import contextvars
+import hashlib
 import json
 import os
 import re
 import threading
+from collections.abc import MutableMapping
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from urllib.parse import quote
 
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
-from pulse_app.auth import is_owner_token, new_owner_token
+from pulse_app.auth import SIGN_IN_MAX_AGE_S, is_owner_token, new_owner_token
 from pulse_app.errors import PulseError
 from pulse_app.ui.owner import OWNER_COOKIE, owner_for
 
@@ -83,6 +89,55 @@ class PendingUploads:
 
 #: The process's pending uploads (Gradio's cache folder is per process too).
 UPLOADS = PendingUploads()
+
+
+class _Digest(str):
+    """A key of :class:`SharedSignIns` as it iterates (never what a cookie holds)."""
+
+
+class SharedSignIns(MutableMapping):
+    """Gradio's ``app.tokens`` (sign-in token -> user name) in the database: a sign-in made
+    through one replica holds on every replica. Only SHA-256 digests of the tokens are stored;
+    a sign-in lasts :data:`~pulse_app.auth.SIGN_IN_MAX_AGE_S`."""
+
+    def __init__(self, store):
+        self.store = store
+
+    @staticmethod
+    def _digest(token) -> str | None:
+        if type(token) is _Digest:
+            return str(token)
+        if not isinstance(token, str) or not token:
+            return None
+        return hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()
+
+    def __getitem__(self, token) -> str:
+        digest = self._digest(token)
+        oldest = datetime.now(timezone.utc) - timedelta(seconds=SIGN_IN_MAX_AGE_S)
+        user = self.store.signed_in_user(digest, not_before=oldest) if digest else None
+        if user is None:
+            raise KeyError(token)
+        return user
+
+    def __setitem__(self, token, username) -> None:
+        self.store.add_sign_in(self._digest(token), username)
+
+    def __delitem__(self, token) -> None:
+        self.store.delete_sign_in(self._digest(token))
+
+    def __iter__(self):
+        return iter([_Digest(digest) for digest in self.store.sign_ins()])
+
+    def __len__(self) -> int:
+        return len(self.store.sign_ins())
+
+
+def share_sign_ins(app, store) -> None:
+    """Make Gradio's app keep its sign-ins in ``store`` under the database's cookie name
+    (every replica on the database agrees on both)."""
+    if app is not None and hasattr(app, "tokens") and not isinstance(app.tokens, SharedSignIns):
+        app.cookie_id = store.app_value("cookie_id") or app.cookie_id
+        app.tokens = SharedSignIns(store)
 
 
 def report_id(path: str) -> str | None:
@@ -137,6 +192,7 @@ class PulseGate:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        share_sign_ins(scope.get("app"), self.chat.store)
         path = scope.get("path", "")
         if "/file=" in path or "/proxy=" in path:
             if not self._servable(path):

@@ -1,0 +1,87 @@
+"""The model on Ray Serve: answers per minute with 2 replicas vs 1 (the baseline), same run.
+
+A local Ray cluster (``--cpus`` cores) serves the shipped mini model (``offline-default``) with
+``python -m pulse_app serve-ray``'s deployment (:func:`pulse_app.engine.ray_serve.deploy`), one
+core and one torch thread per replica. ``--clients`` concurrent clients send ``--requests``
+chat completions in all (an example page from assets/examples, ``--max-tokens`` each, greedy)
+through Ray's HTTP proxy; the same load runs against 1 replica, then against the same deployment
+scaled to 2. Printed: answers per minute for each, the ratio, and how the answers spread over
+the replicas.
+
+    python -m bench.ray_replicas [--requests 20] [--clients 4] [--max-tokens 96] [--cpus 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import socket
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+
+from pulse_app.settings import ASSETS_DIR, Settings
+
+PAGE = ASSETS_DIR / "examples" / "01-sinus-rhythm.png"
+
+
+def answers_per_minute(url: str, requests: int, clients: int, max_tokens: int
+                       ) -> tuple[float, Counter]:
+    import httpx
+
+    from pulse_app.engine.ray_serve import REPLICA_HEADER
+
+    image = "data:image/png;base64," + base64.b64encode(PAGE.read_bytes()).decode()
+
+    def one(number: int) -> str:
+        reply = httpx.post(f"{url}/chat/completions", timeout=600, json={
+            "model": "offline-default", "max_tokens": max_tokens, "temperature": 0.0,
+            "messages": [{"role": "user", "content": [
+                {"type": "image_url", "image_url": {"url": image}},
+                {"type": "text", "text": f"What is the rhythm? ({number})"}]}]})
+        reply.raise_for_status()
+        assert reply.json()["choices"][0]["message"]["content"].strip()
+        return reply.headers[REPLICA_HEADER.decode()]
+
+    with ThreadPoolExecutor(clients) as pool:                 # warm-up: one per client
+        list(pool.map(one, range(clients)))
+    start = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        replicas = Counter(pool.map(one, range(requests)))
+    return requests / (time.perf_counter() - start) * 60, replicas
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=20)
+    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--max-tokens", type=int, default=96)
+    parser.add_argument("--cpus", type=int, default=2, help="cores of the local Ray cluster")
+    args = parser.parse_args(argv)
+    try:
+        from pulse_app.engine import ray_serve
+    except ImportError:
+        print("ray_replicas: skipped, Ray Serve is not installed (requirements-ray.txt)")
+        return
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    rates = {}
+    try:
+        for replicas in (1, 2):
+            settings = Settings.load(model="offline-default", device="cpu",
+                                     ray_replicas=replicas, temperature=0.0)
+            url = ray_serve.deploy(settings, port, num_cpus=args.cpus)
+            rates[replicas], spread = answers_per_minute(url, args.requests, args.clients,
+                                                         args.max_tokens)
+            print(f"{replicas} Ray replica(s): {rates[replicas]:.1f} answers/min "
+                  f"({args.requests} answers, {args.clients} clients, {args.max_tokens} tokens "
+                  f"max; per replica {sorted(spread.values())})")
+    finally:
+        ray_serve.shutdown()
+    print(f"2 Ray replicas vs 1 (baseline, same run): {rates[2] / rates[1]:.2f}x answers per "
+          f"minute [{args.cpus} cores, one torch thread per replica]")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,132 @@
+"""The model on Ray Serve: N replicas of the local backend behind the OpenAI-compatible API.
+
+``python -m pulse_app serve-ray`` deploys :class:`PulseReplica`: each replica is a Ray actor
+(its own process) that loads the project's own engine (:mod:`pulse_app.engine.local`, so
+PULSE-7B keeps its ``flat`` layout) and serves the very app of ``serve-openai``
+(:func:`pulse_app.engine.openai_server.build_openai_app`: the same request/response models,
+limits and errors). Ray's HTTP proxy spreads requests over the replicas; one answer at a time
+per replica, so waiting requests queue at the proxy and go to whichever replica is free. Ray
+checks each replica's health (:meth:`PulseReplica.check_health`) and replaces a dead one; with
+``ray_max_replicas`` above ``ray_replicas`` it adds replicas while requests wait (autoscaling).
+Each replica reserves ``ray_gpus`` GPUs (1 on a GPU cluster), else one CPU core and one torch
+thread. Every response says which replica wrote it (``x-pulse-replica``: host and process id).
+
+The web app and the CLI reach it like any OpenAI-compatible server:
+``--backend openai --url http://HOST:PORT/v1``. Ray is an optional extra
+(``requirements-ray.txt``); only this module imports it.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pulse_app.settings import Settings
+
+#: The Ray Serve application's name (``serve status``, ``serve shutdown``).
+APP_NAME = "pulse"
+#: Response header naming the replica (host:pid) that answered.
+REPLICA_HEADER = b"x-pulse-replica"
+#: Seconds between Ray's health checks of a replica, and how long one may take.
+HEALTH_CHECK_PERIOD_S, HEALTH_CHECK_TIMEOUT_S = 10.0, 30.0
+
+
+def _named(app, name: str):
+    """``app`` (ASGI) with the ``x-pulse-replica: name`` header on every HTTP response."""
+    value = name.encode("ascii", "replace")
+
+    async def named(scope, receive, send):
+        if scope["type"] != "http":
+            return await app(scope, receive, send)
+
+        async def send_named(message):
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []),
+                                                  (REPLICA_HEADER, value)]}
+            await send(message)
+
+        return await app(scope, receive, send_named)
+
+    return named
+
+
+class PulseReplica:
+    """One replica: the local backend, loaded at start, behind the OpenAI-compatible app."""
+
+    def __init__(self, settings: "Settings", model_name: str | None = None):
+        import torch
+
+        from pulse_app.engine import make_backend
+        from pulse_app.engine.openai_server import build_openai_app
+
+        if not settings.ray_gpus:
+            torch.set_num_threads(1)                  # one core per replica (num_cpus=1)
+        self.name = f"{socket.gethostname()}:{os.getpid()}"
+        self.backend = make_backend(settings)
+        if hasattr(self.backend, "load"):
+            self.backend.load()                       # a replica is ready once its model is
+        self._asgi = _named(build_openai_app(self.backend, settings, model_name=model_name),
+                          self.name)
+
+    def __serve_build_asgi_app__(self):
+        return self._asgi
+
+    def check_health(self) -> None:
+        """Ray calls this every :data:`HEALTH_CHECK_PERIOD_S`; raising marks the replica
+        unhealthy, and Ray replaces it."""
+        self.backend.info()
+
+
+def deployment_options(settings: "Settings") -> dict:
+    """Ray Serve options of :class:`PulseReplica` from the settings."""
+    options = {
+        "name": "PulseReplica",
+        "max_ongoing_requests": 1,                    # the engine answers one at a time
+        "ray_actor_options": ({"num_gpus": float(settings.ray_gpus)} if settings.ray_gpus
+                              else {"num_cpus": 1}),
+        "health_check_period_s": HEALTH_CHECK_PERIOD_S,
+        "health_check_timeout_s": HEALTH_CHECK_TIMEOUT_S,
+    }
+    if settings.ray_max_replicas > settings.ray_replicas:
+        options["autoscaling_config"] = {
+            "min_replicas": settings.ray_replicas, "initial_replicas": settings.ray_replicas,
+            "max_replicas": settings.ray_max_replicas, "target_ongoing_requests": 1}
+    else:
+        options["num_replicas"] = settings.ray_replicas
+    return options
+
+
+def deploy(settings: "Settings", port: int = 8000, *, model_name: str | None = None,
+           num_cpus: int | None = None) -> str:
+    """Start (or join, ``settings.ray_address``) a Ray cluster, deploy the replicas and
+    return the API's base URL (``http://HOST:PORT/v1``) once every replica is ready.
+    ``num_cpus`` bounds a local cluster (default: every core)."""
+    import ray
+    from ray import serve
+
+    if not ray.is_initialized():
+        # a local cluster's workers import pulse_app from this checkout; a remote cluster's
+        # nodes have the project installed
+        here = str(Path(__file__).resolve().parents[2])
+        ray.init(address=settings.ray_address,
+                 num_cpus=None if settings.ray_address else num_cpus,
+                 runtime_env=None if settings.ray_address else {"env_vars": {"PYTHONPATH": here}},
+                 include_dashboard=False, log_to_driver=False)
+    serve.start(http_options={"host": settings.host, "port": int(port)})
+    replica = serve.deployment(**deployment_options(settings))(serve.ingress()(PulseReplica))
+    serve.run(replica.bind(settings, model_name), name=APP_NAME, route_prefix="/")
+    return f"http://{settings.host}:{int(port)}/v1"
+
+
+def shutdown() -> None:
+    """Remove the deployment and stop Ray (a local cluster ends with it)."""
+    import ray
+    from ray import serve
+
+    try:
+        serve.shutdown()
+    finally:
+        ray.shutdown()
