@@ -6,9 +6,11 @@ core and one torch thread per replica. ``--clients`` concurrent clients send ``-
 chat completions in all (an example page from assets/examples, ``--max-tokens`` each, greedy)
 through Ray's HTTP proxy; the same load runs against 1 replica, then against the same deployment
 scaled to 2. Printed: answers per minute for each, the ratio, and how the answers spread over
-the replicas.
+the replicas. ``--rounds`` repeats the pair (1, 2, 1, 2, ...) and the ratio is of the medians:
+on 2 shared cores one round of 60 answers gave anything from 1.1x to 1.9x.
 
-    python -m bench.ray_replicas [--requests 20] [--clients 4] [--max-tokens 96] [--cpus 2]
+    python -m bench.ray_replicas [--requests 60] [--clients 4] [--max-tokens 96] [--cpus 2]
+                                 [--rounds 3]
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import base64
 import socket
+import statistics
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -53,10 +56,11 @@ def answers_per_minute(url: str, requests: int, clients: int, max_tokens: int
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=20)
+    parser.add_argument("--requests", type=int, default=60)
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--max-tokens", type=int, default=96)
     parser.add_argument("--cpus", type=int, default=2, help="cores of the local Ray cluster")
+    parser.add_argument("--rounds", type=int, default=3, help="(1 replica, 2 replicas) pairs")
     args = parser.parse_args(argv)
     try:
         from pulse_app.engine import ray_serve
@@ -66,21 +70,25 @@ def main(argv=None) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    rates = {}
+    rates: dict[int, list[float]] = {1: [], 2: []}
     try:
-        for replicas in (1, 2):
-            settings = Settings.load(model="offline-default", device="cpu",
-                                     ray_replicas=replicas, temperature=0.0)
-            url = ray_serve.deploy(settings, port, num_cpus=args.cpus)
-            rates[replicas], spread = answers_per_minute(url, args.requests, args.clients,
-                                                         args.max_tokens)
-            print(f"{replicas} Ray replica(s): {rates[replicas]:.1f} answers/min "
-                  f"({args.requests} answers, {args.clients} clients, {args.max_tokens} tokens "
-                  f"max; per replica {sorted(spread.values())})")
+        for _ in range(args.rounds):
+            for replicas in (1, 2):
+                settings = Settings.load(model="offline-default", device="cpu",
+                                         ray_replicas=replicas, temperature=0.0)
+                url = ray_serve.deploy(settings, port, num_cpus=args.cpus)
+                rate, spread = answers_per_minute(url, args.requests, args.clients,
+                                                  args.max_tokens)
+                rates[replicas].append(rate)
+                print(f"{replicas} Ray replica(s): {rate:.1f} answers/min ({args.requests} "
+                      f"answers, {args.clients} clients, {args.max_tokens} tokens max; per "
+                      f"replica {sorted(spread.values())})")
     finally:
         ray_serve.shutdown()
-    print(f"2 Ray replicas vs 1 (baseline, same run): {rates[2] / rates[1]:.2f}x answers per "
-          f"minute [{args.cpus} cores, one torch thread per replica]")
+    one, two = statistics.median(rates[1]), statistics.median(rates[2])
+    print(f"2 Ray replicas vs 1 (baseline, same run): {two / one:.2f}x answers per minute "
+          f"(medians of {args.rounds} rounds: {two:.1f} vs {one:.1f}) [{args.cpus} cores, one "
+          f"torch thread per replica]")
 
 
 if __name__ == "__main__":
