@@ -3,6 +3,7 @@
     python -m pulse_app ask ecg.png "What is the rhythm?"            # offline default model
     python -m pulse_app ask scan.pdf "Any ST elevation?" --model PULSE-ECG/PULSE-7B --page 2
     python -m pulse_app convert PULSE-7B-download/ PULSE-7B-hf/      # original -> transformers
+    python -m pulse_app digitize scan.pdf --out reading/              # signals + measurements
 
 The answer goes to stdout as it is generated; which model answers, progress and errors go to
 stderr. An error is one line (what happened, what to do) and a non-zero exit code (see
@@ -111,6 +112,50 @@ def run_convert(args) -> int:
     return 0
 
 
+# -- digitize -------------------------------------------------------------------------------------
+
+def add_digitize_command(commands) -> None:
+    parser = commands.add_parser(
+        "digitize", help="read an ECG image or PDF page into signals and measurements "
+                         "(WFDB + CSV + JSON + overlay PNG)",
+        description="Digitise an upright ECG page (scan, PDF page, straightened photo) into 12 "
+                    "leads at 500 Hz and measure them: writes DIR/NAME.hea+.dat (WFDB), "
+                    "NAME.csv, NAME.json (calibration, per-lead status, measurements) and "
+                    "NAME_overlay.png (what was read, drawn over the page). Leads that are not "
+                    "on the page or not readable are NaN, with the reason in the JSON.")
+    parser.add_argument("image", help="ECG image or PDF file")
+    parser.add_argument("--out", required=True, help="folder to write into (created if needed)")
+    parser.add_argument("--name", default=None, help="file name stem (default: the image's)")
+    parser.add_argument("--page", type=int, default=1, help="PDF page to read (1 = first)")
+    parser.add_argument("--speed", type=float, default=None, metavar="MM_S",
+                        help="paper speed in mm/s when not 25 (a page does not show it except "
+                             "in its printed text)")
+    parser.add_argument("--gain", type=float, default=None, metavar="MM_MV",
+                        help="gain in mm/mV, to override the calibration pulse (or to give it "
+                             "when the page has none)")
+    settings_module.add_arguments(parser, ["max_pixels", "max_upload_mb"])
+    parser.set_defaults(run=run_digitize)
+
+
+def run_digitize(args) -> int:
+    from pulse_app.ecg.reading import read_ecg_image, write_reading
+    from pulse_app.intake import load_image
+
+    settings = load_settings(args)
+    if args.speed is not None and args.speed <= 0 or args.gain is not None and args.gain <= 0:
+        raise PulseError("--speed and --gain must be positive", hint="e.g. --speed 50 --gain 10")
+    image = load_image(args.image, filename=Path(args.image).name, page=args.page,
+                       max_pixels=settings.max_pixels,
+                       max_bytes=int(settings.max_upload_mb * 1_000_000)).image
+    reading = read_ecg_image(image, speed_mm_s=args.speed, gain_mm_mV=args.gain)
+    name = args.name or Path(args.image).stem
+    paths = write_reading(reading, args.out, name)
+    for line in reading.summary_lines():
+        print(line)
+    say("wrote " + ", ".join(str(paths[k]) for k in ("hea", "dat", "csv", "json", "png")))
+    return 0 if reading.found_ecg else 10
+
+
 # -- serve-openai -------------------------------------------------------------------------------
 
 SERVE_OPENAI_SETTINGS = ["model", "revision", "backend", "url", "device", "precision", "timeout_s",
@@ -206,7 +251,7 @@ def run_hash_password(args) -> int:
 
 #: Every sub-command's ``add_*_command``. ``serve`` (the web app) registers itself here too.
 COMMANDS = [add_ask_command, add_convert_command, add_serve_openai_command, add_serve_command,
-            add_hash_password_command]
+            add_hash_password_command, add_digitize_command]
 
 
 def build_parser() -> argparse.ArgumentParser:

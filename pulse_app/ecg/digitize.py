@@ -96,7 +96,8 @@ class Panel:
     """One printed stretch of one lead: where it is on the upright page and what was read.
 
     ``name`` is the lead ("II") or a rhythm strip ("II-rhythm"); ``box`` the pixel box
-    ``(x0, y0, x1, y1)`` of its band; ``t0_s`` its start on the page's time axis; ``signal_mV``
+    ``(x0, y0, x1, y1)`` of its band; ``x0_px`` the x of its first sample, at ``t0_s`` on the
+    page's time axis (x = x0_px + (t - t0_s) × px_per_s); ``signal_mV``
     its samples at :data:`FS_HZ` from ``t0_s``; ``trace_xy`` the traced polyline (pixels, for
     overlays); ``status``/``reason`` as for :class:`LeadTrace`.
     """
@@ -107,6 +108,7 @@ class Panel:
     col: int
     box: tuple[int, int, int, int]
     baseline_px: float
+    x0_px: float
     t0_s: float
     signal_mV: np.ndarray
     trace_xy: np.ndarray
@@ -202,6 +204,18 @@ def ink_threshold(ink: np.ndarray) -> float:
     return float(np.clip(t / 255.0, 0.25, 0.75))
 
 
+def ink_mask(ink: np.ndarray, thr: float) -> np.ndarray:
+    """Binary trace ink with hysteresis: pixels above ``thr``, plus pixels above half of it
+    that touch them (twice), so that faint thin strokes (blurred, rotated) stay unbroken."""
+    strong = ink > thr
+    weak = ink > 0.5 * thr
+    kernel = np.ones((3, 3), np.uint8)
+    mask = strong
+    for _ in range(2):
+        mask = weak & cv2.dilate(mask.view(np.uint8), kernel).view(bool)
+    return mask | strong
+
+
 # -- 2. tilt ----------------------------------------------------------------------------------------
 
 def _profile_sharpness(img: np.ndarray, angle_deg: float) -> float:
@@ -280,10 +294,11 @@ def grid_period_px(profile: np.ndarray, min_px: float = 2.5, max_px: float = 40.
                    ) -> float | None:
     """The 1 mm grid period (pixels) of a grid profile, or None when no periodic grid shows.
 
-    The smallest autocorrelation peak whose first five multiples are peaks too, and at least a
-    fifth as high as the strongest peak, is the period (the 5 mm major lines make the 5×
-    period the strongest; JPEG blocks and noise make isolated peaks without such a comb). It is
-    refined on far multiples (sub-pixel).
+    Candidates are the autocorrelation peaks between ``min_px`` and ``max_px`` whose first five
+    multiples are peaks too (JPEG blocks and noise make isolated peaks without such a comb);
+    the one with the strongest comb wins, except that a candidate five times smaller with a
+    comb at least a fifth as strong is preferred (the 5 mm major lines give the 5 mm period the
+    strongest comb). The period is refined on far multiples (sub-pixel).
     """
     n = len(profile)
     max_px = min(max_px, n / 12)
@@ -294,19 +309,26 @@ def grid_period_px(profile: np.ndarray, min_px: float = 2.5, max_px: float = 40.
     if not peaks:
         return None
     top = max(ac[i] for i in peaks)
-    period = None
-    for lag in (i for i in peaks if i <= max_px):
+
+    def comb(lag):
         heights = []
         for k in range(1, 6):
             pos, hgt = _peak_near(ac, k * lag, 0.6 + 0.02 * k * lag)
             if not any(abs(p - pos) <= 1.0 for p in peaks):
-                break
+                return 0.0
             heights.append(hgt)
-        if len(heights) == 5 and np.mean(heights) >= 0.2 * top and ac[lag] >= 0.1 * top:
-            period = float(lag)
-            break
-    if period is None:
+        return float(np.mean(heights))
+
+    scored = {lag: comb(lag) for lag in peaks if lag <= max_px}
+    scored = {lag: c for lag, c in scored.items() if c >= 0.2 * top and ac[lag] >= 0.1 * top}
+    if not scored:
         return None
+    best = max(scored, key=scored.get)
+    for lag in sorted(scored):
+        if abs(lag * 5 - best) <= 2 and scored[lag] >= 0.2 * scored[best]:
+            best = lag
+            break
+    period = float(best)
     for k in (5, 10, 20, 40, 80):
         if k * period > n / 3:
             break
@@ -318,12 +340,18 @@ def grid_period_px(profile: np.ndarray, min_px: float = 2.5, max_px: float = 40.
 
 
 def grid_px_per_mm(grid: np.ndarray, ink_mask: np.ndarray) -> tuple[float | None, float | None]:
-    """(px per mm along x, along y) from the grid map, ink removed; None where no grid shows."""
+    """(px per mm along x, along y) from the grid map, ink removed; None where no grid shows.
+
+    A printed page is 180-400 mm wide, which bounds the search (no factor-2 or factor-5
+    confusions between minor lines, major lines and their multiples).
+    """
     g = np.where(ink_mask, 0.0, grid).astype(np.float32)
-    px = grid_period_px(g.mean(axis=0))
-    py = grid_period_px(g.mean(axis=1))
-    if px and py and not 0.8 < px / py < 1.25:       # one axis saw only major lines
-        px, py = (px, px) if abs(px - py * 5) < abs(py - px * 5) else (py, py)
+    h, w = g.shape
+    lo, hi = max(2.5, w / 400), max(4.0, w / 180)
+    px = grid_period_px(g.mean(axis=0), lo, hi)
+    py = grid_period_px(g.mean(axis=1), lo, hi)
+    if px and py and not 0.85 < px / py < 1.18:
+        px = py = None
     return px, py
 
 
@@ -811,7 +839,8 @@ def ecg_digitize(image: Image.Image | np.ndarray, *, speed_mm_s: float | None = 
         ink, grid = ink_maps(rgb)
     upright = Image.fromarray(rgb)
     thr = ink_threshold(ink)
-    mask = ink > thr
+    mask = ink_mask(ink, thr)           # structure: rows, pulses, extents, labels
+    line = ink > thr                    # the line itself, for tracing
 
     px, py = grid_px_per_mm(grid, mask)
     h, w = mask.shape
@@ -833,7 +862,7 @@ def ecg_digitize(image: Image.Image | np.ndarray, *, speed_mm_s: float | None = 
         return Digitized(empty, fs, list(STANDARD_LEADS), None, None, [], status, upright,
                          warnings + ["no ECG trace found"])
 
-    thick = _estimate_thickness(mask, rows)
+    thick = _estimate_thickness(line, rows)
     # rows' extent and calibration pulses
     gains = []
     for r in rows:
@@ -855,7 +884,10 @@ def ecg_digitize(image: Image.Image | np.ndarray, *, speed_mm_s: float | None = 
     if gain_mm_mV is not None:
         gain, gain_source = float(gain_mm_mV), "given"
     elif gains:
-        gain, gain_source = _snap_gain(float(np.median(gains))), "pulse"
+        snapped = [_snap_gain(g) for g in gains]
+        votes = {g: snapped.count(g) for g in set(snapped)}
+        gain = max(votes, key=lambda g: (votes[g], g in STANDARD_GAINS_MM_MV))
+        gain_source = "pulse"
     else:
         gain, gain_source = DEFAULT_GAIN_MM_MV, "assumed"
         warnings.append("no calibration pulse found: amplitudes assume 10 mm/mV")
@@ -872,7 +904,7 @@ def ecg_digitize(image: Image.Image | np.ndarray, *, speed_mm_s: float | None = 
     polys = []
     for r in rows:
         y_ref = r.baseline if r.baseline is not None else r.y
-        polys.append(trace_row(ink, mask, r.x0, r.x1, r.top, r.bottom, y_ref, thick, margin))
+        polys.append(trace_row(ink, line, r.x0, r.x1, r.top, r.bottom, y_ref, thick, margin))
 
     # a common time axis for the rows of the same kind
     labels = _label_marks(mask, rows, polys, thick, ppm)
@@ -941,6 +973,9 @@ def _assign_layout(rows, polys, cal, fs, labels):
     return None, [[(None, f"row-{i + 1}")] for i in range(n)]
 
 
+_USUAL_STRIPS = ("II", "V1", "V5")
+
+
 def _strips_match(rows, polys, cal, fs, n_strips, strict=False):
     """Leads of the rhythm strips among rows 4.. (None for an unmatched strip), matched against
     the 3x4 panel printed at the same time; None when the rows do not look like strips at all."""
@@ -954,15 +989,24 @@ def _strips_match(rows, polys, cal, fs, n_strips, strict=False):
             panel[(i, j)] = _row_signal(polys[i], rows[i], cal, fs, j * q, (j + 1) * q)[0]
     found = []
     for s in range(3, 3 + n_strips):
-        best, best_lead = np.inf, None
+        scores = {}
         for i in range(3):
             for j in range(4):
                 seg = _row_signal(polys[s], rows[s], cal, fs, j * q, (j + 1) * q)[0]
                 m = min(len(seg), len(panel[(i, j)]))
                 corr, nrms = _segment_corr(seg[:m], panel[(i, j)][:m])
-                if corr > (0.95 if strict else 0.8) and nrms < best:
-                    best, best_lead = nrms, LAYOUT_3X4[i][j]
-        found.append(best_lead if best < (0.3 if strict else 0.7) else None)
+                if corr > (0.95 if strict else 0.8) and nrms < (0.3 if strict else 0.7):
+                    scores[LAYOUT_3X4[i][j]] = nrms
+        if not scores:
+            found.append(None)
+            continue
+        best = min(scores, key=scores.get)
+        # the usual strips win a near tie: II, then V1, V5 (a digitised panel is noisy too)
+        for usual in _USUAL_STRIPS:
+            if usual in scores and usual not in found and scores[usual] <= scores[best] + 0.1:
+                best = usual
+                break
+        found.append(best)
     if all(f is None for f in found):
         return None
     return found
@@ -994,7 +1038,7 @@ def _assemble(rows, polys, layout, assignment, cal, fs, upright, warnings) -> Di
             p = Panel(name=name, lead=lead, row=i, col=j,
                       box=(int(xa), int(r.top), int(np.ceil(xb)), int(r.bottom)),
                       baseline_px=float(r.baseline if r.baseline is not None else r.y),
-                      t0_s=k0 / fs, signal_mV=sig, trace_xy=poly[sel] if len(poly) else poly,
+                      x0_px=float(r.xs + k0 / fs * cal.px_per_s), t0_s=k0 / fs, signal_mV=sig, trace_xy=poly[sel] if len(poly) else poly,
                       status=status, reason=reason)
             panels.append(p)
             if lead is not None and status != UNREADABLE:
