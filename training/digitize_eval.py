@@ -207,7 +207,7 @@ def make_page(rec: Record, condition: str, k: int, seed: int):
 def reference_signals(rec: Record, sidecar: dict, fs: float) -> np.ndarray:
     """The drawn part of each standard lead (samples × 12, mV, NaN where not printed), on the
     page's time axis from 0 s."""
-    n = int(round(sidecar["window_s"] * fs)) + 1
+    n = int(round(sidecar["window_s"] * fs))
     ref = np.full((n, len(STANDARD_LEADS)), np.nan)
     for p in sidecar["panels"]:
         c = STANDARD_LEADS.index(p["lead"])
@@ -219,15 +219,17 @@ def reference_signals(rec: Record, sidecar: dict, fs: float) -> np.ndarray:
 
 def reference_from_layout(rec: Record, layout_rows, strips, window_s: float, fs: float):
     """Like :func:`reference_signals` for a page not rendered here (equal columns, strips full)."""
-    n = int(round(window_s * fs)) + 1
+    n = int(round(window_s * fs))
     ref = np.full((n, len(STANDARD_LEADS)), np.nan)
     for row in layout_rows:
         col_s = window_s / len(row)
         for j, lead in enumerate(row):
             s0, s1 = int(round(j * col_s * fs)), int(round((j + 1) * col_s * fs))
-            ref[s0:s1 + 1, STANDARD_LEADS.index(lead)] = rec.lead(lead)[s0:s1 + 1]
+            src = rec.lead(lead)[s0:s1 + 1]
+            ref[s0:s0 + len(src), STANDARD_LEADS.index(lead)] = src
     for lead in strips:
-        ref[:, STANDARD_LEADS.index(lead)] = rec.lead(lead)[:n]
+        src = rec.lead(lead)[:n]
+        ref[:len(src), STANDARD_LEADS.index(lead)] = src
     return ref
 
 

@@ -395,7 +395,8 @@ def find_rows(mask: np.ndarray, ppm: float) -> list[_Row]:
 
     Candidate baselines are peaks of the ink row profile (a trace spends most of its time on
     its baseline). A candidate is kept when, within ±3 mm, a line runs for at least 25 mm with
-    gaps under 2 mm and at least three columns in four hold a single run (text fails this: its
+    gaps under 2 mm (or ink covers 60 mm of columns, for tall traces that often leave the
+    band) and at least three columns in four hold a single run (text fails this: its
     letters stack several strokes in a column). Two kept candidates closer than 12 mm are one
     wandering trace when their bands rarely hold ink in the same column (two parallel traces
     almost always do); they are merged.
@@ -416,7 +417,8 @@ def find_rows(mask: np.ndarray, ppm: float) -> list[_Row]:
             continue
         cols, _, _ = _column_runs(band)
         single = np.mean(np.bincount(cols, minlength=w)[covered] == 1)
-        if _longest_stretch(covered, 2 * ppm) >= 25 * ppm and single >= 0.75:
+        long_line = _longest_stretch(covered, 2 * ppm) >= 25 * ppm or len(covered) >= 60 * ppm
+        if long_line and single >= 0.75:
             kept.append(int(y))
     near = max(1, int(round(1.0 * ppm)))
     merged: list[list[int]] = []
@@ -456,8 +458,11 @@ def find_calibration_pulse(mask: np.ndarray, row: _Row, ppm: float, thick: float
     Two vertical strokes of equal extent 1.5-8 mm apart, joined by a flat top, with no ink
     inside the rectangle, within the first (or last) 30 mm of the row's ink.
     """
-    band = mask[row.top:row.bottom]
-    has = np.nonzero(band.any(axis=0))[0]
+    # a pulse may rise above the row's band (10 mm pulses on 14.5 mm rows): search up to 45 mm
+    # above the baseline, and keep only a pulse whose foot is on this row's baseline
+    top0 = max(0, min(row.top, int(row.y - 45 * ppm)))
+    band = mask[top0:row.bottom]
+    has = np.nonzero(mask[row.top:row.bottom].any(axis=0))[0]
     if len(has) == 0:
         return None
     span = int(30 * ppm)
@@ -487,6 +492,8 @@ def find_calibration_pulse(mask: np.ndarray, row: _Row, ppm: float, thick: float
             if abs(a[2] - b[2]) > 0.5 * ppm or abs(a[3] - b[3]) > 0.5 * ppm:
                 continue
             top, foot = (a[2] + b[2]) / 2, (a[3] + b[3]) / 2
+            if abs(top0 + foot - row.y) > 4 * ppm:
+                continue
             inner = sub[int(top + thick + 2): int(foot - thick - 1), a[1] + 2: b[0] - 1]
             top_line = sub[int(top): int(top + thick + 2), a[1] + 1: b[0]]
             if inner.size and inner.mean() > 0.02:
@@ -498,7 +505,7 @@ def find_calibration_pulse(mask: np.ndarray, row: _Row, ppm: float, thick: float
             inside = (cols > a[1]) & (cols < b[0]) & (np.abs(starts - top) <= 2)
             t = float(np.median(ends[inside] - starts[inside] + 1)) if inside.any() else thick
             half = (t - 1) / 2
-            return (x_rise, x_fall, row.top + top + half, row.top + foot - half, t)
+            return (x_rise, x_fall, top0 + top + half, top0 + foot - half, t)
     return None
 
 
@@ -516,6 +523,34 @@ def _trace_start_after(mask: np.ndarray, row: _Row, x_fall: float, thick: float,
     return start + int(empty[0] + after[0]) if len(after) else start
 
 
+def _before_end_mark(mask: np.ndarray, row: _Row, thick: float, ppm: float) -> int:
+    """The row's end, before an end mark when there is one: some printers close each row
+    with a step up (or down) of about 1 mV and a flat line to the end (ecg-image-kit pages do).
+    A stroke of at least 3 mm in the last 12 mm, followed only by one thin flat line."""
+    x_end = row.x1
+    x_start = max(row.x0, x_end - int(12 * ppm))
+    band = mask[row.top:row.bottom, x_start:x_end]
+    cols, starts, ends = _column_runs(band)
+    if len(cols) == 0:
+        return x_end
+    lens = ends - starts + 1
+    long_cols = np.unique(cols[lens >= 3 * ppm])
+    for c in long_cols[::-1]:
+        right = cols > c + thick + 1
+        if right.sum() < 0.5 * ppm:
+            continue
+        rc, rs, re = cols[right], starts[right], ends[right]
+        single = np.bincount(rc - rc.min()).max() == 1
+        flat = np.ptp((rs + re) / 2) <= thick + 2 and (re - rs + 1).max() <= thick + 3
+        if single and flat:
+            first = c
+            while first - 1 in set(long_cols.tolist()):
+                first -= 1
+            return int(x_start + first - thick)
+        break
+    return x_end
+
+
 def _snap_gain(gain: float) -> float:
     for g in STANDARD_GAINS_MM_MV:
         if abs(gain - g) <= 0.08 * g:
@@ -525,15 +560,29 @@ def _snap_gain(gain: float) -> float:
 
 # -- 7. tracing -------------------------------------------------------------------------------------
 
+@dataclass
+class _Path:
+    """A row's Viterbi path: the band's runs and the chosen run per column (band coordinates,
+    -1 where the column has no ink); ``x0``/``b0`` place the band on the page."""
+
+    x0: int
+    b0: int
+    band: np.ndarray
+    cols: np.ndarray
+    starts: np.ndarray
+    ends: np.ndarray
+    chosen_s: np.ndarray
+    chosen_e: np.ndarray
+
+
 def trace_row(ink: np.ndarray, mask: np.ndarray, x0: int, x1: int, top: int, bottom: int,
-              y_ref: float, thick: float, margin: int) -> np.ndarray:
-    """The trace of one row between columns ``x0`` and ``x1``: a polyline (N×2, x and y in
-    pixels, x increasing); NaN y in columns without ink.
+              y_ref: float, thick: float, margin: int) -> _Path:
+    """The path of one row's trace between columns ``x0`` and ``x1`` (see :class:`_Path`).
 
     The band is [top, bottom) widened by ``margin`` (big complexes reach into neighbours' bands).
     Each column's ink runs are candidates; the path minimising vertical gaps between the runs of
     consecutive columns, plus a cost for leaving the row's own band, is found by dynamic
-    programming.
+    programming. :func:`centre_line` turns it into a polyline.
     """
     h = ink.shape[0]
     b0, b1 = max(0, top - margin), min(h, bottom + margin)
@@ -570,17 +619,44 @@ def trace_row(ink: np.ndarray, mask: np.ndarray, x0: int, x1: int, top: int, bot
         prev_s, prev_e, prev_cost = s, e, cost
     # backtrack
     filled = [c for c in range(n_cols) if costs[c] is not None]
-    if not filled:
+    if filled:
+        k = int(np.argmin(costs[filled[-1]]))
+        for idx in range(len(filled) - 1, -1, -1):
+            c = filled[idx]
+            s, e = col_runs[c]
+            chosen_s[c], chosen_e[c] = s[k], e[k]
+            if idx > 0:
+                k = int(back[c][k])
+    return _Path(x0, b0, band, cols, starts, ends, chosen_s, chosen_e)
+
+
+def release_shared(paths: list[_Path]) -> None:
+    """Where two rows' paths chose touching runs in the same column (a big complex of one row
+    running into another's), neither row keeps that column: the blob cannot be split between
+    them, and the centre line bridges the gap from both sides instead."""
+    for i, a in enumerate(paths):
+        for b in paths[i + 1:i + 3]:
+            lo, hi = max(a.x0, b.x0), min(a.x0 + len(a.chosen_s), b.x0 + len(b.chosen_s))
+            if hi <= lo:
+                continue
+            sa, ea = a.chosen_s[lo - a.x0:hi - a.x0], a.chosen_e[lo - a.x0:hi - a.x0]
+            sb, eb = b.chosen_s[lo - b.x0:hi - b.x0], b.chosen_e[lo - b.x0:hi - b.x0]
+            ok = (sa >= 0) & (sb >= 0)
+            sa_abs, ea_abs, sb_abs, eb_abs = sa + a.b0, ea + a.b0, sb + b.b0, eb + b.b0
+            shared = ok & (sa_abs <= eb_abs + 1) & (sb_abs <= ea_abs + 1)
+            idx = np.nonzero(shared)[0] + lo
+            a.chosen_s[idx - a.x0] = a.chosen_e[idx - a.x0] = -1
+            b.chosen_s[idx - b.x0] = b.chosen_e[idx - b.x0] = -1
+
+
+def centre_line(ink: np.ndarray, path: _Path, thick: float) -> np.ndarray:
+    """Polyline (N×2, page pixels, x increasing) of a traced path; see :func:`_centreline`."""
+    h, w = path.band.shape
+    if not (path.chosen_s >= 0).any():
         return np.empty((0, 2))
-    k = int(np.argmin(costs[filled[-1]]))
-    for idx in range(len(filled) - 1, -1, -1):
-        c = filled[idx]
-        s, e = col_runs[c]
-        chosen_s[c], chosen_e[c] = s[k], e[k]
-        if idx > 0:
-            k = int(back[c][k])
-    return _centreline(ink[b0:b1, x0:x1], band, cols, starts, ends, chosen_s, chosen_e,
-                       thick) + np.array([x0, b0], np.float64)
+    sub = ink[path.b0:path.b0 + h, path.x0:path.x0 + w]
+    return _centreline(sub, path.band, path.cols, path.starts, path.ends, path.chosen_s,
+                       path.chosen_e, thick) + np.array([path.x0, path.b0], np.float64)
 
 
 def _weighted_centres(weights: np.ndarray, lines: np.ndarray, s: np.ndarray, e: np.ndarray
@@ -760,7 +836,7 @@ def _fill_short_gaps(y: np.ndarray, max_gap: int) -> np.ndarray:
 
 
 def _sample_polyline(poly: np.ndarray, x_start: float, px_per_s: float, t0: float, t1: float,
-                     fs: float, max_gap_px: float = 4.0) -> tuple[np.ndarray, int]:
+                     fs: float, max_gap_px: float = 24.0) -> tuple[np.ndarray, int]:
     """Samples (pixel y) of a centre line at times t0..t1 (seconds on the row's axis, where
     ``x_start`` is t = 0): (values, index of the first sample on the fs grid). NaN where the
     line has a gap wider than ``max_gap_px``."""
@@ -881,6 +957,7 @@ def ecg_digitize(image: Image.Image | np.ndarray, *, speed_mm_s: float | None = 
             else:
                 r.x1 = min(r.x1, int(np.floor(x_rise - thick)))
             break
+        r.x1 = _before_end_mark(mask, r, thick, ppm)
     if gain_mm_mV is not None:
         gain, gain_source = float(gain_mm_mV), "given"
     elif gains:
@@ -901,15 +978,25 @@ def ecg_digitize(image: Image.Image | np.ndarray, *, speed_mm_s: float | None = 
     # trace every row
     margin = int(round(min(15 * ppm, 1.0 * np.median(np.diff([r.y for r in rows]))
                            if len(rows) > 1 else 15 * ppm)))
-    polys = []
+    paths = []
     for r in rows:
         y_ref = r.baseline if r.baseline is not None else r.y
-        polys.append(trace_row(ink, line, r.x0, r.x1, r.top, r.bottom, y_ref, thick, margin))
+        paths.append(trace_row(ink, line, r.x0, r.x1, r.top, r.bottom, y_ref, thick, margin))
+    release_shared(paths)
+    polys = [centre_line(ink, p, thick) for p in paths]
 
     # a common time axis for the rows of the same kind
     labels = _label_marks(mask, rows, polys, thick, ppm)
-    layout, assignment = _assign_layout(rows, polys, cal, fs, labels)
-    return _assemble(rows, polys, layout, assignment, cal, fs, upright, warnings)
+    layout, assignment, missing = _assign_layout(rows, polys, cal, fs, labels)
+    return _assemble(rows, polys, layout, assignment, missing, cal, fs, upright, warnings)
+
+
+def _row_seconds(row: _Row, cal: Calibration) -> float:
+    """Seconds a row spans, snapped to a whole half second when within 1.5 % of one (pages
+    print 2.5, 5 or 10 s; the line's caps make the measured extent a pixel or two long)."""
+    seconds = (row.xe - row.xs) / cal.px_per_s
+    snapped = round(seconds * 2) / 2
+    return snapped if snapped > 0 and abs(seconds - snapped) <= 0.015 * snapped else seconds
 
 
 def _row_signal(poly, row: _Row, cal: Calibration, fs: float, t0: float, t1: float):
@@ -940,87 +1027,116 @@ def _label_marks(mask, rows, polys, thick, ppm) -> np.ndarray:
     return marks
 
 
-def _assign_layout(rows, polys, cal, fs, labels):
-    """(layout string, per row the list of (lead, panel name) of its columns).
+def _row_slots(rows: list[_Row]) -> list[int]:
+    """Each row's position in the page's grid of equally spaced rows (a row that was not found
+    leaves its slot empty): the spacing is the typical gap among the smallest ones (baselines
+    from the calibration pulses where found)."""
+    if len(rows) < 2:
+        return list(range(len(rows)))
+    ys = np.array([r.baseline if r.baseline is not None else r.y for r in rows])
+    gaps = np.diff(ys)
+    unit = float(np.median(gaps[gaps <= 1.4 * gaps.min()]))
+    return [int(round((y - ys[0]) / unit)) for y in ys]
 
-    12 rows: 12x1. 6 rows: 3x4 with three rhythm strips when the top three rows carry marks
-    (labels, separators) at their quarters and the others do not; 6x2 when marks sit only at
-    the half; otherwise decided by whether rows 4-6 repeat 3x4 panels. 3-5 rows: 3x4 with
+
+def _assign_layout(rows, polys, cal, fs, labels):
+    """(layout string, per row the list of (lead, panel name) of its columns, leads whose row
+    was not found: {lead: reason}).
+
+    Rows sit in equally spaced slots (:func:`_row_slots`; a torn-off or unreadable row leaves a
+    gap). 12 slots: 12x1. 6 slots: 3x4 with three rhythm strips when the top three rows carry
+    marks (labels, separators) at their quarters and the others do not; 6x2 when marks sit only
+    at the half; otherwise decided by whether rows 4-6 repeat 3x4 panels. 3-5 slots: 3x4 with
     0-2 strips. A strip's lead is the 3x4 panel it repeats (unmatched: "rhythm-k", no lead).
     """
-    n = len(rows)
+    slots = _row_slots(rows)
+    n = max(slots) + 1 if slots else 0
+    at = {slot: i for i, slot in enumerate(slots)}
+    gone = "its row was not found on the page (torn, covered or too faint)"
     if n == 12:
-        return "12x1", [[(lead[0], lead[0])] for lead in LAYOUT_12X1]
+        missing = {LAYOUT_12X1[k][0]: gone for k in range(12) if k not in at}
+        return "12x1", [[(LAYOUT_12X1[k][0],) * 2] for k in slots], missing
     if n == 6:
         quarters = labels[:, [0, 2]].any(axis=1)
-        if quarters[:3].sum() >= 2 and quarters[3:].sum() <= 1:
+        top = [at[k] for k in range(3) if k in at]
+        rest = [at[k] for k in range(3, 6) if k in at]
+        if quarters[top].sum() >= 2 and quarters[rest].sum() <= 1:
             six_by_two = False
         elif labels[:, 1].sum() >= 4 and quarters.sum() <= 1:
             six_by_two = True
         else:
-            six_by_two = _strips_match(rows, polys, cal, fs, 3, strict=True) is None
+            six_by_two = _strips_match(rows, polys, cal, fs, at, strict=True) is None
         if six_by_two:
-            return "6x2", [[(a, a), (b, b)] for a, b in LAYOUT_6X2]
+            missing = {lead: gone for k in range(6) if k not in at for lead in LAYOUT_6X2[k]}
+            return "6x2", [[(lead, lead) for lead in LAYOUT_6X2[k]] for k in slots], missing
     if 3 <= n <= 6:
-        base = [[(lead, lead) for lead in r] for r in LAYOUT_3X4]
-        strips = _strips_match(rows, polys, cal, fs, n - 3) or [None] * (n - 3)
-        names = []
-        for i, lead in enumerate(strips):
-            base.append([(lead, f"{lead}-rhythm" if lead else f"rhythm-{i + 1}")])
-            if lead:
-                names.append(lead)
-        return "3x4" + ("+" + ",".join(names) if names else ""), base
-    return None, [[(None, f"row-{i + 1}")] for i in range(n)]
+        strips = _strips_match(rows, polys, cal, fs, at) or {}
+        assignment, names = [], []
+        for k in slots:
+            if k < 3:
+                assignment.append([(lead, lead) for lead in LAYOUT_3X4[k]])
+            else:
+                lead = strips.get(k)
+                assignment.append([(lead, f"{lead}-rhythm" if lead else f"rhythm-{k - 2}")])
+                if lead:
+                    names.append(lead)
+        missing = {lead: gone for k in range(3) if k not in at for lead in LAYOUT_3X4[k]}
+        return "3x4" + ("+" + ",".join(names) if names else ""), assignment, missing
+    return None, [[(None, f"row-{i + 1}")] for i in range(len(rows))], {}
 
 
 _USUAL_STRIPS = ("II", "V1", "V5")
 
 
-def _strips_match(rows, polys, cal, fs, n_strips, strict=False):
-    """Leads of the rhythm strips among rows 4.. (None for an unmatched strip), matched against
-    the 3x4 panel printed at the same time; None when the rows do not look like strips at all."""
-    if n_strips <= 0:
-        return []
-    dur = np.median([(r.xe - r.xs) / cal.px_per_s for r in rows[:3]])
+def _strips_match(rows, polys, cal, fs, at: dict[int, int], strict=False):
+    """Leads of the rhythm strips (rows in slots 3..), matched against the 3x4 panel printed at
+    the same time: {slot: lead or None}; None when no strip repeats any panel."""
+    base = [at[k] for k in range(3) if k in at]
+    strip_slots = sorted(k for k in at if k >= 3)
+    if not strip_slots or not base:
+        return {}
+    dur = np.median([_row_seconds(rows[i], cal) for i in base])
     q = dur / 4
     panel = {}
-    for i in range(3):
-        for j in range(4):
-            panel[(i, j)] = _row_signal(polys[i], rows[i], cal, fs, j * q, (j + 1) * q)[0]
-    found = []
-    for s in range(3, 3 + n_strips):
-        scores = {}
-        for i in range(3):
+    for k in range(3):
+        if k in at:
+            i = at[k]
             for j in range(4):
-                seg = _row_signal(polys[s], rows[s], cal, fs, j * q, (j + 1) * q)[0]
-                m = min(len(seg), len(panel[(i, j)]))
-                corr, nrms = _segment_corr(seg[:m], panel[(i, j)][:m])
-                if corr > (0.95 if strict else 0.8) and nrms < (0.3 if strict else 0.7):
-                    scores[LAYOUT_3X4[i][j]] = nrms
+                panel[(k, j)] = _row_signal(polys[i], rows[i], cal, fs, j * q, (j + 1) * q)[0]
+    found: dict[int, str | None] = {}
+    for slot in strip_slots:
+        s = at[slot]
+        scores = {}
+        for (k, j), ref in panel.items():
+            seg = _row_signal(polys[s], rows[s], cal, fs, j * q, (j + 1) * q)[0]
+            m = min(len(seg), len(ref))
+            corr, nrms = _segment_corr(seg[:m], ref[:m])
+            if corr > (0.95 if strict else 0.8) and nrms < (0.3 if strict else 0.7):
+                scores[LAYOUT_3X4[k][j]] = nrms
         if not scores:
-            found.append(None)
+            found[slot] = None
             continue
         best = min(scores, key=scores.get)
         # the usual strips win a near tie: II, then V1, V5 (a digitised panel is noisy too)
         for usual in _USUAL_STRIPS:
-            if usual in scores and usual not in found and scores[usual] <= scores[best] + 0.1:
+            if usual in scores and usual not in found.values() and \
+                    scores[usual] <= scores[best] + 0.1:
                 best = usual
                 break
-        found.append(best)
-    if all(f is None for f in found):
+        found[slot] = best
+    if all(f is None for f in found.values()):
         return None
     return found
 
 
-def _assemble(rows, polys, layout, assignment, cal, fs, upright, warnings) -> Digitized:
-    durations = [(r.xe - r.xs) / cal.px_per_s for r in rows]
-    window = float(np.median(durations))
-    n = int(round(window * fs)) + 1
+def _assemble(rows, polys, layout, assignment, missing, cal, fs, upright, warnings) -> Digitized:
+    window = float(np.median([_row_seconds(r, cal) for r in rows]))
+    n = int(round(window * fs))
     signal = np.full((n, len(STANDARD_LEADS)), np.nan)
     panels: list[Panel] = []
     lead_panels: dict[str, list[Panel]] = {}
     for i, (r, poly, assigned) in enumerate(zip(rows, polys, assignment)):
-        dur = (r.xe - r.xs) / cal.px_per_s
+        dur = _row_seconds(r, cal)
         n_cols = len(assigned)
         for j, (lead, name) in enumerate(assigned):
             t0, t1 = j * dur / n_cols, (j + 1) * dur / n_cols
@@ -1060,6 +1176,8 @@ def _assemble(rows, polys, layout, assignment, cal, fs, upright, warnings) -> Di
             st = UNCALIBRATED if cal.gain_source == "assumed" else OK
             reason = got[0].reason if st == UNCALIBRATED else ""
             status[lead] = LeadTrace(lead, st, reason, coverage, [p.name for p in got])
+        elif lead in missing:
+            status[lead] = LeadTrace(lead, UNREADABLE, missing[lead], 0.0)
         elif layout is None:
             status[lead] = LeadTrace(lead, NOT_ON_PAGE, "layout not recognised: rows could not "
                                      "be matched to leads", 0.0)
