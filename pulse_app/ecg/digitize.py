@@ -182,12 +182,14 @@ def ink_maps(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     m = rgb.min(axis=2)
     k = max(5, (min(rgb.shape[:2]) // 120) | 1)
     kernel = np.ones((k, k), np.uint8)
-    bg_v = cv2.blur(cv2.dilate(v, kernel), (k, k)).astype(np.float32)
-    bg_m = cv2.blur(cv2.dilate(m, kernel), (k, k)).astype(np.float32)
-    vf, mf = v.astype(np.float32), m.astype(np.float32)
-    chroma = (vf - mf) * np.float32(1 / 255)
-    ink = 1.0 - vf / np.maximum(bg_v, 1.0) - chroma
-    grid = 1.0 - mf / np.maximum(bg_m, 1.0)
+    bg_v = np.maximum(cv2.blur(cv2.dilate(v, kernel), (k, k)), 1)
+    bg_m = np.maximum(cv2.blur(cv2.dilate(m, kernel), (k, k)), 1)
+    # OpenCV ops, in float32 without numpy temporaries: 1 - v / bg_v - (v - m) / 255
+    ink = cv2.divide(v, bg_v, dtype=cv2.CV_32F)
+    ink = cv2.addWeighted(ink, -1.0, cv2.subtract(v, m), -1.0 / 255, 1.0, dtype=cv2.CV_32F)
+    grid = cv2.divide(m, bg_m, dtype=cv2.CV_32F)
+    cv2.subtract(1.0, grid, dst=grid)
+    del v, m, bg_v, bg_m
     np.clip(ink, 0.0, 1.0, out=ink)
     np.clip(grid, 0.0, 1.0, out=grid)
     return ink, grid
@@ -396,8 +398,9 @@ def find_rows(mask: np.ndarray, ppm: float) -> list[_Row]:
     Candidate baselines are peaks of the ink row profile (a trace spends most of its time on
     its baseline). A candidate is kept when, within ±3 mm, a line runs for at least 25 mm with
     gaps under 2 mm (or ink covers 60 mm of columns, for tall traces that often leave the
-    band) and at least three columns in four hold a single run (text fails this: its
-    letters stack several strokes in a column). Two kept candidates closer than 12 mm are one
+    band) and at least three columns in four hold a single run (text fails this: its letters
+    stack several strokes in a column), over at least 40 mm and 40 % of the longest row (a
+    blurred text line may pass the first tests). Two kept candidates closer than 25 mm are one
     wandering trace when their bands rarely hold ink in the same column (two parallel traces
     almost always do); they are merged.
     """
@@ -408,7 +411,7 @@ def find_rows(mask: np.ndarray, ppm: float) -> list[_Row]:
     prof = cv2.GaussianBlur(prof.reshape(-1, 1), (1, 0), max(1.0, 0.8 * ppm)).ravel()
     peaks, _ = find_peaks(prof, distance=max(3, int(5 * ppm)), height=0.02 * w)
     half = int(round(3.0 * ppm))
-    kept = []
+    kept, extent = [], {}
     for y in peaks:
         band = mask[max(0, y - half): y + half + 1]
         has = band.any(axis=0)
@@ -420,6 +423,10 @@ def find_rows(mask: np.ndarray, ppm: float) -> list[_Row]:
         long_line = _longest_stretch(covered, 2 * ppm) >= 25 * ppm or len(covered) >= 60 * ppm
         if long_line and single >= 0.75:
             kept.append(int(y))
+            extent[int(y)] = _longest_stretch(covered, 5 * ppm)
+    if kept:                 # a blurred text line can pass; it is much shorter than the traces
+        longest = max(extent.values())
+        kept = [y for y in kept if extent[y] >= max(40 * ppm, 0.4 * longest)]
     near = max(1, int(round(1.0 * ppm)))
     merged: list[list[int]] = []
     for y in kept:
@@ -471,6 +478,10 @@ def find_calibration_pulse(mask: np.ndarray, row: _Row, ppm: float, thick: float
     else:
         xa, xb = max(0, has[-1] - span), has[-1] + 1
     sub = band[:, xa:xb]
+    # bridge short breaks (a red grid line crossing a faint stroke lowers its ink score)
+    k = max(3, int(round(1.2 * ppm)) | 1)
+    sub = cv2.morphologyEx(sub.view(np.uint8), cv2.MORPH_CLOSE, np.ones((k, 1), np.uint8)
+                           ).view(bool)
     cols, starts, ends = _column_runs(sub)
     long_ = (ends - starts + 1) >= 2.0 * ppm
     cand = list(zip(cols[long_], starts[long_], ends[long_]))
@@ -492,7 +503,7 @@ def find_calibration_pulse(mask: np.ndarray, row: _Row, ppm: float, thick: float
             if abs(a[2] - b[2]) > 0.5 * ppm or abs(a[3] - b[3]) > 0.5 * ppm:
                 continue
             top, foot = (a[2] + b[2]) / 2, (a[3] + b[3]) / 2
-            if abs(top0 + foot - row.y) > 4 * ppm:
+            if abs(top0 + foot - row.y) > 4 * ppm or foot - top < 2.0 * ppm + thick:
                 continue
             inner = sub[int(top + thick + 2): int(foot - thick - 1), a[1] + 2: b[0] - 1]
             top_line = sub[int(top): int(top + thick + 2), a[1] + 1: b[0]]
@@ -909,14 +920,16 @@ def ecg_digitize(image: Image.Image | np.ndarray, *, speed_mm_s: float | None = 
     warnings: list[str] = []
 
     ink, grid = ink_maps(rgb)
-    skew = estimate_skew_deg(np.maximum(ink, grid * 0.5))
+    skew = estimate_skew_deg(cv2.max(ink, cv2.multiply(grid, 0.5)))
     if abs(skew) >= 0.02:
+        del ink, grid
         rgb = deskew(rgb, skew)
         ink, grid = ink_maps(rgb)
     upright = Image.fromarray(rgb)
     thr = ink_threshold(ink)
     mask = ink_mask(ink, thr)           # structure: rows, pulses, extents, labels
     line = ink > thr                    # the line itself, for tracing
+    weak = ink > 0.5 * thr              # faint strokes too (and grey grid lines): pulses, 2nd try
 
     px, py = grid_px_per_mm(grid, mask)
     h, w = mask.shape
@@ -944,7 +957,8 @@ def ecg_digitize(image: Image.Image | np.ndarray, *, speed_mm_s: float | None = 
     for r in rows:
         r.x0, r.x1 = _row_extent(mask, r, ppm)
         for side in ("left", "right"):
-            pulse = find_calibration_pulse(mask, r, ppm, thick, side)
+            pulse = (find_calibration_pulse(mask, r, ppm, thick, side)
+                     or find_calibration_pulse(weak, r, ppm, thick, side))
             if pulse is None:
                 continue
             x_rise, x_fall, y_top, y_foot, _ = pulse
