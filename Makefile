@@ -7,7 +7,8 @@ PYTEST_ARGS ?=
 # apt-get needs root; use sudo when we are not root and sudo exists.
 SUDO := $(shell [ "$$(id -u)" != 0 ] && command -v sudo)
 
-.PHONY: run test install install-test system-deps-run system-deps-test bench mini-model clean
+.PHONY: run test install install-test system-deps-run system-deps-test bench mini-model examples \
+        gallery clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +43,13 @@ bench: $(VENV)/.installed-test
 
 mini-model: $(VENV)/.installed-test
 	$(BIN)/python -m training.mini_model
+
+# The project's own pictures (assets/generated.toml lists every committed data file and its command).
+examples: $(VENV)/.installed
+	$(BIN)/python -m pulse_app.examples --seed 0
+
+gallery: $(VENV)/.installed
+	$(BIN)/python -m pulse_app.examples --gallery --seed 0
 
 clean:
 	rm -rf $(VENV) .pytest_cache test-artifacts

@@ -4,11 +4,9 @@ On a Space (``SPACE_ID`` set) the app listens on 0.0.0.0; see ``spaces.yaml`` fo
 Locally ``python app.py`` is the same as ``python -m pulse_app serve`` without flags.
 """
 
-import os
-
 from pulse_app.settings import Settings
 from pulse_app.ui.app import launch
 
 if __name__ == "__main__":
-    on_space = bool(os.environ.get("SPACE_ID"))
-    launch(Settings.load(host="0.0.0.0" if on_space else None))
+    settings = Settings.load()
+    launch(Settings.load(host="0.0.0.0") if settings.space_id else settings)

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-IMAGE = REPO / "assets" / "examples" / "ecg00010.png"
+IMAGE = REPO.parent / "shared" / "data" / "ecg-images" / "ecg00010.png"   # read at run time
 ENV = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "PULSE_DEVICE": "cpu"}
 
 

@@ -56,7 +56,7 @@ def prompt_inputs(config, image, device="cpu") -> dict:
     """Model inputs for one question about ``image`` as the app builds them (flat anyres)."""
     import torch
 
-    from pulse_app.engine.pulse_format import AnyresGeometry, anyres_pixel_values
+    from pulse_app.engine.anyres import AnyresGeometry, anyres_pixel_values
 
     geometry = AnyresGeometry.from_config(config)
     count = geometry.image_token_count(image.size)
@@ -92,7 +92,7 @@ def random_model(config, precision: str, device):
     4-bit NF4 (PULSE-7B: ``pulse7b_config()``)."""
     import torch
 
-    from pulse_app.engine.pulse_format import PulseLlavaNextForConditionalGeneration
+    from pulse_app.engine.pulse_model import PulseLlavaNextForConditionalGeneration
 
     previous = torch.get_default_dtype()
     torch.set_default_dtype(torch.bfloat16)
@@ -177,7 +177,7 @@ def main(argv=None) -> None:
         return
     from PIL import Image
 
-    from pulse_app.engine.pulse_format import pulse7b_config
+    from pulse_app.engine.convert import pulse7b_config
 
     device = torch.device("cuda", 0)
     name = torch.cuda.get_device_name(device)

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from pulse_app.intake import load_image, png_bytes
-from pulse_app.report import DISCLAIMER, build_report
+from pulse_app.report import DISCLAIMER, session_pdf
 from pulse_app.store import Store
 
 REPO = Path(__file__).resolve().parent.parent
@@ -97,9 +97,9 @@ def main(argv=None) -> None:
     with tempfile.TemporaryDirectory() as folder:
         store = Store(f"sqlite:///{Path(folder) / 'bench.db'}")
         session = twenty_turn_session(store)
-        build_report(session)                                   # warm-up: fonts, imports
+        session_pdf(session)                                   # warm-up: fonts, imports
         naive_canvas_dump(session)
-        ours, pdf = timed(lambda: build_report(session, note="Benchmark note."), args.runs)
+        ours, pdf = timed(lambda: session_pdf(session, note="Benchmark note."), args.runs)
         base, naive = timed(lambda: naive_canvas_dump(session), args.runs)
         store.close()
     from pypdf import PdfReader
@@ -107,7 +107,7 @@ def main(argv=None) -> None:
     pages = len(PdfReader(io.BytesIO(pdf)).pages)
     naive_pages = len(PdfReader(io.BytesIO(naive)).pages)
     print(f"PDF export, 20-turn session, ECG image {ECG.name}, median of {args.runs} runs")
-    print(f"  build_report (platypus):  {ours * 1000:7.1f} ms  {pages} pages, "
+    print(f"  session_pdf (platypus):  {ours * 1000:7.1f} ms  {pages} pages, "
           f"{len(pdf) / 1000:.0f} kB")
     print(f"  naive canvas dump:        {base * 1000:7.1f} ms  {naive_pages} pages, "
           f"{len(naive) / 1000:.0f} kB")

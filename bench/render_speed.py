@@ -7,6 +7,9 @@ The same 10 s 12-lead record (CinC E07509, 500 Hz) drawn as a 3x4+II page, 200 d
   per image so every image gets other parameters;
 - PNG encoding, timed separately (``training.render.encode_image``: OpenCV, zlib level 1, "up"
   filter, as the batch CLI writes them), and JPEG for comparison;
+- finished JPEG files (render + ``encode_image(..., "jpg")``, quality 92), each image a new seed:
+  clean, ``distort="photo"`` and the full photo-like mode ``distort="all"`` (folds, pen marks,
+  camera, light, blur, noise; target <= 0.25 s), against matplotlib saving the clean page as JPEG;
 - baseline: matplotlib (Agg) drawing the same page the plain way (1 mm / 5 mm grid from minor and
   major ticks + ``ax.grid``, as ecg_plot and ecg-image-kit do; 13 traces, calibration pulses,
   labels), timed as ``fig.canvas.draw()`` (pixels in memory) and as ``savefig`` to PNG (what
@@ -60,12 +63,13 @@ def timed(fn, runs: int) -> list[float]:
     return out
 
 
-def matplotlib_page(record, *, png: bool, grid: str = "ticks"):
+def matplotlib_page(record, *, png: bool = False, grid: str = "ticks", save: str | None = None):
     """The plain matplotlib way: a letter-size figure in mm coordinates, grid lines, 13 traces.
 
     ``grid="ticks"``: the usual idiom (ecg_plot, ecg-image-kit): major ticks every 5 mm, minor
     every 1 mm, ``ax.grid`` on both. ``grid="collection"``: a tuned variant, the grid as four
-    line collections (``vlines``/``hlines``).
+    line collections (``vlines``/``hlines``). ``png=True`` (or ``save="png"``/``"jpg"``) writes
+    the file to memory, as ``savefig`` would to disk.
     """
     import matplotlib
 
@@ -103,9 +107,11 @@ def matplotlib_page(record, *, png: bool, grid: str = "ticks"):
             x = 15 + (j * col_s + np.arange(len(y)) / fs) * speed
             ax.plot(x, base - y * gain, "k", lw=1)
             ax.text(x[0] + 1, base - 14, lead, fontsize=9)
-    if png:
+    save = "png" if png else save
+    if save:
         buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=200)
+        kwargs = {"pil_kwargs": {"quality": 92}} if save == "jpg" else {}
+        fig.savefig(buf, format=save, dpi=200, **kwargs)
     else:
         fig.canvas.draw()
         np.asarray(fig.canvas.buffer_rgba())
@@ -135,6 +141,10 @@ def main(argv=None) -> None:
     mpl_png = timed(lambda i: matplotlib_page(record, png=True), args.baseline_runs)
     mpl_tuned = timed(lambda i: matplotlib_page(record, png=False, grid="collection"),
                       args.baseline_runs)
+    jpeg_files = {mode: timed(lambda i, m=mode: encode_image(
+        render_ecg(record, distort=m, seed=1000 + i).pixels, "jpg"), args.runs)
+        for mode in ("none", "photo", "all")}
+    mpl_jpg = timed(lambda i: matplotlib_page(record, save="jpg"), args.baseline_runs)
 
     med = statistics.median
     t_clean, t_all, t_pc, t_pa, t_ja = map(med, (clean, distorted, png_clean, png_all, jpg_all))
@@ -159,6 +169,18 @@ def main(argv=None) -> None:
           f"distorted {KIT_DISTORTED_S / t_all:.0f}x (without encoding)")
     targets = (t_clean <= 0.08, t_all <= 0.2)
     print(f"targets <= 0.08 s clean, <= 0.2 s distorted: {'met' if all(targets) else 'NOT met'}")
+    f_clean, f_photo, f_all = (med(jpeg_files[m]) for m in ("none", "photo", "all"))
+    t_mjpg = med(mpl_jpg)
+    print("finished JPEG files (render + JPEG q92 encoding), s/image, same run:")
+    for name, t in (("ours, clean", f_clean), ('ours, distort="photo"', f_photo),
+                    ('ours, full photo-like (distort="all")', f_all),
+                    ("matplotlib savefig JPEG, clean", t_mjpg)):
+        print(f"  {name:38s}{t:8.4f}{1 / t:8.1f}/s")
+    print(f"  ratios: full photo-like / ours clean {f_all / f_clean:.1f}x; matplotlib clean / ours "
+          f"clean {t_mjpg / f_clean:.1f}x, / ours photo {t_mjpg / f_photo:.1f}x, / ours full "
+          f"{t_mjpg / f_all:.1f}x")
+    print(f"  target full photo-like <= 0.25 s per finished JPEG: "
+          f"{'met' if f_all <= 0.25 else 'NOT met'} ({f_all:.3f} s)")
     half = IMAGES / 2
     for label, extra_clean, extra_all in (("without encoding", 0.0, 0.0),
                                           ("with PNG files", t_pc, t_pa),

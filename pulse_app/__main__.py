@@ -2,12 +2,14 @@
 
     python -m pulse_app ask ecg.png "What is the rhythm?"            # offline default model
     python -m pulse_app ask scan.pdf "Any ST elevation?" --model PULSE-ECG/PULSE-7B --page 2
+    python -m pulse_app ask E07509.hea "Rate?"                       # a WFDB record, drawn first
     python -m pulse_app convert PULSE-7B-download/ PULSE-7B-hf/      # original -> transformers
     python -m pulse_app digitize scan.pdf --out reading/              # signals + measurements
 
 The answer goes to stdout as it is generated; which model answers, progress and errors go to
 stderr. An error is one line (what happened, what to do) and a non-zero exit code (see
-``pulse_app.errors``); set ``PULSE_DEBUG=1`` to see tracebacks of unexpected errors.
+``pulse_app.errors``; 2 = a bad flag or request value); set ``PULSE_DEBUG=1`` to see tracebacks
+of unexpected errors.
 
 Each command is an ``add_<name>_command(commands)`` function registered in :data:`COMMANDS`;
 it adds its sub-parser and sets ``run``, a function of the parsed arguments returning the exit
@@ -26,7 +28,7 @@ from pulse_app.errors import ModelUnavailable, PulseError
 
 ASK_SETTINGS = ["model", "revision", "backend", "url", "api_key", "device", "precision",
                 "timeout_s", "cache_dir", "temperature", "top_p", "max_new_tokens", "max_pixels",
-                "max_upload_mb"]
+                "image_pixels", "max_upload_mb"]
 
 
 def say(message: str) -> None:
@@ -37,6 +39,8 @@ def load_settings(args) -> settings_module.Settings:
     """Settings from flags and PULSE_* variables; an invalid value is a user error."""
     try:
         return settings_module.from_arguments(args)
+    except PulseError:
+        raise
     except ValueError as error:
         raise PulseError(str(error), hint="fix the flag or the PULSE_* variable") from error
 
@@ -46,9 +50,11 @@ def load_settings(args) -> settings_module.Settings:
 def add_ask_command(commands) -> None:
     parser = commands.add_parser(
         "ask", help="ask one question about an ECG image or PDF; the answer streams to stdout",
-        description="Ask a PULSE-style model one question about an ECG image (PNG, JPEG, ... "
-                    "or a PDF page). Without --model the offline default model answers.")
-    parser.add_argument("image", help="ECG image or PDF file")
+        description="Ask a PULSE-style model one question about an ECG image (PNG, JPEG, ..., "
+                    "a PDF page, or a WFDB/DICOM record drawn as a printed ECG). Without "
+                    "--model the offline default model answers.")
+    parser.add_argument("image", help="ECG image, PDF, WFDB .hea (its .dat/.mat beside it) "
+                                      "or DICOM .dcm file")
     parser.add_argument("question", help="the question, e.g. \"What is the heart rhythm?\"")
     parser.add_argument("--page", type=int, default=1, help="PDF page to read (1 = first)")
     parser.add_argument("--seed", type=int, default=None, help="random seed for sampling")
@@ -57,20 +63,15 @@ def add_ask_command(commands) -> None:
 
 
 def run_ask(args) -> int:
+    from pulse_app.answer import prepare, stream_request
     from pulse_app.engine import make_backend
-    from pulse_app.engine.backend import GenerationParams
-    from pulse_app.intake import load_image
 
     settings = load_settings(args)
-    image = load_image(args.image, filename=Path(args.image).name, page=args.page,
-                       max_pixels=settings.max_pixels,
-                       max_bytes=int(settings.max_upload_mb * 1_000_000)).image
+    request = prepare(settings, [args.image], args.question, page=args.page, seed=args.seed)
     backend = make_backend(settings, progress=say)
     info = backend.info()
     say(f"[{info.label}]" + (f" note: {info.note}" if info.note else ""))
-    params = GenerationParams(temperature=settings.temperature, top_p=settings.top_p,
-                              max_new_tokens=settings.max_new_tokens, seed=args.seed)
-    for chunk in backend.stream(image, [], args.question, params):
+    for chunk in stream_request(backend, request):
         sys.stdout.write(chunk)
         sys.stdout.flush()
     sys.stdout.write("\n")
@@ -98,7 +99,7 @@ def add_convert_command(commands) -> None:
 
 def run_convert(args) -> int:
     from pulse_app.engine.local import HUB_ID, download
-    from pulse_app.engine.pulse_format import convert_checkpoint
+    from pulse_app.engine.convert import convert_checkpoint
 
     src, dst = Path(args.src).expanduser(), Path(args.dst).expanduser()
     if dst.exists() and any(dst.iterdir()) and not args.force:
@@ -113,6 +114,9 @@ def run_convert(args) -> int:
 
 
 # -- digitize -------------------------------------------------------------------------------------
+
+DIGITIZE_SETTINGS = ["max_pixels", "image_pixels", "image_memory_mb", "max_upload_mb"]
+
 
 def add_digitize_command(commands) -> None:
     parser = commands.add_parser(
@@ -133,20 +137,18 @@ def add_digitize_command(commands) -> None:
     parser.add_argument("--gain", type=float, default=None, metavar="MM_MV",
                         help="gain in mm/mV, to override the calibration pulse (or to give it "
                              "when the page has none)")
-    settings_module.add_arguments(parser, ["max_pixels", "max_upload_mb"])
+    settings_module.add_arguments(parser, DIGITIZE_SETTINGS)
     parser.set_defaults(run=run_digitize)
 
 
 def run_digitize(args) -> int:
     from pulse_app.ecg.reading import read_ecg_image, write_reading
-    from pulse_app.intake import load_image
+    from pulse_app.intake import Limits, load_upload
 
     settings = load_settings(args)
     if args.speed is not None and args.speed <= 0 or args.gain is not None and args.gain <= 0:
         raise PulseError("--speed and --gain must be positive", hint="e.g. --speed 50 --gain 10")
-    image = load_image(args.image, filename=Path(args.image).name, page=args.page,
-                       max_pixels=settings.max_pixels,
-                       max_bytes=int(settings.max_upload_mb * 1_000_000)).image
+    image = load_upload([args.image], Limits.from_settings(settings), page=args.page).image
     reading = read_ecg_image(image, speed_mm_s=args.speed, gain_mm_mV=args.gain)
     name = args.name or Path(args.image).stem
     paths = write_reading(reading, args.out, name)
@@ -158,8 +160,10 @@ def run_digitize(args) -> int:
 
 # -- serve-openai -------------------------------------------------------------------------------
 
-SERVE_OPENAI_SETTINGS = ["model", "revision", "backend", "url", "device", "precision", "timeout_s",
-                         "cache_dir", "host", "max_pixels"]
+SERVE_OPENAI_SETTINGS = ["model", "revision", "backend", "url", "api_key", "device", "precision",
+                         "timeout_s", "cache_dir", "host", "server_api_key", "temperature",
+                         "top_p", "max_new_tokens", "max_pixels", "image_pixels",
+                         "image_memory_mb", "max_upload_mb"]
 
 
 def add_serve_openai_command(commands) -> None:
@@ -170,9 +174,6 @@ def add_serve_openai_command(commands) -> None:
     parser.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
     parser.add_argument("--served-model-name", default=None,
                         help="the model's name for clients (default: --model)")
-    parser.add_argument("--server-api-key", default=os.environ.get("PULSE_SERVER_API_KEY"),
-                        help="require this key as 'Authorization: Bearer KEY' "
-                             "[env PULSE_SERVER_API_KEY; default: no key]")
     settings_module.add_arguments(parser, SERVE_OPENAI_SETTINGS)
     parser.set_defaults(run=run_serve_openai)
 
@@ -185,8 +186,7 @@ def run_serve_openai(args) -> int:
     backend = make_backend(settings, progress=say)
     if hasattr(backend, "load"):
         backend.load()                      # fail now, not on the first request
-    server = make_server(backend, settings.host, args.port, model_name=args.served_model_name,
-                         api_key=args.server_api_key)
+    server = make_server(backend, settings, args.port, model_name=args.served_model_name)
     host, port = server.server_address[:2]
     say(f"[{backend.info().label}] serving {server.model_name!r} at http://{host}:{port}/v1")
     try:
@@ -200,7 +200,9 @@ def run_serve_openai(args) -> int:
 
 SERVE_SETTINGS = ["host", "port", "model", "revision", "backend", "url", "api_key", "device",
                   "precision", "cache_dir", "data_dir", "db_url", "auth", "share", "concurrency",
-                  "queue_size", "temperature", "top_p", "max_new_tokens", "max_upload_mb"]
+                  "queue_size", "temperature", "top_p", "max_new_tokens", "max_upload_mb",
+                  "max_pixels", "image_pixels", "image_memory_mb", "max_note_chars",
+                  "export_ttl_s", "retention_days", "examples_dir"]
 
 
 def add_serve_command(commands) -> None:
@@ -219,6 +221,29 @@ def run_serve(args) -> int:
     say(f"starting the web app on http://{settings.host}:{settings.port} "
         f"(model {settings.model}, data in {settings.data_dir})")
     launch(settings)
+    return 0
+
+
+# -- purge ----------------------------------------------------------------------------------------
+
+def add_purge_command(commands) -> None:
+    parser = commands.add_parser(
+        "purge", help="delete sessions older than --retention-days, and stray temporary folders",
+        description="Delete every owner's sessions unchanged for --retention-days days (their "
+                    "images and turns with them) and this app's temporary folders left by a "
+                    "killed process. The web app does the same every hour.")
+    settings_module.add_arguments(parser, ["data_dir", "db_url", "retention_days"])
+    parser.set_defaults(run=run_purge)
+
+
+def run_purge(args) -> int:
+    from pulse_app.retention import purge
+
+    settings = load_settings(args)
+    if settings.retention_days <= 0:
+        say("retention_days is 0 (keep sessions): only temporary folders are cleaned")
+    purged = purge(settings)
+    print(f"deleted {purged.sessions} sessions and {purged.temp_folders} temporary folders")
     return 0
 
 
@@ -251,7 +276,7 @@ def run_hash_password(args) -> int:
 
 #: Every sub-command's ``add_*_command``. ``serve`` (the web app) registers itself here too.
 COMMANDS = [add_ask_command, add_convert_command, add_serve_openai_command, add_serve_command,
-            add_hash_password_command, add_digitize_command]
+            add_hash_password_command, add_purge_command, add_digitize_command]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -261,6 +286,14 @@ def build_parser() -> argparse.ArgumentParser:
     for add_command in COMMANDS:
         add_command(commands)
     return parser
+
+
+def _debug() -> bool:
+    """PULSE_DEBUG, read through the settings (False when the settings themselves are broken)."""
+    try:
+        return settings_module.Settings.load().debug
+    except Exception:  # noqa: BLE001
+        return False
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -277,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:                     # e.g. piped into `head`
         return 0
     except Exception as error:  # noqa: BLE001 - last resort: one line, not a traceback
-        if os.environ.get("PULSE_DEBUG"):
+        if _debug():
             raise
         first_line = (str(error).splitlines() or [""])[0][:200]
         say(f"internal error: {type(error).__name__}: {first_line}")

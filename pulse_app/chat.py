@@ -1,54 +1,234 @@
-"""The chat service: what the web app, the load test and scripts call to read an ECG with a model.
+"""The chat service: the one owner of drafts and stored sessions, for the web app and its API.
 
-One object ties the pieces together: an upload goes through :mod:`pulse_app.intake` into the
-:class:`~pulse_app.store.Store` (original and edited image), questions go to the model
-:mod:`backend <pulse_app.engine>` with the session's finished turns as history, and every answer
-is committed as soon as it is complete, so a crash loses at most the answer being written.
+A visitor's ECG goes through two stages:
 
-Streaming: :meth:`ChatService.ask` is a generator of text chunks. Stop it with the ``cancel``
-event or by closing the generator (what Gradio does on Stop); the partial answer is then stored
-with ``stopped=True``. A backend error (:class:`~pulse_app.errors.PulseError`) propagates and
-stores nothing for that question; earlier turns are untouched.
+1. a *draft*: the upload read once through :func:`pulse_app.intake.load_upload` (or a teaching
+   case drawn by :mod:`pulse_app.teaching`), kept in memory with its edit (rotate, crop) while
+   the visitor looks at it; nothing is stored yet;
+2. a *stored session*: the first question stores the original and the edited image with the
+   edit and its source in ONE transaction (:meth:`ChatService.start_session`); every answer is
+   then committed as one turn the moment it ends, so a crash loses at most the answer being
+   written. Stored images never change: editing a stored session's picture, or "new chat",
+   makes a new draft from it (:meth:`ChatService.new_chat`).
 
->>> chat = ChatService(Settings.load())                                    # doctest: +SKIP
->>> session = chat.start_session("user:ana", "ecg.jpg")                    # doctest: +SKIP
->>> for chunk in chat.ask("user:ana", session.id, "What is the rhythm?"):  # doctest: +SKIP
+Exports (:meth:`ChatService.prepare_export`) are PDFs made in the export process and kept in
+memory only, for their owner: taken once (:meth:`ChatService.take_export`), gone after
+``settings.export_ttl_s`` or when their session is deleted. Nothing of a visitor is written
+outside the database.
+
+Answers come from :func:`pulse_app.answer.stream_answer`, the path every entry point shares.
+:meth:`ChatService.ask` is a generator of text chunks; its return value is the stored
+:class:`~pulse_app.store.TurnRecord`. Stop it with the ``cancel`` event or by closing it (what
+Gradio does on Stop): the partial answer is stored with ``stopped=True``. A backend error
+propagates and stores nothing for that question; earlier turns are untouched.
+
+>>> chat = ChatService(Settings.load())                                     # doctest: +SKIP
+>>> draft = chat.open_upload("user:ana", ["ecg.jpg"])                       # doctest: +SKIP
+>>> session = chat.start_session("user:ana", draft.id, {"rotate90": 1})     # doctest: +SKIP
+>>> for chunk in chat.ask("user:ana", session.id, "What is the rhythm?"):   # doctest: +SKIP
 ...     print(chunk, end="")
 """
 
 from __future__ import annotations
 
 import io
+import secrets
 import threading
+import time
+from collections import OrderedDict
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator
 
 from PIL import Image
 
-from pulse_app.conversation import Turn, clean_user_text
-from pulse_app.errors import PulseError
-from pulse_app.intake import edit_image, load_image, png_bytes
+from pulse_app.answer import check_question, check_text, stream_answer
+from pulse_app.conversation import Turn
+from pulse_app.errors import PulseError, SessionNotFound
+from pulse_app.intake import (
+    Limits,
+    UploadFile,
+    edit_image,
+    load_upload,
+    png_bytes,
+    read_files,
+)
+from pulse_app.memory import BYTES_PER_PIXEL, return_freed_memory
 from pulse_app.settings import Settings
-from pulse_app.store import SessionRecord, Store
+from pulse_app.store import TITLE_MAX, SessionRecord, SessionSummary, Store, TurnRecord
 
 if TYPE_CHECKING:
-    from pulse_app.engine.backend import Backend, GenerationParams, ModelInfo
+    from pulse_app.engine.backend import Backend, ModelInfo
 
-#: Generation settings a caller may pass in ``params`` (others are ignored).
-PARAM_NAMES = ("temperature", "top_p", "max_new_tokens", "seed")
+#: An edit of a picture: quarter turns, fine angle (degrees), crop box in rotated pixels or None.
+NO_EDIT = {"rotate90": 0, "angle_deg": 0.0, "crop": None}
+#: Entries of a stored session's params that belong to the ECG itself, so a new chat or an edit
+#: of it keeps them (a teaching case's ground truth).
+CARRIED = ("teaching_truth",)
 
 
 class SessionBusy(PulseError):
     """An answer is already being written for this session."""
 
 
+class DraftExpired(PulseError):
+    """The draft (an upload not yet asked about) is gone: too old, or the server restarted."""
+
+
+def clean_edit(edit: dict | None) -> dict:
+    """The known entries of an edit, with their defaults.
+
+    >>> clean_edit({"rotate90": 5, "corner": [1, 2]})
+    {'rotate90': 1, 'angle_deg': 0.0, 'crop': None}
+    """
+    edit = {**NO_EDIT, **{k: v for k, v in (edit or {}).items() if k in NO_EDIT}}
+    crop = edit["crop"]
+    return {"rotate90": int(edit["rotate90"]) % 4, "angle_deg": float(edit["angle_deg"] or 0.0),
+            "crop": [int(round(v)) for v in crop] if crop else None}
+
+
+def apply_edit(image: Image.Image, edit: dict | None) -> Image.Image:
+    """``image`` with ``edit`` applied (see :func:`pulse_app.intake.edit_image`)."""
+    edit = clean_edit(edit)
+    if edit == NO_EDIT:
+        return image
+    return edit_image(image, rotate90=edit["rotate90"], angle_deg=edit["angle_deg"],
+                      crop=edit["crop"])
+
+
+@dataclass
+class Draft:
+    """An ECG being looked at before its first question: the clean original, where it came
+    from, and what belongs to it (e.g. a teaching case's truth)."""
+
+    id: str
+    owner: str
+    image: Image.Image
+    source: dict
+    title: str
+    extra: dict = field(default_factory=dict)
+    edit: dict = field(default_factory=lambda: dict(NO_EDIT))
+    created: float = field(default_factory=time.monotonic)
+    #: the uploaded files of a multi-page PDF, so another page can be opened after the upload
+    #: itself is deleted (in memory only, like the draft)
+    files: list[tuple[str, bytes]] | None = None
+
+    @property
+    def nbytes(self) -> int:
+        return image_bytes(self.image) + sum(len(data) for _, data in self.files or ())
+
+
+def image_bytes(image: Image.Image) -> int:
+    """Memory a decoded image holds (Pillow keeps 4 bytes a pixel for RGB)."""
+    return image.width * image.height * BYTES_PER_PIXEL
+
+
+class Drafts:
+    """Drafts by id, scoped to their owner; the oldest go first when there are more than
+    ``max_count`` or their images hold more than ``max_bytes`` or they are older than
+    ``max_age_s``."""
+
+    def __init__(self, max_count: int = 256, max_bytes: int = 512_000_000,
+                 max_age_s: float = 6 * 3600):
+        self.max_count, self.max_bytes, self.max_age_s = max_count, max_bytes, max_age_s
+        self._items: OrderedDict[str, Draft] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def add(self, draft: Draft) -> Draft:
+        with self._lock:
+            self._items[draft.id] = draft
+            self._trim()
+        return draft
+
+    def get(self, owner: str, draft_id: str | None) -> Draft:
+        with self._lock:
+            draft = self._items.get(str(draft_id or ""))
+            if draft is None or draft.owner != owner:
+                raise DraftExpired("this picture is no longer open (the page was left too long "
+                                   "or the server restarted)", hint="upload the ECG again")
+            self._items.move_to_end(draft.id)
+            return draft
+
+    def drop(self, draft_id: str | None) -> None:
+        with self._lock:
+            self._items.pop(str(draft_id or ""), None)
+
+    def _trim(self) -> None:
+        now = time.monotonic()
+        for key in [k for k, d in self._items.items() if now - d.created > self.max_age_s]:
+            del self._items[key]
+        while len(self._items) > 1 and (
+                len(self._items) > self.max_count
+                or sum(d.nbytes for d in self._items.values()) > self.max_bytes):
+            self._items.popitem(last=False)
+
+
+@dataclass(frozen=True)
+class Export:
+    """A PDF report waiting for its owner's download."""
+
+    id: str
+    owner: str
+    session_id: str
+    filename: str
+    pdf: bytes
+    created: float = field(default_factory=time.monotonic)
+
+
+class Exports:
+    """Reports by id, in memory only, scoped to their owner: each is taken once; they are
+    gone after ``ttl_s``, and the oldest go first beyond ``max_count`` or ``max_bytes``."""
+
+    def __init__(self, ttl_s: float, max_count: int = 64, max_bytes: int = 256_000_000):
+        self.ttl_s, self.max_count, self.max_bytes = float(ttl_s), max_count, max_bytes
+        self._items: OrderedDict[str, Export] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def add(self, owner: str, session_id: str, filename: str, pdf: bytes) -> Export:
+        export = Export(id=secrets.token_urlsafe(18), owner=owner, session_id=str(session_id),
+                        filename=filename, pdf=pdf)
+        with self._lock:
+            self._items[export.id] = export
+            self._trim()
+        return export
+
+    def take(self, owner: str, export_id) -> Export:
+        """The export, removed; :class:`SessionNotFound` when it is not ``owner``'s, was
+        already downloaded, or is too old (all three look the same)."""
+        with self._lock:
+            self._trim()
+            export = self._items.get(export_id) if isinstance(export_id, str) else None
+            if export is None or export.owner != owner:
+                raise SessionNotFound("this report is no longer available (it is kept for one "
+                                      "download, for a few minutes)", hint="export it again")
+            del self._items[export.id]
+            return export
+
+    def drop_session(self, owner: str, session_id: str) -> None:
+        with self._lock:
+            for key in [k for k, e in self._items.items()
+                        if e.owner == owner and e.session_id == str(session_id)]:
+                del self._items[key]
+
+    def _trim(self) -> None:
+        now = time.monotonic()
+        for key in [k for k, e in self._items.items() if now - e.created > self.ttl_s]:
+            del self._items[key]
+        while self._items and (len(self._items) > self.max_count
+                               or sum(len(e.pdf) for e in self._items.values())
+                               > self.max_bytes):
+            self._items.popitem(last=False)
+
+
 class ChatService:
-    """Sessions and streamed answers for many owners at once (thread-safe).
+    """Drafts, sessions and streamed answers for many owners at once (thread-safe).
 
     ``store`` defaults to ``Store(settings.database_url)``; ``backend`` to the one
     ``settings.backend`` names, made on first use (so the app starts before the model loads).
+    Decoded images kept in memory stay within ``settings.image_memory_mb``: open drafts at
+    most half of it, the cache of edited images that saves a PNG decode per answer an eighth.
     """
 
     def __init__(self, settings: Settings, store: Store | None = None,
@@ -56,11 +236,17 @@ class ChatService:
                  progress: Callable[[str], None] | None = None):
         self.settings = settings
         self.store = store if store is not None else Store(settings.database_url)
+        budget = int(settings.image_memory_mb) * 1_000_000
+        self.drafts = Drafts(max_bytes=budget // 2)
+        self.image_cache_bytes = budget // 8
+        self.exports = Exports(settings.export_ttl_s)
         self._backend = backend
         self._progress = progress
         self._backend_lock = threading.Lock()
         self._busy: set[tuple[str, str]] = set()
         self._busy_lock = threading.Lock()
+        self._images: OrderedDict[str, Image.Image] = OrderedDict()
+        self._images_lock = threading.Lock()
 
     # -- the model ---------------------------------------------------------------------------------
 
@@ -79,75 +265,144 @@ class ChatService:
         """Which model answers (the UI shows its label before the first answer)."""
         return self.backend.info()
 
-    def generation_params(self, params: dict | None = None) -> "GenerationParams":
-        """The settings' generation defaults, overridden by the known keys of ``params``."""
-        from pulse_app.engine.backend import GenerationParams
+    # -- drafts: a picture before its first question ----------------------------------------------
 
-        values = {"temperature": self.settings.temperature, "top_p": self.settings.top_p,
-                  "max_new_tokens": self.settings.max_new_tokens, "seed": None}
-        values.update({k: v for k, v in (params or {}).items()
-                       if k in PARAM_NAMES and v is not None})
-        try:
-            result = GenerationParams(temperature=float(values["temperature"]),
-                                      top_p=float(values["top_p"]),
-                                      max_new_tokens=int(values["max_new_tokens"]),
-                                      seed=None if values["seed"] is None else int(values["seed"]))
-        except (TypeError, ValueError) as error:
-            raise PulseError("a generation setting is not a number",
-                             hint="use numbers for temperature, top-p and max tokens") from error
-        if result.temperature < 0 or not 0 < result.top_p <= 1 or result.max_new_tokens < 1:
-            raise PulseError("generation settings out of range",
-                             hint="temperature >= 0, 0 < top-p <= 1, max tokens >= 1")
-        return result
+    def open_upload(self, owner: str, files: UploadFile | list[UploadFile], *,
+                    page: int = 1) -> Draft:
+        """Read an upload (image, PDF page, WFDB or DICOM record) once, as a new draft. A PDF
+        of several pages keeps its file in the draft, for :meth:`open_page`."""
+        limits = Limits.from_settings(self.settings)
+        upload = load_upload(files, limits, page=page)
+        stem = Path(upload.filename).stem or "ECG"
+        title = (f"{stem} (page {upload.page} of {upload.pages})" if upload.pages > 1
+                 else stem)
+        draft = self._new_draft(owner, upload.image, upload.describe(), title)
+        if upload.pages > 1:
+            draft.files = read_files(files, limits)
+        return draft
 
-    # -- sessions ----------------------------------------------------------------------------------
+    def open_page(self, owner: str, draft_id: str, page: int) -> Draft:
+        """Another page of a draft's PDF, as a new draft."""
+        draft = self.drafts.get(owner, draft_id)
+        if not draft.files:
+            raise PulseError("this picture has a single page",
+                             hint="upload a PDF to choose among its pages")
+        return self.open_upload(owner, draft.files, page=page)
 
-    def start_session(self, owner: str, upload: bytes | str | Path, *, filename: str | None = None,
-                      page: int = 1, title: str | None = None,
-                      extra_params: dict | None = None) -> SessionRecord:
-        """Read the upload through intake and store it as a new session (original = edited);
-        ``extra_params``: more JSON-able entries for its params (e.g. a teaching ECG's truth)."""
-        if filename is None and isinstance(upload, (str, Path)):
-            filename = Path(upload).name
-        intake = load_image(upload, filename=filename, page=page,
-                            max_pixels=self.settings.max_pixels,
-                            max_bytes=int(self.settings.max_upload_mb * 1_000_000))
-        png = png_bytes(intake.image)
-        if not title:
-            stem = Path(filename).stem if filename else "ECG"
-            title = f"{stem} (page {intake.page} of {intake.pages})" if intake.pages > 1 else stem
-            title = f"{title} · {datetime.now():%Y-%m-%d %H:%M}"
+    def open_teaching_case(self, owner: str, findings: dict, *, distort: str = "none",
+                          seed: int = 0) -> Draft:
+        """A simulated ECG with ``findings`` as a new draft; its ground truth stays with it."""
+        from pulse_app.teaching import TRUTH_KEY, simulate_case
+
+        image, truth = simulate_case(findings, distort=distort, seed=seed)
+        return self._new_draft(owner, image, {"filename": None, "format": "simulated",
+                                              "page": 1, "pages": 1, "seed": int(seed),
+                                              "distort": distort},
+                               "Teaching ECG", {TRUTH_KEY: truth})
+
+    def new_chat(self, owner: str, session_id: str) -> Draft:
+        """A draft on a stored session's picture (new chat, or editing a stored picture): it
+        keeps the edit and what belongs to the ECG (:data:`CARRIED`)."""
+        session = self.store.get_session(owner, session_id, turns=False)
+        image = Image.open(io.BytesIO(session.original_png)).convert("RGB")
+        params = session.params or {}
+        draft = self._new_draft(owner, image, dict(params.get("source") or {}), session.title,
+                                {k: params[k] for k in CARRIED if params.get(k) is not None})
+        draft.edit = clean_edit(params.get("edit"))
+        return draft
+
+    def preview(self, owner: str, draft_id: str, edit: dict | None) -> Image.Image:
+        """The draft's picture with ``edit`` applied (what the model will see); the edit is
+        remembered with the draft."""
+        draft = self.drafts.get(owner, draft_id)
+        image = apply_edit(draft.image, edit)
+        draft.edit = clean_edit(edit)
+        return image
+
+    def draft_extra(self, owner: str, draft_id: str) -> dict:
+        return dict(self.drafts.get(owner, draft_id).extra)
+
+    def _new_draft(self, owner: str, image: Image.Image, source: dict, title: str,
+                   extra: dict | None = None) -> Draft:
+        _check_owner(owner)
+        return self.drafts.add(Draft(id=secrets.token_urlsafe(12), owner=owner, image=image,
+                                     source=source, title=title, extra=dict(extra or {})))
+
+    # -- stored sessions ---------------------------------------------------------------------------
+
+    def start_session(self, owner: str, draft_id: str, edit: dict | None = None, *,
+                      title: str | None = None) -> SessionRecord:
+        """Store a draft as a session: original and edited image, the edit, its source and
+        extras, in one transaction. ``edit`` None = the draft's last previewed edit."""
+        draft = self.drafts.get(owner, draft_id)
+        edit = clean_edit(draft.edit if edit is None else edit)
+        edited = apply_edit(draft.image, edit)
+        original_png = png_bytes(draft.image)
+        edited_png = original_png if edited is draft.image else png_bytes(edited)
         model_id, revision = self._session_model()
-        return self.store.create_session(
+        title = title or f"{draft.title} · {datetime.now():%Y-%m-%d %H:%M}"
+        session = self.store.create_session(
             owner, title=title, model_id=model_id, model_revision=revision,
-            original_png=png, edited_png=png,
-            params={"source": {"filename": filename, "format": intake.format,
-                               "page": intake.page, "pages": intake.pages},
-                    "generation": self.generation_params().as_dict(), **(extra_params or {})})
+            original_png=original_png, edited_png=edited_png,
+            params={"source": draft.source, "edit": edit,
+                    "generation": self.settings.generation_params().as_dict(), **draft.extra})
+        self._remember_image(session.id, edited)
+        return_freed_memory()                       # the PNG encodes' buffers
+        return session
 
-    def new_chat(self, owner: str, session_id: str, *, title: str | None = None) -> SessionRecord:
-        """A fresh session on the same images (the 'new chat' button)."""
-        old = self.store.get_session(owner, session_id)
-        model_id, revision = self._session_model()
-        return self.store.create_session(owner, title=title or old.title, model_id=model_id,
-                                         model_revision=revision, original_png=old.original_png,
-                                         edited_png=old.edited_png, params=old.params)
+    def start_session_from_upload(self, owner: str, files: UploadFile | list[UploadFile], *,
+                                  page: int = 1, title: str | None = None) -> SessionRecord:
+        """Upload and store in one call (the ``/session_start`` API)."""
+        draft = self.open_upload(owner, files, page=page)
+        try:
+            return self.start_session(owner, draft.id, title=title)
+        finally:
+            self.drafts.drop(draft.id)
+            return_freed_memory()
 
-    def edit(self, owner: str, session_id: str, rotate90: int = 0, angle_deg: float = 0.0,
-             crop: tuple[float, float, float, float] | None = None) -> Image.Image:
-        """Rebuild the edited image from the original (rotate, then crop) and store it.
+    def open_session(self, owner: str, session_id: str) -> SessionRecord:
+        """A stored session with its images and turns."""
+        return self.store.get_session(owner, session_id)
 
-        All zeros / ``None`` = reset to the original. Returns the new edited image.
-        """
-        session = self.store.get_session(owner, session_id)
-        original = Image.open(io.BytesIO(session.original_png)).convert("RGB")
-        edited = edit_image(original, rotate90=rotate90, angle_deg=angle_deg, crop=crop)
-        self.store.update_images(owner, session_id, edited_png=png_bytes(edited))
-        params = dict(session.params)
-        params["edit"] = {"rotate90": int(rotate90) % 4, "angle_deg": float(angle_deg),
-                          "crop": list(crop) if crop else None}
-        self.store.update_params(owner, session_id, params)
-        return edited
+    def list_sessions(self, owner: str, search: str | None = None) -> list[SessionSummary]:
+        search = check_text(search, "search", TITLE_MAX) if search is not None else ""
+        return self.store.list_sessions(owner, search=search.strip() or None)
+
+    def session_params(self, owner: str, session_id: str) -> dict:
+        """A stored session's params (no images loaded)."""
+        return dict(self.store.get_session(owner, session_id, turns=False,
+                                           images=False).params)
+
+    def rename(self, owner: str, session_id: str, title: str) -> None:
+        self.store.rename(owner, session_id, check_text(title, "title", TITLE_MAX))
+
+    def delete(self, owner: str, session_id: str) -> None:
+        """Delete a stored session, its cached image and its reports not yet downloaded."""
+        self.store.delete(owner, session_id)
+        self.exports.drop_session(owner, session_id)
+        with self._images_lock:
+            self._images.pop(str(session_id), None)
+
+    def export_pdf(self, owner: str, session_id: str, note: str | None = None,
+                   owner_label: str | None = None) -> bytes:
+        """The session as a PDF report (bytes), made in the export process; the note is
+        checked (text, no NUL, at most ``settings.max_note_chars``)."""
+        from pulse_app.report import render_pdf
+
+        if note is not None:
+            note = check_text(note, "note", self.settings.max_note_chars).strip() or None
+        return render_pdf(self.store.get_session(owner, session_id), note=note,
+                          owner_label=owner_label)
+
+    def prepare_export(self, owner: str, session_id: str, note: str | None = None,
+                       owner_label: str | None = None) -> Export:
+        """Make the report and keep it for one download by ``owner`` (see :class:`Exports`)."""
+        pdf = self.export_pdf(owner, session_id, note, owner_label)
+        return self.exports.add(owner, session_id, f"pulse-session-{session_id}.pdf", pdf)
+
+    def take_export(self, owner: str, export_id: str) -> Export:
+        """A prepared report, once, for its owner only."""
+        return self.exports.take(owner, export_id)
 
     @staticmethod
     def image_of(session: SessionRecord, *, original: bool = False) -> Image.Image:
@@ -159,60 +414,80 @@ class ChatService:
 
     def ask(self, owner: str, session_id: str, question: str, params: dict | None = None,
             cancel: threading.Event | None = None) -> Iterator[str]:
-        """Stream the answer to ``question``; the turn is committed when the stream ends."""
-        question = clean_user_text(question or "")
-        if not question:
-            raise PulseError("the question is empty", hint="type a question about the ECG")
-        return self._answer(owner, session_id, question, params, cancel, regenerate=False)
+        """Stream the answer to ``question``; the turn is committed when the stream ends and is
+        the generator's return value. Bad questions and parameters are refused at once."""
+        question = check_question(question)
+        generation = self.settings.generation_params(**(params or {}))
+        return self._stream(owner, session_id, question, generation, cancel, regenerate=False)
 
     def regenerate(self, owner: str, session_id: str, params: dict | None = None,
                    cancel: threading.Event | None = None) -> Iterator[str]:
         """Stream a new answer to the last question; it replaces the last answer when done."""
-        return self._answer(owner, session_id, None, params, cancel, regenerate=True)
+        generation = self.settings.generation_params(**(params or {}))
+        return self._stream(owner, session_id, None, generation, cancel, regenerate=True)
 
-    def _answer(self, owner, session_id, question, params, cancel, *, regenerate):
-        session = self.store.get_session(owner, session_id)       # SessionNotFound at once
-        turns = [Turn(t.question, t.answer) for t in session.turns]
+    def _stream(self, owner, session_id, question, generation, cancel, *, regenerate):
+        turns = [Turn(t.question, t.answer)
+                 for t in self.store.get_session(owner, session_id, images=False).turns]
         if regenerate:
             if not turns:
                 raise PulseError("there is no answer to regenerate yet",
                                  hint="ask a question first")
             question, turns = turns[-1].question, turns[:-1]
-        generation = self.generation_params(params)
-        return self._stream(owner, session, turns, question, generation, cancel, regenerate)
+        return self._answer(owner, str(session_id), turns, question, generation, cancel,
+                            regenerate)
 
-    def _stream(self, owner, session, history, question, generation, cancel, regenerate):
-        with self._one_answer_at_a_time(owner, session.id):
+    def _answer(self, owner, session_id, history, question, generation, cancel, regenerate):
+        with self._one_answer_at_a_time(owner, session_id):
             backend = self.backend
             info = backend.info()
-            image = self.image_of(session)
+            image = self._image(owner, session_id)
             parts: list[str] = []
-            stream = backend.stream(image, history, question, generation, cancel)
+            stream = stream_answer(backend, image, history, question, generation, cancel)
             try:
                 for chunk in stream:
                     parts.append(chunk)
                     yield chunk
             except GeneratorExit:                  # the caller closed us: the user pressed Stop
                 stream.close()
-                self._save(owner, session.id, question, parts, info, generation, True, regenerate)
+                self._save(owner, session_id, question, parts, info, generation, True,
+                           regenerate)
                 raise
             finally:
                 stream.close()
             stopped = cancel is not None and cancel.is_set()
-            self._save(owner, session.id, question, parts, info, generation, stopped, regenerate)
+            return self._save(owner, session_id, question, parts, info, generation, stopped,
+                              regenerate)
 
-    def _save(self, owner, session_id, question, parts, info, generation, stopped, regenerate):
-        answer = "".join(parts).strip()
+    def _save(self, owner, session_id, question, parts, info, generation, stopped,
+              regenerate) -> TurnRecord:
+        answer = "".join(parts).strip().replace("\x00", "\ufffd")    # storable everywhere
         params = {**generation.as_dict(), "backend": info.backend,
                   "model_revision": info.revision}
-        if regenerate:
-            self.store.replace_last_turn(owner, session_id, answer=answer, model_id=info.model_id,
-                                         model_label=info.label, params=params, stopped=stopped,
-                                         model_revision=info.revision)
-        else:
-            self.store.add_turn(owner, session_id, question=question, answer=answer,
-                                model_id=info.model_id, model_label=info.label, params=params,
-                                stopped=stopped, model_revision=info.revision)
+        save = self.store.replace_last_turn if regenerate else self.store.add_turn
+        extra = {} if regenerate else {"question": question}
+        return save(owner, session_id, answer=answer, model_id=info.model_id,
+                    model_label=info.label, params=params, stopped=stopped,
+                    model_revision=info.revision, **extra)
+
+    def _image(self, owner: str, session_id: str) -> Image.Image:
+        """The edited image of a session (cached; the owner was checked by the caller's read)."""
+        with self._images_lock:
+            image = self._images.get(session_id)
+            if image is not None:
+                self._images.move_to_end(session_id)
+                return image
+        session = self.store.get_session(owner, session_id, turns=False)
+        image = self.image_of(session)
+        self._remember_image(session_id, image)
+        return image
+
+    def _remember_image(self, session_id: str, image: Image.Image) -> None:
+        with self._images_lock:
+            self._images[str(session_id)] = image
+            while len(self._images) > 1 and (
+                    sum(image_bytes(i) for i in self._images.values()) > self.image_cache_bytes):
+                self._images.popitem(last=False)
 
     @contextmanager
     def _one_answer_at_a_time(self, owner: str, session_id: str):
@@ -234,3 +509,8 @@ class ChatService:
             info = self._backend.info()
             return info.model_id, info.revision
         return self.settings.model, self.settings.revision
+
+
+def _check_owner(owner: str) -> None:
+    if not isinstance(owner, str) or not owner.strip():
+        raise ValueError("every chat call needs a non-empty owner")

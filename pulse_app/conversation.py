@@ -13,6 +13,7 @@ app (prompting) and ``training/`` (loss masks) both use this module.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Callable, Sequence, Tuple
 
@@ -90,11 +91,44 @@ def build_prompt(history: Sequence[Turn], question: str, *, with_image: bool = T
     return f"{text}{ROLES[0]}: {question}{SEP}{ROLES[1]}:"
 
 
+def llava_v1_chat_template() -> str:
+    """The same template as Jinja, for transformers' ``apply_chat_template`` (what converted
+    folders ship): it reproduces :func:`build_prompt` and :func:`format_dialogue`.
+
+    Messages use transformers' format: ``{"role": "user", "content": [{"type": "image"},
+    {"type": "text", "text": "..."}]}`` or a plain string. The first image goes to the front of
+    its turn as ``<image>\\n``, as LLaVA does.
+    """
+    user, assistant = ROLES
+    return (
+        "{%- set ns = namespace(system=" + json.dumps(SYSTEM_PROMPT) + ", image_done=false) -%}"
+        "{%- if messages and messages[0]['role'] == 'system' -%}"
+        "{%- set ns.system = messages[0]['content'] if messages[0]['content'] is string "
+        "else messages[0]['content'][0]['text'] -%}{%- endif -%}"
+        "{{- ns.system + " + json.dumps(SEP) + " -}}"
+        "{%- for message in messages if message['role'] != 'system' -%}"
+        "{%- set ns.text = '' -%}{%- set ns.image = false -%}"
+        "{%- if message['content'] is string -%}{%- set ns.text = message['content'] -%}"
+        "{%- else -%}{%- for part in message['content'] -%}"
+        "{%- if part['type'] == 'text' -%}{%- set ns.text = ns.text + part['text'] -%}"
+        "{%- elif part['type'] == 'image' -%}{%- set ns.image = true -%}{%- endif -%}"
+        "{%- endfor -%}{%- endif -%}"
+        "{%- if message['role'] == 'user' -%}{{- '" + user + ": ' -}}"
+        "{%- if ns.image and not ns.image_done -%}{{- " + json.dumps(IMAGE_PLACEHOLDER + "\n")
+        + " -}}{%- set ns.image_done = true -%}{%- endif -%}"
+        "{{- ns.text | trim -}}{{- " + json.dumps(SEP) + " -}}"
+        "{%- else -%}{{- '" + assistant + ": ' + (ns.text | trim) + " + json.dumps(SEP2)
+        + " -}}{%- endif -%}"
+        "{%- endfor -%}"
+        "{%- if add_generation_prompt -%}{{- '" + assistant + ":' -}}{%- endif -%}"
+    )
+
+
 # -- prompt text -> token ids (LLaVA's ``tokenizer_image_token``, image placeholder expanded) ------
 
 #: A chunk encoder tokenizes one piece of prompt text (no BOS) into ``(token_id, char_start)``
 #: pairs; ``char_start`` is where the token's text begins inside the piece. The engine builds one
-#: from the checkpoint's sentencepiece model (``engine.pulse_format.LlamaChunkEncoder``).
+#: from the checkpoint's sentencepiece model (``engine.llama_tokenizer.LlamaChunkEncoder``).
 ChunkEncoder = Callable[[str], Sequence[Tuple[int, int]]]
 
 

@@ -65,3 +65,17 @@ class FindingsInvalid(PulseError, ValueError):
     """A simulator request that cannot be drawn (unknown choice, out of range, contradictory)."""
 
     exit_code = 9
+
+
+class ServerBusy(PulseError):
+    """The server is at a limit it keeps on purpose (memory for images, sign-in attempts);
+    trying again later works."""
+
+    exit_code = 10
+
+
+class InvalidParameter(PulseError, ValueError):
+    """A request value out of its range or of the wrong type (temperature, top_p, a question...).
+    The same check answers every entry point: HTTP 400, a message in the page, exit code 2."""
+
+    exit_code = 2

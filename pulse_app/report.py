@@ -6,9 +6,15 @@ whole conversation (every answer labelled with the model that wrote it), an opti
 note. Every page carries the disclaimer and "Page N of M" in its footer.
 
 User and model text is escaped: a question ``<b>&</b>`` prints literally, never as markup.
+Long text (a note, an answer) becomes one paragraph per line (:func:`text_flowables`), so the
+layout time grows linearly with its length: reportlab re-wraps the rest of a paragraph each time
+it splits one across a page, which made a single paragraph of thousands of lines quadratic
+(``bench/pdf_export_scaling.py``). Exports run in a separate process (:func:`render_pdf`) so a
+long one never holds the web server's interpreter while answers stream.
 
->>> pdf = build_report(store.get_session(owner, session_id), note="Agree: sinus rhythm.",
+>>> pdf = session_pdf(store.get_session(owner, session_id), note="Agree: sinus rhythm.",
 ...                    owner_label="dr.ana")                                 # doctest: +SKIP
+>>> pdf = render_pdf(session, note="Agree.", owner_label="dr.ana")        # doctest: +SKIP
 >>> Path("report.pdf").write_bytes(pdf)                                      # doctest: +SKIP
 """
 
@@ -16,7 +22,11 @@ from __future__ import annotations
 
 import functools
 import io
+import multiprocessing
 import re
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures.process import BrokenProcessPool
 from datetime import datetime, timezone
 from pathlib import Path
 from xml.sax.saxutils import escape
@@ -41,6 +51,7 @@ from reportlab.platypus import (
     TableStyle,
 )
 
+from pulse_app.errors import PulseError
 from pulse_app.store import SessionRecord
 
 DISCLAIMER = ("Research tool, not a medical device. The answers in this report were written by an "
@@ -53,6 +64,8 @@ MARGIN = 0.5 * inch
 FONT_FILES = {"regular": "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
               "bold": "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf"}
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
+#: A line longer than this is cut into paragraphs of about this many characters (at a space).
+LINE_CHUNK_CHARS = 2000
 
 
 @functools.cache
@@ -106,6 +119,44 @@ def safe_text(text: str | None) -> str:
     return escape(text).replace("\t", "    ").replace("\n", "<br/>")
 
 
+@functools.cache
+def _line_style(style: ParagraphStyle) -> ParagraphStyle:
+    """``style`` for the inner lines of a multi-line text: no space between them."""
+    return ParagraphStyle(f"{style.name}-line", style, spaceBefore=0, spaceAfter=0)
+
+
+def _lines(text: str) -> list[str]:
+    """``text``'s lines, each cut at spaces into pieces of about :data:`LINE_CHUNK_CHARS`."""
+    lines = []
+    for line in _CONTROL.sub("", text).replace("\r\n", "\n").replace("\r", "\n").split("\n"):
+        while len(line) > LINE_CHUNK_CHARS:
+            cut = line.rfind(" ", LINE_CHUNK_CHARS // 2, LINE_CHUNK_CHARS)
+            cut = cut if cut > 0 else LINE_CHUNK_CHARS
+            lines.append(line[:cut])
+            line = line[cut:].lstrip(" ")
+        lines.append(line)
+    return lines
+
+
+def text_flowables(text: str | None, style: ParagraphStyle) -> list:
+    """``text`` printed literally as one paragraph per line (blank lines as space): layout
+    time linear in its length, where one paragraph of many lines is quadratic.
+
+    >>> [type(f).__name__ for f in text_flowables("a\\n\\nb <c>", _styles()["base"])]
+    ['Paragraph', 'Spacer', 'Paragraph']
+    """
+    lines = _lines(text or "")
+    inner = _line_style(style)
+    flowables: list = []
+    for number, line in enumerate(lines):
+        line_style = style if number == len(lines) - 1 else inner
+        if line.strip():
+            flowables.append(Paragraph(safe_text(line), line_style))
+        else:
+            flowables.append(Spacer(1, style.leading))
+    return flowables
+
+
 def _when(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
@@ -151,7 +202,7 @@ def _ecg_image(png: bytes, width: float, max_height: float) -> Image:
     return Image(io.BytesIO(png), width=pixels_w * scale, height=pixels_h * scale)
 
 
-def build_report(session: SessionRecord, *, note: str | None = None,
+def session_pdf(session: SessionRecord, *, note: str | None = None,
                  owner_label: str | None = None, generated_at: datetime | None = None) -> bytes:
     """The session as a PDF (bytes). ``owner_label`` is printed as the owner (never the raw
     owner token); ``note`` is the clinician's free-text note."""
@@ -197,18 +248,21 @@ def build_report(session: SessionRecord, *, note: str | None = None,
         story.append(Paragraph("No questions were asked in this session.", styles["base"]))
     for turn in session.turns:
         stopped = " (stopped before the end)" if turn.stopped else ""
+        question = text_flowables(turn.question, styles["question"])
         story += [
             CondPageBreak(0.9 * inch),
             KeepTogether([Paragraph(f"Question {turn.index + 1}", styles["label"]),
-                          Paragraph(safe_text(turn.question), styles["question"])]),
+                          *question[:1]]),
+            *question[1:],
             Paragraph(safe_text(f"Answer by {turn.model_label or turn.model_id or 'the model'}"
                                 f"{stopped}"), styles["label"]),
-            Paragraph(safe_text(turn.answer) or "<i>(no text)</i>", styles["answer"]),
+            *(text_flowables(turn.answer, styles["answer"]) if turn.answer.strip()
+              else [Paragraph("<i>(no text)</i>", styles["answer"])]),
         ]
 
     if note and note.strip():
         story += [Paragraph("Clinician note", styles["heading"]),
-                  Paragraph(safe_text(note.strip()), styles["base"])]
+                  *text_flowables(note.strip(), styles["base"])]
     story += [Spacer(1, 8), Paragraph(safe_text(DISCLAIMER), styles["warning"])]
 
     buffer = io.BytesIO()
@@ -219,3 +273,30 @@ def build_report(session: SessionRecord, *, note: str | None = None,
         creator="PULSE workbench")
     document.build(story, canvasmaker=_numbered_canvas(regular))
     return buffer.getvalue()
+
+
+#: Longest wait for a report from the export process.
+RENDER_TIMEOUT_S = 120.0
+
+
+@functools.cache
+def _export_process() -> ProcessPoolExecutor:
+    """One worker process for every export of this process (started on the first export;
+    "spawn": a fresh interpreter, never a fork of a server with threads and a model)."""
+    return ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+
+
+def render_pdf(session: SessionRecord, *, note: str | None = None,
+               owner_label: str | None = None) -> bytes:
+    """:func:`session_pdf` in the export process: the web server's interpreter (and the
+    answers it streams) never waits for reportlab's layout."""
+    try:
+        future = _export_process().submit(session_pdf, session, note=note,
+                                           owner_label=owner_label)
+        return future.result(timeout=RENDER_TIMEOUT_S)
+    except BrokenProcessPool as error:              # the worker died (killed, out of memory)
+        _export_process.cache_clear()
+        raise PulseError("the report could not be made", hint="try the export again") from error
+    except FutureTimeout as error:
+        raise PulseError(f"the report took more than {RENDER_TIMEOUT_S:g} s",
+                         hint="shorten the note, or export again later") from error

@@ -1,11 +1,15 @@
 """Every setting of the app, once: name, environment variable, CLI flag, default, one line of doc.
 
 Precedence: CLI flag > environment variable > default. ``python -m pulse_app serve --help`` prints
-the same table, and the README's settings section is generated from :data:`FIELDS`.
+the same table, and the README's settings table is generated from :data:`FIELDS`
+(``python -m pulse_app.settings --write-readme``; a test checks that they match). This is the only
+module that reads the environment.
 
 >>> s = Settings.load(temperature=0.0)
 >>> s.temperature, s.max_new_tokens
 (0.0, 512)
+>>> s.generation_params(top_p=0.9).top_p
+0.9
 """
 
 from __future__ import annotations
@@ -15,6 +19,10 @@ import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pulse_app.engine.backend import GenerationParams
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ASSETS_DIR = REPO_ROOT / "assets"
@@ -22,8 +30,6 @@ ASSETS_DIR = REPO_ROOT / "assets"
 #: The name that selects the app's offline default model: the shipped mini model when it is
 #: present in ``assets/``, otherwise the untrained tiny model built locally (see engine/tiny.py).
 OFFLINE_DEFAULT_MODEL = "offline-default"
-#: The published checkpoint this app is built for.
-PULSE_7B = "PULSE-ECG/PULSE-7B"
 
 
 def _default_data_dir() -> str:
@@ -62,6 +68,9 @@ class Settings:
     precision: str = _opt("PULSE_PRECISION", "local: auto (bf16 on Ampere+, fp16 on older CUDA, "
                           "fp32 on CPU), bf16, fp16, fp32, 8bit, 4bit", "auto",
                           choices=("auto", "bf16", "fp16", "fp32", "8bit", "4bit"))
+    judge_api_key: str | None = _opt("PULSE_JUDGE_API_KEY", "evaluation: API key of the LLM "
+                                     "judge's OpenAI-compatible server (training.evaluate "
+                                     "--judge-url)")
     timeout_s: float = _opt("PULSE_TIMEOUT", "remote backends: seconds to wait for the first "
                             "token / between tokens", 120.0)
     cache_dir: str = _opt("PULSE_CACHE_DIR", "converted checkpoints and the tiny model are cached "
@@ -87,8 +96,34 @@ class Settings:
     queue_size: int = _opt("PULSE_QUEUE_SIZE", "visitors waiting in the queue before new ones "
                            "are turned away", 64)
     max_upload_mb: float = _opt("PULSE_MAX_UPLOAD_MB", "largest accepted upload, in MB", 50.0)
-    max_pixels: int = _opt("PULSE_MAX_PIXELS", "largest accepted image, in pixels (decoded)",
-                           60_000_000)
+    max_pixels: int = _opt("PULSE_MAX_PIXELS", "largest accepted image, in pixels as its file "
+                           "declares them (checked before decoding)", 60_000_000)
+    image_pixels: int = _opt("PULSE_IMAGE_PIXELS", "larger images are scaled down to this many "
+                             "pixels as they are decoded (JPEG and PDF inside the decoder); "
+                             "what is kept, stored and shown (the model reads ~1 MP)", 16_000_000)
+    image_memory_mb: int = _opt("PULSE_IMAGE_MEMORY_MB", "memory for decoded images, in MB: "
+                                "uploads being decoded wait for their share (turned away after a "
+                                "minute); open drafts keep at most half of it, the answer cache "
+                                "an eighth", 1024)
+    max_note_chars: int = _opt("PULSE_MAX_NOTE_CHARS", "longest clinician note in a PDF report, "
+                               "in characters", 20_000)
+    export_ttl_s: float = _opt("PULSE_EXPORT_TTL", "seconds an exported PDF waits for its owner "
+                               "to download it (it is deleted at the first download)", 600.0)
+    retention_days: float = _opt("PULSE_RETENTION_DAYS", "sessions unchanged for this many days "
+                                 "are deleted (hourly by the web app, or `python -m pulse_app "
+                                 "purge`); 0 = keep until their owner deletes them", 0.0)
+    examples_dir: str | None = _opt("PULSE_EXAMPLES_DIR", "folder of pictures for the Examples "
+                                    "tab (e.g. your own licensed ECG images); default: the "
+                                    "project's simulated pages in assets/examples")
+
+    # -- serve-openai, diagnostics, hosting -------------------------------------------------------
+    server_api_key: str | None = _opt("PULSE_SERVER_API_KEY", "serve-openai: require this key as "
+                                      "'Authorization: Bearer KEY' (unset = no key)")
+    debug: bool = _opt("PULSE_DEBUG", "CLI: show the traceback of unexpected errors", False)
+    zero_gpu: bool = _opt("SPACES_ZERO_GPU", "set by Hugging Face on ZeroGPU hardware: generation "
+                          "runs in a GPU worker process", False)
+    space_id: str | None = _opt("SPACE_ID", "set by Hugging Face on a Space: app.py then listens "
+                                "on 0.0.0.0")
 
     @classmethod
     def load(cls, **overrides) -> "Settings":
@@ -112,10 +147,39 @@ class Settings:
             if choices and getattr(self, f.name) not in choices:
                 raise ValueError(f"{f.name} must be one of {', '.join(choices)} "
                                  f"(got {getattr(self, f.name)!r}; env {f.metadata['env']})")
-        if self.temperature < 0:
-            raise ValueError("temperature must be >= 0")
-        if self.max_new_tokens < 1:
-            raise ValueError("max_new_tokens must be >= 1")
+        for name in POSITIVE:
+            value = getattr(self, name)
+            if not value > 0 or value != value or value == float("inf"):
+                raise ValueError(f"{name} must be a positive number (got {value!r}; env "
+                                 f"{FIELDS[name].metadata['env']})")
+        if not 0 <= self.retention_days < float("inf"):
+            raise ValueError(f"retention_days must be 0 or more (got {self.retention_days!r})")
+        self.generation_params()            # the same range checks as every request
+        if self.examples_dir and not Path(self.examples_dir).is_dir():
+            raise ValueError(f"examples_dir {self.examples_dir!r} is not a folder (env "
+                             "PULSE_EXAMPLES_DIR): point it at a folder of pictures, or unset it")
+
+    def generation_params(self, **request) -> "GenerationParams":
+        """The checked generation settings of one request: these settings' defaults, overridden
+        by the ``request`` values that are not None (temperature, top_p, max_new_tokens, seed).
+
+        Every entry point builds its parameters here, so an out-of-range value gets the same
+        :class:`~pulse_app.errors.InvalidParameter` everywhere (never a silent clamp).
+        """
+        from pulse_app.engine.backend import GenerationParams
+
+        values = {"temperature": self.temperature, "top_p": self.top_p,
+                  "max_new_tokens": self.max_new_tokens, "seed": None}
+        unknown = set(request) - set(values)
+        if unknown:
+            raise TypeError(f"unknown generation settings: {sorted(unknown)}")
+        values.update({k: v for k, v in request.items() if v is not None})
+        return GenerationParams(**values)
+
+    @property
+    def examples_path(self) -> Path:
+        """The Examples tab's folder: ``examples_dir``, else ``assets/examples``."""
+        return Path(self.examples_dir) if self.examples_dir else ASSETS_DIR / "examples"
 
     @property
     def database_url(self) -> str:
@@ -123,6 +187,9 @@ class Settings:
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
+#: Limits that must be above zero (a zero or negative budget would refuse everything).
+POSITIVE = ("max_upload_mb", "max_pixels", "image_pixels", "image_memory_mb", "max_note_chars",
+            "export_ttl_s", "concurrency", "queue_size", "timeout_s")
 
 
 def _field_type(f: dataclasses.Field) -> type:
@@ -134,7 +201,10 @@ def _parse(f: dataclasses.Field, raw: str):
     kind = _field_type(f)
     if kind is bool:
         return raw.strip().lower() in ("1", "true", "yes", "on")
-    return kind(raw)
+    try:
+        return kind(raw)
+    except ValueError:
+        raise ValueError(f"{f.metadata['env']}={raw!r} is not a valid {kind.__name__}") from None
 
 
 def add_arguments(parser: argparse.ArgumentParser, names: list[str]) -> None:
@@ -159,11 +229,42 @@ def from_arguments(args: argparse.Namespace, **extra) -> Settings:
     return Settings.load(**given)
 
 
+def _shown_default(f: dataclasses.Field) -> str:
+    if f.default is not dataclasses.MISSING:
+        return f"`{f.default!r}`"
+    return {"data_dir": "`~/.local/share/pulse`", "cache_dir": "`~/.cache/pulse`"}.get(
+        f.name, "(computed)")
+
+
 def markdown_table() -> str:
-    """The settings as a Markdown table (for the README)."""
+    """The settings as the README's Markdown table.
+
+    >>> markdown_table().splitlines()[0]
+    '| flag | env | default | meaning |'
+    """
     rows = ["| flag | env | default | meaning |", "|---|---|---|---|"]
     for f in dataclasses.fields(Settings):
-        default = f.default if f.default is not dataclasses.MISSING else "(see below)"
-        rows.append(f"| `--{f.name.replace('_', '-')}` | `{f.metadata['env']}` | `{default!r}` | "
-                    f"{f.metadata['help']} |")
+        meaning = f.metadata["help"].replace("|", "\\|")
+        rows.append(f"| `--{f.name.replace('_', '-')}` | `{f.metadata['env']}` | "
+                    f"{_shown_default(f)} | {meaning} |")
     return "\n".join(rows)
+
+
+README = REPO_ROOT / "README.md"
+TABLE_START, TABLE_END = "<!-- settings-table:start -->", "<!-- settings-table:end -->"
+
+
+def readme_with_table(text: str) -> str:
+    """``text`` (the README) with the part between the table markers replaced by the table."""
+    head, _, rest = text.partition(TABLE_START)
+    _, _, tail = rest.partition(TABLE_END)
+    return f"{head}{TABLE_START}\n{markdown_table()}\n{TABLE_END}{tail}"
+
+
+if __name__ == "__main__":          # python -m pulse_app.settings [--write-readme]
+    import sys
+
+    if "--write-readme" in sys.argv[1:]:
+        README.write_text(readme_with_table(README.read_text(encoding="utf-8")), encoding="utf-8")
+    else:
+        print(markdown_table())

@@ -51,10 +51,17 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, sessionmaker
+from sqlalchemy.orm import (
+    DeclarativeBase,
+    Mapped,
+    mapped_column,
+    relationship,
+    sessionmaker,
+    undefer,
+)
 from sqlalchemy.pool import StaticPool
 
-from pulse_app.errors import PulseError, SessionNotFound
+from pulse_app.errors import InvalidParameter, PulseError, SessionNotFound
 
 #: Bump when the tables change; a migration (alembic) then upgrades older databases.
 SCHEMA_VERSION = 1
@@ -96,8 +103,9 @@ class SessionRow(Base):
     model_id: Mapped[str | None] = mapped_column(String(512))
     model_revision: Mapped[str | None] = mapped_column(String(256))
     params: Mapped[dict] = mapped_column(JSON, nullable=False, default=dict)
-    original_png: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
-    edited_png: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    # deferred: the images load only where they are asked for (never for a turn's commit)
+    original_png: Mapped[bytes] = mapped_column(LargeBinary, nullable=False, deferred=True)
+    edited_png: Mapped[bytes] = mapped_column(LargeBinary, nullable=False, deferred=True)
     turns: Mapped[list["TurnRow"]] = relationship(
         back_populates="session", order_by="TurnRow.index", cascade="all, delete-orphan",
         passive_deletes=True)
@@ -181,8 +189,22 @@ def _turn_record(row: TurnRow) -> TurnRecord:
 
 
 def _text(text: str | None) -> str:
-    """Text that every database can store: lone surrogates (broken Unicode) become "?"."""
-    return (text or "").encode("utf-8", "replace").decode("utf-8")
+    """Text that every database can store: lone surrogates (broken Unicode) become "?"; a
+    value that is not a string, or holds a NUL character (PostgreSQL refuses it), is refused.
+
+    >>> _text("a\\x00b")
+    Traceback (most recent call last):
+    ...
+    pulse_app.errors.InvalidParameter: the text contains a NUL character. send plain text
+    """
+    if text is None:
+        return ""
+    if not isinstance(text, str):
+        raise InvalidParameter(f"the text must be a string (got {type(text).__name__})",
+                               hint="send plain text")
+    if "\x00" in text:
+        raise InvalidParameter("the text contains a NUL character", hint="send plain text")
+    return text.encode("utf-8", "replace").decode("utf-8")
 
 
 def _clean_title(title: str | None) -> str:
@@ -191,7 +213,7 @@ def _clean_title(title: str | None) -> str:
 
 
 def _check_owner(owner: str) -> None:
-    if not isinstance(owner, str) or not owner.strip():
+    if not isinstance(owner, str) or not owner.strip() or "\x00" in owner:
         raise ValueError("every store call needs a non-empty owner")
 
 
@@ -217,6 +239,7 @@ def make_engine(url: str) -> Engine:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=FULL")       # a committed turn survives a crash
+        cursor.execute("PRAGMA secure_delete=ON")       # deleted sessions are overwritten
         cursor.close()
 
     return engine
@@ -289,10 +312,14 @@ class Store:
                 lock.release()
 
     @staticmethod
-    def _owned(db, owner: str, session_id: str, *, lock: bool = False) -> SessionRow:
+    def _owned(db, owner: str, session_id: str, *, lock: bool = False,
+               images: bool = False) -> SessionRow:
         _check_owner(owner)
         query = select(SessionRow).where(SessionRow.id == str(session_id),
                                          SessionRow.owner == owner)
+        if images:
+            query = query.options(undefer(SessionRow.original_png),
+                                  undefer(SessionRow.edited_png))
         if lock:
             query = query.with_for_update()
         row = db.scalar(query)
@@ -317,12 +344,14 @@ class Store:
             db.add(row)
         return self._record(row, [])
 
-    def get_session(self, owner: str, session_id: str) -> SessionRecord:
-        """The session with its images and turns; SessionNotFound if it is not ``owner``'s."""
+    def get_session(self, owner: str, session_id: str, *, turns: bool = True,
+                    images: bool = True) -> SessionRecord:
+        """The session with its images and turns (``images=False``: PNG fields empty,
+        ``turns=False``: no turns), in one read; SessionNotFound if it is not ``owner``'s."""
         with self._session() as db:
-            row = self._owned(db, owner, session_id)
-            turns = [_turn_record(t) for t in row.turns]
-            return self._record(row, turns)
+            row = self._owned(db, owner, session_id, images=images)
+            records = [_turn_record(t) for t in row.turns] if turns else []
+            return self._record(row, records, images=images)
 
     def list_sessions(self, owner: str, *, search: str | None = None, limit: int = 50,
                       offset: int = 0) -> list[SessionSummary]:
@@ -356,6 +385,24 @@ class Store:
             row.title = _clean_title(title)
             row.updated_at = utc_now()
 
+    def delete_unchanged_since(self, cutoff: datetime) -> int:
+        """Delete every owner's sessions last changed before ``cutoff`` (the retention
+        setting); returns how many. SQLite then copies the write-ahead log into the file and
+        empties it, so the deleted content (overwritten: ``secure_delete``) is gone from disk."""
+        with self._session(write=True) as db:
+            old = select(SessionRow.id).where(SessionRow.updated_at < cutoff)
+            db.execute(delete(TurnRow).where(TurnRow.session_id.in_(old)))
+            count = db.execute(delete(SessionRow).where(SessionRow.updated_at < cutoff)).rowcount
+        self.checkpoint()
+        return int(count or 0)
+
+    def checkpoint(self) -> None:
+        """SQLite: move the write-ahead log into the database file and truncate it (best
+        effort: readers in progress may keep a part of it until the next checkpoint)."""
+        if self.engine.dialect.name == "sqlite":
+            with self.engine.connect() as connection:
+                connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+
     def delete(self, owner: str, session_id: str) -> None:
         """Delete the session and its turns (SessionNotFound if it is not ``owner``'s)."""
         with self._session(write=True) as db:
@@ -363,20 +410,7 @@ class Store:
             db.execute(delete(TurnRow).where(TurnRow.session_id == session_id))
             db.execute(delete(SessionRow).where(SessionRow.id == session_id,
                                                 SessionRow.owner == owner))
-
-    def update_images(self, owner: str, session_id: str, *, edited_png: bytes,
-                      original_png: bytes | None = None) -> None:
-        with self._session(write=True) as db:
-            row = self._owned(db, owner, session_id)
-            row.edited_png = edited_png
-            if original_png is not None:
-                row.original_png = original_png
-            row.updated_at = utc_now()
-
-    def update_params(self, owner: str, session_id: str, params: dict) -> None:
-        with self._session(write=True) as db:
-            row = self._owned(db, owner, session_id)
-            row.params = dict(params)
+        self.checkpoint()                       # the overwritten pages replace the old ones
 
     # -- turns -----------------------------------------------------------------------------------
 
@@ -426,9 +460,11 @@ class Store:
             return _turn_record(turn)
 
     @staticmethod
-    def _record(row: SessionRow, turns: list[TurnRecord]) -> SessionRecord:
+    def _record(row: SessionRow, turns: list[TurnRecord], *, images: bool = True
+                ) -> SessionRecord:
         return SessionRecord(id=row.id, owner=row.owner, title=row.title,
                              created_at=_aware(row.created_at), updated_at=_aware(row.updated_at),
                              model_id=row.model_id, model_revision=row.model_revision,
-                             params=dict(row.params or {}), original_png=row.original_png,
-                             edited_png=row.edited_png, turns=turns)
+                             params=dict(row.params or {}),
+                             original_png=row.original_png if images else b"",
+                             edited_png=row.edited_png if images else b"", turns=turns)

@@ -16,8 +16,7 @@ ARTIFACTS = REPO / "test-artifacts"
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
-pytest_plugins = ["tests.fixtures_engine", "tests.fixtures_ecg", "tests.fixtures_app",
-                  "tests.fixtures_ui"]
+pytest_plugins = ["tests.fixtures_engine", "tests.fixtures_ecg", "tests.fixtures_ui"]
 
 
 @pytest.fixture(scope="session")
@@ -32,3 +31,4 @@ def shared_data() -> Path:
 def artifacts() -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
+

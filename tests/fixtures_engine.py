@@ -2,7 +2,7 @@
 
 The references re-state what the original LLaVA code (haotian-liu/LLaVA 1.2.2, transformers
 4.37's slow ``LlamaTokenizer``) does, step by step in its own terms, independently of
-``pulse_app.engine.pulse_format``; the tests compare our implementation against them.
+``pulse_app.engine``; the tests compare our implementation against them.
 
 Fixtures other areas may use: ``tiny_original`` (a tiny checkpoint in PULSE's published layout),
 ``tiny_model_dir`` (the same, converted), ``tiny_backend`` (a loaded ``LocalBackend`` on it, CPU),
@@ -32,7 +32,7 @@ def tiny_original(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tiny_original, tmp_path_factory) -> Path:
-    from pulse_app.engine.pulse_format import convert_checkpoint
+    from pulse_app.engine.convert import convert_checkpoint
 
     return convert_checkpoint(tiny_original, tmp_path_factory.mktemp("tiny") / "converted")
 

@@ -7,13 +7,14 @@ import sys
 
 import pytest
 
+from pulse_app.settings import Settings
+
 from pulse_app.auth import (
     Accounts,
     AuthConfigError,
     hash_password,
     is_owner_token,
     new_owner_token,
-    verify,
     verify_password,
 )
 
@@ -48,8 +49,9 @@ def test_accounts_from_a_list_and_from_a_file(tmp_path, monkeypatch):
     assert from_file.verify("ana", "ana-pw") and from_file.verify("bob", "bob-pw")
     assert not from_file.verify("ana", "bob-pw") and not from_file.verify("eve", "ana-pw")
     assert not from_file.verify("", "")
-    monkeypatch.setenv("PULSE_AUTH", str(users_file))
-    assert verify("ana", "ana-pw") and not verify("ana", "nope")
+    monkeypatch.setenv("PULSE_AUTH", str(users_file))          # read through the settings
+    from_env = Accounts.parse(Settings.load().auth)
+    assert from_env.verify("ana", "ana-pw") and not from_env.verify("ana", "nope")
     assert not Accounts.parse(None) and not Accounts.parse("  ")
 
 
@@ -69,7 +71,7 @@ def test_owner_tokens():
     tokens = {new_owner_token() for _ in range(100)}
     assert len(tokens) == 100 and all(is_owner_token(t) for t in tokens)
     for bad in ("", "short", "x" * 42, "x" * 44, "../../etc/passwd" + "a" * 27, None, 42,
-                "a" * 42 + "="):
+                "a" * 42 + "=", "a" * 43 + "\n", "a" * 43 + "\x00"):
         assert not is_owner_token(bad)
 
 

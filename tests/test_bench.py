@@ -21,7 +21,8 @@ def test_gpu_bench_skips_with_a_message_on_cpu(capsys):
 
 
 def test_pulse7b_prompt_for_an_ecg_page_has_llava_image_token_count(ecg_image):
-    from pulse_app.engine.pulse_format import PULSE_PINPOINTS_WH, pulse7b_config
+    from pulse_app.engine.anyres import PULSE_PINPOINTS_WH
+    from pulse_app.engine.convert import pulse7b_config
 
     config = pulse7b_config()
     page = ecg_image.resize((2200, 1700))
@@ -35,7 +36,8 @@ def test_pulse7b_prompt_for_an_ecg_page_has_llava_image_token_count(ecg_image):
 
 
 def test_pulse7b_weights_read_per_decoded_token():
-    from pulse_app.engine.pulse_format import PulseLlavaNextForConditionalGeneration, pulse7b_config
+    from pulse_app.engine.convert import pulse7b_config
+    from pulse_app.engine.pulse_model import PulseLlavaNextForConditionalGeneration
 
     previous = torch.get_default_dtype()
     torch.set_default_dtype(torch.bfloat16)

@@ -15,9 +15,6 @@ from PIL import Image
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 QUESTION = "Is there <b>ST elevation</b> & what is the rate?"
 
 #: Watches the chat and records every distinct text of the last bot message (streaming proof).
@@ -45,19 +42,22 @@ def browser_server(tmp_path_factory, ui_cache):
     server.close()
 
 
-@pytest.fixture(scope="module")
-def browser():
-    playwright_api = pytest.importorskip("playwright.sync_api")
-    with playwright_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
 def click_picture(page, fx: float, fy: float) -> None:
     """Click the shown picture at a fraction of its width and height."""
     box = page.locator("#picture img").bounding_box()
     page.mouse.click(box["x"] + fx * box["width"], box["y"] + fy * box["height"])
+
+
+def page_ready(page) -> None:
+    """The page has loaded its owner, its sessions and the model's name (one load event)."""
+    page.locator("#notice").get_by_text("not a medical device").wait_for()
+    page.locator("#notice").get_by_text("Model:").wait_for(timeout=60_000)
+
+
+def choose_session(page, title_part: str) -> None:
+    """Pick the saved session whose title holds ``title_part`` in the sidebar's list."""
+    page.locator("#session-list input").click()
+    page.get_by_role("option").filter(has_text=title_part).first.click()
 
 
 def wait_for_picture_size(page, width: int, height: int) -> None:
@@ -78,7 +78,7 @@ def test_clinician_visit(browser, browser_server, shared_data, artifacts, tmp_pa
             if not r.url.startswith(("http://127.0.0.1", "data:", "blob:")) else None)
     try:
         page.goto(browser_server.url)
-        page.locator("#notice").get_by_text("not a medical device").wait_for()
+        page_ready(page)
         page.locator("#notice").get_by_text("untrained").first.wait_for()
 
         # upload, rotate a quarter turn left, crop
@@ -88,7 +88,7 @@ def test_clinician_visit(browser, browser_server, shared_data, artifacts, tmp_pa
         page.locator("#rotate-left").click()
         wait_for_picture_size(page, 612, 1200)
         click_picture(page, 0.1, 0.1)                       # crop: two opposite corners
-        page.wait_for_timeout(500)
+        page.get_by_text("Now click the opposite corner").first.wait_for()   # first one taken
         click_picture(page, 0.6, 0.6)
         wait_for_picture_size(page, 306, 600)
         page.screenshot(path=str(artifacts / "browser-1-edited.png"))
@@ -131,9 +131,8 @@ def test_clinician_visit(browser, browser_server, shared_data, artifacts, tmp_pa
 
         # reload: same browser = same owner; reopen the session from the sidebar
         page.reload()
-        page.locator("#notice").get_by_text("not a medical device").wait_for()
-        page.locator("#session-list input").click()
-        page.get_by_role("option").filter(has_text="Is there").first.click()
+        page_ready(page)
+        choose_session(page, "Is there")
         page.locator("#session-open").click()
         page.locator("#chat").get_by_text("— tiny-untrained").wait_for(timeout=30_000)
         assert page.locator("#chat").get_by_text(QUESTION).count() == 1
@@ -148,7 +147,7 @@ def test_clinician_visit(browser, browser_server, shared_data, artifacts, tmp_pa
     try:
         other = stranger.new_page()
         other.goto(browser_server.url)
-        other.locator("#notice").get_by_text("not a medical device").wait_for()
+        page_ready(other)
         other.wait_for_timeout(1000)
         other.locator("#session-list input").click()
         other.wait_for_timeout(500)
@@ -173,7 +172,7 @@ def test_teaching_panel_generates_then_reveals(browser, browser_server):
     page = context.new_page()
     try:
         page.goto(browser_server.url)
-        page.locator("#notice").get_by_text("not a medical device").wait_for()
+        page_ready(page)
         page.get_by_role("tab", name="Teaching").click()
         page.locator("#teach-rhythm input").click()
         page.get_by_role("option", name="Atrial fibrillation").click()
@@ -196,7 +195,7 @@ def test_queue_position_shown_and_stop_keeps_the_partial_answer(browser, browser
     try:
         for page in pages:
             page.goto(browser_server.url)
-            page.locator("#notice").get_by_text("not a medical device").wait_for()
+            page_ready(page)
             page.locator("#upload input[type=file]").set_input_files(
                 str(shared_data / "ecg-images" / "ecg00010.png"))
             wait_for_picture_size(page, 768, 420)
@@ -223,3 +222,60 @@ def test_queue_position_shown_and_stop_keeps_the_partial_answer(browser, browser
     finally:
         for context in contexts:
             context.close()
+
+
+def test_markdown_and_html_in_questions_and_answers_load_nothing(browser, browser_server,
+                                                                  shared_data):
+    """A question and an answer with a Markdown image, an HTML image, a link and a bare URL
+    pointing at a tracker on 127.0.0.1: the chat shows them as text and the browser never asks
+    the tracker for anything."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    hits = []
+
+    class Tracker(BaseHTTPRequestHandler):
+        def do_GET(self):                                 # noqa: N802 - http.server's name
+            hits.append(self.path)
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    tracker = ThreadingHTTPServer(("127.0.0.1", 0), Tracker)
+    threading.Thread(target=tracker.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{tracker.server_address[1]}"
+    question = (f"Look ![q]({base}/question.png) <img src=\"{base}/question-html.png\"> "
+                f"[here]({base}/question-link) {base}/question-bare")
+    answer = f"See ![a]({base}/answer.png) and <img src=\"{base}/answer-html.png\">"
+    context = browser.new_context(viewport={"width": 1500, "height": 1100})
+    try:
+        page = context.new_page()
+        page.goto(browser_server.url)
+        page.locator("#notice").get_by_text("not a medical device").wait_for()
+        page.locator("#upload input[type=file]").set_input_files(
+            str(shared_data / "ecg-images" / "ecg00010.png"))
+        wait_for_picture_size(page, 768, 420)
+        page.locator("#question textarea").fill(question)
+        page.locator("#ask").click()
+        page.locator("#chat").get_by_text("— tiny-untrained").wait_for(timeout=60_000)
+
+        token = next(c["value"] for c in context.cookies() if c["name"] == "pulse-owner")
+        owner = f"browser:{token}"
+        session_id = browser_server.store.list_sessions(owner)[0].id
+        browser_server.store.add_turn(owner, session_id, question="And now?", answer=answer,
+                                      model_id="tiny", model_label="tiny-untrained",
+                                      params={})
+        page.reload()
+        page.locator("#notice").get_by_text("not a medical device").wait_for()
+        choose_session(page, "Look")
+        page.locator("#session-open").click()
+        page.locator("#chat").get_by_text("See ![a](").wait_for(timeout=30_000)
+        assert page.locator("#chat").get_by_text(f"Look ![q]({base}/question.png)").count() == 1
+        assert page.locator("#chat img").count() == 0 and page.locator("#chat a").count() == 0
+        page.wait_for_timeout(1000)
+    finally:
+        context.close()
+        tracker.shutdown()
+    assert hits == [], f"the chat loaded {hits}"

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from pulse_app.chat import ChatService, SessionBusy
-from pulse_app.errors import ImageRejected, PulseError, SessionNotFound
+from pulse_app.chat import ChatService, DraftExpired, SessionBusy
+from pulse_app.errors import ImageRejected, InvalidParameter, PulseError, SessionNotFound
 from pulse_app.settings import Settings
 from pulse_app.store import Store
 
@@ -32,12 +32,14 @@ class RecordingBackend:
 
     def __init__(self, backend, fail_after: int | None = None):
         self.backend, self.fail_after, self.histories = backend, fail_after, []
+        self.images = []
 
     def info(self):
         return self.backend.info()
 
     def stream(self, image, history, question, params, cancel=None):
         self.histories.append([(t.question, t.answer) for t in history])
+        self.images.append(image)
         for n, chunk in enumerate(self.backend.stream(image, history, question, params, cancel)):
             if self.fail_after is not None and n >= self.fail_after:
                 raise PulseError("the model server went away", hint="try again")
@@ -62,7 +64,7 @@ def photo(shared_data) -> Path:
 
 
 def test_start_session_stores_the_clean_upload(chat, photo, tiny_backend):
-    session = chat.start_session("user:ana", photo)
+    session = chat.start_session_from_upload("user:ana", photo)
     assert session.original_png == session.edited_png
     stored = Image.open(io.BytesIO(session.original_png))
     assert stored.format == "PNG" and stored.size == Image.open(photo).size
@@ -72,12 +74,12 @@ def test_start_session_stores_the_clean_upload(chat, photo, tiny_backend):
                                         "page": 1, "pages": 1}
     assert [s.id for s in chat.store.list_sessions("user:ana")] == [session.id]
     with pytest.raises(ImageRejected):
-        chat.start_session("user:ana", b"not an image", filename="notes.png")
+        chat.start_session_from_upload("user:ana", ("notes.png", b"not an image"))
     assert len(chat.store.list_sessions("user:ana")) == 1
 
 
 def test_ask_streams_and_commits_each_turn_with_its_model(chat, photo, tiny_backend):
-    session = chat.start_session("user:ana", photo, title="Palpitations")
+    session = chat.start_session_from_upload("user:ana", photo, title="Palpitations")
     first = list(chat.ask("user:ana", session.id, "What is the rhythm?", SHORT))
     assert first and all(isinstance(c, str) for c in first)
     second = "".join(chat.ask("user:ana", session.id, "And the axis?", SHORT))
@@ -96,7 +98,7 @@ def test_ask_streams_and_commits_each_turn_with_its_model(chat, photo, tiny_back
 
 
 def test_cancel_event_stores_the_partial_answer_as_stopped(chat, photo):
-    session = chat.start_session("user:ana", photo)
+    session = chat.start_session_from_upload("user:ana", photo)
     cancel = threading.Event()
     seen = []
     for chunk in chat.ask("user:ana", session.id, "Describe everything.", LONG, cancel=cancel):
@@ -109,7 +111,7 @@ def test_cancel_event_stores_the_partial_answer_as_stopped(chat, photo):
 
 
 def test_closing_the_stream_is_stop(chat, photo):
-    session = chat.start_session("user:ana", photo)
+    session = chat.start_session_from_upload("user:ana", photo)
     stream = chat.ask("user:ana", session.id, "Describe everything.", LONG)
     seen = [next(stream), next(stream)]
     stream.close()
@@ -119,7 +121,7 @@ def test_closing_the_stream_is_stop(chat, photo):
 
 
 def test_regenerate_replaces_only_the_last_answer(chat, photo):
-    session = chat.start_session("user:ana", photo)
+    session = chat.start_session_from_upload("user:ana", photo)
     list(chat.ask("user:ana", session.id, "Rate?", SHORT))
     list(chat.ask("user:ana", session.id, "Axis?", SHORT))
     before = chat.store.get_session("user:ana", session.id).turns
@@ -130,14 +132,14 @@ def test_regenerate_replaces_only_the_last_answer(chat, photo):
     assert after[0] == before[0]
     assert after[1].answer == new.strip() and after[1].params["temperature"] == 1.0
     assert chat.backend.histories[-1] == [("Rate?", before[0].answer)]
-    empty = chat.start_session("user:ana", photo)
+    empty = chat.start_session_from_upload("user:ana", photo)
     with pytest.raises(PulseError, match="no answer to regenerate"):
         chat.regenerate("user:ana", empty.id)
 
 
 def test_backend_error_propagates_and_keeps_earlier_turns(settings, tiny_backend, photo):
     chat = ChatService(settings, backend=RecordingBackend(tiny_backend))
-    session = chat.start_session("user:ana", photo)
+    session = chat.start_session_from_upload("user:ana", photo)
     list(chat.ask("user:ana", session.id, "Rate?", SHORT))
     chat._backend = RecordingBackend(tiny_backend, fail_after=2)
     with pytest.raises(PulseError, match="went away"):
@@ -149,19 +151,24 @@ def test_backend_error_propagates_and_keeps_earlier_turns(settings, tiny_backend
 
 
 def test_questions_and_settings_are_checked(chat, photo):
-    session = chat.start_session("user:ana", photo)
+    session = chat.start_session_from_upload("user:ana", photo)
     with pytest.raises(PulseError, match="question is empty"):
         chat.ask("user:ana", session.id, "  <image> ")
-    with pytest.raises(PulseError, match="out of range"):
+    with pytest.raises(InvalidParameter, match="top_p must be"):
         chat.ask("user:ana", session.id, "Rate?", {"top_p": 0})
+    with pytest.raises(InvalidParameter, match="question must be text"):
+        chat.ask("user:ana", session.id, ["Rate?"])
     with pytest.raises(SessionNotFound):
         chat.ask("user:bob", session.id, "Rate?")
     with pytest.raises(SessionNotFound):
-        chat.edit("user:bob", session.id, rotate90=1)
+        chat.new_chat("user:bob", session.id)
+    draft = chat.open_upload("user:ana", photo)
+    with pytest.raises(DraftExpired):                   # a draft is its owner's alone
+        chat.preview("user:bob", draft.id, {"rotate90": 1})
 
 
 def test_one_answer_at_a_time_per_session(chat, photo):
-    session = chat.start_session("user:ana", photo)
+    session = chat.start_session_from_upload("user:ana", photo)
     first = chat.ask("user:ana", session.id, "Describe everything.", LONG)
     next(first)
     with pytest.raises(SessionBusy):
@@ -170,22 +177,29 @@ def test_one_answer_at_a_time_per_session(chat, photo):
     assert len(chat.store.get_session("user:ana", session.id).turns) == 1
 
 
-def test_edit_rebuilds_from_the_original_and_resets(chat, photo):
-    session = chat.start_session("user:ana", photo)
+def test_a_draft_is_edited_from_its_original_and_stored_once(chat, photo):
     width, height = Image.open(photo).size
-    edited = chat.edit("user:ana", session.id, rotate90=1, crop=(0, 0, 300, 500))
-    assert edited.size == (300, 500)
+    draft = chat.open_upload("user:ana", photo)
+    assert chat.preview("user:ana", draft.id, {"rotate90": 1, "crop": (0, 0, 300, 500)}
+                        ).size == (300, 500)
+    tilted = chat.preview("user:ana", draft.id, {"angle_deg": -3})     # from the original
+    assert tilted.width > width and tilted.height > height
+    assert chat.list_sessions("user:ana") == [], "nothing is stored before a question"
+
+    session = chat.start_session("user:ana", draft.id, {"rotate90": 1, "crop": [0, 0, 300, 500]})
     stored = chat.store.get_session("user:ana", session.id)
     assert Image.open(io.BytesIO(stored.edited_png)).size == (300, 500)
     assert Image.open(io.BytesIO(stored.original_png)).size == (width, height)
     assert stored.params["edit"] == {"rotate90": 1, "angle_deg": 0.0, "crop": [0, 0, 300, 500]}
-    chat.edit("user:ana", session.id, angle_deg=-3)              # from the original, not edited
-    tilted = ChatService.image_of(chat.store.get_session("user:ana", session.id))
-    assert tilted.width > width and tilted.height > height
-    chat.edit("user:ana", session.id)                            # reset
-    reset = chat.store.get_session("user:ana", session.id)
-    assert reset.edited_png == reset.original_png
-    list(chat.ask("user:ana", session.id, "Rate?", SHORT))       # the model reads the edited one
+    list(chat.ask("user:ana", session.id, "Rate?", SHORT))
+    assert chat.backend.images[-1].size == (300, 500), "the model reads the edited picture"
+
+    # a new chat on the stored picture keeps its edit; a reset stores the original as shown
+    again = chat.new_chat("user:ana", session.id)
+    assert again.edit == stored.params["edit"] and again.image.size == (width, height)
+    reset = chat.start_session("user:ana", again.id, {})
+    reset = chat.store.get_session("user:ana", reset.id)
+    assert reset.edited_png == reset.original_png and len(chat.list_sessions("user:ana")) == 2
 
 
 def test_pdf_upload_page_two(chat, tmp_path, shared_data):
@@ -199,13 +213,13 @@ def test_pdf_upload_page_two(chat, tmp_path, shared_data):
     pdf.drawImage(str(shared_data / "ecg-images" / "ecg00010.png"), 36, 36, width=720, height=540)
     pdf.showPage()
     pdf.save()
-    session = chat.start_session("user:ana", path, page=2)
+    session = chat.start_session_from_upload("user:ana", path, page=2)
     assert session.params["source"]["pages"] == 2 and "page 2 of 2" in session.title
 
 
 def test_many_owners_at_once_nothing_lost_or_mixed(chat, photo):
     owners = [f"browser:{n:02d}" for n in range(6)]
-    sessions = {owner: chat.start_session(owner, photo, title=owner) for owner in owners}
+    sessions = {owner: chat.start_session_from_upload(owner, photo, title=owner) for owner in owners}
     errors = []
 
     def visitor(owner):
@@ -237,7 +251,7 @@ WORKER = textwrap.dedent("""
     backend = LocalBackend(model_dir, device="cpu", cache_dir=model_dir + "-cache",
                            progress=lambda m: None)
     chat = ChatService(Settings.load(db_url=db_url), backend=backend)
-    session = chat.start_session("user:ana", photo, title="crash test")
+    session = chat.start_session_from_upload("user:ana", photo, title="crash test")
     short = {"temperature": 0, "max_new_tokens": 16}
     for n in (1, 2):
         answer = "".join(chat.ask("user:ana", session.id, f"question {n}", short))
@@ -276,3 +290,20 @@ def test_killed_while_answering_keeps_every_finished_turn(tiny_model_dir, tmp_pa
     assert [len(t.answer) for t in turns] == [finished[1], finished[2]]
     assert not any(t.stopped for t in turns)
     store.close()
+
+
+def test_images_kept_in_memory_stay_within_the_budget(tmp_path, tiny_backend):
+    """Drafts keep at most half of ``image_memory_mb``, the answer cache an eighth: the oldest
+    go first (a draft that went is an honest 'upload again', never a wrong picture)."""
+    settings = Settings.load(data_dir=str(tmp_path), image_memory_mb=16)      # 8 MB of drafts
+    chat = ChatService(settings, backend=tiny_backend)
+    owner, picture = "user:ana", Image.new("RGB", (1000, 1000), "white")      # 4 MB each
+    drafts = [chat._new_draft(owner, picture, {}, f"ECG {n}") for n in range(4)]
+    assert len(chat.drafts._items) == 2
+    with pytest.raises(DraftExpired):
+        chat.preview(owner, drafts[0].id, None)
+    assert chat.preview(owner, drafts[3].id, None).size == (1000, 1000)
+    for draft in drafts[2:]:
+        chat.start_session(owner, draft.id)
+    assert len(chat._images) == 1, "a 2 MB cache keeps only the last (4 MB) image"
+    chat.store.close()

@@ -7,43 +7,19 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 
-import httpx
-import pytest
 from gradio_client import Client, handle_file
 
 from pulse_app.auth import new_owner_token
 from pulse_app.store import Store
-from tests.conftest import REPO
-from tests.fixtures_ui import free_port
-
-
-def start_serve(data_dir, cache_dir, port, log_path) -> subprocess.Popen:
-    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "PULSE_DEVICE": "cpu"}
-    command = [sys.executable, "-m", "pulse_app", "serve", "--model", "tiny-untrained",
-               "--port", str(port),
-               "--data-dir", str(data_dir), "--cache-dir", str(cache_dir), "--temperature", "0"]
-    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=open(log_path, "ab"),
-                               stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"serve exited with {process.returncode}: {log_path.read_text()[-2000:]}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/", timeout=1).status_code == 200:
-                return process
-        except httpx.HTTPError:
-            time.sleep(0.3)
-    process.kill()
-    pytest.fail(f"serve did not answer within 120 s: {log_path.read_text()[-2000:]}")
+from tests.fixtures_ui import free_port, serve_process
 
 
 def test_sigkill_during_generation_keeps_finished_turns(tmp_path, ui_cache, shared_data):
     data_dir, port, log = tmp_path / "data", free_port(), tmp_path / "serve.log"
     token = new_owner_token()
-    server = start_serve(data_dir, ui_cache, port, log)
+    server = serve_process(data_dir, ui_cache, port, log)
     try:
         client = Client(f"http://127.0.0.1:{port}/", verbose=False, download_files=False)
         session_id = client.predict(
@@ -72,7 +48,7 @@ def test_sigkill_during_generation_keeps_finished_turns(tmp_path, ui_cache, shar
     assert [t.answer for t in stored.turns] == [a.strip() for a in finished]
     store.close()
 
-    server = start_serve(data_dir, ui_cache, port, log)       # restart on the same files
+    server = serve_process(data_dir, ui_cache, port, log)       # restart on the same files
     try:
         client = Client(f"http://127.0.0.1:{port}/", verbose=False, download_files=False)
         assert client.predict(token, session_id, "Anything else?", 0.0, 0.7, 6,

@@ -229,7 +229,7 @@ def test_code15_hdf5_exams_with_labels(cinc_record, tmp_path):
     by_id = read_record(f"{path}#2873686")
     by_index = read_record(f"{path}#1")
     assert by_id.record_id == by_index.record_id == "code15-2873686"
-    assert by_id.sex == "F" and by_id.labels == [] and by_id.meta["normal_ecg"] is True
+    assert by_id.sex == "F" and by_id.labels == ["normal ecg"] and by_id.meta["normal_ecg"] is True
     assert [r.record_id for r in read_code15(path)] == ["code15-1169160", "code15-2873686"]
     with pytest.raises(RecordUnreadable, match="no exam 7"):
         read_record(f"{path}#7")

@@ -11,6 +11,7 @@ import pytest
 from pulse_app.ecg.distort import KINDS, plan_distortions
 from pulse_app.ecg.records import STANDARD_LEADS, Record, read_record
 from pulse_app.ecg.render import paper_grid, render_ecg
+from pulse_app.ecg.simulate import ecg_simulate
 
 FS = 500.0
 
@@ -102,23 +103,60 @@ def ink_outside(diff: np.ndarray, boxes: list[list[float]], pad: float = 0.0) ->
     return int((diff & ~inside).sum())
 
 
-@pytest.mark.parametrize("layout, leads", [
-    ("3x4+II", STANDARD_LEADS),
-    ("6x2", ("I", "aVF", "V1", "V6")),
-    ("12x1", ("II", "aVL", "V3")),
-    ("3x4+II,V1,V5", ("II", "V1", "V5", "V2")),
+def lead_ink(lead, layout, distort="none", record_id="flat"):
+    """(pixels where ``lead``'s trace is, the sidecar): where the page of a record in which only
+    ``lead`` moves is darker than the all-flat page (texts left out of both: labels follow the
+    traces)."""
+    kw = dict(layout=layout, grid="none", distort=distort, seed=7, draw_text=False)
+    base = render_ecg(flat_record(record_id), **kw).pixels.astype(int)
+    out = render_ecg(flat_record(record_id, active=lead), **kw)
+    return (base - out.pixels.astype(int)).max(axis=2) > 40, out.sidecar
+
+
+FOLDS = {"creases": {"lines": [[0.0, 0.3, 1.0, 0.33], [0.41, 0.0, 0.43, 1.0]], "ridge": [1, -1],
+                     "lift_mm": 2.0},
+         "wrinkles": {"count": 30, "lift_mm": 0.6}}
+FOLDED_PHOTO = {**FOLDS, "rotation": {"angle_deg": 4.0}, "perspective": True, "crop_pad": True}
+
+
+@pytest.mark.parametrize("layout, leads, distort", [
+    ("3x4+II", STANDARD_LEADS, "none"),
+    ("6x2", ("I", "aVF", "V1", "V6"), "none"),
+    ("12x1", ("II", "aVL", "V3"), "none"),
+    ("3x4+II,V1,V5", ("II", "V1", "V5", "V2"), "none"),
+    ("3x4+II", ("I", "II", "aVF", "V2", "V6"), FOLDS),
+    ("6x2", ("I", "V1", "V5"), FOLDED_PHOTO),
+    ("3x4+II,V1,V5", ("II", "V1", "V5", "aVL"), FOLDED_PHOTO),
 ])
-def test_each_lead_box_contains_the_ink_of_its_lead(layout, leads):
-    base = render_ecg(flat_record(), layout=layout, grid="none").pixels.astype(int)
+def test_each_lead_box_contains_the_ink_of_its_lead(layout, leads, distort):
     for lead in leads:
-        out = render_ecg(flat_record(active=lead), layout=layout, grid="none")
-        diff = np.abs(out.pixels.astype(int) - base).max(axis=2) > 40
-        boxes = [box for name, box in out.sidecar["leads"].items() if name.split("-")[0] == lead]
+        diff, side = lead_ink(lead, layout, distort)
+        boxes = [box for name, box in side["leads"].items() if name.split("-")[0] == lead]
         assert diff.sum() > 500, lead
         assert ink_outside(diff, boxes) == 0, lead
         for box in boxes:      # every panel of this lead holds some of it
             x0, y0, x1, y1 = (int(v) for v in box)
             assert diff[y0:y1 + 1, x0:x1 + 1].sum() > 100, (lead, box)
+
+
+def test_folds_bend_the_traces_and_the_boxes_follow():
+    """A crease across lead I moves its ink (a fold, not a stain) and its box with it."""
+    crease = {"creases": {"lines": [[0.2, 0.0, 0.2, 1.0]], "ridge": [1], "lift_mm": 2.0,
+                          "spread_mm": 8.0, "view_deg": 90.0}}
+    flat_diff, flat_side = lead_ink("I", "3x4")
+    fold_diff, fold_side = lead_ink("I", "3x4", crease)
+    x = int(0.2 * fold_diff.shape[1])                      # the crease's column
+    rows = np.nonzero(fold_diff[:, x - 3:x + 4].any(axis=1))[0]
+    flat_rows = np.nonzero(flat_diff[:, x - 3:x + 4].any(axis=1))[0]
+    # lifted by the fold and seen at a slant from above (view_deg 90: image down), the trace
+    # on the crease is displaced by lift_mm (15.7 px)
+    assert 12 < rows.min() - flat_rows.min() < 18
+    assert ink_outside(fold_diff, [fold_side["leads"]["I"]]) == 0
+    assert fold_side["leads"]["I"] != flat_side["leads"]["I"]
+    # 35 mm from the crease (4.4 spreads) the trace is where it was, to a pixel
+    far = x - int(35 * 200 / 25.4)
+    moved = [np.nonzero(d[:, far - 3:far + 4].any(axis=1))[0] for d in (fold_diff, flat_diff)]
+    assert abs(moved[0].min() - moved[1].min()) <= 1 and abs(moved[0].max() - moved[1].max()) <= 1
 
 
 @pytest.mark.parametrize("layout, n_boxes, n_rows", [
@@ -160,11 +198,23 @@ def test_sidecar_is_json_and_names_the_settings(real):
 
 
 def test_header_prints_text_only_when_asked(real):
-    with_header = render_ecg(real, grid="none", header=True).pixels
-    without = render_ecg(real, grid="none", header=False).pixels
+    with_header = render_ecg(real, grid="none", header=True)
+    without = render_ecg(real, grid="none", header=False)
     top = slice(0, int(25 * 200 / 25.4))
-    assert (with_header[top].min(axis=2) < 100).sum() > 2000
-    assert (without[top].min(axis=2) < 100).sum() == 0
+    assert (with_header.pixels[top].min(axis=2) < 100).sum() > 500     # age and sex
+    assert (without.pixels[top].min(axis=2) < 100).sum() == 0
+    assert {t["kind"] for t in without.sidecar["texts"]} == {"lead_label"}
+
+
+def test_header_never_invents_a_date_or_a_device(real):
+    """Header fields come from the record or stay blank."""
+    bare = Record(**{**real.__dict__, "meta": {}})
+    kinds = {t["kind"] for t in render_ecg(bare, seed=3).sidecar["texts"]}
+    assert kinds == {"lead_label", "settings", "demographics"}
+    dated = Record(**{**real.__dict__, "meta": {"date": "2021-03-04 10:15", "device": "MAC 5500"}})
+    texts = {t["kind"]: t["text"] for t in render_ecg(dated, seed=3).sidecar["texts"]}
+    assert texts["date"] == "2021-03-04 10:15" and texts["device"] == "MAC 5500"
+    assert texts["settings"] == "25 mm/s   10 mm/mV"            # no made-up filter settings
 
 
 @pytest.mark.parametrize("mode", ["photo", "all"])
@@ -210,18 +260,41 @@ def test_grid_removal_leaves_no_grid(real):
     assert out.sidecar["grid"] == "red"     # what was asked; the distortion says it was removed
 
 
+def test_the_warp_is_rebuilt_from_the_sidecar():
+    """A folded photo's page -> image map comes back from its sidecar alone (what a consumer of
+    training pages uses to place beats): the lead boxes it gives are the sidecar's."""
+    from pulse_app.ecg.distort import warp_of
+
+    out = render_ecg(ecg_simulate(seed=4), distort=FOLDED_PHOTO, seed=9)
+    side = json.loads(json.dumps(out.sidecar))
+    warp = warp_of(side)
+    assert warp.shift is not None and np.abs(warp.shift).max() > 5
+    largest = 0.0
+    for panel in side["panels"]:
+        x = np.linspace(panel["x0_px"], panel["x1_px"], 50)
+        flat = np.c_[x, np.full(50, panel["baseline_px"])]
+        moved = warp.points(flat)
+        camera = np.c_[flat, np.ones(50)] @ np.array(side["page_to_image"]).T
+        off = np.hypot(*(moved - camera[:, :2] / camera[:, 2:]).T)
+        largest = max(largest, off.max())
+        assert off.max() < (2.0 + 0.6) * 200 / 25.4 * 1.2          # up to lift_mm, both folds
+        x0, y0, x1, y1 = side["leads"][panel["name"]]
+        inside = moved[(moved[:, 0] > 1) & (moved[:, 0] < side["width"] - 1)]
+        assert ((inside[:, 0] >= x0 - 1) & (inside[:, 0] <= x1 + 1) &
+                (inside[:, 1] >= y0 - 1) & (inside[:, 1] <= y1 + 1)).all(), panel["name"]
+    assert largest > 3          # the folds moved the baselines off the camera's homography
+
+
 def test_geometric_distortions_move_the_boxes_with_the_ink():
     warp = {"rotation": {"angle_deg": -5.0}, "perspective": True, "crop_pad": {"scale": 0.9}}
-    base = render_ecg(flat_record("warp"), grid="none", distort=warp, seed=7)
     for lead in ("I", "V4", "aVF"):
-        out = render_ecg(flat_record("warp", active=lead), grid="none", distort=warp, seed=7)
-        diff = np.abs(out.pixels.astype(int) - base.pixels.astype(int)).max(axis=2) > 40
-        boxes = [box for name, box in out.sidecar["leads"].items() if name.split("-")[0] == lead]
+        diff, side = lead_ink(lead, "3x4+II", warp, record_id="warp")
+        boxes = [box for name, box in side["leads"].items() if name.split("-")[0] == lead]
         assert diff.sum() > 500
-        assert ink_outside(diff, boxes, pad=2) == 0, lead
+        assert ink_outside(diff, boxes) == 0, lead
     clean = render_ecg(flat_record("warp", active="I"), grid="none")
-    assert clean.sidecar["leads"]["I"] != out.sidecar["leads"]["I"]
-    H = np.array(out.sidecar["page_to_image"])
+    assert clean.sidecar["leads"]["I"] != side["leads"]["I"]
+    H = np.array(side["page_to_image"])
     assert not np.allclose(H, np.eye(3))
 
 

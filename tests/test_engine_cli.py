@@ -103,8 +103,10 @@ def test_ask_errors_are_one_or_two_lines(cli_env, shared_data, tmp_path, case, e
 
 def test_ask_through_a_remote_openai_server(cli_env, tiny_backend, shared_data):
     from pulse_app.engine.openai_server import make_server
+    from pulse_app.settings import Settings
 
-    server = make_server(tiny_backend, "127.0.0.1", 0, model_name="pulse-tiny")
+    server = make_server(tiny_backend, Settings.load(host="127.0.0.1"), 0,
+                         model_name="pulse-tiny")
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/v1"

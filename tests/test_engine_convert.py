@@ -7,13 +7,9 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from pulse_app.engine.pulse_format import (
-    PulseLlavaNextForConditionalGeneration,
-    checkpoint_fingerprint,
-    checkpoint_layout,
-    convert_checkpoint,
-    ensure_converted,
-)
+from pulse_app.engine.checkpoint import checkpoint_layout
+from pulse_app.engine.convert import checkpoint_fingerprint, convert_checkpoint, ensure_converted
+from pulse_app.engine.pulse_model import PulseLlavaNextForConditionalGeneration
 from pulse_app.engine.tiny import TinySpec, build_tiny_original, tiny_config
 from pulse_app.errors import ModelUnavailable
 

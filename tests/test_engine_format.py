@@ -1,23 +1,23 @@
 """PULSE-7B's geometry, image preprocessing and image token layout, against LLaVA's code."""
 
+import os
 import random
+import subprocess
+import sys
 
 import pytest
 import torch
 from PIL import Image
 
 from pulse_app.conversation import Turn, build_prompt
-from pulse_app.engine.pulse_format import (
-    PULSE_PINPOINTS_WH,
-    AnyresGeometry,
+from pulse_app.engine.anyres import PULSE_PINPOINTS_WH, AnyresGeometry, anyres_pixel_values
+from pulse_app.engine.convert import VISION_PREFIX, pulse7b_config, vision_config_from_shapes
+from pulse_app.engine.pulse_model import (
     PulseLlavaNextForConditionalGeneration,
-    anyres_pixel_values,
     merge_image_features,
-    pulse7b_config,
-    vision_config_from_shapes,
-    VISION_PREFIX,
 )
 from pulse_app.errors import ModelUnavailable
+from tests.conftest import REPO
 from tests.fixtures_engine import (
     llava_merge,
     llava_process_anyres_image,
@@ -89,6 +89,36 @@ def tagged_features(cols, rows, side, with_base=True):
     r = torch.arange(side).view(1, side, 1).expand(tiles, side, side)
     c = torch.arange(side).view(1, 1, side).expand(tiles, side, side)
     return torch.stack((t, r, c), dim=-1).reshape(tiles, side * side, 3).float()
+
+
+#: Run in a fresh interpreter: preprocessing, then training's whole sample path, then the model.
+PREPROCESSING_ONLY = """
+import sys
+from PIL import Image
+
+from pulse_app.conversation import Turn
+from pulse_app.engine import anyres, checkpoint, llama_tokenizer
+model_module = "pulse_app.engine.pulse_model"
+modeling = "transformers.models.llava_next.modeling_llava_next"
+print("light", "torch" in sys.modules, "transformers" in sys.modules)
+from training.data import SampleEncoder
+sample = SampleEncoder(sys.argv[1])([Turn("Rate?", "70 bpm")], Image.new("RGB", (600, 300)))
+loaded = lambda: f"{model_module in sys.modules} {modeling in sys.modules}"
+print("data", tuple(sample.pixel_values.shape), loaded())
+import pulse_app.engine.pulse_model
+print("model", loaded())
+"""
+
+
+def test_preprocessing_and_training_data_load_no_model_class(tiny_model_dir):
+    result = subprocess.run([sys.executable, "-c", PREPROCESSING_ONLY, str(tiny_model_dir)],
+                            cwd=REPO, capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert result.returncode == 0, result.stderr
+    light, data, model = result.stdout.splitlines()
+    assert light == "light False False"            # anyres, tokenizer, checkpoint: no torch
+    assert data.startswith("data (3, 3,") and data.endswith("False False"), data
+    assert model == "model True True"              # the names checked above are the right ones
 
 
 @pytest.mark.parametrize("merge", ["flat", "spatial", "spatial_unpad"])

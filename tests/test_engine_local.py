@@ -9,7 +9,6 @@ import torch
 from pulse_app.conversation import Turn
 from pulse_app.engine.backend import Backend, GenerationParams, answer
 from pulse_app.engine.local import LocalBackend, choose_precision, resolve_model
-from pulse_app.engine.pulse_format import AnyresGeometry
 from pulse_app.errors import HardwareError, ModelUnavailable, PulseError
 from pulse_app.settings import OFFLINE_DEFAULT_MODEL
 from tests.fixtures_engine import (

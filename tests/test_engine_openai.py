@@ -21,8 +21,9 @@ LONG = GenerationParams(temperature=0, max_new_tokens=400)
 KEY = "test-key-123"
 
 
-def serve(backend, **options):
-    server = make_server(backend, "127.0.0.1", 0, **options)
+def serve(backend, model_name=None, api_key=None, **settings):
+    settings = Settings.load(host="127.0.0.1", server_api_key=api_key, **settings)
+    server = make_server(backend, settings, 0, model_name=model_name)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server, f"http://127.0.0.1:{server.server_address[1]}/v1"
 
@@ -192,7 +193,7 @@ def test_bad_requests_come_back_as_user_errors(remote, server_url):
 
 
 def test_backend_relays_a_rejected_question(remote, ecg_image):
-    too_long = "Is the rhythm regular? " * 600          # over the tiny model's 2048 positions
+    too_long = "Is the rhythm regular? " * 340    # under 8000 characters, over 2048 positions
     with pytest.raises(PulseError, match="rejected the question: the conversation is too long"):
         answer(remote, ecg_image, [], too_long, GREEDY)
 

@@ -34,7 +34,7 @@ def launch(build):
 def app_url(tiny_backend):
     from pulse_app.ui.api import add_model_api
 
-    demo, url = launch(lambda: add_model_api(lambda: tiny_backend))
+    demo, url = launch(lambda: add_model_api(lambda: tiny_backend, Settings.load()))
     yield url.rstrip("/")
     demo.close()
 
@@ -166,7 +166,7 @@ def test_app_with_accounts_needs_them_in_the_url(tiny_backend, ecg_image):
     from pulse_app.ui.api import add_model_api
 
     with gr.Blocks() as demo:
-        add_model_api(lambda: tiny_backend)
+        add_model_api(lambda: tiny_backend, Settings.load())
     demo.queue()
     _, url, _ = demo.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True,
                             auth=[("doc", "s3cret:!")])

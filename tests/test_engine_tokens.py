@@ -3,7 +3,7 @@
 import pytest
 
 from pulse_app.conversation import Turn, build_prompt, encode_prompt, format_dialogue
-from pulse_app.engine.pulse_format import LlamaChunkEncoder
+from pulse_app.engine.llama_tokenizer import LlamaChunkEncoder
 from tests.fixtures_engine import (
     IGNORE_INDEX,
     IMAGE_TOKEN_INDEX,

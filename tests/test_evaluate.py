@@ -174,7 +174,7 @@ def test_balanced_subset_covers_every_group():
 
 
 def test_evaluate_runs_a_real_tiny_model_end_to_end(tiny_model_dir, tmp_path, monkeypatch):
-    from training.instruct.__main__ import build_dataset, simulated_records
+    from training.instruct.dataset import build_dataset, simulated_records
 
     monkeypatch.setenv("PULSE_CACHE_DIR", str(tmp_path / "cache"))
     data, _ = build_dataset(simulated_records(1, seed=77), tmp_path / "data", seed=77, dpi=40,

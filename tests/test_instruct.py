@@ -295,3 +295,25 @@ def test_docstring_examples_run():
                    training.instruct.vocab, training.metrics, training.evaluate):
         result = doctest.testmod(module)
         assert result.failed == 0, module.__name__
+
+
+def test_shards_concatenate_to_the_one_machine_output(tmp_path):
+    """--shard i/4 builds block i; the four files concatenated are byte for byte the single
+    run's file, and every page is the same image."""
+    from training.instruct.__main__ import main
+
+    common = ["--records", "6", "--seed", "2", "--dpi", "30", "--name", "train.jsonl"]
+    assert main(common + ["--out", str(tmp_path / "one")]) == 0
+    for i in range(4):
+        assert main(common + ["--out", str(tmp_path / "four"), "--shard", f"{i}/4"]) == 0
+    parts = sorted((tmp_path / "four").glob("train-*-of-00004.jsonl"))
+    assert [p.name for p in parts] == [f"train-0000{i}-of-00004.jsonl" for i in range(4)]
+    one = (tmp_path / "one" / "train.jsonl").read_bytes()
+    assert b"".join(p.read_bytes() for p in parts) == one and len(one.splitlines()) == 6 * 13
+    images = sorted(p.name for p in (tmp_path / "one" / "images").iterdir())
+    assert images == sorted(p.name for p in (tmp_path / "four" / "images").iterdir())
+    for name in images:
+        assert (tmp_path / "one" / "images" / name).read_bytes() == \
+            (tmp_path / "four" / "images" / name).read_bytes()
+    with pytest.raises(SystemExit):
+        main(["--records", "2", "--out", str(tmp_path / "x"), "--shard", "4/4"])

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from pulse_app.errors import ImageRejected
-from pulse_app.intake import edit_image, load_image, png_bytes
+from pulse_app.intake import Limits, edit_image, load_image, png_bytes
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +124,7 @@ def test_huge_pdf_page_is_rendered_under_the_pixel_cap(ecg):
     pdf.drawString(72, 72, "poster")
     pdf.showPage()
     pdf.save()
-    intake = load_image(buffer.getvalue(), max_pixels=4_000_000)
+    intake = load_image(buffer.getvalue(), limits=Limits(max_pixels=4_000_000))
     assert intake.image.width * intake.image.height <= 4_000_000
     assert abs(intake.image.width - 2 * intake.image.height) <= 2
 
@@ -191,14 +191,14 @@ def test_file_size_cap(ecg, tmp_path):
     path = tmp_path / "big.bmp"
     path.write_bytes(encode(ecg, "BMP"))
     with pytest.raises(ImageRejected, match=r"MB, more than the 0.5 MB limit"):
-        load_image(path, max_bytes=500_000)
+        load_image(path, limits=Limits(max_bytes=500_000))
     with pytest.raises(ImageRejected, match="limit"):
-        load_image(path.read_bytes(), max_bytes=500_000)
+        load_image(path.read_bytes(), limits=Limits(max_bytes=500_000))
 
 
 def test_pixel_cap_is_a_setting(ecg):
     with pytest.raises(ImageRejected, match="megapixel"):
-        load_image(encode(ecg, "PNG"), max_pixels=100_000)
+        load_image(encode(ecg, "PNG"), limits=Limits(max_pixels=100_000))
 
 
 # -- normalisation ------------------------------------------------------------------------------
@@ -341,3 +341,62 @@ def test_damaged_files_never_crash_with_anything_but_image_rejected(ecg):
         except ImageRejected:
             continue
         assert intake.image.mode == "RGB"                   # a readable image is fine too
+
+
+# -- decoding cost ------------------------------------------------------------------------------
+
+def test_large_images_are_scaled_down_while_decoding(ecg):
+    """A 5 MP photo comes out at most ``image_pixels`` (here 1 MP), its aspect kept and
+    upright; a JPEG is decoded at a reduced size by libjpeg (draft), never at full size."""
+    big = ecg.resize((3072, 1680))                                   # 5.2 MP
+    exif = Image.Exif()
+    exif[0x0112] = 6                                                 # shown rotated 90 degrees
+    limits = Limits(image_pixels=1_000_000)
+    for fmt, options in (("JPEG", {"quality": 85, "exif": exif}), ("PNG", {"exif": exif})):
+        out = load_image(encode(big, fmt, **options), limits=limits).image
+        assert 900_000 < out.width * out.height <= 1_000_000, fmt
+        assert out.height > out.width and abs(out.height / out.width - 3072 / 1680) < 0.01, fmt
+
+    from PIL import JpegImagePlugin
+
+    decoded = []
+    original_load = JpegImagePlugin.JpegImageFile.load
+
+    def watched_load(image):
+        decoded.append(image.size)
+        return original_load(image)
+
+    JpegImagePlugin.JpegImageFile.load = watched_load
+    try:
+        load_image(encode(big, "JPEG", quality=85), limits=limits)
+    finally:
+        JpegImagePlugin.JpegImageFile.load = original_load
+    assert decoded and decoded[0][0] * decoded[0][1] <= 4 * 1_000_000, \
+        f"decoded at {decoded[0]}: the JPEG was not scaled in the decoder"
+
+
+def test_decodes_wait_for_room_in_the_memory_budget():
+    import threading
+    import time
+
+    from pulse_app.errors import ServerBusy
+    from pulse_app.memory import MemoryBudget
+
+    budget, order = MemoryBudget(100, wait_s=5), []
+
+    def decode(name, hold_s):
+        with budget.reserve(60, name):
+            order.append(f"{name} in")
+            time.sleep(hold_s)
+            order.append(f"{name} out")
+
+    first = threading.Thread(target=decode, args=("a", 0.3))
+    first.start()
+    time.sleep(0.05)
+    decode("b", 0)                                   # waits until "a" has given its share back
+    first.join()
+    assert order == ["a in", "a out", "b in", "b out"]
+    impatient = MemoryBudget(100, wait_s=0.1)
+    with impatient.reserve(60, "a"), pytest.raises(ServerBusy, match="busy"):
+        with impatient.reserve(60, "b"):
+            pass

@@ -10,7 +10,7 @@ from PIL import Image
 from pypdf import PdfReader
 
 from pulse_app.intake import load_image, png_bytes
-from pulse_app.report import DISCLAIMER, build_report, safe_text
+from pulse_app.report import DISCLAIMER, session_pdf, safe_text
 from pulse_app.store import Store
 
 LABEL = "PULSE-7B (local, cuda bf16)"
@@ -54,7 +54,7 @@ def test_report_holds_everything_a_clinician_needs(store, ecg_png, artifacts):
         ("Any ST elevation?", "There is no ST elevation in the inferior leads", True),
     ]
     session = make_session(store, ecg_png, turns)
-    pdf = build_report(session, note="Agree with sinus rhythm. Repeat ECG if pain recurs.",
+    pdf = session_pdf(session, note="Agree with sinus rhythm. Repeat ECG if pain recurs.",
                        owner_label="dr.ana")
     assert pdf.startswith(b"%PDF-")
     (artifacts / "report.pdf").write_bytes(pdf)              # for a human to look at
@@ -88,7 +88,7 @@ def test_twenty_turn_session_spans_pages_with_numbers(store, ecg_png):
               f"Answer number {n}. " + "The waveform in this lead looks unremarkable. " * 12,
               False) for n in range(1, 21)]
     session = make_session(store, ecg_png, turns)
-    reader, pages, text = pdf_text(build_report(session))
+    reader, pages, text = pdf_text(session_pdf(session))
     total = len(reader.pages)
     assert total >= 4
     assert [f"Page {n} of {total}" in page for n, page in enumerate(pages, 1)] == [True] * total
@@ -101,10 +101,10 @@ def test_twenty_turn_session_spans_pages_with_numbers(store, ecg_png):
 def test_odd_model_output_and_empty_sessions_do_not_break_the_report(store, ecg_png):
     tiny_like = "\x16hond voltageainch\ufffd te\n\x05Parkinson\x13 " + "x" * 400 + " \ud800end"
     session = make_session(store, ecg_png, [("Rate?", tiny_like, False), ("Again?", "", True)])
-    _, _, text = pdf_text(build_report(session))
+    _, _, text = pdf_text(session_pdf(session))
     assert "hond voltageainch" in text and "Parkinson" in text and "(no text)" in text
     empty = make_session(store, ecg_png, [])
-    _, _, text = pdf_text(build_report(empty))
+    _, _, text = pdf_text(session_pdf(empty))
     assert "No questions were asked" in text
 
 

@@ -102,7 +102,6 @@ def test_owners_are_isolated_even_by_id(store):
         lambda: store.get_session("user:ana", bob.id),
         lambda: store.rename("user:ana", bob.id, "mine now"),
         lambda: store.delete("user:ana", bob.id),
-        lambda: store.update_images("user:ana", bob.id, edited_png=b"x"),
         lambda: add(store, "user:ana", bob.id, 2),
         lambda: store.replace_last_turn("user:ana", bob.id, answer="x", model_id=None,
                                         model_label=None, params={}),
@@ -122,15 +121,14 @@ def test_owners_are_isolated_even_by_id(store):
         store.list_sessions("")
 
 
-def test_rename_delete_update_images_and_regenerate(store):
+def test_rename_delete_and_regenerate(store):
     session = new_session(store)
     store.rename("user:ana", session.id, "  Syncope,\n 70 y  ")
-    store.update_images("user:ana", session.id, edited_png=b"cropped")
     add(store, "user:ana", session.id, 1)
     store.replace_last_turn("user:ana", session.id, answer="better answer", model_id="m2",
                             model_label="M2", params={"temperature": 0.7})
     loaded = store.get_session("user:ana", session.id)
-    assert loaded.title == "Syncope, 70 y" and loaded.edited_png == b"cropped"
+    assert loaded.title == "Syncope, 70 y" and loaded.edited_png == PNG_B
     assert (loaded.model_id, loaded.model_revision) == ("m2", None)      # its latest model
     assert loaded.original_png == PNG_A
     assert [(t.question, t.answer, t.model_label) for t in loaded.turns] == \

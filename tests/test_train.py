@@ -60,7 +60,7 @@ def batch_loss(model_dir: Path, instruct_file: Path) -> float:
     """Mean answer-token loss of the four samples, as one batch (the fixed batch)."""
     import torch
 
-    from pulse_app.engine.pulse_format import PulseLlavaNextForConditionalGeneration
+    from pulse_app.engine.pulse_model import PulseLlavaNextForConditionalGeneration
     from training.data import Collator, InstructDataset
 
     model = PulseLlavaNextForConditionalGeneration.from_pretrained(model_dir, dtype=torch.float32)
@@ -73,7 +73,7 @@ def batch_loss(model_dir: Path, instruct_file: Path) -> float:
 # -- labels ---------------------------------------------------------------------------------------
 
 def test_labels_train_on_answers_only(tiny_dir, instruct_file):
-    from pulse_app.engine.pulse_format import LlamaChunkEncoder
+    from pulse_app.engine.llama_tokenizer import LlamaChunkEncoder
     from training.data import IGNORE_INDEX, InstructDataset
 
     data = InstructDataset.from_file(instruct_file, tiny_dir, max_length=512)
@@ -192,7 +192,8 @@ def test_full_config_has_the_papers_hyper_parameters():
                        ["train_vision_tower=true"]).train_vision_tower is True
 
 
-@pytest.mark.parametrize("name", ["pulse-7b-full", "pulse-7b-lora", "pulse-7b-qlora", "mini"])
+@pytest.mark.parametrize("name", ["pulse-7b-full", "pulse-7b-lora", "pulse-7b-qlora", "mini/align",
+                                  "mini/instruct"])
 def test_every_config_loads_and_its_batch_arithmetic_holds(name):
     config = load_config(CONFIG_DIR / f"{name}.yaml")
     for gpus in (1, 2, 4, 8):
@@ -248,11 +249,17 @@ def test_gpu_only_set_ups_fail_clearly_on_cpu(instruct_file, tmp_path):
 
 # -- the mini model -------------------------------------------------------------------------------
 
+def mini_stages(overrides=()):
+    from training.mini_model.config import load_stages
+
+    return load_stages(overrides=list(overrides))
+
+
 def test_mini_data_packs_each_records_questions_into_one_conversation(tmp_path):
     from training.instruct import read_samples
-    from training.mini_model import make_split, pack_conversations
+    from training.mini_model.data import make_split, pack_conversations
 
-    samples, _ = make_split(tmp_path, 2, seed=5, extra_mcq=1, progress=lambda m: None)
+    samples, _ = make_split(tmp_path, 2, 5, mini_stages().data, extra_mcq=1)
     extra = [s for s in samples if s.id.endswith("-x1")]
     assert len(extra) == 4 and {s.meta["qtype"] for s in extra} == {"mcq"}   # basic + rhythm
     assert len({s.id for s in samples}) == len(samples)
@@ -276,11 +283,11 @@ def test_vision_targets_mark_the_drawn_r_peaks_and_the_tokens_that_show_them(tmp
     import numpy as np
     from PIL import Image
 
-    from pulse_app.engine.pulse_format import AnyresGeometry
-    from training.mini_model import make_split
-    from training.vision_warmup import beat_targets
+    from pulse_app.engine.anyres import AnyresGeometry
+    from training.mini_model.data import make_split
+    from training.mini_model.targets import beat_targets
 
-    _, targets = make_split(tmp_path, 4, seed=5, progress=lambda m: None)
+    _, targets = make_split(tmp_path, 4, 5, mini_stages().data)
     for target in targets:
         assert target["rhythm"] and 25 < target["heart_rate_bpm"] < 250
         page = np.asarray(Image.open(tmp_path / target["image"]).convert("L"), dtype=float)
@@ -304,7 +311,7 @@ def test_vision_targets_mark_the_drawn_r_peaks_and_the_tokens_that_show_them(tmp
 
     # per token, the rate of the beat intervals drawn in it: the record's rate where the rhythm
     # is regular, nothing where no trace runs
-    from training.vision_warmup import local_rate_targets
+    from training.mini_model.targets import local_rate_targets
 
     for target in targets:
         segments = target["rr_segments"]
@@ -332,16 +339,17 @@ def test_vision_warmup_trains_the_tower_only(tmp_path):
 
     from safetensors.torch import load_file
 
-    from training.mini_model import make_split
+    from training.mini_model.data import make_split
+    from training.mini_model.warmup import warm_up
     from training.train import resolve_start
-    from training.vision_warmup import warm_up
 
-    _, targets = make_split(tmp_path, 4, seed=6, progress=lambda m: None)
+    _, targets = make_split(tmp_path, 4, 6, mini_stages().data)
     (tmp_path / "targets.json").write_text(_json.dumps(targets))
     model = tmp_path / "model"
     shutil.copytree(resolve_start("tiny"), model)
     before = load_file(model / "model.safetensors")
-    result = warm_up(model, tmp_path / "targets.json", tmp_path, epochs=4, batch_size=2,
+    result = warm_up(model, tmp_path / "targets.json", tmp_path,
+                     mini_stages(["warmup.epochs=4", "warmup.batch_size=2"]).warmup,
                      heldout=tmp_path / "targets.json")
     after = load_file(model / "model.safetensors")
     assert result["steps"] == 8 and set(result["heldout"]) >= {
@@ -352,7 +360,8 @@ def test_vision_warmup_trains_the_tower_only(tmp_path):
     assert changed and all(".vision_tower." in k for k in changed)
     assert any("patch_embedding" in k for k in changed)
     # fewer images than the default batch of 32: one batch of all of them, and it ends
-    alone = warm_up(model, tmp_path / "targets.json", tmp_path, epochs=1, teacher_epochs=0)
+    alone = warm_up(model, tmp_path / "targets.json", tmp_path,
+                    mini_stages(["warmup.epochs=1", "warmup.teacher_epochs=0"]).warmup)
     assert alone["steps"] == 1 and "teacher" not in alone
 
 
@@ -374,14 +383,26 @@ def test_a_demonstration_model_is_labelled_as_such(trained, tmp_path):
 @pytest.mark.slow
 def test_mini_model_command_runs_end_to_end(tmp_path):
     """The whole `python -m training.mini_model` at toy scale: data, train, evaluate, card."""
+    import dataclasses
     import subprocess
     import sys
 
-    out = tmp_path / "pulse-mini"
-    subprocess.run([sys.executable, "-m", "training.mini_model", "--records", "6", "--heldout",
-                    "2", "--epochs", "1", "--warmup-epochs", "2", "--eval-limit", "2", "--work", str(tmp_path / "work"),
-                    "--out", str(out), "max_steps=2", "dataloader_workers=0"],
+    from training.mini_model.config import load_stages
+
+    out, work = tmp_path / "pulse-mini", tmp_path / "work"
+    overrides = ["data.records=6", "data.heldout=2", "warmup.epochs=2", "instruct.epochs=1",
+                 "evaluate.limit=2", "align.max_steps=2", "instruct.max_steps=2",
+                 "align.dataloader_workers=0", "instruct.dataloader_workers=0"]
+    subprocess.run([sys.executable, "-m", "training.mini_model", "--work", str(work),
+                    "--out", str(out), *overrides],
                    check=True, cwd=Path(__file__).resolve().parent.parent, timeout=900)
+    # the training stages ran with what their YAML files (and the overrides) say, nothing else
+    stages = load_stages(overrides=overrides, work=work)
+    for name in ("align", "instruct"):
+        ran = json.loads((work / name / "final" / "training_config.json").read_text())
+        assert ran == json.loads(json.dumps(dataclasses.asdict(getattr(stages, name))))
+    warmup = json.loads((work / "mini_model_info.json").read_text())["vision_warmup"]
+    assert (warmup["epochs"], warmup["teacher"]["epochs"]) == (2.0, stages.warmup.teacher_epochs)
     config = json.loads((out / "config.json").read_text())
     assert config["pulse_app"]["trained"] and config["pulse_app"]["demonstration"]
     card = (out / "README.md").read_text()
@@ -406,7 +427,7 @@ def test_offline_default_is_the_shipped_mini_model(tmp_path):
 def test_model_card_verdicts_name_clear_wins_and_weak_spots():
     """The card's sentences follow the numbers: +10 points is a clear win, rows at or below the
     majority baseline are listed as weak spots, rows above it are not."""
-    from training.mini_model import verdict, weak_spots
+    from training.mini_model.card import verdict, weak_spots
 
     rows = [{"group": "Rate: bucket, all question types", "metric": "accuracy", "n": 10,
              "m": 0.80, "majority": 0.69},

@@ -12,8 +12,12 @@ import pytest
 from PIL import Image
 
 from pulse_app.auth import new_owner_token
-from pulse_app.ui import teaching
-from pulse_app.ui.handlers import NO_EDIT, PulseUI
+from pulse_app.chat import NO_EDIT
+from pulse_app.errors import SessionNotFound
+from pulse_app.teaching import TRUTH_KEY, simulate_case, truth_markdown
+from pulse_app.ui.handlers import EMPTY_VIEW, HIDDEN, PulseUI
+from pulse_app.ui.owner import OWNER_COOKIE
+from pulse_app.ui.teaching import findings_from_controls
 
 
 @pytest.fixture
@@ -23,8 +27,10 @@ def ui(ui_settings):
     return handlers
 
 
-def request(username=None, session_hash="page-1"):
-    return gr.Request(username=username, session_hash=session_hash)
+def request(token=None, username=None, session_hash="page-1"):
+    """A page event's request: the browser's owner cookie (``token``) or a signed-in user."""
+    cookies = {OWNER_COOKIE: token} if token else {}
+    return gr.Request(username=username, session_hash=session_hash, cookies=cookies)
 
 
 def click(x, y):
@@ -35,97 +41,121 @@ def finish(generator) -> list:
     return list(generator)
 
 
+def upload(ui, token, path, page=1, req=None):
+    """The upload event: (picture, view, angle, chat, page note, report)."""
+    return ui.upload([str(path)], page, req or request(token))
+
+
 def test_upload_rotate_crop_ask_stores_what_was_shown(ui, shared_data):
-    token, req = new_owner_token(), request()
-    picture, original, edit, *_ = ui.upload([str(shared_data / "ecg-images" / "ecg00040.jpg")], 1)
-    assert original.size == (1200, 612) and edit == NO_EDIT
-    picture, edit, _, _ = ui.rotate(original, edit, 0, -1)          # a quarter turn right
-    assert picture.size == (612, 1200) and edit["rotate90"] == 3
-    _, edit, _, _ = ui.crop_click(original, edit, None, click(100, 200))
-    picture, edit, session, _ = ui.crop_click(original, edit, None, click(400, 800))
-    picture, edit, session, _ = ui.crop_click(original, edit, None, click(0, 0))   # crop the crop
-    picture, edit, session, _ = ui.crop_click(original, edit, None, click(150, 300))
-    assert edit["crop"] == [100, 200, 250, 500] and picture.size == (150, 300)
+    token = new_owner_token()
+    req = request(token)
+    picture, view, *_ = upload(ui, token, shared_data / "ecg-images" / "ecg00040.jpg")
+    assert picture.size == (1200, 612) and view["edit"] == NO_EDIT and view["draft"]
+    assert set(view) == set(EMPTY_VIEW), "the page keeps only ids and the draft edit"
+    picture, view, _ = ui.rotate(view, 0, -1, req)              # a quarter turn right
+    assert picture.size == (612, 1200) and view["edit"]["rotate90"] == 3
+    _, view, _ = ui.crop_click(view, click(100, 200), req)
+    picture, view, _ = ui.crop_click(view, click(400, 800), req)
+    picture, view, _ = ui.crop_click(view, click(0, 0), req)    # crop the crop
+    picture, view, _ = ui.crop_click(view, click(150, 300), req)
+    assert view["edit"]["crop"] == [100, 200, 250, 500] and picture.size == (150, 300)
+    assert ui.chat.list_sessions(f"browser:{token}") == [], "nothing stored before a question"
 
     shown = []                              # what the chat shows after each update
-    for history, session, *_ in ui.ask(token, session, original, edit, "Rhythm?", [], 0.0, 0.7,
-                                       12, req):
+    for history, view, *_ in ui.ask(view, "Rhythm?", [], 0.0, 0.7, 12, req):
         shown.append(history[-1]["content"])
     assert shown[0] == "…" and len(set(shown[1:-1])) >= 2, "the answer grows in several updates"
-    assert history[-1]["content"].endswith("*— tiny-untrained, UNTRAINED (local, cpu fp32)*")
+    assert history[-1]["content"].endswith(
+        "<em>— tiny-untrained, UNTRAINED (local, cpu fp32)</em>")
 
-    stored = ui.chat.store.get_session(f"browser:{token}", session["id"])
+    stored = ui.chat.store.get_session(f"browser:{token}", view["session"])
     assert Image.open(io.BytesIO(stored.edited_png)).size == (150, 300)
     assert Image.open(io.BytesIO(stored.original_png)).size == (1200, 612)
     assert stored.params["edit"]["crop"] == [100, 200, 250, 500]
 
     # reopen: the same picture, edit and conversation come back
-    picture, original2, edit2, _, session2, messages, title = ui.open_session(
-        token, session["id"], req)
-    assert picture.size == (150, 300) and edit2["rotate90"] == 3 and session2 == session
+    picture, view2, _, messages, title = ui.open_session(view["session"], req)
+    assert picture.size == (150, 300) and view2["edit"]["rotate90"] == 3
+    assert view2["session"] == view["session"]
     assert messages == history and title == "Rhythm?"
 
 
 def test_stop_keeps_the_partial_answer_marked_stopped(ui, shared_data):
-    token, req = new_owner_token(), request(session_hash="page-stop")
-    _, original, edit, *_ = ui.upload([str(shared_data / "ecg-images" / "ecg00010.png")], 1)
-    answering = ui.ask(token, {"id": None}, original, edit, "Long report please", [], 0.0, 0.7,
-                       2000, req)
+    token = new_owner_token()
+    req = request(token, session_hash="page-stop")
+    _, view, *_ = upload(ui, token, shared_data / "ecg-images" / "ecg00010.png")
+    answering = ui.ask(view, "Long report please", [], 0.0, 0.7, 2000, req)
     next(answering), next(answering)                 # the question shown, a first chunk
     ui.stop(req)
-    history, session = finish(answering)[-1][:2]
-    assert history[-1]["content"].split("\n\n*—")[0].endswith("[stopped]")
-    turn, = ui.chat.store.get_session(f"browser:{token}", session["id"]).turns
+    history, view = finish(answering)[-1][:2]
+    assert history[-1]["content"].split("<br><br><em>—")[0].endswith("[stopped]")
+    turn, = ui.chat.store.get_session(f"browser:{token}", view["session"]).turns
     assert turn.stopped and 0 < len(turn.answer)
 
 
 def test_regenerate_replaces_the_last_answer(ui, shared_data):
-    token, req = new_owner_token(), request()
-    _, original, edit, *_ = ui.upload([str(shared_data / "ecg-images" / "ecg00010.png")], 1)
-    history, session = finish(ui.ask(token, {"id": None}, original, edit, "Axis?", [], 0.0,
-                                     0.7, 6, req))[-1][:2]
-    finish(ui.regenerate(token, session, history, 0.0, 0.7, 12, req))
-    turn, = ui.chat.store.get_session(f"browser:{token}", session["id"]).turns
+    token = new_owner_token()
+    req = request(token)
+    _, view, *_ = upload(ui, token, shared_data / "ecg-images" / "ecg00010.png")
+    history, view = finish(ui.ask(view, "Axis?", [], 0.0, 0.7, 6, req))[-1][:2]
+    finish(ui.regenerate(view, history, 0.0, 0.7, 12, req))
+    turn, = ui.chat.store.get_session(f"browser:{token}", view["session"]).turns
     assert turn.question == "Axis?" and turn.params["max_new_tokens"] == 12
+
+
+def test_bad_settings_are_refused_before_anything_is_stored(ui, shared_data):
+    token = new_owner_token()
+    req = request(token)
+    _, view, *_ = upload(ui, token, shared_data / "ecg-images" / "ecg00010.png")
+    with pytest.raises(gr.Error, match="temperature must be"):
+        finish(ui.ask(view, "Axis?", [], float("nan"), 0.7, 6, req))
+    assert ui.chat.list_sessions(f"browser:{token}") == []
 
 
 def test_sessions_rename_search_export_delete_and_isolation(ui, shared_data):
     from pypdf import PdfReader
 
     alice, bob = new_owner_token(), new_owner_token()
-    _, original, edit, *_ = ui.upload([str(shared_data / "ecg-images" / "ecg00010.png")], 1)
-    session = finish(ui.ask(alice, {"id": None}, original, edit, "Is this normal?", [], 0.0,
-                            0.7, 6, request()))[-1][1]
-    sid = session["id"]
-    renamed = ui.rename_session(alice, sid, "Mrs K, chest pain", request())
+    _, view, *_ = upload(ui, alice, shared_data / "ecg-images" / "ecg00010.png")
+    view = finish(ui.ask(view, "Is this normal?", [], 0.0, 0.7, 6, request(alice)))[-1][1]
+    sid = view["session"]
+    renamed = ui.rename_session(sid, "Mrs K, chest pain", request(alice))
     assert [c[1] for c in renamed["choices"]] == [sid]
-    assert ui.search_sessions(alice, "chest", request())["choices"][0][0].startswith("Mrs K")
-    assert ui.search_sessions(alice, "nothing like it", request())["choices"] == []
+    assert ui.search_sessions("chest", request(alice))["choices"][0][0].startswith("Mrs K")
+    assert ui.search_sessions("nothing like it", request(alice))["choices"] == []
 
-    pdf = ui.export_pdf(alice, sid, {"id": None}, "Repeat in 1 h.", request())
+    link = ui.export_pdf(sid, EMPTY_VIEW, "Repeat in 1 h.", request(alice))
+    export_id = re.search(r'href="pulse/report/([\w-]+)"', link).group(1)
+    with pytest.raises(SessionNotFound):
+        ui.chat.take_export(f"browser:{bob}", export_id)        # another owner: as if gone
+    pdf = io.BytesIO(ui.chat.take_export(f"browser:{alice}", export_id).pdf)
+    with pytest.raises(SessionNotFound):
+        ui.chat.take_export(f"browser:{alice}", export_id)      # one download only
     text = re.sub(r"\s+", " ", "".join(p.extract_text() for p in PdfReader(pdf).pages))
     assert "Is this normal?" in text and "Repeat in 1 h." in text
     assert alice not in text, "the owner token is a secret: never printed"
 
-    assert ui.search_sessions(bob, "", request())["choices"] == []
-    for attempt in (lambda: ui.open_session(bob, sid, request()),
-                    lambda: ui.export_pdf(bob, sid, {}, "", request()),
-                    lambda: ui.delete_session(bob, sid, {}, request())):
+    assert ui.search_sessions("", request(bob))["choices"] == []
+    for attempt in (lambda: ui.open_session(sid, request(bob)),
+                    lambda: ui.export_pdf(sid, {}, "", request(bob)),
+                    lambda: ui.delete_session(sid, {}, request(bob)),
+                    lambda: ui.rotate(view, 0, 1, request(bob)),
+                    lambda: ui.new_chat(view, request(bob))):
         with pytest.raises(gr.Error):
             attempt()
-    ui.delete_session(alice, sid, session, request())
-    assert ui.search_sessions(alice, "", request())["choices"] == []
+    ui.delete_session(sid, view, request(alice))
+    assert ui.search_sessions("", request(alice))["choices"] == []
 
 
 def test_signed_in_users_own_their_sessions_by_name(ui, shared_data):
-    _, original, edit, *_ = ui.upload([str(shared_data / "ecg-images" / "ecg00010.png")], 1)
-    ana = request(username="ana")
-    session = finish(ui.ask(None, {"id": None}, original, edit, "Rate?", [], 0.0, 0.7, 4,
-                            ana))[-1][1]
-    assert ui.chat.store.get_session("user:ana", session["id"]).turns
-    assert ui.on_load(None, ana)[0] is None, "no browser token is made for signed-in users"
-    with pytest.raises(gr.Error, match="private space"):
-        ui.search_sessions("not-a-token", "", request())
+    ana = request(new_owner_token(), username="ana")      # the account wins over a cookie
+    _, view, *_ = upload(ui, None, shared_data / "ecg-images" / "ecg00010.png", req=ana)
+    view = finish(ui.ask(view, "Rate?", [], 0.0, 0.7, 4, ana))[-1][1]
+    assert ui.chat.store.get_session("user:ana", view["session"]).turns
+    assert [c[1] for c in ui.on_load(ana)["choices"]] == [view["session"]]
+    for token in ("not-a-token", new_owner_token() + "\n", None):
+        with pytest.raises(gr.Error, match="private space"):
+            ui.search_sessions("", request(token))
 
 
 def test_wfdb_record_uploaded_as_two_files_is_rendered(ui, shared_data, tmp_path):
@@ -134,17 +164,18 @@ def test_wfdb_record_uploaded_as_two_files_is_rendered(ui, shared_data, tmp_path
         folder = tmp_path / f"upload-{i}"
         folder.mkdir()
         paths.append(shutil.copy(shared_data / "ecg-records" / f"E07509{suffix}", folder))
-    picture, *_ = ui.upload(paths, 1)
+    token = new_owner_token()
+    picture, *_ = ui.upload(paths, 1, request(token))
     assert picture.size == (2200, 1700)
     with pytest.raises(gr.Error, match=r"\.hea|\.mat|record"):
-        ui.upload([paths[0]], 1)
+        ui.upload([paths[0]], 1, request(token))
 
 
 def test_bad_upload_is_a_clear_message(ui, tmp_path):
     fake = tmp_path / "ecg.png"
     fake.write_bytes(b"%PDF-1.4 not really")
     with pytest.raises(gr.Error) as error:
-        ui.upload([str(fake)], 1)
+        upload(ui, new_owner_token(), fake)
     assert "ecg.png" in str(error.value)
 
 
@@ -165,10 +196,11 @@ def test_model_notice_says_a_demonstration_model_is_one(tmp_path, ui_cache):
 
 
 def test_teaching_generates_and_reveals_ground_truth():
-    image, truth = teaching.generate(120, "afib", "none", 160, "rbbb", "left", "inferior", 0.2,
-                                     [], False, False, False, "none", 3)
+    findings = findings_from_controls(120, "afib", "none", 160, "rbbb", "left", "inferior", 0.2,
+                                      [], False, False, False)
+    image, truth = simulate_case(findings, seed=3)
     assert image.size == (2200, 1700)
-    revealed = teaching.truth_markdown(truth)
+    revealed = truth_markdown(truth)
     for label in ("atrial fibrillation", "right bundle branch block", "left axis deviation",
                   "inferior st elevation"):
         assert label in revealed
@@ -180,53 +212,48 @@ def test_a_pdf_page_is_picked(ui, shared_data, tmp_path):
     second = Image.open(shared_data / "ecg-images" / "fullScan.png").convert("RGB")
     pdf = tmp_path / "two-pages.pdf"
     first.save(pdf, save_all=True, append_images=[second], resolution=200)
-    picture, *_, page_note, _ = ui.upload([str(pdf)], 2)
+    token = new_owner_token()
+    picture, view, *_, page_note, _ = upload(ui, token, pdf, page=2)
     assert page_note["value"] == "PDF page 2 of 2"
     assert abs(picture.width / picture.height - 2200 / 1700) < 0.02, "page 2 is the landscape scan"
-
-
-def test_the_browser_token_secret_survives_restarts(tmp_path):
-    from pulse_app.ui.owner import browser_secret
-
-    first = browser_secret(tmp_path / "data")
-    assert browser_secret(tmp_path / "data") == first and len(first) >= 32
-    assert (tmp_path / "data" / "browser-state.key").stat().st_mode & 0o077 == 0
-    assert browser_secret(tmp_path / "other") != first
+    picture, view, *_, page_note, _ = ui.change_page(view, 1, request(token))    # file kept
+    assert page_note["value"] == "PDF page 1 of 2" and picture.size[0] < picture.size[1] * 2
 
 
 def test_a_reopened_teaching_session_still_reveals_its_ground_truth(ui):
     token = new_owner_token()
-    image, truth = teaching.generate(120, "afib", "none", 160, "rbbb", "left", "inferior", 0.2,
-                                     [], False, False, False, "none", 3)
-    *_, session = ui.show_image(image, session={"id": None, teaching.TRUTH_KEY: truth})[:5]
-    assert teaching.hidden_note(session) == teaching.HIDDEN
-    history, session = finish(ui.ask(token, session, image, dict(NO_EDIT), "Rhythm?", [], 0.0,
-                                     0.7, 4, request()))[-1][:2]
-    stored = ui.chat.store.get_session(f"browser:{token}", session["id"])
-    assert stored.params[teaching.TRUTH_KEY] == truth and truth["findings"]["rhythm"] == "afib"
+    req = request(token)
+    findings = findings_from_controls(120, "afib", "none", 160, "rbbb", "left", "inferior", 0.2,
+                                      [], False, False, False)
+    image, view, *_, note = ui.teaching_case(findings, "none", 3, req)
+    assert note["value"] == HIDDEN and ui.hidden_note(view, req) == HIDDEN
+    assert "truth" not in str(view), "the truth stays in the core, not in the page's state"
+    revealed = ui.reveal(view, req)
+    assert "atrial fibrillation" in revealed and "Heart rate" in revealed
+    history, view = finish(ui.ask(view, "Rhythm?", [], 0.0, 0.7, 4, req))[-1][:2]
+    stored = ui.chat.store.get_session(f"browser:{token}", view["session"])
+    assert stored.params[TRUTH_KEY]["findings"]["rhythm"] == "afib"
 
     # a fresh page (another tab, same browser token) reopens it: hidden until Reveal
-    fresh = request(session_hash="page-2")
-    assert teaching.reveal(PulseUI.new_chat()[0]) == "Generate an ECG first."
-    reopened = ui.open_session(token, session["id"], fresh)[4]
-    assert reopened["id"] == session["id"]
-    assert teaching.hidden_note(reopened) == teaching.HIDDEN
-    revealed = teaching.reveal(reopened)
-    assert "atrial fibrillation" in revealed and "Heart rate" in revealed
-    assert teaching.reveal(ui.new_chat(reopened)[0]) == revealed    # a new chat keeps it
+    fresh = request(token, session_hash="page-2")
+    assert ui.reveal(EMPTY_VIEW, fresh) == "Generate an ECG first."
+    reopened = ui.open_session(view["session"], fresh)[1]
+    assert reopened["session"] == view["session"]
+    assert ui.hidden_note(reopened, fresh) == HIDDEN
+    assert ui.reveal(reopened, fresh) == revealed
+    assert ui.reveal(ui.new_chat(reopened, fresh)[0], fresh) == revealed
 
     # rotating or cropping the teaching ECG starts a new chat about the same ECG: truth kept
-    _, edit, rotated, _ = ui.rotate(image, dict(NO_EDIT), 0, 1, reopened)
-    assert rotated["id"] is None and teaching.reveal(rotated) == revealed
-    _, edit, _, _ = ui.crop_click(image, edit, rotated, click(10, 10))
-    _, edit, cropped, _ = ui.crop_click(image, edit, rotated, click(300, 320))
-    assert edit["crop"] and teaching.reveal(cropped) == revealed
-    assert teaching.reveal(ui.reset_image(image, cropped)[2]) == revealed
+    _, rotated, _ = ui.rotate(reopened, 0, 1, fresh)
+    assert rotated["session"] is None and ui.reveal(rotated, fresh) == revealed
+    _, rotated, _ = ui.crop_click(rotated, click(10, 10), fresh)
+    _, cropped, _ = ui.crop_click(rotated, click(300, 320), fresh)
+    assert cropped["edit"]["crop"] and ui.reveal(cropped, fresh) == revealed
+    assert ui.reveal(ui.reset_image(cropped, fresh)[1], fresh) == revealed
 
     # an uploaded ECG has no truth to reveal, in the page or once stored
-    _, original, edit, _, plain, *_ = ui.show_image(image)
-    plain = finish(ui.ask(token, plain, original, edit, "Axis?", [], 0.0, 0.7, 4,
-                          request()))[-1][1]
-    assert teaching.TRUTH_KEY not in ui.chat.store.get_session(f"browser:{token}",
-                                                               plain["id"]).params
-    assert teaching.hidden_note(ui.open_session(token, plain["id"], fresh)[4]) == ""
+    plain = ui.show_draft(ui.chat._new_draft(f"browser:{token}", image, {}, "plain"))[1]
+    plain = finish(ui.ask(plain, "Axis?", [], 0.0, 0.7, 4, req))[-1][1]
+    assert TRUTH_KEY not in ui.chat.store.get_session(f"browser:{token}",
+                                                      plain["session"]).params
+    assert ui.hidden_note(ui.open_session(plain["session"], fresh)[1], fresh) == ""

@@ -1,7 +1,7 @@
 """ECGInstruct samples -> model inputs for training: anyres pixels, LLaVA token ids, masked labels.
 
 Each sample becomes exactly what the app feeds the model at answer time (the same image tiles,
-:func:`pulse_app.engine.pulse_format.anyres_pixel_values`; the same prompt encoding,
+:func:`pulse_app.engine.anyres.anyres_pixel_values`; the same prompt encoding,
 :func:`pulse_app.conversation.format_dialogue` + :func:`~pulse_app.conversation.encode_prompt`),
 plus ``labels``: the token id where the model is trained to produce the token (every answer and
 its ``</s>``), ``-100`` everywhere else (BOS, system sentence, questions, ``ASSISTANT:``, image
@@ -23,12 +23,9 @@ import torch
 from PIL import Image
 
 from pulse_app.conversation import IMAGE_PLACEHOLDER, Turn, encode_prompt, format_dialogue
-from pulse_app.engine.pulse_format import (
-    AnyresGeometry,
-    LlamaChunkEncoder,
-    anyres_pixel_values,
-    read_config,
-)
+from pulse_app.engine.anyres import AnyresGeometry, anyres_pixel_values
+from pulse_app.engine.checkpoint import read_config
+from pulse_app.engine.llama_tokenizer import LlamaChunkEncoder
 from pulse_app.errors import PulseError
 
 IGNORE_INDEX = -100          # what torch's cross-entropy (and LLaVA) skip

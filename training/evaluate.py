@@ -1,8 +1,15 @@
-"""Score a model on an ECGInstruct-format file: per task and question type, vs. baselines.
+"""Score a model: on ECGInstruct-format files (the project's questions), or on ECGBench.
 
     python -m training.evaluate --model assets/pulse-mini --limit 200 --out eval.json
-    python -m training.evaluate --model PULSE-ECG/PULSE-7B --data ECGBench/mmmu-ecg.json
     python -m training.evaluate --model DIR --train data/sim/train.json --compare tiny-untrained
+    python -m training.evaluate --benchmark ecgbench --data ECGBench/ --subset all \
+        --model PULSE-ECG/PULSE-7B --judge-url https://api.openai.com/v1 --judge-model gpt-4o
+
+Both answer through one runner (``training.generation``: batched on the local backend,
+concurrent on remote ones, resumable, with a progress bar). ``--benchmark ecgbench`` reads the
+released subset files, scores them the paper's way and a strict way (``--scoring``), judges the
+report and arena subsets with an LLM (``--judge-model``) and prints the paper's table with
+PULSE-7B's published numbers beside ours (see ``training.ecgbench`` and docs/ecgbench.md).
 
 Each sample's last gpt turn is the reference; the model answers the last human question (earlier
 turns are given as history) greedily through the app's own engine (``pulse_app.engine``, local
@@ -31,6 +38,8 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+from pulse_app import settings as settings_module
+from pulse_app.errors import PulseError
 from training.instruct.format import QTYPE_NAMES, QTYPES, TASK_NAMES, TASKS, read_samples
 from training.instruct.vocab import FINDINGS, find_labels
 from training.metrics import MajorityBaseline, macro_f1, score_answer
@@ -56,7 +65,9 @@ def infer_meta(sample, label_space=None) -> dict:
         return meta
     reference = sample.reference.strip()
     if label_space:
-        labels = [l for l in label_space if l in reference]
+        from training.ecgbench.paper import substring_labels
+
+        labels = substring_labels(reference, label_space)
         meta.update(score="labels", labels=labels, answer=labels, vocabulary=list(label_space),
                     match="substring", qtype="open")
         meta.setdefault("task", "labels")
@@ -96,7 +107,7 @@ def balanced_subset(samples, limit: int | None):
 def heldout_split(folder: str | Path, *, records: int = 50, seed: int = HELDOUT_SEED,
                   dpi: int = 100) -> Path:
     """Simulate and render a held-out split into ``folder``; returns its ``test.json``."""
-    from training.instruct.__main__ import build_dataset, simulated_records
+    from training.instruct.dataset import build_dataset, simulated_records
 
     path, _ = build_dataset(simulated_records(records, seed), folder, seed=seed, dpi=dpi,
                             name="test.json")
@@ -105,35 +116,39 @@ def heldout_split(folder: str | Path, *, records: int = 50, seed: int = HELDOUT_
 
 # -- running models --------------------------------------------------------------------------------
 
-def load_backend(model: str, *, device: str = "auto", precision: str = "auto"):
-    """The app's local backend for ``model`` (``tiny-untrained``: the untrained tiny model)."""
+def load_backend(model: str, *, device: str | None = "auto", precision: str | None = "auto",
+                 backend: str | None = "local", url: str | None = None):
+    """The app's backend for ``model`` (``tiny-untrained``: the untrained tiny model); local
+    by default, or ``openai``/``space`` at ``url`` (key: ``PULSE_API_KEY``); None: the
+    ``PULSE_*`` setting."""
     from pulse_app.engine import make_backend
     from pulse_app.settings import Settings
 
-    settings = Settings.load(backend="local", model=model, device=device, precision=precision)
-    backend = make_backend(settings, progress=lambda m: print(m, file=sys.stderr))
-    backend.load()
-    return backend
+    settings = Settings.load(backend=backend, model=model, url=url, device=device,
+                             precision=precision)
+    engine = make_backend(settings, progress=lambda m: print(m, file=sys.stderr))
+    if hasattr(engine, "load"):
+        engine.load()
+    return engine
 
 
 def predict(backend, samples, image_root: str | Path, *, max_new_tokens: int = 128,
-            progress=None) -> list[str]:
-    """The backend's greedy answer to each sample's last question (earlier turns as history)."""
-    from PIL import Image
-
-    from pulse_app.engine.backend import GenerationParams, answer
+            progress=True, batch_size: int | str = "auto", concurrency: int = 4,
+            answers_path: str | Path | None = None) -> list[str]:
+    """The backend's greedy answer to each sample's last question (earlier turns as history),
+    through :func:`training.generation.run_requests` (batched, resumable with
+    ``answers_path``)."""
+    from pulse_app.engine.backend import GenerationParams
+    from training.generation import Request, run_requests
 
     params = GenerationParams(temperature=0.0, max_new_tokens=max_new_tokens, seed=0)
-    out = []
-    for i, sample in enumerate(samples):
-        image = None
-        if sample.image is not None:
-            with Image.open(Path(image_root) / sample.image) as img:
-                image = img.convert("RGB")
-        out.append(answer(backend, image, sample.turns[:-1], sample.question, params))
-        if progress:
-            progress(i + 1, len(samples))
-    return out
+    requests = [Request(f"{i:06d}|{s.id}", s.image, [s.question], history=s.turns[:-1],
+                        group=f"{s.meta.get('task')}/{s.meta.get('qtype')}/{s.meta.get('kind')}")
+                for i, s in enumerate(samples)]
+    answers = run_requests(backend, requests, image_root=image_root, params=params,
+                           answers_path=answers_path, batch_size=batch_size,
+                           concurrency=concurrency, progress=bool(progress))
+    return [answers[r.id][0] for r in requests]
 
 
 # -- scoring ---------------------------------------------------------------------------------------
@@ -214,35 +229,142 @@ def print_table(result: dict, title: str = "Evaluation") -> None:
     Console(width=140).print(table)
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The command line of both evaluations (ECGInstruct files and ``--benchmark ecgbench``)."""
     parser.add_argument("--model", required=True, help="folder, hub id, offline-default or "
-                        "tiny-untrained")
+                        "tiny-untrained (local); the served model's name with --backend openai")
     parser.add_argument("--data", help="ECGInstruct-format file (default: simulate a held-out "
-                        "split)")
-    parser.add_argument("--image-root", help="folder image paths are relative to (default: the "
-                        "data file's folder)")
+                        "split); with --benchmark ecgbench: the ECGBench folder")
+    parser.add_argument("--image-root", "--images", help="folder image paths are relative to "
+                        "(default: the data file's folder; ECGBench: <data>/images, else <data>)")
     parser.add_argument("--train", help="train split for the majority baseline (default: the "
                         "evaluated data)")
     parser.add_argument("--compare", help="a second model scored alongside (e.g. tiny-untrained)")
     parser.add_argument("--limit", type=int, help="score at most N samples (balanced over "
-                        "task/type)")
+                        "task/type; ECGBench: the first N of each subset)")
     parser.add_argument("--label-space", help="comma-separated labels for files without meta, "
                         "matched as substrings (ECGBench style), e.g. NORM,MI,STTC,CD,HYP")
-    parser.add_argument("--max-new-tokens", type=int, default=128)
+    parser.add_argument("--max-new-tokens", type=int, help="longest answer (default 128; "
+                        "ECGBench 1024, as the paper)")
     parser.add_argument("--records", type=int, default=50, help="held-out split: records")
     parser.add_argument("--seed", type=int, default=HELDOUT_SEED, help="held-out split: seed")
     parser.add_argument("--dpi", type=int, default=100, help="held-out split: image dpi")
     parser.add_argument("--workdir", help="where the held-out split is written (default: temp)")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--precision", default="auto")
-    parser.add_argument("--out", help="write the table and every answer to this JSON file")
+    settings_module.add_arguments(parser, ["backend", "url", "device", "precision"])
+    parser.add_argument("--batch-size", default="auto", help="local backend: questions per "
+                        "generate call (auto: for the device; 1: one streamed answer at a time)")
+    parser.add_argument("--concurrency", type=int, default=4, help="remote backends: requests "
+                        "in flight")
+    parser.add_argument("--threads", type=int, help="local backend on the CPU: torch threads "
+                        "(default one per core; 1 is faster for batches on a CPU other busy "
+                        "jobs share, see docs/ecgbench.md#speed)")
+    parser.add_argument("--answers", help="JSON-lines file of answers to resume from and add to "
+                        "(ECGInstruct files; ECGBench keeps them in <out>/answers/)")
+    parser.add_argument("--out", help="JSON file of the table and every answer; with "
+                        "--benchmark ecgbench: the output folder (default ecgbench-results)")
+    bench = parser.add_argument_group("ECGBench (--benchmark ecgbench)")
+    bench.add_argument("--benchmark", choices=("ecgbench",), help="score a released benchmark")
+    bench.add_argument("--subset", default="all", help="comma-separated subsets or aliases "
+                       "(ptb, report, code15, ecgqa, cpsc, csn, g12, mmmu, arena) or all")
+    bench.add_argument("--scoring", default="both", choices=("paper", "strict", "both"),
+                       help="paper: the published scorers, quirks included; strict: word "
+                            "boundaries, synonyms, no random fallback (docs/ecgbench.md)")
+    bench.add_argument("--judge-url", help="OpenAI-compatible server of the LLM judge (key: "
+                       "PULSE_JUDGE_API_KEY)")
+    bench.add_argument("--judge-model", action="append", default=[],
+                       help="judge model (paper: gpt-4o); give two for an agreement table; "
+                            "MODEL@URL for a judge on another server")
+    bench.add_argument("--judge-cache", help="SQLite cache of judge replies (default: "
+                       "<cache dir>/judge-cache.sqlite)")
+    bench.add_argument("--judge-concurrency", type=int, default=8)
+    bench.add_argument("--judge-retries", type=int, default=2, help="re-asks when a reply is "
+                       "not a JSON object")
+    bench.add_argument("--judge-max-tokens", type=int, default=1024)
+    bench.add_argument("--judge-attach-image", metavar="FILE", default=None,
+                       help="send this ECG picture with every judge prompt (for a judge server "
+                            "that answers only about an ECG, such as serve-openai)")
+
+
+def batch_size_arg(value: str) -> int | str:
+    return value if value == "auto" else int(value)
+
+
+def make_judges(args) -> list:
+    """One :class:`training.ecgbench.judge.Judge` per ``--judge-model``, sharing one cache."""
+    from pulse_app.engine.openai_compat import OpenAIBackend
+    from pulse_app.settings import Settings
+    from training.ecgbench.judge import Judge, JudgeCache
+
+    if not args.judge_model:
+        return []
+    settings = Settings.load()
+    cache = JudgeCache(args.judge_cache or Path(settings.cache_dir) / "judge-cache.sqlite")
+    judges = []
+    names = [spec.partition("@")[0] for spec in args.judge_model]
+    if len(names) > 2 or len(set(names)) < len(names):
+        raise PulseError("give one judge, or two different ones for an agreement table",
+                         hint="e.g. --judge-model gpt-4o --judge-model claude@https://...")
+    image = None
+    if getattr(args, "judge_attach_image", None):
+        from pulse_app.intake import load_upload
+
+        image = load_upload([args.judge_attach_image]).image
+    for spec in args.judge_model:
+        model, _, url = spec.partition("@")
+        url = url or args.judge_url
+        if not url:
+            raise PulseError(f"judge {model!r} has no server", hint="pass --judge-url URL or "
+                             "--judge-model MODEL@URL")
+        judges.append(Judge(OpenAIBackend(url, model, settings.judge_api_key,
+                                          settings.timeout_s), cache,
+                            retries=args.judge_retries, max_tokens=args.judge_max_tokens,
+                            image=image))
+    return judges
+
+
+def run_ecgbench(args) -> int:
+    """``--benchmark ecgbench``: answer, score, judge, print the paper's table."""
+    from pulse_app.engine.backend import GenerationParams
+    from training.ecgbench.run import print_table as print_bench_table, run_benchmark
+    from training.ecgbench.subsets import resolve_subsets
+
+    if not args.data:
+        raise PulseError("--benchmark ecgbench needs the ECGBench folder",
+                         hint="pass --data DIR (see docs/ecgbench.md)")
+    subsets = resolve_subsets(args.subset)
+    judges = make_judges(args)
+    backend = load_backend(args.model, device=args.device, precision=args.precision,
+                           backend=args.backend, url=args.url)
+    params = GenerationParams(temperature=0.0, max_new_tokens=args.max_new_tokens or 1024,
+                              seed=0)
+    modes = ("paper", "strict") if args.scoring == "both" else (args.scoring,)
+    started = time.monotonic()
+    results = run_benchmark(backend, args.data, subsets, args.out or "ecgbench-results",
+                            images=args.image_root, params=params, modes=modes,
+                            limit=args.limit, batch_size=batch_size_arg(args.batch_size),
+                            concurrency=args.concurrency, judges=judges,
+                            judge_concurrency=args.judge_concurrency, progress=True)
+    print_bench_table(results)
+    print(f"{sum(e['n'] for e in results['subsets'].values())} items in "
+          f"{time.monotonic() - started:.0f} s; per-item answers and scores in "
+          f"{args.out or 'ecgbench-results'}/", file=sys.stderr)
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
     args = parser.parse_args(argv)
-    from pulse_app.errors import PulseError
 
     started = time.monotonic()
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     try:
+        if args.benchmark == "ecgbench":
+            return run_ecgbench(args)
         data = args.data
         if data is None:
             folder = args.workdir or tempfile.mkdtemp(prefix="pulse-heldout-")
@@ -256,13 +378,16 @@ def main(argv=None) -> int:
         samples = balanced_subset(samples, args.limit)
         train = read_samples(args.train, check_images=False) if args.train else None
         predictions, labels = {}, {}
-        for model in [args.model] + ([args.compare] if args.compare else []):
-            backend = load_backend(model, device=args.device, precision=args.precision)
+        for n, model in enumerate([args.model] + ([args.compare] if args.compare else [])):
+            backend = load_backend(model, device=args.device, precision=args.precision,
+                                   backend=args.backend if n == 0 else "local", url=args.url)
             labels[model] = backend.info().label
+            answers = (Path(args.answers).with_suffix(f".{n}.jsonl") if n and args.answers
+                       else args.answers)
             predictions[model] = predict(
-                backend, samples, image_root, max_new_tokens=args.max_new_tokens,
-                progress=lambda i, n: print(f"{model}: {i}/{n}", file=sys.stderr)
-                if i % 20 == 0 or i == n else None)
+                backend, samples, image_root, max_new_tokens=args.max_new_tokens or 128,
+                batch_size=batch_size_arg(args.batch_size), concurrency=args.concurrency,
+                answers_path=answers)
             del backend
     except PulseError as e:
         print(f"error: {e}", file=sys.stderr)

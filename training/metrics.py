@@ -196,7 +196,9 @@ def score_answer(prediction: str, meta: dict) -> dict:
     if how == "labels":
         vocabulary = meta.get("vocabulary", FINDINGS)
         if meta.get("match") == "substring":                 # ECGBench's own label matching
-            pred = [l for l in vocabulary if l in prediction]
+            from training.ecgbench.paper import substring_labels
+
+            pred = substring_labels(prediction, vocabulary)
         else:
             pred = sorted(find_labels(prediction, vocabulary), key=list(vocabulary).index)
         true = list(meta.get("labels", answer or []))

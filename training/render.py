@@ -14,6 +14,11 @@ the PULSE training mix: about half the pages clean, half distorted.
 Resumable: a variant whose ``.json`` exists is skipped (the PNG is written first, the sidecar last,
 both atomically). A record that cannot be read is reported by name and skipped; the others are
 still rendered and the exit status is 1 at the end.
+
+From Python, :func:`render_records` runs a list of :class:`Job` the same way; a job may also name
+a record that a function makes (``load``, e.g. a simulator), give the renderer's seed of each
+variant (``render_seeds``) and store its pages resized to a width (``width_px``; the sidecar's
+``image_scale`` then maps its pixel coordinates onto the stored image).
 """
 
 from __future__ import annotations
@@ -24,15 +29,17 @@ import multiprocessing
 import os
 import sys
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
+from PIL import Image
 from tqdm import tqdm
 
 from pulse_app.ecg.distort import KINDS
-from pulse_app.ecg.records import find_records, read_record
+from pulse_app.ecg.records import Record, find_records, read_record
 from pulse_app.ecg.render import GRIDS, parse_layout, render_ecg
 from pulse_app.errors import PulseError
 
@@ -45,18 +52,24 @@ JPEG_QUALITY = 92
 class Job:
     """Everything a worker needs for one record (all its variants)."""
 
-    path: str
+    path: str                                 # a record file, or what ``load`` makes a record of
     out: str
-    layouts: tuple[str, ...]
-    grids: tuple[str, ...]
-    distort: str
-    seed: int
-    variants: int
-    dpi: float
-    speed_mm_s: float
-    gain_mm_mV: float
-    png_compression: int
+    layouts: tuple[str, ...] = ("3x4+II",)
+    grids: tuple[str, ...] = ("red",)
+    distort: str = "mix"
+    seed: int = 0
+    variants: int = 1
+    dpi: float = 200.0
+    speed_mm_s: float = 25.0
+    gain_mm_mV: float = 10.0
+    png_compression: int = 1
     image_format: str = "png"
+    #: path -> Record, a module-level function (workers get it by name)
+    load: Callable[[str], Record] = read_record
+    #: the renderer's seed of each variant; empty: :func:`variant_seed` of ``seed``
+    render_seeds: tuple[int, ...] = ()
+    #: store each page resized to this width in pixels (bicubic); None: as rendered
+    width_px: int | None = None
 
 
 def output_name(path: str | Path) -> str:
@@ -87,6 +100,27 @@ def encode_image(pixels: np.ndarray, image_format: str = "png", png_compression:
     return data.tobytes()
 
 
+def write_page(record, folder: str | Path, stem: str, *, seed: int, layout: str = "3x4+II",
+               grid: str = "red", dpi: float = 200.0, speed_mm_s: float = 25.0,
+               gain_mm_mV: float = 10.0, distort: str = "mix", image_format: str = "png",
+               png_compression: int = 1, width_px: int | None = None) -> dict:
+    """Render one :class:`~pulse_app.ecg.records.Record` into ``folder/<stem>.<image_format>``
+    (written atomically) and return the renderer's sidecar with ``image`` set to that name.
+    ``width_px``: store the page resized to this width (bicubic); the sidecar's
+    ``image_scale`` maps its coordinates onto the stored image. The one record -> page step
+    of every batch (this CLI, the instruction-data builder, the mini model)."""
+    out = render_ecg(record, layout=layout, grid=grid, dpi=dpi, speed_mm_s=speed_mm_s,
+                     gain_mm_mV=gain_mm_mV, distort=distort, seed=seed)
+    pixels, sidecar = out.pixels, dict(out.sidecar)
+    if width_px:
+        height = round(out.image.height * width_px / out.image.width)
+        pixels = np.asarray(out.image.resize((width_px, height), Image.BICUBIC))
+        sidecar["image_scale"] = width_px / out.image.width
+    name = f"{stem}.{image_format}"
+    _write_atomic(Path(folder, name), encode_image(pixels, image_format, png_compression))
+    return {**sidecar, "image": name}
+
+
 def _pending(job: Job) -> list[int]:
     stem = output_name(job.path)
     return [k for k in range(job.variants) if not Path(job.out, f"{stem}_{k}.json").exists()]
@@ -104,7 +138,7 @@ def render_job(job: Job) -> tuple[str, int, str | None]:
     if not pending:
         return job.path, 0, None
     try:
-        record = read_record(job.path)
+        record = job.load(job.path)
     except PulseError as err:
         return job.path, 0, str(err)
     except Exception as err:      # a corrupt file in a format library: report it, keep going
@@ -112,19 +146,19 @@ def render_job(job: Job) -> tuple[str, int, str | None]:
     stem = output_name(job.path)
     written = 0
     for k in pending:
-        seed = variant_seed(job.seed, k)
+        seed = job.render_seeds[k] if job.render_seeds else variant_seed(job.seed, k)
         pick = np.random.default_rng([seed, zlib.crc32(record.record_id.encode())])
         layout = job.layouts[int(pick.integers(len(job.layouts)))]
         grid = job.grids[int(pick.integers(len(job.grids)))]
         try:
-            out = render_ecg(record, layout=layout, grid=grid, dpi=job.dpi, speed_mm_s=job.speed_mm_s,
-                             gain_mm_mV=job.gain_mm_mV, distort=job.distort, seed=seed)
+            sidecar = write_page(record, job.out, f"{stem}_{k}", seed=seed, layout=layout,
+                                 grid=grid, dpi=job.dpi, speed_mm_s=job.speed_mm_s,
+                                 gain_mm_mV=job.gain_mm_mV, distort=job.distort,
+                                 image_format=job.image_format,
+                                 png_compression=job.png_compression, width_px=job.width_px)
         except Exception as err:
             return job.path, written, f"cannot render: {type(err).__name__}: {err}"
-        ext = job.image_format
-        data = encode_image(out.pixels, ext, job.png_compression)
-        sidecar = {**out.sidecar, "image": f"{stem}_{k}.{ext}", "source": job.path, "variant": k}
-        _write_atomic(Path(job.out, f"{stem}_{k}.{ext}"), data)
+        sidecar = {**sidecar, "source": job.path, "variant": k}
         _write_atomic(Path(job.out, f"{stem}_{k}.json"), json.dumps(sidecar).encode())
         written += 1
     return job.path, written, None
@@ -141,7 +175,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--layout", action="append", help="3x4, 3x4+II (default), 3x4+II,V1,V5, 6x2, 12x1; "
                     "repeat to mix")
     ap.add_argument("--grid", action="append", help=f"{', '.join(GRIDS)} (default red); repeat to mix")
-    ap.add_argument("--distort", default="mix", choices=("none", "photo", "all", "mix"),
+    ap.add_argument("--distort", default="mix", choices=("none", "photo", "phone", "all", "mix"),
                     help="mix (default): ~half clean, half with random distortions: "
                     + ", ".join(KINDS))
     ap.add_argument("--seed", type=int, default=0)
@@ -171,24 +205,22 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = find_records(args.records)
-    jobs = [Job(str(p), str(out), args.layout, args.grid, args.distort, args.seed, args.variants,
-                args.dpi, args.speed, args.gain, args.png_compression, args.format) for p in paths]
+def render_records(jobs: list[Job], workers: int = 1,
+                   desc: str = "rendering") -> tuple[int, int, list[tuple[str, str]]]:
+    """Render every job's missing variants on ``workers`` processes. Returns (images written,
+    jobs already done, [(path, error)] of the records that failed)."""
+    for out in {job.out for job in jobs}:
+        Path(out).mkdir(parents=True, exist_ok=True)
     todo = [j for j in jobs if _pending(j)]
-    done_before = len(jobs) - len(todo)
     failed: list[tuple[str, str]] = []
-    written = 0
-    bar = tqdm(total=len(todo), unit="record", desc="rendering", file=sys.stderr)
-    if args.workers == 1 or len(todo) <= 1:
+    written, cv2_threads = 0, cv2.getNumThreads()
+    bar = tqdm(total=len(todo), unit="record", desc=desc, file=sys.stderr)
+    if workers == 1 or len(todo) <= 1:
         _init_worker()
         results = map(render_job, todo)
         pool = None
     else:
-        pool = multiprocessing.get_context("fork").Pool(min(args.workers, len(todo)), _init_worker)
+        pool = multiprocessing.get_context("fork").Pool(min(workers, len(todo)), _init_worker)
         results = pool.imap_unordered(render_job, todo, chunksize=1)
     try:
         for path, n, error in results:
@@ -199,9 +231,21 @@ def main(argv=None) -> int:
             bar.update(1)
     finally:
         bar.close()
+        cv2.setNumThreads(cv2_threads)
         if pool is not None:
             pool.close()
             pool.join()
+    return written, len(jobs) - len(todo), failed
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = find_records(args.records)
+    jobs = [Job(str(p), str(out), args.layout, args.grid, args.distort, args.seed, args.variants,
+                args.dpi, args.speed, args.gain, args.png_compression, args.format) for p in paths]
+    written, done_before, failed = render_records(jobs, args.workers)
     print(f"{written} images written to {out}, {done_before} records already done, "
           f"{len(failed)} failed", file=sys.stderr)
     if failed:

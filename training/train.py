@@ -21,7 +21,7 @@ Commands (configs in ``training/configs/``; any key can be overridden with ``key
     torchrun --nnodes 2 --nproc_per_node 8 --node_rank 0 --master_addr HOST --master_port 29500 \\
         -m training.train training/configs/pulse-7b-full.yaml deepspeed=training/configs/deepspeed/zero3.json
     # resume the last checkpoint in output_dir
-    python -m training.train training/configs/mini.yaml --resume
+    python -m training.train training/configs/pulse-7b-full.yaml data=train.json --resume
 
 The global batch stays ``global_batch_size`` whatever the number of GPUs: gradient accumulation
 is ``global_batch_size / (per_device_batch_size x GPUs)``.
@@ -33,7 +33,6 @@ import argparse
 import dataclasses
 import json
 import logging
-import math
 import os
 import shutil
 import sys
@@ -126,9 +125,9 @@ def _typed(value: str) -> Any:
     return yaml.safe_load(value)
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> TrainConfig:
-    """A YAML file (its keys = :class:`TrainConfig` fields), then ``key=value`` overrides
-    (``lora.r=16`` for nested keys; values parsed as YAML: ``epochs=1``, ``deepspeed=null``)."""
+def read_config(path: str | Path | None = None, overrides: list[str] = ()) -> dict:
+    """A YAML file as a dict, then ``key=value`` overrides (``lora.r=16`` for nested keys; values
+    parsed as YAML: ``epochs=1``, ``deepspeed=null``)."""
     import yaml
 
     raw: dict = {}
@@ -143,13 +142,37 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Tr
         for parent in parents:
             target = target.setdefault(parent, {})
         target[leaf] = _typed(value)
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    return raw
+
+
+def config_from_dict(cls, raw: dict, where: str = ""):
+    """The dataclass ``cls`` from a dict of its fields (nested dataclasses from nested dicts);
+    unknown keys are refused by name."""
+    import typing
+
+    known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(raw) - known)
     if unknown:
-        raise TrainingError(f"unknown config keys: {', '.join(unknown)}",
+        raise TrainingError(f"unknown config keys{where}: {', '.join(unknown)}",
                             hint=f"known keys: {', '.join(sorted(known))}")
-    lora = LoraConfig(**(raw.pop("lora", None) or {}))
-    config = TrainConfig(**raw, lora=lora)
+    types = typing.get_type_hints(cls)
+    values = {}
+    for key, value in raw.items():
+        if dataclasses.is_dataclass(types[key]):
+            value = config_from_dict(types[key], value or {}, where)
+        elif types[key] is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)                          # "epochs: 3" is 3.0 epochs
+        values[key] = value
+    try:
+        return cls(**values)
+    except TypeError as error:              # a field without a default that nothing set
+        raise TrainingError(f"incomplete config{where}: {error}") from error
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> TrainConfig:
+    """A YAML file (its keys = :class:`TrainConfig` fields), then ``key=value`` overrides
+    (:func:`read_config`)."""
+    config = config_from_dict(TrainConfig, read_config(path, overrides))
     if config.method not in ("full", "lora", "qlora"):
         raise TrainingError(f"method must be full, lora or qlora (got {config.method!r})")
     if config.precision not in ("bf16", "fp16", "fp32"):
@@ -205,7 +228,7 @@ def load_for_training(folder: Path, config: TrainConfig):
     import torch
 
     from pulse_app.engine.local import check_loading_info
-    from pulse_app.engine.pulse_format import PulseLlavaNextForConditionalGeneration
+    from pulse_app.engine.pulse_model import PulseLlavaNextForConditionalGeneration
 
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[config.precision]
     kwargs: dict[str, Any] = {"dtype": dtype}
@@ -302,7 +325,7 @@ def save_for_app(model, source: Path, config: TrainConfig, out: Path,
     processor, chat template and generation config, provenance ``{"trained": true, ...}``."""
     import torch
 
-    from pulse_app.engine.pulse_format import PROVENANCE_KEY
+    from pulse_app.engine.checkpoint import PROVENANCE_KEY
 
     if hasattr(model, "merge_and_unload"):          # peft: fold the LoRA weights in
         model = model.merge_and_unload()

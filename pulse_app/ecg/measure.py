@@ -403,3 +403,24 @@ def _axis(net: dict[str, float]) -> Measurement:
     if angle < -90:
         flag = "extreme axis deviation"
     return Measurement("axis", round(angle, 0), "deg", used, conf, flag, "")
+
+
+#: What the instruction data takes from a record's own signal (training.instruct): the rate only.
+#: The intervals are measured on the median beat above, but they are not yet checked against
+#: the labels of real records, so the instruction data does not state them from the signal.
+RELIABLE = ("heart_rate_bpm",)
+#: Name of the method, as instruction sample metadata records it.
+METHOD = "signal (neurokit2 ecg_peaks, mean R-R interval)"
+
+
+def ecg_measure_record(record) -> dict[str, float]:
+    """The :data:`RELIABLE` measurements of a :class:`~pulse_app.ecg.records.Record`, keyed as
+    ``Record.measurements`` (``heart_rate_bpm``); missing when not measurable.
+
+    >>> from pulse_app.ecg.simulate import ecg_simulate
+    >>> m = ecg_measure_record(ecg_simulate({"rate_bpm": 72}, seed=1))
+    >>> 70 <= m["heart_rate_bpm"] <= 75
+    True
+    """
+    rate = ecg_measure(record.signal, record.fs, record.leads).value("heart_rate")
+    return {} if rate is None else {"heart_rate_bpm": round(float(rate), 1)}

@@ -9,14 +9,16 @@ return: lead names (``AVR``/``avr`` -> ``aVR``), units (µV, V -> mV), demograph
 >>> rec.signal.shape, rec.fs, rec.labels                             # doctest: +SKIP
 ((5000, 12), 500.0, ['right bundle branch block', 'sinus bradycardia'])
 
-Labels use the canonical lower-case strings of ``pulse_app.ecg.simulate.FINDINGS`` where one
-fits (see :data:`CANONICAL_LABELS`); other diagnoses keep the source's own name, lower-cased.
+Labels use the canonical lower-case findings of :mod:`pulse_app.ecg.labels` where a code asserts
+one; other diagnoses keep their name, lower-cased (never a raw code). What each source labels
+exhaustively, and so what a missing label means, is declared there too.
 """
 
 from __future__ import annotations
 
 import ast
 import csv
+import os
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -25,12 +27,13 @@ from pathlib import Path
 
 import numpy as np
 
+from pulse_app.ecg.labels import (CODE15_COLUMNS, CPSC_SNOMED, CPSC_TEXT, SCP,
+                                   SCP_ASSERTED_LIKELIHOOD, SNOMED, Code, canonical_finding,
+                                   statement_findings)
 from pulse_app.errors import RecordUnreadable
 
 #: The standard 12 leads, in the order machines print them.
 STANDARD_LEADS = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
-
-DATA_DIR = Path(__file__).with_name("data")
 
 #: File endings :func:`read_record` understands (``.dat``/``.mat`` need their ``.hea`` beside them).
 RECORD_SUFFIXES = (".hea", ".h5", ".hdf5", ".dcm")
@@ -46,7 +49,9 @@ class Record:
     the source's codes per coding system (``{"snomed": [...], "scp": {...}}``); ``measurements``
     uses explicit units in its keys (``heart_rate_bpm``, ``pr_ms``, ``qrs_ms``, ``qt_ms``,
     ``qtc_ms``, ``axis_deg``); ``findings`` holds structured ground truth where the source has it
-    (the simulator fills it; see ``pulse_app.ecg.simulate``).
+    (the simulator fills it; see ``pulse_app.ecg.simulate``). ``possible`` holds findings the
+    source states as possible only (PTB-XL likelihood below 50, "possible ..." machine
+    statements): neither present nor absent.
     """
 
     record_id: str
@@ -62,6 +67,7 @@ class Record:
     findings: dict = field(default_factory=dict)
     report: str | None = None
     meta: dict = field(default_factory=dict)
+    possible: list[str] = field(default_factory=list)
 
     @property
     def duration_s(self) -> float:
@@ -94,97 +100,50 @@ def unit_scale_to_mv(unit: str | None) -> float:
     return _UNIT_TO_MV.get((unit or "mV").strip().lower(), 1.0)
 
 
-#: Source names and abbreviations -> the canonical finding labels of ``simulate.FINDINGS``.
-CANONICAL_LABELS = {
-    # SNOMED names (CinC dx_mapping tables)
-    "sinus rhythm": "sinus rhythm", "sinus bradycardia": "sinus bradycardia",
-    "sinus tachycardia": "sinus tachycardia", "sinus arrhythmia": "sinus arrhythmia",
-    "atrial fibrillation": "atrial fibrillation", "atrial flutter": "atrial flutter",
-    "premature ventricular contractions": "premature ventricular contractions",
-    "ventricular premature beats": "premature ventricular contractions",
-    "premature atrial contraction": "premature atrial contractions",
-    "supraventricular premature beats": "premature atrial contractions",
-    "1st degree av block": "first-degree av block",
-    "prolonged pr interval": "first-degree av block",
-    "right bundle branch block": "right bundle branch block",
-    "complete right bundle branch block": "right bundle branch block",
-    "left bundle branch block": "left bundle branch block",
-    "complete left bundle branch block": "left bundle branch block",
-    "left axis deviation": "left axis deviation", "right axis deviation": "right axis deviation",
-    "t wave inversion": "t-wave inversion", "prolonged qt interval": "long qt",
-    "low qrs voltages": "low qrs voltage",
-    "left ventricular hypertrophy": "left ventricular hypertrophy",
-    "inferior st segment depression": "inferior st depression",
-    # PTB-XL SCP codes
-    "SR": "sinus rhythm", "SBRAD": "sinus bradycardia", "STACH": "sinus tachycardia",
-    "SARRH": "sinus arrhythmia", "AFIB": "atrial fibrillation", "AFLT": "atrial flutter",
-    "PVC": "premature ventricular contractions", "PAC": "premature atrial contractions",
-    "SVPB": "premature atrial contractions", "1AVB": "first-degree av block",
-    "CRBBB": "right bundle branch block", "CLBBB": "left bundle branch block",
-    "LVH": "left ventricular hypertrophy", "LNGQT": "long qt", "LVOLT": "low qrs voltage",
-    "INVT": "t-wave inversion",
-    # CODE-15% exams.csv columns
-    "1dAVb": "first-degree av block", "RBBB": "right bundle branch block",
-    "LBBB": "left bundle branch block", "SB": "sinus bradycardia", "ST": "sinus tachycardia",
-    "AF": "atrial fibrillation",
-}
-
-#: Phrases in machine reports (MIMIC-IV-ECG) -> canonical labels, first match per line wins.
-_REPORT_PHRASES = [
-    ("sinus bradycardia", "sinus bradycardia"), ("sinus tachycardia", "sinus tachycardia"),
-    ("sinus arrhythmia", "sinus arrhythmia"), ("atrial fibrillation", "atrial fibrillation"),
-    ("atrial flutter", "atrial flutter"), ("sinus rhythm", "sinus rhythm"),
-    ("first degree av block", "first-degree av block"),
-    ("1st degree av block", "first-degree av block"), ("prolonged pr", "first-degree av block"),
-    ("incomplete right bundle", None), ("incomplete left bundle", None),
-    ("right bundle branch block", "right bundle branch block"),
-    ("left bundle branch block", "left bundle branch block"),
-    ("left axis deviation", "left axis deviation"),
-    ("right axis deviation", "right axis deviation"),
-    ("left ventricular hypertrophy", "left ventricular hypertrophy"),
-    ("low qrs voltage", "low qrs voltage"), ("prolonged qt", "long qt"), ("long qt", "long qt"),
-    ("premature ventricular", "premature ventricular contractions"),
-    ("ventricular premature", "premature ventricular contractions"),
-    ("premature atrial", "premature atrial contractions"),
-    ("atrial premature", "premature atrial contractions"),
-    ("t wave inversion", "t-wave inversion"),
-]
-
-
-def labels_from_report(lines: Iterable[str]) -> list[str]:
-    """Canonical labels found in machine-report lines (``"Sinus bradycardia"`` ->
-    ``["sinus bradycardia"]``); lines without a known phrase give nothing."""
-    labels: list[str] = []
-    for line in lines:
-        low = (line or "").lower().replace("-", " ").replace("a v block", "av block")
-        for phrase, label in _REPORT_PHRASES:
-            if phrase in low:
-                if label and label not in labels:
-                    labels.append(label)
-                break
-    return labels
-
-
 def _add_label(labels: list[str], name: str) -> None:
-    label = CANONICAL_LABELS.get(name, CANONICAL_LABELS.get(name.lower(), name.lower()))
-    if label not in labels:
+    """Add a finding (its canonical form where one fits, else the name, lower-cased)."""
+    label = canonical_finding(name) or name.strip().lower()
+    if label and label not in labels:
         labels.append(label)
 
 
-@lru_cache(maxsize=None)
-def snomed_table() -> dict[str, tuple[str, str]]:
-    """SNOMED CT code -> (diagnosis name, abbreviation), from the CinC 2021 mapping tables."""
+def _add_code(rec: Record, code, name: str | None = None, possible: bool = False) -> None:
+    """A code's findings (or, for a code that asserts none, its name) into ``rec.labels``;
+    into ``rec.possible`` instead when the source states it as possible only."""
+    target = rec.possible if possible else rec.labels
+    for item in (code.findings or (name or code.name,)):
+        if item not in target and item not in rec.labels:
+            target.append(item)
+
+
+@lru_cache(maxsize=16)
+def _dx_mapping(folder: str) -> dict[str, tuple[str, str]]:
+    """SNOMED code -> (name, abbreviation) from the Challenge's ``dx_mapping_*.csv`` in
+    ``folder`` (empty when the folder has none)."""
     table: dict[str, tuple[str, str]] = {}
     for name in ("dx_mapping_unscored.csv", "dx_mapping_scored.csv"):
-        with open(DATA_DIR / name, newline="") as f:
-            for row in csv.DictReader(f):
-                code = row["SNOMEDCTCode"].strip()
-                table[code] = (row["Dx"].strip(), row["Abbreviation"].strip())
+        path = Path(folder) / name
+        if path.is_file():
+            with open(path, newline="") as f:
+                for row in csv.DictReader(f):
+                    table[row["SNOMEDCTCode"].strip()] = (row["Dx"].strip(),
+                                                          row["Abbreviation"].strip())
+    return table
+
+
+def snomed_table(dataset_dir: Path | None = None) -> dict[str, tuple[str, str]]:
+    """SNOMED CT code -> (name, abbreviation): the project's table
+    (:data:`pulse_app.ecg.labels.SNOMED`), overridden by the dataset's own
+    ``dx_mapping_*.csv`` when ``dataset_dir`` or a folder above it (5 levels) has them."""
+    table = {code: (c.name, c.abbreviation) for code, c in SNOMED.items()}
+    own = _find_upwards(dataset_dir, "dx_mapping_scored.csv") if dataset_dir else None
+    if own is not None:
+        table.update(_dx_mapping(str(own.parent)))
     return table
 
 
 @lru_cache(maxsize=8)
-def _scp_table(path: str) -> dict[str, dict]:
+def _scp_csv(path: str) -> dict[str, dict]:
     with open(path, newline="") as f:
         rows = csv.reader(f)
         header = next(rows)
@@ -192,9 +151,17 @@ def _scp_table(path: str) -> dict[str, dict]:
 
 
 def scp_table(dataset_dir: Path | None = None) -> dict[str, dict]:
-    """PTB-XL SCP code -> its row of ``scp_statements.csv`` (the dataset's own copy if present)."""
+    """PTB-XL SCP code -> ``{"description", "diagnostic", "form", "rhythm",
+    "diagnostic_class", "diagnostic_subclass"}``: the dataset's own ``scp_statements.csv`` when
+    ``dataset_dir`` has one, else the project's table (:data:`pulse_app.ecg.labels.SCP`)."""
     own = dataset_dir / "scp_statements.csv" if dataset_dir else None
-    return _scp_table(str(own if own and own.is_file() else DATA_DIR / "scp_statements.csv"))
+    if own is not None and own.is_file():
+        return _scp_csv(str(own))
+    return {code: {"description": s.name, "diagnostic": "1.0" if "diagnostic" in s.statement
+                   else "", "form": "1.0" if "form" in s.statement else "",
+                   "rhythm": "1.0" if s.statement == "rhythm" else "",
+                   "diagnostic_class": s.superclass, "diagnostic_subclass": s.subclass}
+            for code, s in SCP.items()}
 
 
 # -- finding files ----------------------------------------------------------------------------
@@ -329,7 +296,9 @@ def read_wfdb(path: str | Path) -> Record:
     try:
         raw = wfdb.rdrecord(str(hea.with_suffix("")), physical=True)
     except Exception as exc:  # wfdb raises many types for broken files
-        raise _unreadable(hea, exc) from exc
+        raw = _read_georgia_quirk(hea)
+        if raw is None:
+            raise _unreadable(hea, exc) from exc
     if raw.p_signal is None or not raw.sig_name:
         raise _unreadable(hea, "it holds no signals")
     scale = np.array([unit_scale_to_mv(u) for u in (raw.units or ["mV"] * raw.n_sig)], np.float32)
@@ -339,7 +308,7 @@ def read_wfdb(path: str | Path) -> Record:
     if raw.base_date is not None:
         rec.meta["date"] = f"{raw.base_date.isoformat()}" + (
             f" {raw.base_time.strftime('%H:%M')}" if raw.base_time is not None else "")
-    _apply_header_comments(rec, raw.comments or [])
+    _apply_header_comments(rec, raw.comments or [], hea.parent)
     if (db := _find_upwards(hea.parent, "ptbxl_database.csv")) is not None:
         _apply_ptbxl(rec, hea, db)
     elif (mm := _find_upwards(hea.parent, "machine_measurements.csv")) is not None:
@@ -347,8 +316,42 @@ def read_wfdb(path: str | Path) -> Record:
     return _finish(rec)
 
 
-def _apply_header_comments(rec: Record, comments: list[str]) -> None:
-    """CinC 2020/2021 header lines: ``Age: 71``, ``Sex: Male``, ``Dx: 59118001,426177001``."""
+def _read_georgia_quirk(hea: Path):
+    """Some Georgia (G12EC) headers name the record with its file ending (``E05526.mat 12 500
+    ...``), which wfdb rejects: read such a record through a corrected copy of the header
+    (the signal file is linked, not copied). None for any other problem."""
+    import tempfile
+
+    import wfdb
+
+    try:
+        lines = hea.read_text().splitlines()
+    except (OSError, UnicodeDecodeError):
+        return None
+    first = lines[0].split() if lines else []
+    if not first or Path(first[0]).suffix.lower() not in (".mat", ".dat"):
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        name = Path(first[0]).stem
+        (Path(tmp) / f"{name}.hea").write_text("\n".join([" ".join([name] + first[1:])]
+                                                          + lines[1:]) + "\n")
+        for line in lines[1:]:
+            part = line.split()[0] if line.strip() and not line.startswith("#") else ""
+            if part and (hea.parent / part).is_file() and not (Path(tmp) / part).exists():
+                os.symlink((hea.parent / part).resolve(), Path(tmp) / part)
+        try:
+            return wfdb.rdrecord(str(Path(tmp) / name), physical=True)
+        except Exception:
+            return None
+
+
+def _apply_header_comments(rec: Record, comments: list[str], folder: Path | None = None) -> None:
+    """CinC 2020/2021 header lines: ``Age: 71``, ``Sex: Male``, ``Dx: 59118001,426177001``, or
+    the CPSC 2018 text labels of the first 2020 release (``Dx: AF,RBBB``).
+
+    Source: "cpsc2018" for CPSC records (text labels, or ``A*`` records whose SNOMED codes are
+    the nine CPSC classes), else "cinc". Codes no table knows are kept in ``codes`` and
+    ``meta["unmapped_codes"]``, never written into ``labels``."""
     fields = {}
     for line in comments:
         key, sep, value = line.partition(":")
@@ -356,15 +359,32 @@ def _apply_header_comments(rec: Record, comments: list[str]) -> None:
             fields[key.strip().lower()] = value.strip()
     rec.age = _number(fields.get("age"))
     rec.sex = _sex(fields.get("sex"))
-    if "dx" in fields:
-        rec.source = "cinc"
-        codes = [c.strip() for c in fields["dx"].split(",") if c.strip()]
-        rec.codes["snomed"] = codes
-        table = snomed_table()
-        for code in codes:
-            _add_label(rec.labels, table[code][0] if code in table else f"snomed {code}")
+    codes = [c.strip() for c in fields.get("dx", "").split(",") if c.strip()]
+    if codes:
+        unmapped = []
+        if all(c in CPSC_TEXT for c in codes):
+            rec.source = "cpsc2018"
+            rec.codes["cpsc"] = codes
+            for code in codes:
+                _add_code(rec, CPSC_TEXT[code])
+        else:
+            rec.codes["snomed"] = codes
+            cpsc = rec.record_id.startswith("A") and all(c in CPSC_SNOMED for c in codes)
+            rec.source = "cpsc2018" if cpsc else "cinc"
+            names = snomed_table(folder)
+            for code in codes:
+                if cpsc and code == "426783006":          # CPSC's "Normal", recoded
+                    _add_code(rec, CPSC_TEXT["Normal"])
+                elif code in SNOMED:
+                    _add_code(rec, SNOMED[code], names[code][0])
+                elif code in names:
+                    _add_code(rec, Code(code, names[code][0], names[code][1], "other"))
+                else:
+                    unmapped.append(code)
+        if unmapped:
+            rec.meta["unmapped_codes"] = unmapped
     for key in ("rx", "hx", "sx"):
-        if fields.get(key, "Unknown") not in ("Unknown", ""):
+        if fields.get(key, "Unknown") not in ("Unknown", "Unknows", ""):
             rec.meta[key] = fields[key]
 
 
@@ -416,13 +436,19 @@ def _apply_ptbxl(rec: Record, hea: Path, database: Path) -> None:
     scp = ast.literal_eval(row.get("scp_codes") or "{}")
     rec.codes["scp"] = scp
     table = scp_table(root)
+    rec.labels, rec.possible = [], []
     superclasses = []
-    for code in scp:
+    for code, likelihood in scp.items():
         entry = table.get(code, {})
-        if code in CANONICAL_LABELS:
-            _add_label(rec.labels, code)
-        elif entry.get("description"):
-            _add_label(rec.labels, entry["description"])
+        known = SCP.get(code)
+        sure = not likelihood or float(likelihood) >= SCP_ASSERTED_LIKELIHOOD
+        name = (entry.get("description") or (known.name if known else "")).strip().lower()
+        if known is not None:
+            _add_code(rec, known, name or None, possible=not sure)
+        elif name:
+            _add_code(rec, Code(code, name, code, "other"), possible=not sure)
+        else:
+            rec.meta.setdefault("unmapped_codes", []).append(code)
         if str(entry.get("diagnostic", "")).startswith("1") and entry.get("diagnostic_class"):
             if entry["diagnostic_class"] not in superclasses:
                 superclasses.append(entry["diagnostic_class"])
@@ -444,8 +470,13 @@ def _apply_mimic(rec: Record, measurements: Path) -> None:
     lines = [(row.get(f"report_{i}") or "").strip() for i in range(18)]
     lines = [line for line in lines if line]
     rec.report = "\n".join(lines) or None
-    for label in labels_from_report(lines):
-        _add_label(rec.labels, label)
+    for line in lines:
+        findings, tentative = statement_findings(line)
+        for finding in findings:
+            target = rec.possible if tentative else rec.labels
+            if finding not in rec.labels and finding not in target:
+                target.append(finding)
+    rec.possible = [f for f in rec.possible if f not in rec.labels]
     v = {k: _number(row.get(k)) for k in ("rr_interval", "p_onset", "p_end", "qrs_onset", "qrs_end",
                                           "t_end", "p_axis", "qrs_axis", "t_axis")}
     ok = {k: x for k, x in v.items() if x is not None and abs(x) < _MIMIC_MISSING}
@@ -480,7 +511,7 @@ def _set_date_device(rec: Record, date: str | None, device: str | None) -> None:
 #: CODE-15% tracings are float mV at 400 Hz (as the PhysioNet Challenge 2025 conversion treats
 #: them); 7 s exams are zero-padded, centred, to 4096 samples.
 CODE15_FS = 400.0
-CODE15_LABEL_COLUMNS = ("1dAVb", "RBBB", "LBBB", "SB", "ST", "AF")
+CODE15_LABEL_COLUMNS = tuple(CODE15_COLUMNS)
 
 
 def read_code15(path: str | Path) -> Iterator[Record]:
@@ -548,8 +579,10 @@ def _code15_record(path: Path, exam_id: int, tracing: np.ndarray) -> Record:
                      if str(row.get(c, "")).strip().lower() == "true"]
             rec.codes["code15"] = codes
             for c in codes:
-                _add_label(rec.labels, c)
+                _add_code(rec, CODE15_COLUMNS[c])
             rec.meta["normal_ecg"] = str(row.get("normal_ecg", "")).strip().lower() == "true"
+            if rec.meta["normal_ecg"]:
+                _add_code(rec, CPSC_TEXT["Normal"])
             rec.meta["patient_id"] = row.get("patient_id")
     return _finish(rec)
 

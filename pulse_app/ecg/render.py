@@ -16,11 +16,23 @@ Layouts (``layout``):
 
 The time window is as much of the record as fits the paper: 10 s at 25 mm/s, 5 s at 50 mm/s.
 
+Texts: a header in one of :data:`HEADER_STYLES` (only what the record has: age and sex, the
+machine's measurements, date, device; never made up), and each panel's lead label, placed in the
+free space nearest its usual spot (above the start of the trace) at least
+:data:`LABEL_CLEARANCE_MM` from any trace ink (on a crowded row, smaller); a panel with no such
+space anywhere in its row is left unlabelled (listed in the sidecar's ``unlabelled``). Teaching pages use ``header="neutral"``
+(speed and gain only); :func:`revealing_texts` lists the texts of a page that give a record's
+ground truth away.
+
 The sidecar (JSON-able) is ground truth for later digitisation work: ``leads`` maps each panel
 ("II", ..., rhythm strips as "II-rhythm") to the pixel box ``[x0, y0, x1, y1]`` of its drawn trace
-in the final image (transformed by geometric distortions, clipped to the image); ``panels`` keeps
-each panel's time window, baseline and x range in page pixels, and ``page_to_image`` the 3×3
-homography from page pixels to image pixels (identity without geometric distortions).
+in the final image (moved with the paper's folds and the camera, clipped to the image);
+``texts`` lists every text drawn (``text``, ``kind``: lead_label, settings, demographics,
+caption, measurements, date or device; ``box`` in the image, ``page_box`` on the flat page);
+``panels`` keeps each panel's time window, baseline, row slot and x range in page pixels, and
+``page_to_image`` the 3×3 homography of the camera from page pixels to image pixels (identity
+without geometric distortions); folds move points by up to ``lift_mm`` more:
+:func:`pulse_app.ecg.distort.warp_of` rebuilds the exact page -> image map from a sidecar.
 
 Example:
     >>> from pulse_app.ecg.simulate import ecg_simulate
@@ -31,7 +43,7 @@ Example:
 
 from __future__ import annotations
 
-import datetime as _dt
+import re
 import zlib
 from dataclasses import dataclass
 from functools import lru_cache
@@ -62,8 +74,12 @@ GRIDS = {
     "none": ((255, 255, 255), None, None),
 }
 INK = (18, 18, 24)
-DEVICES = ("12-lead resting ECG", "Cardiograph 1200", "ECG-3000 rev 2", "Resting ECG system 12",
-           "Portable ECG 6/12", "Electrocardiograph E-12")
+#: Header styles (``render_ecg(header=...)``): what the text above and below the traces shows.
+HEADER_STYLES = ("full", "machine", "neutral", "none")
+#: Least distance (mm) between any text and the traces' ink.
+LABEL_CLEARANCE_MM = 1.2
+#: First line of the measurements in the "machine" header style.
+MACHINE_CAPTION = "Machine measurements (computer, unconfirmed)"
 
 # Page geometry in mm.
 _LEFT_MM = 15.0           # trace start (a major grid line); calibration pulse just before it
@@ -136,17 +152,33 @@ def _record_rng(record: Record, seed: int) -> np.random.Generator:
     return np.random.default_rng([int(seed) & 0xFFFFFFFF, zlib.crc32(record.record_id.encode())])
 
 
-def _header_lines(record: Record, rng: np.random.Generator, speed: float, gain: float):
-    """(top-left lines, top-right lines, bottom line) of the name-free header: demographics and
-    the machine's measurements where the record has them, date, device, speed and gain."""
-    left = []
+def header_style(header: bool | str) -> str:
+    """``header`` as one of :data:`HEADER_STYLES` (True -> "full", False -> "none")."""
+    if header is True:
+        return "full"
+    if header is False or header is None:
+        return "none"
+    if header not in HEADER_STYLES:
+        raise ValueError(f"unknown header {header!r}: use {', '.join(HEADER_STYLES)} (or True/False)")
+    return header
+
+
+def _header_texts(record: Record, style: str, speed: float, gain: float) -> list[tuple]:
+    """(text, kind, x_mm, y_mm of its baseline) of the header in ``style``. Only what the record
+    has is printed (demographics, measurements, date, device); nothing is made up."""
+    if style == "none":
+        return []
+    out = [(f"{speed:g} mm/s   {gain:g} mm/mV", "settings", 10.0, PAPER_MM[1] - 4.0)]
+    if style == "neutral":
+        return out
+    left: list[tuple[str, str]] = []
     demo = []
     if record.age is not None and np.isfinite(record.age):
         demo.append(f"Age {int(record.age)} y")
     if record.sex in ("M", "F"):
         demo.append("Male" if record.sex == "M" else "Female")
     if demo:
-        left.append("   ".join(demo))
+        left.append(("   ".join(demo), "demographics"))
     m = record.measurements or {}
 
     def val(key, unit):
@@ -154,41 +186,197 @@ def _header_lines(record: Record, rng: np.random.Generator, speed: float, gain: 
         return f"{v:.0f} {unit}" if isinstance(v, (int, float)) and np.isfinite(v) else "--"
 
     if any(k in m for k in ("heart_rate_bpm", "pr_ms", "qrs_ms", "qt_ms", "qtc_ms", "axis_deg")):
-        left.append(f"Vent. rate {val('heart_rate_bpm', 'bpm')}")
-        left.append(f"PR int. {val('pr_ms', 'ms')}   QRS dur. {val('qrs_ms', 'ms')}")
+        if style == "machine":
+            left.append((MACHINE_CAPTION, "caption"))
         qt, qtc = m.get("qt_ms"), m.get("qtc_ms")
         qt_text = f"{qt:.0f}/{qtc:.0f} ms" if qt and qtc else f"{val('qt_ms', 'ms')}"
-        left.append(f"QT/QTc {qt_text}   Axis {val('axis_deg', 'deg')}")
-    date = record.meta.get("date")
-    if not date:
-        day = _dt.date(2019, 1, 1) + _dt.timedelta(days=int(rng.integers(0, 5 * 365)))
-        date = f"{day.isoformat()} {int(rng.integers(7, 20)):02d}:{int(rng.integers(0, 60)):02d}"
-    device = record.meta.get("device") or DEVICES[int(rng.integers(len(DEVICES)))]
-    right = [str(date), str(device)]
-    bottom = f"{speed:g} mm/s   {gain:g} mm/mV   0.05-150 Hz   50 Hz notch"
-    return left, right, bottom
+        left += [(f"Vent. rate {val('heart_rate_bpm', 'bpm')}", "measurements"),
+                 (f"PR int. {val('pr_ms', 'ms')}   QRS dur. {val('qrs_ms', 'ms')}", "measurements"),
+                 (f"QT/QTc {qt_text}   Axis {val('axis_deg', 'deg')}", "measurements")]
+    out += [(text, kind, 10.0, 8.0 + k * 5.0) for k, (text, kind) in enumerate(left)]
+    right = [(str(record.meta[key]).strip(), key) for key in ("date", "device")
+             if str(record.meta.get(key) or "").strip()]
+    out += [(text, kind, 190.0, 8.0 + k * 5.0) for k, (text, kind) in enumerate(right)]
+    return out
+
+
+def _text_params(height_px: float, thickness: int) -> tuple[float, int]:
+    return height_px / 22.0, thickness     # Hershey simplex capitals are ~22 px tall at scale 1
+
+
+@lru_cache(maxsize=512)
+def text_extent(text: str, height_px: float, thickness: int) -> tuple[int, int, int, int]:
+    """Ink box of ``text`` drawn at origin (0, 0) (its baseline's left end), as offsets
+    (left, top, right, bottom) in whole pixels, anti-aliasing included: measured by drawing it."""
+    scale, thick = _text_params(height_px, thickness)
+    (w, h), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
+    pad = 4 + thick
+    canvas = np.zeros((h + base + 2 * pad, w + 2 * pad), np.uint8)
+    cv2.putText(canvas, text, (pad, pad + h), cv2.FONT_HERSHEY_SIMPLEX, scale, 255, thick,
+                cv2.LINE_AA)
+    ys, xs = np.nonzero(canvas)
+    if not len(xs):
+        return 0, 0, 0, 0
+    return (int(xs.min()) - pad, int(ys.min()) - pad - h, int(xs.max()) + 1 - pad,
+            int(ys.max()) + 1 - pad - h)
 
 
 def _put_text(img, text, x_px, y_px, height_px, thickness=1):
-    scale = height_px / 22.0   # Hershey simplex capitals are ~22 px tall at scale 1
-    cv2.putText(img, text, (int(round(x_px)), int(round(y_px))), cv2.FONT_HERSHEY_SIMPLEX, scale,
-                INK, thickness, cv2.LINE_AA)
+    scale, thick = _text_params(height_px, thickness)
+    cv2.putText(img, text, (int(x_px), int(y_px)), cv2.FONT_HERSHEY_SIMPLEX, scale, INK, thick,
+                cv2.LINE_AA)
+
+
+class _FreeSpace:
+    """Where text may go without touching trace ink: a coarse occupancy grid of the page (cells
+    of ``cell`` px) marking every cell within ``clear_px`` of the traces' ink (conservatively:
+    line width, anti-aliasing and the rounding to cells included); texts placed so far are kept
+    as boxes, each to be cleared by as much."""
+
+    def __init__(self, width: int, height: int, ppm: float, polylines, thickness: int,
+                 clear_px: float):
+        self.cell = c = max(1, int(round(ppm / 4)))        # ~0.25 mm
+        self.clear = clear_px
+        self.mask = np.zeros((-(-height // c), -(-width // c)), np.uint8)
+        pts = [np.round((p / c - 0.5) * 8).astype(np.int32).reshape(-1, 1, 2) for p in polylines]
+        cv2.polylines(self.mask, pts, False, 1, 1, cv2.LINE_8, shift=3)
+        reach = (thickness / 2 + 1.0 + clear_px) / c       # ink + clearance, in cells
+        size = 2 * int(np.ceil(reach + 1.0)) + 1
+        self.mask = cv2.dilate(self.mask, np.ones((size, size), np.uint8))
+        self._integral = None
+        self.placed: list[list[float]] = []
+
+    def _free(self, box) -> bool:
+        c, m = self.cell, self.clear
+        x0, y0 = int(box[0] // c), int(box[1] // c)
+        x1, y1 = int(np.ceil(box[2] / c)), int(np.ceil(box[3] / c))
+        rows, cols = self.mask.shape
+        if x0 < 0 or y0 < 0 or x1 > cols or y1 > rows:
+            return False
+        ii = self._integral
+        if ii[y1, x1] - ii[y0, x1] - ii[y1, x0] + ii[y0, x0]:
+            return False
+        return all(box[2] + m <= b[0] or box[0] - m >= b[2] or box[3] + m <= b[1] or
+                   box[1] - m >= b[3] for b in self.placed)
+
+    def place(self, extent, prefer_xy, x_range, y_range) -> tuple[float, float] | None:
+        """The text origin (baseline's left end, page px) nearest ``prefer_xy`` whose ink box
+        (``extent`` from :func:`text_extent`) is free and clear of the texts placed so far,
+        with the origin inside ``x_range`` × ``y_range``; None if there is none (distance:
+        |dx|, plus half the distance moved up or twice the distance moved down). The text is then
+        counted as placed."""
+        c = self.cell
+        if self._integral is None:
+            self._integral = cv2.integral(self.mask)
+        ii = self._integral
+        left, top, right, bottom = extent
+        x, y = (int(round(v)) for v in prefer_xy)          # where it belongs, if that is free
+        box = [x + left, y + top, x + right, y + bottom]
+        if self._free(box):
+            self.placed.append(box)
+            return float(x), float(y)
+        bw, bh = -(-(right - left) // c) + 1, -(-(bottom - top) // c) + 1
+        rows, cols = self.mask.shape
+        # candidate top-left cells; the origin is then (cx*c - left, cy*c - top)
+        cx0 = max(0, int(np.ceil((x_range[0] + left) / c)))
+        cx1 = min(cols - bw, int((x_range[1] + left) // c))
+        cy0 = max(0, int(np.ceil((y_range[0] + top) / c)))
+        cy1 = min(rows - bh, int((y_range[1] + top) // c))
+        if cx1 < cx0 or cy1 < cy0:
+            return None
+        ys, xs = slice(cy0, cy1 + 1), slice(cx0, cx1 + 1)
+        ys_b, xs_b = slice(cy0 + bh, cy1 + 1 + bh), slice(cx0 + bw, cx1 + 1 + bw)
+        taken = ii[ys_b, xs_b] - ii[ys, xs_b] - ii[ys_b, xs] + ii[ys, xs]
+        free_y, free_x = np.nonzero(taken == 0)
+        ox = (free_x + cx0) * c - left
+        oy = (free_y + cy0) * c - top
+        m = self.clear
+        lo_x, hi_x = x_range[0] + left - m, x_range[1] + right + m     # where these texts can be
+        lo_y, hi_y = y_range[0] + top - m, y_range[1] + bottom + m
+        near = [b for b in self.placed if b[0] < hi_x and b[2] > lo_x and b[1] < hi_y and b[3] > lo_y]
+        for x0, y0, x1, y1 in near:
+            apart = ((ox + right + m <= x0) | (ox + left - m >= x1) |
+                     (oy + bottom + m <= y0) | (oy + top - m >= y1))
+            ox, oy = ox[apart], oy[apart]
+        if not len(ox):
+            return None
+        dy = oy - prefer_xy[1]
+        k = int(np.argmin(np.abs(ox - prefer_xy[0]) + np.where(dy < 0, -0.5 * dy, 2.0 * dy)))
+        x, y = float(ox[k]), float(oy[k])
+        self.placed.append([x + left, y + top, x + right, y + bottom])
+        return x, y
+
+
+def _place_texts(record: Record, style: str, panels: list[dict], polylines, thickness: int,
+                 ppm: float, row_mm: float, speed: float, gain: float,
+                 size: tuple[int, int]) -> tuple[list[dict], list[str]]:
+    """The page's texts, placed: the header where it belongs (else the nearest free place close
+    by; if a trace crowds them all, where it belongs), then each lead's label in the free space
+    nearest its usual place (above the start of its trace; on a crowded row anywhere on it, at
+    7/10 of the size if need be), never touching ink. Returns the
+    texts (``text``, ``kind``, ``page_box``, and ``_draw``: origin, size, thickness) and the
+    panels left unlabelled."""
+    texts: list[dict] = []
+    space = _FreeSpace(*size, ppm, polylines, thickness, clear_px=LABEL_CLEARANCE_MM * ppm)
+    head_px, label_px = 2.8 * ppm, 3.0 * ppm
+    for text, kind, x_mm, y_mm in _header_texts(record, style, speed, gain):
+        extent = text_extent(text, head_px, 1)
+        x, y = int(round(x_mm * ppm)), int(round(y_mm * ppm))
+        where = space.place(extent, (x, y), (x - 5 * ppm, x + 40 * ppm), (y - 6 * ppm, y + 6 * ppm))
+        if where is None:
+            space.placed.append([x + extent[0], y + extent[1], x + extent[2], y + extent[3]])
+        x, y = where or (x, y)
+        box = [x + extent[0], y + extent[1], x + extent[2], y + extent[3]]
+        texts.append({"text": text, "kind": kind, "page_box": box, "_draw": (x, y, head_px, 1)})
+    label_thick = max(1, round(0.2 * ppm))
+    unlabelled: list[str] = []
+    for panel in panels:
+        slot0, slot1 = panel["slot_px"]
+        x0, base_px = panel["x0_px"], panel["baseline_px"]
+        prefer = (x0 + 1.0 * ppm, base_px - min(0.33 * row_mm, 9.0) * ppm)
+        span = panel["x1_px"] - x0
+        # near the start of the trace, else anywhere on its row, else the same smaller
+        for size, thick in ((label_px, label_thick), (0.7 * label_px, max(1, label_thick - 1))):
+            extent = text_extent(panel["lead"], size, thick)
+            where = (space.place(extent, prefer, (x0, x0 + 0.45 * span), (slot0, slot1))
+                     or space.place(extent, prefer, (x0, panel["x1_px"] - extent[2]),
+                                    (slot0, slot1)))
+            if where is not None:
+                break
+        if where is None:          # no free place on its row: left out (listed in the sidecar)
+            unlabelled.append(panel["name"])
+            continue
+        x, y = where
+        box = [x + extent[0], y + extent[1], x + extent[2], y + extent[3]]
+        texts.append({"text": panel["lead"], "kind": "lead_label", "panel": panel["name"],
+                      "page_box": box, "_draw": (x, y, size, thick)})
+    return texts, unlabelled
 
 
 def render_ecg(record: Record, *, layout: str = "3x4+II", speed_mm_s: float = 25.0,
-               gain_mm_mV: float = 10.0, grid: str = "red", dpi: float = 200, header: bool = True,
-               distort: str | dict = "none", seed: int = 0) -> Rendered:
+               gain_mm_mV: float = 10.0, grid: str = "red", dpi: float = 200,
+               header: bool | str = True, distort: str | dict = "none", seed: int = 0,
+               draw_text: bool = True) -> Rendered:
     """Draw ``record`` as a paper ECG page.
 
     ``speed_mm_s`` 25 or 50 (mm per second), ``gain_mm_mV`` 5, 10 or 20 (mm per millivolt),
     ``grid`` red/pink/grey/green/none, ``dpi`` sets the pixel size (200 -> 2200×1700).
-    ``distort``: "none", "photo" (a phone photo of the page), "all" (every distortion kind),
+    ``header`` (see :data:`HEADER_STYLES`): True or "full" prints what the record has (age and
+    sex, the machine's measurements, date, device) and the speed and gain; "machine" the same
+    with the measurements captioned as the machine's; "neutral" only speed and gain (teaching
+    pages: nothing derived from the ground truth); False or "none" no header at all (the traces
+    then start higher). Lead labels are always placed where they touch no trace ink.
+    ``distort``: "none", "photo" (a phone photo of the page), "phone" (a hand-held photo of the
+    whole page, rotated up to ±30°, with background around it), "all" (every distortion kind),
     "mix" (the training mix: half clean, half a random subset), or a dict of explicit parameters
-    per kind (see :mod:`pulse_app.ecg.distort`). Deterministic per (record id, ``seed``).
+    per kind (see :mod:`pulse_app.ecg.distort`). ``draw_text=False`` leaves every text out of
+    the pixels but not out of the sidecar (same geometry; for checking texts against the ink).
+    Deterministic per (record id, ``seed``).
     """
     from pulse_app.ecg import distort as _distort
 
     rows, rhythm = parse_layout(layout)
+    style = header_style(header)
     if grid not in GRIDS:
         raise ValueError(f"unknown grid {grid!r}: use {', '.join(GRIDS)}")
     if speed_mm_s <= 0 or gain_mm_mV <= 0 or dpi <= 0:
@@ -204,7 +392,7 @@ def render_ecg(record: Record, *, layout: str = "3x4+II", speed_mm_s: float = 25
     # Time window: what fits between the margins, at most the record.
     avail_mm = PAPER_MM[0] - _LEFT_MM - _RIGHT_MM
     window_s = min(record.duration_s, np.floor(avail_mm / speed_mm_s * 2) / 2)   # whole 0.5 s
-    top_mm = _HEADER_MM if header else _TOP_MM
+    top_mm = _HEADER_MM if style != "none" else _TOP_MM
     n_rows = len(rows) + len(rhythm)
     row_mm = (PAPER_MM[1] - top_mm - _BOTTOM_MM) / n_rows
     thickness = max(1, round(0.25 * ppm))
@@ -213,7 +401,7 @@ def render_ecg(record: Record, *, layout: str = "3x4+II", speed_mm_s: float = 25
 
     panels: list[dict] = []
     polylines: list[np.ndarray] = []
-    label_px = 3.0 * ppm
+    traces: dict[str, np.ndarray] = {}
     all_rows = [(r, False) for r in rows] + [((lead,), True) for lead in rhythm]
     for i, (row_leads, is_strip) in enumerate(all_rows):
         base_mm = round(top_mm + (i + 0.6) * row_mm)
@@ -236,32 +424,36 @@ def render_ecg(record: Record, *, layout: str = "3x4+II", speed_mm_s: float = 25
             x0_px = (_LEFT_MM + t0 * speed_mm_s) * ppm
             xs = x0_px + np.arange(len(y)) / fs * speed_mm_s * ppm
             ys = base_px - y * gain_mm_mV * ppm
-            polylines.append(np.stack([xs, ys], axis=1))
+            trace = np.stack([xs, ys], axis=1)
+            polylines.append(trace)
             pad = thickness / 2 + 1
             box = [float(xs[0] - pad), float(ys.min() - pad), float(xs[-1] + pad),
                    float(ys.max() + pad)]
             name = f"{lead}-rhythm" if is_strip else lead
+            traces[name] = trace
             panels.append({"name": name, "lead": lead, "row": i, "col": j,
                            "t0_s": round(t0, 4), "t1_s": round(t0 + (len(y) - 1) / fs, 4),
                            "baseline_px": round(base_px, 2), "x0_px": round(float(xs[0]), 2),
-                           "x1_px": round(float(xs[-1]), 2), "page_box": box})
-            _put_text(img, lead, x0_px + 1.0 * ppm, base_px - min(0.33 * row_mm, 9.0) * ppm,
-                      label_px, max(1, round(0.2 * ppm)))
+                           "x1_px": round(float(xs[-1]), 2), "page_box": box,
+                           "slot_px": [round((top_mm + i * row_mm) * ppm, 2),
+                                       round((top_mm + (i + 1) * row_mm) * ppm, 2)]})
 
     pts = [np.round(p * 8).astype(np.int32).reshape(-1, 1, 2) for p in polylines]
     cv2.polylines(img, pts, False, INK, thickness, cv2.LINE_AA, shift=3)
 
-    if header:
-        left, right, bottom = _header_lines(record, rng, speed_mm_s, gain_mm_mV)
-        text_px, line_mm = 2.8 * ppm, 5.0
-        for k, line in enumerate(left):
-            _put_text(img, line, 10 * ppm, (8 + k * line_mm) * ppm, text_px)
-        for k, line in enumerate(right):
-            _put_text(img, line, 190 * ppm, (8 + k * line_mm) * ppm, text_px)
-        _put_text(img, bottom, 10 * ppm, (PAPER_MM[1] - 4) * ppm, text_px)
+    texts, unlabelled = _place_texts(record, style, panels, polylines, thickness, ppm, row_mm,
+                                      speed_mm_s, gain_mm_mV, (width, height))
+    for t in texts:
+        x, y, size, thick = t.pop("_draw")
+        if draw_text:
+            _put_text(img, t["text"], x, y, size, thick)
 
-    page_boxes = {p["name"]: p["page_box"] for p in panels}
-    img, boxes, applied, homography = _distort.apply_distortions(img, plan, page_boxes, ppm)
+    img, applied, warp = _distort.apply_distortions(img, plan, ppm)
+    h_img, w_img = img.shape[:2]
+    boxes = dict(zip(traces, warp.boxes(list(traces.values()), thickness / 2 + 1, (w_img, h_img))))
+    for t, box in zip(texts, warp.boxes([warp.outline(t["page_box"]) for t in texts], 0,
+                                        (w_img, h_img))):
+        t["box"] = box
     sidecar = {
         "record_id": record.record_id,
         "layout": layout,
@@ -270,14 +462,69 @@ def render_ecg(record: Record, *, layout: str = "3x4+II", speed_mm_s: float = 25
         "grid": grid,
         "dpi": float(dpi),
         "px_per_mm": ppm,
-        "width": int(img.shape[1]),
-        "height": int(img.shape[0]),
+        "width": int(w_img),
+        "height": int(h_img),
         "window_s": float(window_s),
         "seed": int(seed),
+        "header": style,
         "distortions": applied,
         "leads": boxes,
         "panels": panels,
-        "page_to_image": homography,
+        "texts": texts,
+        "unlabelled": unlabelled,
+        "page_to_image": warp.homography_list(),
         "labels": list(record.labels),
     }
     return Rendered(image=Image.fromarray(img), pixels=img, sidecar=sidecar)
+
+
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
+
+
+def truth_numbers(record: Record) -> set[str]:
+    """Every number of the record's ground truth as it could be printed: measurements and
+    requested findings (rate, PR, ST shifts), whole, with one or two decimals, and as ``%g``
+    (sign dropped; "0" left out: every page has zeros).
+
+    >>> sorted(truth_numbers(Record("r", np.zeros((10, 1)), 500.0, ["I"],
+    ...                             measurements={"pr_ms": 162.0})))
+    ['162', '162.0', '162.00']
+    """
+    values: list[float] = []
+
+    def walk(obj):
+        if isinstance(obj, bool):
+            return
+        if isinstance(obj, (int, float)) and np.isfinite(obj):
+            values.append(float(obj))
+        elif isinstance(obj, dict):
+            for v in obj.values():
+                walk(v)
+        elif isinstance(obj, (list, tuple)):
+            for v in obj:
+                walk(v)
+
+    walk(record.measurements or {})
+    walk(record.findings or {})
+    out = set()
+    for v in map(abs, values):
+        out.update({f"{v:.0f}", f"{v:.1f}", f"{v:.2f}", f"{v:g}"})
+    return out - {"0", "0.0", "0.00"}
+
+
+def revealing_texts(sidecar: dict, record: Record) -> list[str]:
+    """The texts drawn on a page (from its sidecar) that give away the record's ground truth:
+    any naming one of the record's findings, or, except the lead labels and the speed/gain line
+    (fixed by the page settings alone), holding a number of its measurements or findings.
+    Empty for a page fit to show before the answer is revealed."""
+    names = [str(label).lower() for label in record.labels]
+    numbers = truth_numbers(record)
+    found = []
+    for t in sidecar.get("texts", []):
+        text = t["text"].lower()
+        if any(name and name in text for name in names):
+            found.append(t["text"])
+        elif t["kind"] not in ("lead_label", "settings") and \
+                any(n.replace(",", ".") in numbers for n in _NUMBER.findall(text)):
+            found.append(t["text"])
+    return found

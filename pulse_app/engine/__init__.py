@@ -11,8 +11,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Callable
 
-from pulse_app.errors import BackendUnreachable
-
 if TYPE_CHECKING:
     from pulse_app.engine.backend import Backend
     from pulse_app.settings import Settings
@@ -35,14 +33,7 @@ def make_backend(settings: "Settings", *, progress: Callable[[str], None] | None
     import importlib
 
     module_name, class_name = BACKENDS[settings.backend]
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as e:
-        if e.name != module_name:
-            raise
-        raise BackendUnreachable(f"the {settings.backend} backend is not part of this version",
-                                 hint="use --backend local") from e
-    cls = getattr(module, class_name)
+    cls = getattr(importlib.import_module(module_name), class_name)
     if settings.backend == "local":
         return cls.from_settings(settings, progress=progress)
     return cls.from_settings(settings)

@@ -7,15 +7,44 @@ about one token and frees the device.
 
 >>> GenerationParams(temperature=0).greedy
 True
+>>> GenerationParams(top_p=2.0)
+Traceback (most recent call last):
+...
+pulse_app.errors.InvalidParameter: top_p must be a number above 0 and at most 1 (got 2). 1 keeps every word; 0.7 is the PULSE demo's value
 """
 
 from __future__ import annotations
 
+import math
+import numbers
 import threading
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Iterator, Protocol, Sequence, runtime_checkable
 
 from pulse_app.conversation import Turn
+from pulse_app.errors import InvalidParameter
+from pulse_app.settings import FIELDS
+
+#: Ranges every entry point enforces (OpenAI's temperature range; 8192 tokens is longer than any
+#: report and twice PULSE-7B's 4096-token context).
+MAX_TEMPERATURE = 2.0
+MAX_NEW_TOKENS = 8192
+MAX_SEED = 2**32 - 1
+
+
+def _number(name: str, value, hint: str) -> float:
+    """``value`` as a finite float; bools, strings, NaN and infinities are refused."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise InvalidParameter(f"{name} must be a number (got {value!r})", hint=hint)
+    return float(value)
+
+
+def _integer(name: str, value, low: int, high: int, hint: str) -> int:
+    number = _number(name, value, hint)
+    if number != int(number) or not low <= number <= high:
+        raise InvalidParameter(f"{name} must be a whole number from {low} to {high} "
+                               f"(got {number:g})", hint=hint)
+    return int(number)
 
 if TYPE_CHECKING:  # PIL is light, but keep this module free of imports at run time
     from PIL.Image import Image
@@ -23,12 +52,34 @@ if TYPE_CHECKING:  # PIL is light, but keep this module free of imports at run t
 
 @dataclass(frozen=True)
 class GenerationParams:
-    """Decoding settings. Defaults follow the PULSE demo (its evaluation: temperature 0, 1024)."""
+    """Checked decoding settings; an out-of-range value raises :class:`InvalidParameter` when the
+    object is made, so no backend ever sees one. Defaults are the settings' defaults (the PULSE
+    demo's; its evaluation used temperature 0 and 1024 tokens). Build request parameters with
+    :meth:`pulse_app.settings.Settings.generation_params`."""
 
-    temperature: float = 0.2
-    top_p: float = 0.7
-    max_new_tokens: int = 512
+    temperature: float = FIELDS["temperature"].default
+    top_p: float = FIELDS["top_p"].default
+    max_new_tokens: int = FIELDS["max_new_tokens"].default
     seed: int | None = None
+
+    def __post_init__(self):
+        set_ = object.__setattr__
+        temperature = _number("temperature", self.temperature, "0 = always the likeliest words")
+        if not 0 <= temperature <= MAX_TEMPERATURE:
+            raise InvalidParameter(f"temperature must be from 0 to {MAX_TEMPERATURE:g} "
+                                   f"(got {temperature:g})",
+                                   hint="0 = always the likeliest words; 0.2 is the PULSE demo's")
+        top_p = _number("top_p", self.top_p, "1 keeps every word")
+        if not 0 < top_p <= 1:
+            raise InvalidParameter(f"top_p must be a number above 0 and at most 1 "
+                                   f"(got {top_p:g})",
+                                   hint="1 keeps every word; 0.7 is the PULSE demo's value")
+        set_(self, "temperature", temperature)
+        set_(self, "top_p", top_p)
+        set_(self, "max_new_tokens", _integer("max_new_tokens", self.max_new_tokens, 1,
+                                              MAX_NEW_TOKENS, "about 512 tokens fit a report"))
+        if self.seed is not None:
+            set_(self, "seed", _integer("seed", self.seed, 0, MAX_SEED, "any whole number"))
 
     @property
     def greedy(self) -> bool:

@@ -30,16 +30,11 @@ from transformers.generation.streamers import BaseStreamer
 
 from pulse_app.conversation import Turn, build_prompt, encode_prompt
 from pulse_app.engine.backend import GenerationParams, ModelInfo
-from pulse_app.engine.pulse_format import (
-    PROVENANCE_KEY,
-    AnyresGeometry,
-    LlamaChunkEncoder,
-    PulseLlavaNextForConditionalGeneration,
-    anyres_pixel_values,
-    checkpoint_fingerprint,
-    ensure_converted,
-    read_config,
-)
+from pulse_app.engine.anyres import AnyresGeometry, anyres_pixel_values
+from pulse_app.engine.checkpoint import PROVENANCE_KEY, read_config
+from pulse_app.engine.convert import checkpoint_fingerprint, ensure_converted
+from pulse_app.engine.llama_tokenizer import LlamaChunkEncoder
+from pulse_app.engine.pulse_model import PulseLlavaNextForConditionalGeneration
 from pulse_app.errors import HardwareError, ModelUnavailable, PulseError
 from pulse_app.settings import ASSETS_DIR, OFFLINE_DEFAULT_MODEL, Settings
 
@@ -334,19 +329,30 @@ class LocalBackend:
         return self._info
 
     # -- answering --
-    def encode(self, image, history: Sequence[Turn], question: str) -> dict:
-        """The model inputs for one question, built exactly as LLaVA built them in training."""
+    def prepare_image(self, image) -> dict:
+        """An image's model inputs (anyres tiles, size, image-token count), reusable for every
+        question about it: :meth:`encode` and :meth:`generate_batch` take the dict for the
+        image."""
         self.load()
-        model, config = self._model, self._model.config
+        image = image.convert("RGB")
+        pixels = anyres_pixel_values(image, self._geometry)
+        return {"pixel_values": pixels[None].to(self.device, self._model.dtype),
+                "image_sizes": torch.tensor([[image.height, image.width]], device=self.device),
+                "image_tokens": self._geometry.image_token_count(image.size)}
+
+    def encode(self, image, history: Sequence[Turn], question: str) -> dict:
+        """The model inputs for one question, built exactly as LLaVA built them in training.
+        ``image``: a PIL image, :meth:`prepare_image`'s dict, or None."""
+        self.load()
+        config = self._model.config
         prompt = build_prompt(history, question, with_image=image is not None)
         inputs = {}
         count = 0
         if image is not None:
-            image = image.convert("RGB")
-            count = self._geometry.image_token_count(image.size)
-            pixels = anyres_pixel_values(image, self._geometry)
-            inputs["pixel_values"] = pixels[None].to(self.device, model.dtype)
-            inputs["image_sizes"] = torch.tensor([[image.height, image.width]], device=self.device)
+            prepared = image if isinstance(image, dict) else self.prepare_image(image)
+            count = prepared["image_tokens"]
+            inputs["pixel_values"] = prepared["pixel_values"]
+            inputs["image_sizes"] = prepared["image_sizes"]
         ids, _ = encode_prompt(prompt, self._encoder, bos_id=self._encoder.bos_id,
                                image_token_id=config.image_token_index, image_token_count=count)
         context = config.text_config.max_position_embeddings
@@ -418,3 +424,88 @@ class LocalBackend:
         cut = (len(text.ids) >= kwargs["max_new_tokens"]
                and text.ids[-1:] != [self._encoder.eos_id])
         return "length" if cut else "stop"
+
+    # -- answering many questions at once (evaluation) --
+    def batch_size(self, requested: int | str = "auto") -> int:
+        """How many questions :meth:`generate_batch` answers at once on this device.
+
+        ``auto``: on a CUDA GPU, as many as the free memory holds (key/value cache of the longest
+        prompt plus answer, for every layer, half the free memory), at most 64; on the CPU or MPS
+        16 (larger batches stop paying off on a few cores).
+        """
+        if requested != "auto":
+            return max(1, int(requested))
+        if self.device.type != "cuda":
+            return 16
+        self.load()
+        text = self._model.config.text_config
+        per_token = (2 * text.num_hidden_layers * text.num_key_value_heads
+                     * getattr(text, "head_dim", text.hidden_size // text.num_attention_heads)
+                     * self._model.dtype.itemsize)
+        tokens = min(text.max_position_embeddings, 4096)
+        free, _ = torch.cuda.mem_get_info(self.device)
+        return int(max(1, min(64, (free // 2) // (per_token * tokens))))
+
+    def generate_batch(self, images: Sequence, histories: Sequence[Sequence[Turn]],
+                       questions: Sequence[str], params: GenerationParams = GenerationParams()
+                       ) -> list[str]:
+        """Answer several questions in one ``generate`` call: prompts left-padded to the longest,
+        each image's anyres tiles zero-padded to the most tiles (the model keeps only each
+        image's own). Greedy answers equal :meth:`stream`'s, joined. Images (PIL images or
+        :meth:`prepare_image` dicts) must be all present or all None (call twice for a mix);
+        with ``seed`` the batch shares one random stream.
+        """
+        if not questions:
+            return []
+        if len({image is None for image in images}) > 1:
+            raise ValueError("generate_batch needs all images or none; split the batch")
+        encoded = [self.encode(image, history, question)
+                   for image, history, question in zip(images, histories, questions)]
+        # prompts near the context limit get fewer new tokens (as in stream): batch by limit
+        limits = [self._generation_kwargs(params, e["input_ids"].shape[1])["max_new_tokens"]
+                  for e in encoded]
+        answers: list[str | None] = [None] * len(encoded)
+        for limit in sorted(set(limits)):
+            rows = [i for i, n in enumerate(limits) if n == limit]
+            for i, text in zip(rows, self._generate_padded([encoded[i] for i in rows], params)):
+                answers[i] = text
+        return answers
+
+    def _generate_padded(self, encoded: list[dict], params: GenerationParams) -> list[str]:
+        """One ``generate`` call over encoded questions (left-padded) -> answer texts."""
+        length = max(e["input_ids"].shape[1] for e in encoded)
+        pad = self._model.generation_config.pad_token_id or 0
+        input_ids = torch.full((len(encoded), length), pad, dtype=torch.long, device=self.device)
+        attention = torch.zeros_like(input_ids)
+        for row, e in enumerate(encoded):
+            n = e["input_ids"].shape[1]
+            input_ids[row, length - n:] = e["input_ids"][0]
+            attention[row, length - n:] = 1
+        inputs = {"input_ids": input_ids, "attention_mask": attention}
+        if "pixel_values" in encoded[0]:
+            tiles = max(e["pixel_values"].shape[1] for e in encoded)
+            first = encoded[0]["pixel_values"]
+            pixels = torch.zeros((len(encoded), tiles, *first.shape[2:]), dtype=first.dtype,
+                                 device=self.device)
+            for row, e in enumerate(encoded):
+                pixels[row, :e["pixel_values"].shape[1]] = e["pixel_values"][0]
+            inputs["pixel_values"] = pixels
+            inputs["image_sizes"] = torch.cat([e["image_sizes"] for e in encoded])
+        shortest = min(e["input_ids"].shape[1] for e in encoded)
+        kwargs = self._generation_kwargs(params, shortest)
+        with self._generate_lock, torch.inference_mode():
+            if params.seed is not None:
+                torch.manual_seed(params.seed)
+            try:
+                output = self._model.generate(**inputs, **kwargs)
+            except torch.cuda.OutOfMemoryError as e:
+                torch.cuda.empty_cache()
+                raise HardwareError(f"the GPU ran out of memory answering {len(encoded)} "
+                                    "questions at once", hint="lower --batch-size") from e
+        answers = []
+        for row in output[:, length:].tolist():
+            if self._encoder.eos_id in row:
+                row = row[:row.index(self._encoder.eos_id) + 1]
+            text = _Detokenizer(self._encoder.decode)     # as stream() detokenizes: the same
+            answers.append("".join(text.push([token]) for token in row))     # text, to the byte
+        return answers

@@ -173,6 +173,30 @@ class OpenAIBackend:
         finally:
             response.close()
 
+    def complete(self, prompt: str, params: GenerationParams = GenerationParams(), *,
+                 json_object: bool = False, image: "Image | None" = None) -> str:
+        """One question, answered in one piece (not streamed): e.g. an LLM judge. Text only,
+        unless ``image`` is given (a server that answers only about an ECG, such as this app's
+        ``serve-openai``, refuses a request without one).
+
+        ``json_object`` asks for OpenAI's JSON mode (``response_format``); servers that do not
+        know it (this app's ``serve-openai``) ignore it, so callers still parse defensively.
+        """
+        import openai
+
+        info = self.info()
+        extra = {"seed": params.seed} if params.seed is not None else {}
+        if json_object:
+            extra["response_format"] = {"type": "json_object"}
+        try:
+            response = self.client().chat.completions.create(
+                model=info.model_id, messages=chat_messages(image, [], prompt),
+                temperature=params.temperature, top_p=params.top_p,
+                max_tokens=params.max_new_tokens, **extra)
+        except openai.OpenAIError as error:
+            raise self._error(error) from error
+        return response.choices[0].message.content or ""
+
 
 def _message(error: Exception) -> str:
     body = getattr(error, "body", None)

@@ -4,7 +4,7 @@ Same architecture as PULSE-7B (a CLIP-style ViT tower, an ``mlp2x_gelu`` project
 decoder, anyres tiling, ``flat`` image tokens, a sentencepiece BPE tokenizer with byte fallback
 and Llama's special ids <unk>=0, <s>=1, </s>=2), only small. :func:`build_tiny_original` writes
 it in the original LLaVA layout, as PULSE ships; :func:`build_tiny` converts that with
-:func:`pulse_app.engine.pulse_format.convert_checkpoint`, so both layouts hold the same weights.
+:func:`pulse_app.engine.convert.convert_checkpoint`, so both layouts hold the same weights.
 
 Untrained (random) weights answer with random text: their ``config.json`` says
 ``"pulse_app": {"trained": false}`` and the app labels them "untrained".
@@ -27,12 +27,9 @@ import torch
 from transformers import CLIPVisionConfig, LlamaConfig, LlavaNextConfig
 
 from pulse_app.conversation import SYSTEM_PROMPT
-from pulse_app.engine.pulse_format import (
-    CONVERTER_VERSION,
-    PROVENANCE_KEY,
-    PulseLlavaNextForConditionalGeneration,
-    convert_checkpoint,
-)
+from pulse_app.engine.checkpoint import PROVENANCE_KEY
+from pulse_app.engine.convert import CONVERTER_VERSION, convert_checkpoint
+from pulse_app.engine.pulse_model import PulseLlavaNextForConditionalGeneration
 
 TINY_NAME = "tiny-untrained"
 #: PULSE's grid pinpoints in tiles (width, height): 1x2, 2x1, 2x2, 3x1, 1x3.

@@ -1,9 +1,12 @@
 """The app's model API: two named Gradio endpoints other copies of the app call (``space`` backend).
 
-``add_model_api(get_backend)`` is called inside the app's ``gr.Blocks``; it registers
+``add_model_api(get_backend, settings)`` is called inside the app's ``gr.Blocks``; it registers
 
-- ``/ask``: (image file, question, history_json ``[[user, assistant], ...]``, temperature, top_p,
-  max_new_tokens) -> the answer so far, streamed (each update is the whole text up to now);
+- ``/ask``: (ECG file, question, history_json ``[[user, assistant], ...]``, temperature, top_p,
+  max_new_tokens, more_files) -> the answer so far, streamed (each update is the whole text up
+  to now). The request is checked by :func:`pulse_app.answer.prepare`, like every entry point's;
+  the ECG may be a picture, a PDF or a record (a WFDB ``.hea`` with its ``.dat``/``.mat`` in
+  ``more_files``, or a DICOM ``.dcm``);
 - ``/model_info``: () -> JSON of :class:`pulse_app.engine.backend.ModelInfo`.
 
 Both run in the ``"gpu"`` concurrency group, so remote questions queue with the app's own.
@@ -23,12 +26,16 @@ from typing import TYPE_CHECKING, Callable, Iterator
 
 import gradio as gr
 
-from pulse_app.conversation import Turn
-from pulse_app.engine.backend import GenerationParams
-from pulse_app.errors import PulseError
+from pulse_app.answer import prepare, stream_request
+from pulse_app.errors import InvalidParameter
+from pulse_app.ui.components import RawNumber, RawTextbox
+from pulse_app.ui.guard import guarded
+from pulse_app.ui.handlers import forget_uploads
 
 if TYPE_CHECKING:
+    from pulse_app.answer import AnswerRequest
     from pulse_app.engine.backend import Backend
+    from pulse_app.settings import Settings
 
 ASK_API = "ask"
 MODEL_INFO_API = "model_info"
@@ -36,42 +43,40 @@ MODEL_INFO_API = "model_info"
 GPU_GROUP = "gpu"
 
 
-def parse_history(history_json: str) -> list[Turn]:
-    """``[[user, assistant], ...]`` (JSON) as finished turns; an error message for anything else.
+def parse_history(history_json) -> list:
+    """``[[user, assistant], ...]`` (JSON) as pairs; the pairs are checked by the answer path.
 
     >>> parse_history('[["Rate?", "70 bpm."]]')
-    [Turn(question='Rate?', answer='70 bpm.')]
+    [['Rate?', '70 bpm.']]
     """
+    if not isinstance(history_json, str):
+        raise InvalidParameter("history_json must be a JSON string",
+                               hint='send "[]" for a new conversation')
     try:
         pairs = json.loads(history_json or "[]")
-        if not isinstance(pairs, list) or not all(
-                isinstance(p, (list, tuple)) and len(p) == 2
-                and all(isinstance(s, str) for s in p) for p in pairs):
-            raise ValueError
     except ValueError as error:
-        raise PulseError("history_json must be a JSON list of [question, answer] string pairs",
-                         hint='send "[]" for a new conversation') from error
-    return [Turn(q, a) for q, a in pairs]
+        raise InvalidParameter("history_json is not valid JSON",
+                               hint='send "[]" for a new conversation') from error
+    if not isinstance(pairs, list):
+        raise InvalidParameter("history_json must be a JSON list of [question, answer] pairs",
+                               hint='send "[]" for a new conversation')
+    return pairs
 
 
-def ask_stream(backend: "Backend", image_path: str | None, question: str, history_json: str,
-               temperature: float, top_p: float, max_new_tokens: int) -> Iterator[str]:
-    """The ``/ask`` endpoint without Gradio: validates, then yields the cumulative answer."""
-    from pulse_app.intake import load_image
+def ask_request(settings: "Settings", image_path: str | None, question, history_json,
+                temperature, top_p, max_new_tokens, more_files: list | None = None
+                ) -> "AnswerRequest":
+    """An ``/ask`` call checked by the one answer path (files read, within the settings'
+    limits). ``more_files``: the rest of a WFDB record (``.dat``/``.mat``)."""
+    files = [f for f in [image_path, *(more_files or [])] if f]
+    return prepare(settings, files, question, history=parse_history(history_json),
+                   temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens)
 
-    if not image_path:
-        raise PulseError("no image was sent", hint="send the ECG image file as the first input")
-    if not (question or "").strip():
-        raise PulseError("the question is empty", hint="type a question about the ECG")
-    history = parse_history(history_json)
-    try:
-        params = GenerationParams(temperature=max(0.0, float(temperature)),
-                                  top_p=float(top_p), max_new_tokens=max(1, int(max_new_tokens)))
-    except (TypeError, ValueError) as error:
-        raise PulseError("temperature, top_p and max_new_tokens must be numbers") from error
-    image = load_image(image_path).image
+
+def answer_so_far(backend: "Backend", request: "AnswerRequest") -> Iterator[str]:
+    """The cumulative answer to a checked request (what ``/ask`` streams)."""
     text = ""
-    stream = backend.stream(image, history, question.strip(), params)
+    stream = stream_request(backend, request)
     try:
         for chunk in stream:
             text += chunk
@@ -85,37 +90,40 @@ def model_info_json(backend: "Backend") -> str:
     return json.dumps(dataclasses.asdict(backend.info()))
 
 
-def add_model_api(get_backend: Callable[[], "Backend"]) -> None:
+def add_model_api(get_backend: Callable[[], "Backend"], settings: "Settings") -> None:
     """Register ``/ask`` and ``/model_info`` in the current ``gr.Blocks`` (invisible components).
 
-    ``get_backend`` is called per request, so the app may load its model lazily.
+    ``get_backend`` is called per request, so the app may load its model lazily. Values reach
+    the answer path as the client sent them; uploaded files are deleted once read.
     """
-
-    def ask(image_path, question, history_json, temperature, top_p, max_new_tokens):
+    @guarded
+    def ask(image_path, question, history_json, temperature, top_p, max_new_tokens,
+            more_files=None):
         try:
-            yield from ask_stream(get_backend(), image_path, question, history_json,
-                                  temperature, top_p, max_new_tokens)
-        except PulseError as error:
-            raise gr.Error(str(error)) from error
+            request = ask_request(settings, image_path, question, history_json, temperature,
+                                  top_p, max_new_tokens, more_files)
+        finally:
+            forget_uploads([image_path, *(more_files or [])])
+        yield from answer_so_far(get_backend(), request)
 
+    @guarded
     def model_info():
-        try:
-            return model_info_json(get_backend())
-        except PulseError as error:
-            raise gr.Error(str(error)) from error
+        return model_info_json(get_backend())
 
     with gr.Group(visible=False):
         image = gr.File(label="ECG image", type="filepath")
-        question = gr.Textbox(label="question")
-        history = gr.Textbox(label="history_json", value="[]")
-        temperature = gr.Number(label="temperature", value=GenerationParams.temperature)
-        top_p = gr.Number(label="top_p", value=GenerationParams.top_p)
-        max_new_tokens = gr.Number(label="max_new_tokens", value=GenerationParams.max_new_tokens,
+        question = RawTextbox(label="question")
+        history = RawTextbox(label="history_json", value="[]")
+        temperature = RawNumber(label="temperature", value=settings.temperature)
+        top_p = RawNumber(label="top_p", value=settings.top_p)
+        max_new_tokens = RawNumber(label="max_new_tokens", value=settings.max_new_tokens,
                                    precision=0)
+        more_files = gr.File(label="more_files", file_count="multiple", type="filepath")
         answer = gr.Textbox(label="answer")
         info = gr.Textbox(label="model_info")
         ask_button, info_button = gr.Button("ask"), gr.Button("model_info")
-    ask_button.click(ask, [image, question, history, temperature, top_p, max_new_tokens], answer,
+    ask_button.click(ask, [image, question, history, temperature, top_p, max_new_tokens,
+                           more_files], answer,
                      api_name=ASK_API, concurrency_id=GPU_GROUP, show_progress="hidden")
     info_button.click(model_info, None, info, api_name=MODEL_INFO_API, concurrency_id=GPU_GROUP,
                       show_progress="hidden")

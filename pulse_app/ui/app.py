@@ -1,9 +1,16 @@
 """The Gradio web app: layout and event wiring. The handlers are in :mod:`pulse_app.ui.handlers`.
 
 Model events share the ``"gpu"`` concurrency group (``settings.concurrency`` at a time) and the
-queue shows each visitor's position; every other event is private (no API endpoint). Public
-endpoints: ``session_start`` / ``session_ask`` (sessions for programmatic clients, owner by
-token) and the engine's ``ask`` / ``model_info`` (:mod:`pulse_app.ui.api`).
+queue shows each visitor's position; PDF exports have a group of their own (and run in the export
+process), so they never wait for, or slow, an answer; every other event is private (no API
+endpoint). Public endpoints: ``session_start`` / ``session_ask`` (sessions for programmatic
+clients, owner by token) and the engine's ``ask`` / ``model_info`` (:mod:`pulse_app.ui.api`).
+
+Privacy by construction: the owner token is an HttpOnly cookie (:mod:`pulse_app.ui.web`, which
+also serves reports to their owner and keeps Gradio's file route to the example images);
+uploads are deleted from Gradio's cache once read, and whatever Gradio still caches for this app
+is deleted after :data:`CACHE_TTL_S`; the picture travels inline (:mod:`pulse_app.ui.components`);
+old sessions are purged on schedule (:mod:`pulse_app.retention`).
 
 >>> from pulse_app.settings import Settings
 >>> demo, launch_kwargs = build_app(Settings.load(data_dir="/tmp/pulse-doc"))  # doctest: +SKIP
@@ -16,50 +23,55 @@ import logging
 import threading
 
 import gradio as gr
+from fastapi import HTTPException
+from starlette.middleware import Middleware
 
+from pulse_app.errors import ServerBusy
+from pulse_app.intake import RECORD_SUFFIXES
 from pulse_app.settings import Settings
-from pulse_app.ui import texts
-from pulse_app.ui.handlers import EXAMPLES_DIR, NO_EDIT, PulseUI, RECORD_SUFFIXES, example_paths
-from pulse_app.ui.owner import browser_secret
+from pulse_app.ui import teaching, texts
+from pulse_app.ui.api import GPU_GROUP, add_model_api
+from pulse_app.ui.components import PrivateImage, RawNumber, RawTextbox
+from pulse_app.ui.handlers import EMPTY_VIEW, PulseUI, example_paths
+from pulse_app.ui.web import CLIENT_ADDRESS, PulseGate
 
 log = logging.getLogger(__name__)
 
-GPU_GROUP = "gpu"
+#: The concurrency group of PDF exports (they run in the export process: pulse_app.report).
+EXPORT_GROUP = "export"
+#: Gradio deletes what it cached for this app (uploads not yet read, e.g.) after this long.
+CACHE_TTL_S = 600
 UPLOAD_TYPES = [".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif", ".heic",
-                ".heif", ".pdf", *sorted(RECORD_SUFFIXES)]
+                ".heif", ".pdf", *RECORD_SUFFIXES]
 
 
 def build_app(settings: Settings, *, chat=None) -> tuple[gr.Blocks, dict]:
     """The app's Blocks and the keyword arguments for ``launch()``."""
-    from pulse_app.ui import teaching
-
     ui = PulseUI(settings, chat)
     private = {"api_visibility": "private"}
     model_event = {"concurrency_limit": settings.concurrency, "concurrency_id": GPU_GROUP}
 
-    with gr.Blocks(title="PULSE ECG workbench") as demo:
-        token = gr.BrowserState(None, storage_key="pulse-owner",
-                                secret=browser_secret(settings.data_dir))
-        session = gr.State({"id": None})          # {"id": stored id or None, + handlers.CARRIED}
-        original = gr.State(None)                 # the uploaded picture, unedited (PIL)
-        edit = gr.State(dict(NO_EDIT))           # rotate90, angle_deg, crop (+ a first corner)
+    examples_dir = settings.examples_path
+    gr.set_static_paths([str(examples_dir)])    # served where they are, not copied to cache
+    with gr.Blocks(title="PULSE ECG workbench", delete_cache=(60, CACHE_TTL_S)) as demo:
+        view = gr.State(dict(EMPTY_VIEW))       # ids (draft, session) and the draft edit
 
         notice = gr.Markdown(texts.NOTICE, elem_id="notice")
 
         with gr.Sidebar(label="Sessions", open=True, elem_id="sidebar"):
             gr.Markdown("### Your sessions")
-            search = gr.Textbox(label="Search titles", elem_id="session-search")
+            search = RawTextbox(label="Search titles", elem_id="session-search")
             sessions = gr.Dropdown(label="Saved sessions", choices=[], elem_id="session-list")
             open_button = gr.Button("Open", elem_id="session-open")
-            title = gr.Textbox(label="Title", elem_id="session-title")
+            title = RawTextbox(label="Title", elem_id="session-title")
             with gr.Row():
                 rename_button = gr.Button("Rename", size="sm", elem_id="session-rename")
                 delete_button = gr.Button("Delete", size="sm", variant="stop",
                                           elem_id="session-delete")
-            note = gr.Textbox(label="Clinician note (printed in the PDF)", lines=3,
-                              elem_id="report-note")
+            note = RawTextbox(label="Clinician note (printed in the PDF)", lines=3,
+                              max_length=settings.max_note_chars, elem_id="report-note")
             export_button = gr.Button("Export PDF", elem_id="export-pdf")
-            report_file = gr.File(label="PDF report", interactive=False, elem_id="report-file")
+            report_file = gr.HTML(elem_id="report-file")
 
         with gr.Row():
             with gr.Column(scale=5):
@@ -73,13 +85,14 @@ def build_app(settings: Settings, *, chat=None) -> tuple[gr.Blocks, dict]:
                     page_note = gr.Markdown(visible=False, elem_id="page-note")
                     gr.Markdown(texts.UPLOAD_HELP)
                 with gr.Tab("Examples"):
-                    examples = gr.Gallery(value=example_paths(), show_label=False, columns=4,
+                    examples = gr.Gallery(value=example_paths(examples_dir), show_label=False,
+                                          columns=4,
                                           height=140, allow_preview=False, elem_id="examples")
                     gr.Markdown(texts.EXAMPLES_NOTE)
                 with gr.Tab("Teaching", elem_id="teaching-tab"):
                     teach = teaching.build_panel()
-                picture = gr.Image(label="ECG as the model sees it", type="pil", format="png",
-                                   interactive=False, elem_id="picture", height=520)
+                picture = PrivateImage(label="ECG as the model sees it", type="pil",
+                                       interactive=False, elem_id="picture", height=520)
                 gr.Markdown(texts.CROP_HELP)
                 with gr.Row():
                     left_button = gr.Button("⟲ 90°", size="sm", elem_id="rotate-left")
@@ -88,8 +101,12 @@ def build_app(settings: Settings, *, chat=None) -> tuple[gr.Blocks, dict]:
                 angle = gr.Slider(-15, 15, value=0, step=0.5, label="Fine rotation (degrees, "
                                   "counter-clockwise)", elem_id="angle")
             with gr.Column(scale=6):
-                chatbot = gr.Chatbot(label="Conversation", height=560, elem_id="chat")
-                question = gr.Textbox(label="Question", placeholder="Ask about this ECG…",
+                # plain text only: no Markdown, no LaTeX, HTML escaped (handlers.literal), so
+                # nothing in a question or an answer loads anything
+                chatbot = gr.Chatbot(label="Conversation", height=560, elem_id="chat",
+                                     render_markdown=False, latex_delimiters=[],
+                                     sanitize_html=True)
+                question = RawTextbox(label="Question", placeholder="Ask about this ECG…",
                                       elem_id="question", submit_btn=False)
                 with gr.Row():
                     send_button = gr.Button("Ask", variant="primary", elem_id="ask")
@@ -113,69 +130,69 @@ def build_app(settings: Settings, *, chat=None) -> tuple[gr.Blocks, dict]:
         # -- programmatic session API (hidden components; owner by token) --
         with gr.Group(visible=False):
             api_file = gr.File(type="filepath")
-            api_token, api_session, api_question = gr.Textbox(), gr.Textbox(), gr.Textbox()
-            api_page = gr.Number(value=1, precision=0)
+            api_token, api_session, api_question = RawTextbox(), RawTextbox(), RawTextbox()
+            api_page = RawNumber(value=1, precision=0)
+            api_more = gr.File(file_count="multiple", type="filepath")   # rest of a WFDB record
+            # values as sent, not the page's sliders: the core checks types and ranges (the
+            # same words everywhere)
+            api_temperature = RawNumber(value=settings.temperature)
+            api_top_p = RawNumber(value=settings.top_p)
+            api_max_new_tokens = RawNumber(value=settings.max_new_tokens, precision=0)
             api_out = gr.Textbox()
             api_start_button, api_ask_button = gr.Button(), gr.Button()
-        api_start_button.click(ui.api_start, [api_file, api_token, api_page], api_out,
+        api_start_button.click(ui.api_start, [api_file, api_token, api_page, api_more], api_out,
                                api_name="session_start")
-        api_ask_button.click(ui.api_ask, [api_token, api_session, api_question, temperature,
-                                          top_p, max_new_tokens], api_out,
+        api_ask_button.click(ui.api_ask, [api_token, api_session, api_question, api_temperature,
+                                          api_top_p, api_max_new_tokens], api_out,
                              api_name="session_ask", **model_event)
-        try:
-            from pulse_app.ui.api import add_model_api
-        except ImportError:                     # the engine's API module is not there yet
-            add_model_api = None
-        if add_model_api is not None:
-            add_model_api(lambda: ui.chat.backend)
+        add_model_api(lambda: ui.chat.backend, settings)
 
         # -- wiring (internal events: private) --
-        demo.load(ui.on_load, [token], [token, sessions], **private)
+        demo.load(ui.on_load, None, sessions, **private)
         demo.load(ui.model_notice, None, notice, **private)
 
-        image_outputs = [picture, original, edit, angle, session, chatbot, page_note,
-                         report_file]
+        image_outputs = [picture, view, angle, chatbot, page_note, report_file]
         upload.upload(ui.upload, [upload, page], image_outputs, **private)
-        gr.on([page.submit, page.blur], ui.upload, [upload, page], image_outputs, **private)
+        gr.on([page.submit, page.blur], ui.change_page, [view, page], image_outputs, **private)
         examples.select(ui.use_example, None, image_outputs, **private)
-        teaching.wire(teach, ui, image_outputs, session, private)
+        teaching.wire(teach, ui, image_outputs, view, private)
 
-        edited_outputs = [picture, edit, session, chatbot]
-        edit_inputs = [original, edit, angle, session]
-        left_button.click(lambda o, e, a, s: ui.rotate(o, e, a, 1, s), edit_inputs,
-                          edited_outputs, **private)
-        right_button.click(lambda o, e, a, s: ui.rotate(o, e, a, -1, s), edit_inputs,
-                           edited_outputs, **private)
-        angle.release(lambda o, e, a, s: ui.rotate(o, e, a, 0, s), edit_inputs,
-                      edited_outputs, **private)
-        picture.select(ui.crop_click, [original, edit, session], edited_outputs, **private)
-        reset_button.click(ui.reset_image, [original, session], [*edited_outputs, angle],
-                           **private)
+        edited_outputs = [picture, view, chatbot]
+        edit_inputs = [view, angle]
 
-        ask_inputs = [token, session, original, edit, question, chatbot, temperature, top_p,
-                      max_new_tokens]
-        ask_outputs = [chatbot, session, question, sessions]
+        def rotate(step):
+            def handler(view_value, angle_value, request: gr.Request):
+                return ui.rotate(view_value, angle_value, step, request)
+            return handler
+
+        left_button.click(rotate(1), edit_inputs, edited_outputs, **private)
+        right_button.click(rotate(-1), edit_inputs, edited_outputs, **private)
+        angle.release(rotate(0), edit_inputs, edited_outputs, **private)
+        picture.select(ui.crop_click, [view], edited_outputs, **private)
+        reset_button.click(ui.reset_image, [view], [*edited_outputs, angle], **private)
+
+        ask_inputs = [view, question, chatbot, temperature, top_p, max_new_tokens]
+        ask_outputs = [chatbot, view, question, sessions]
         chat_event = {**model_event, **private, "show_progress_on": [chatbot]}  # queue position
         send_button.click(ui.ask, ask_inputs, ask_outputs, **chat_event)
         question.submit(ui.ask, ask_inputs, ask_outputs, **chat_event)
         for button, text in prompt_buttons:
             button.click(lambda t=text: t, None, question, queue=False, **private).then(
                 ui.ask, ask_inputs, ask_outputs, **chat_event)
-        regenerate_button.click(ui.regenerate, [token, session, chatbot, temperature, top_p,
+        regenerate_button.click(ui.regenerate, [view, chatbot, temperature, top_p,
                                                 max_new_tokens], ask_outputs, **chat_event)
         stop_button.click(ui.stop, None, None, queue=False, **private)
-        new_button.click(ui.new_chat, [session], [session, chatbot], queue=False, **private)
+        new_button.click(ui.new_chat, [view], [view, chatbot], **private)
 
-        search.submit(ui.search_sessions, [token, search], sessions, **private)
-        open_button.click(ui.open_session, [token, sessions],
-                          [picture, original, edit, angle, session, chatbot, title],
-                          **private).then(teaching.hidden_note, [session], teach.truth_view,
-                                          queue=False, **private)
-        rename_button.click(ui.rename_session, [token, sessions, title], sessions, **private)
-        delete_button.click(ui.delete_session, [token, sessions, session],
-                            [sessions, session, chatbot], **private)
-        export_button.click(ui.export_pdf, [token, sessions, session, note], report_file,
-                            **private)
+        search.submit(ui.search_sessions, [search], sessions, **private)
+        open_button.click(ui.open_session, [sessions],
+                          [picture, view, angle, chatbot, title],
+                          **private).then(ui.hidden_note, [view], teach.truth_view, **private)
+        rename_button.click(ui.rename_session, [sessions, title], sessions, **private)
+        delete_button.click(ui.delete_session, [sessions, view],
+                            [sessions, view, chatbot], **private)
+        export_button.click(ui.export_pdf, [sessions, view, note], report_file,
+                            concurrency_id=EXPORT_GROUP, concurrency_limit=2, **private)
 
     demo.queue(max_size=settings.queue_size, default_concurrency_limit=8)
     demo.pulse_ui = ui                          # for tests and launch(): the handlers' core
@@ -184,24 +201,43 @@ def build_app(settings: Settings, *, chat=None) -> tuple[gr.Blocks, dict]:
         "server_port": settings.port,
         "share": settings.share,
         "max_file_size": f"{settings.max_upload_mb:g}mb",
-        "allowed_paths": [str(EXAMPLES_DIR)],
+        "allowed_paths": [str(examples_dir)],
         "theme": gr.themes.Soft(),
-        "show_error": True,
+        "show_error": False,            # only gr.Error text (pulse_app.ui.guard) reaches a page
+        "app_kwargs": {"middleware": [Middleware(PulseGate, chat=ui.chat,
+                                                 served=[examples_dir])]},
     }
     if settings.auth:
-        from pulse_app.auth import Accounts
+        from pulse_app.auth import Accounts, SignIn
 
         accounts = Accounts.parse(settings.auth)
         if accounts:
-            launch_kwargs["auth"] = accounts.verify
+            launch_kwargs["auth"] = sign_in_check(SignIn(accounts))
             launch_kwargs["auth_message"] = "PULSE ECG workbench: sign in with your account."
     return demo, launch_kwargs
 
 
+def sign_in_check(sign_in):
+    """Gradio's ``auth`` callable: the password check with its per-user and per-address
+    limits (a refused attempt is HTTP 429 with the core's message)."""
+
+    def check(user, password) -> bool:
+        try:
+            return sign_in.verify(user, password, CLIENT_ADDRESS.get())
+        except ServerBusy as error:
+            raise HTTPException(status_code=429, detail=str(error)) from None
+
+    return check
+
+
 def launch(settings: Settings, **overrides) -> gr.Blocks:
-    """Build and serve the app (blocks until the server stops, like ``demo.launch()``)."""
+    """Build and serve the app (blocks until the server stops, like ``demo.launch()``); old
+    sessions are purged hourly when ``settings.retention_days`` is set."""
+    from pulse_app.retention import purge_on_schedule
+
     demo, launch_kwargs = build_app(settings)
     threading.Thread(target=_warm_up, args=(demo.pulse_ui,), daemon=True).start()
+    purge_on_schedule(settings, demo.pulse_ui.chat.store)
     launch_kwargs.update(overrides)
     demo.launch(**launch_kwargs)
     return demo

@@ -1,51 +1,58 @@
 """The web app's event handlers: each gets the owner, calls the core, returns component updates.
 
-The picture is described by the original upload and an *edit* — ``{"rotate90": quarter turns,
-"angle_deg": fine angle, "crop": [left, top, right, bottom] or None}`` — applied with
-:func:`pulse_app.intake.edit_image`; the same edit is stored with the session
-(:meth:`ChatService.edit`), so what the visitor sees is exactly what the model gets and what is
-kept. Crop = two clicks on the picture (opposite corners). Gradio 6.31's ImageEditor was not
-used for cropping: after a server-side update (upload, rotate) its crop changes the view but not
-the value the server receives.
+The owner of a page event is the signed-in user, or the browser's HttpOnly owner cookie
+(:func:`pulse_app.ui.owner.request_owner`); the session API takes a token instead. The page keeps
+only ids and a draft edit in its ``view`` state — ``{"draft": id or None, "session": id or None,
+"edit": {...}, "corner": [x, y] or None, "scale": page pixels per image pixel}`` — and the core
+(:class:`pulse_app.chat.ChatService`) keeps everything else: the decoded upload (a draft),
+stored sessions, a teaching case's truth, exported reports. The edit is ``{"rotate90": quarter
+turns, "angle_deg": fine angle, "crop": [left, top, right, bottom] or None}``; the picture shown
+is the draft with the edit applied, exactly what the model gets and what is stored (scaled down
+for the page when it is large: :mod:`pulse_app.ui.components`). Crop = two clicks on the picture
+(opposite corners): Gradio 6.31's ImageEditor crop changes the view but not the value the server
+receives after a server-side update.
+
+Uploaded files are deleted from Gradio's cache as soon as they are read (:func:`forget_uploads`):
+the clean image lives in the draft, a PDF's bytes too when it has other pages. Every handler is
+:func:`~pulse_app.ui.guard.guarded`: a visitor sees the core's message or an error reference.
 
 >>> crop_from_clicks({"rotate90": 0, "angle_deg": 0.0, "crop": [100, 50, 900, 650]},
 ...                  (10, 20), (410, 320))
 [110, 70, 510, 370]
+>>> literal("![i](http://x/t.png) <img src=x>\\nnext")
+'![i](http://x/t.png) &lt;img src=x&gt;<br>next'
 """
 
 from __future__ import annotations
 
 import html
-import io
-import os
-import shutil
-import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Iterator
 
 import gradio as gr
-from PIL import Image
+from gradio.utils import get_upload_folder, is_in_or_equal
 
-from pulse_app.auth import is_owner_token, new_owner_token
-from pulse_app.errors import ImageRejected, PulseError
-from pulse_app.settings import ASSETS_DIR, Settings
+from pulse_app.answer import check_question
+from pulse_app.chat import NO_EDIT, ChatService, clean_edit
+from pulse_app.errors import PulseError
+from pulse_app.settings import Settings
+from pulse_app.teaching import TRUTH_KEY, truth_markdown
 from pulse_app.ui import texts
-from pulse_app.ui.teaching import TRUTH_KEY
-from pulse_app.ui.owner import owner_for, owner_label
+from pulse_app.ui.components import shown_scale
+from pulse_app.ui.guard import guarded
+from pulse_app.ui.owner import owner_for, owner_label, request_owner
+from pulse_app.ui.web import UPLOADS
 
-EXAMPLES_DIR = ASSETS_DIR / "examples"
-#: Upload suffixes that are signal recordings (rendered to paper first), not pictures.
-RECORD_SUFFIXES = {".hea", ".dat", ".mat", ".dcm"}
-NO_EDIT = {"rotate90": 0, "angle_deg": 0.0, "crop": None}
-NEW_SESSION = {"id": None}
-#: Entries of the page's session state (besides "id") saved in the stored session's params when
-#: the first question creates it, and restored when it is reopened.
-CARRIED = (TRUTH_KEY,)
+#: The page's state before anything is uploaded.
+EMPTY_VIEW = {"draft": None, "session": None, "edit": dict(NO_EDIT), "corner": None,
+              "scale": 1.0}
+#: The path, relative to the page, where a prepared report is downloaded (pulse_app.ui.web).
+REPORT_PATH = "pulse/report/"
 
-#: On ZeroGPU hardware (Hugging Face sets SPACES_ZERO_GPU) generation runs in a GPU worker process.
-ZERO_GPU = os.environ.get("SPACES_ZERO_GPU", "").lower() in ("1", "true", "yes")
+HIDDEN = "*Ground truth hidden: discuss the ECG with the model, then press Reveal.*"
+
 try:                                    # `spaces` present: spaces.GPU attaches a GPU per call on
     import spaces                       # ZeroGPU and returns the function unchanged elsewhere
     gpu = spaces.GPU
@@ -55,46 +62,33 @@ except ImportError:                     # anywhere else: unchanged
         return fn
 
 #: ChatService of each app in this process, by id: generation gets plain (picklable) arguments.
-_SERVICES: dict[int, object] = {}
+_SERVICES: dict[int, ChatService] = {}
 
 
 # -- small conversions ----------------------------------------------------------------------------
 
 def literal(text: str) -> str:
-    """Text shown as typed: markup in a question or an answer is not interpreted as HTML."""
-    return html.escape(text, quote=False)
+    """A question or an answer as the chat shows it: plain text (the chat renders no Markdown,
+    and HTML is escaped), so ``![i](https://...)`` or ``<img src=...>`` show as typed and load
+    nothing; line breaks kept."""
+    return html.escape(text, quote=False).replace("\n", "<br>")
+
+
+def answer_message(turn) -> dict:
+    """The chat message of a stored answer; it ends with the model that wrote it."""
+    answer = literal(turn.answer.strip()) or "(no answer)"
+    if turn.stopped:
+        answer += " [stopped]"
+    return {"role": "assistant",
+            "content": f"{answer}<br><br><em>— {literal(turn.model_label or '')}</em>"}
 
 
 def turn_messages(session) -> list[dict]:
-    """Chatbot messages of a stored session; each answer ends with the model that wrote it."""
+    """Chatbot messages of a stored session."""
     messages = []
     for turn in session.turns:
-        answer = literal(turn.answer.strip()) or "(no answer)"
-        if turn.stopped:
-            answer += " [stopped]"
-        messages.append({"role": "user", "content": literal(turn.question)})
-        messages.append({"role": "assistant",
-                         "content": f"{answer}\n\n*— {literal(turn.model_label or '')}*"})
+        messages += [{"role": "user", "content": literal(turn.question)}, answer_message(turn)]
     return messages
-
-
-def carried(values: dict | None) -> dict:
-    """The :data:`CARRIED` entries of a session state or of stored params.
-
-    >>> carried({"id": 3, "teaching_truth": {"labels": []}, "edit": {}})
-    {'teaching_truth': {'labels': []}}
-    """
-    return {k: values[k] for k in CARRIED if (values or {}).get(k) is not None}
-
-
-def next_session(session: dict | None) -> dict:
-    """The state of a new, not yet stored session on the same ECG: it keeps the :data:`CARRIED`
-    entries (a new chat, a rotation or a crop of a teaching ECG keeps its ground truth).
-
-    >>> next_session({"id": "s1", "teaching_truth": {"labels": []}})
-    {'id': None, 'teaching_truth': {'labels': []}}
-    """
-    return {**NEW_SESSION, **carried(session)}
 
 
 def session_choices(summaries) -> list[tuple[str, str]]:
@@ -115,22 +109,34 @@ def crop_from_clicks(edit: dict, first: tuple, second: tuple) -> list[int]:
             int(left0 + max(x0, x1)), int(top0 + max(y0, y1))]
 
 
-def apply_edit(original: Image.Image, edit: dict) -> Image.Image:
-    from pulse_app.intake import edit_image
-
-    return edit_image(original, rotate90=edit.get("rotate90", 0),
-                      angle_deg=float(edit.get("angle_deg", 0.0)), crop=edit.get("crop"))
-
-
-def example_paths() -> list[str]:
-    if not EXAMPLES_DIR.is_dir():
+def example_paths(folder: Path) -> list[str]:
+    """The pictures of the Examples tab (``Settings.examples_path``)."""
+    if not folder.is_dir():
         return []
-    return sorted(str(p) for p in EXAMPLES_DIR.iterdir()
+    return sorted(str(p) for p in folder.iterdir()
                   if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
 
 
-def user_error(error: PulseError) -> gr.Error:
-    return gr.Error(str(error), print_exception=False)
+def forget_uploads(paths) -> None:
+    """Delete uploaded files (and their folders) from Gradio's cache once they are read (and
+    no other event waits for the same file: :class:`~pulse_app.ui.web.PendingUploads`): the
+    raw upload, EXIF and GPS included, must not stay on disk or be servable."""
+    cache = get_upload_folder()
+    ours = [str(p) for p in paths or () if p and is_in_or_equal(str(p), cache)]
+    for path in map(Path, UPLOADS.done(ours)):      # others: e.g. the app's example images
+        if path.is_dir():
+            continue
+        path.unlink(missing_ok=True)
+        try:
+            path.parent.rmdir()                     # Gradio keeps each upload in a folder
+        except OSError:
+            pass                                    # not empty, or already gone
+
+
+def report_link(export) -> str:
+    """The HTML link to a prepared report (its owner's browser downloads it once)."""
+    return (f'<a href="{REPORT_PATH}{export.id}" download="{html.escape(export.filename)}">'
+            f"Download the PDF report</a> (one download, kept a few minutes)")
 
 
 def growing_text(stream: Iterator[str], every_s: float) -> Iterator[str]:
@@ -151,6 +157,11 @@ def growing_text(stream: Iterator[str], every_s: float) -> Iterator[str]:
         yield text
 
 
+def _returning(stream: Iterator[str], box: list) -> Iterator[str]:
+    """Pass ``stream`` through and put its return value (the stored turn) in ``box``."""
+    box.append((yield from stream))
+
+
 @gpu
 def generate(service_id: int, owner: str, session_id: str, question: str | None, params: dict,
              cancel: threading.Event | None = None) -> Iterator[str]:
@@ -162,7 +173,7 @@ def generate(service_id: int, owner: str, session_id: str, question: str | None,
     else:
         stream = chat.ask(owner, session_id, question, params, cancel=cancel)
     try:
-        yield from stream
+        return (yield from stream)
     finally:
         stream.close()
 
@@ -176,29 +187,24 @@ class PulseUI:
     #: tokens a second; re-drawing the chat for each would lag the browser behind the model).
     stream_every_s = 0.05
 
-    def __init__(self, settings: Settings, chat=None):
-        if chat is None:
-            from pulse_app.chat import ChatService
-
-            chat = ChatService(settings)
+    def __init__(self, settings: Settings, chat: ChatService | None = None):
         self.settings = settings
-        self.chat = chat
-        _SERVICES[id(chat)] = chat
+        self.chat = chat if chat is not None else ChatService(settings)
+        _SERVICES[id(self.chat)] = self.chat
         self.cancels: dict[str, threading.Event] = {}
 
     # -- who --
-    def owner(self, request: gr.Request | None, token) -> str:
-        try:
-            return owner_for(getattr(request, "username", None), token)
-        except PulseError as error:
-            raise user_error(error) from None
+    @staticmethod
+    def owner(request: gr.Request | None) -> str:
+        """The owner of a page event (signed-in user, else the browser's owner cookie)."""
+        return request_owner(request)
 
-    def on_load(self, token, request: gr.Request):
-        """First visit: create this browser's token; then list its sessions."""
-        if not getattr(request, "username", None) and not is_owner_token(token):
-            token = new_owner_token()
-        return token, self.sessions_update(request, token, "")
+    @guarded
+    def on_load(self, request: gr.Request):
+        """A page load: the visitor's sessions."""
+        return self.sessions_update(request, "")
 
+    @guarded
     def model_notice(self) -> str:
         try:
             info = self.chat.model_info()
@@ -212,269 +218,285 @@ class PulseUI:
         return f"{texts.NOTICE}\n\n{line}"
 
     # -- pictures --
-    def open_upload(self, files, page) -> tuple[Image.Image, int]:
-        """The picture of an upload (image, PDF page, or a signal record rendered to paper)."""
-        from pulse_app.intake import load_image
-
-        paths = [Path(f) for f in (files or [])]
-        if not paths:
-            raise ImageRejected("no file was uploaded", hint="choose an ECG image, PDF or record")
-        records = [p for p in paths if p.suffix.lower() in RECORD_SUFFIXES]
-        if records:
-            return self.render_record(records), 1
-        intake = load_image(paths[0], filename=paths[0].name, page=int(page or 1),
-                            max_pixels=self.settings.max_pixels,
-                            max_bytes=int(self.settings.max_upload_mb * 1_000_000))
-        return intake.image, intake.pages
+    @staticmethod
+    def show_draft(draft, page_note: str = "") -> tuple:
+        """Updates for a new draft: its picture, a new view, angle 0, an empty chat, the page
+        note and no report."""
+        view = {**EMPTY_VIEW, "draft": draft.id, "edit": dict(NO_EDIT),
+                "scale": shown_scale(draft.image)}
+        return (draft.image, view, gr.update(value=0.0), [],
+                gr.update(value=page_note, visible=bool(page_note)), "")
 
     @staticmethod
-    def render_record(paths: list[Path]) -> Image.Image:
-        """A signal record as a paper ECG. Gradio keeps each uploaded file in its own folder, so
-        a record's files (.hea + .dat/.mat) are first put side by side."""
-        from pulse_app.ecg.records import find_records, read_record
-        from pulse_app.ecg.render import render_ecg
+    def _page_note(draft) -> str:
+        pages = draft.source.get("pages", 1)
+        return f"PDF page {draft.source.get('page', 1)} of {pages}" if pages > 1 else ""
 
-        with tempfile.TemporaryDirectory(prefix="pulse-record-") as folder:
-            for path in paths:
-                shutil.copy(path, Path(folder) / path.name)
-            found = find_records([folder])
-            if not found:
-                raise ImageRejected("a WFDB record needs its .hea header and its .dat or .mat "
-                                    "signal file", hint="select both files and upload them "
-                                    "together")
-            return render_ecg(read_record(found[0])).image
-
-    @staticmethod
-    def show_image(image: Image.Image, page_note: str = "", session: dict | None = None) -> tuple:
-        """Updates for a new picture: shown unedited, kept as the original; new chat (``session``:
-        its state, e.g. carrying a teaching ECG's ground truth)."""
-        return (image, image, dict(NO_EDIT), gr.update(value=0.0), dict(session or NEW_SESSION), [],
-                gr.update(value=page_note, visible=bool(page_note)), None)
-
-    def upload(self, files, page):
+    @guarded
+    def upload(self, files, page, request: gr.Request):
+        """New files: read once into a draft, then deleted from Gradio's cache."""
+        paths = [str(f) for f in (files or [])]
         try:
-            image, pages = self.open_upload(files, page)
-        except PulseError as error:
-            raise user_error(error) from None
-        page_note = f"PDF page {int(page or 1)} of {pages}" if pages > 1 else ""
-        return self.show_image(image, page_note)
+            owner = self.owner(request)
+            draft = self.chat.open_upload(owner, paths, page=page or 1)
+        finally:
+            forget_uploads(paths)
+        return self.show_draft(draft, self._page_note(draft))
 
-    def use_example(self, evt: gr.SelectData):
-        return self.upload([example_paths()[evt.index]], 1)
+    @guarded
+    def change_page(self, view, page, request: gr.Request):
+        """Another page of the shown PDF (kept in the draft: the upload itself is deleted)."""
+        view = view or EMPTY_VIEW
+        if not view.get("draft"):
+            return (gr.skip(),) * 6
+        draft = self.chat.open_page(self.owner(request), view["draft"], page or 1)
+        return self.show_draft(draft, self._page_note(draft))
 
-    def _edited(self, original, edit: dict, session: dict | None = None) -> tuple:
-        """Updates after an edit: the new picture; the next question starts a new session,
-        which keeps what belongs to the ECG itself (a teaching ECG's ground truth)."""
-        if original is None:
+    @guarded
+    def use_example(self, evt: gr.SelectData, request: gr.Request):
+        owner = self.owner(request)
+        draft = self.chat.open_upload(
+            owner, [example_paths(self.settings.examples_path)[evt.index]])
+        return self.show_draft(draft)
+
+    @guarded
+    def teaching_case(self, findings: dict, distort: str, seed, request: gr.Request):
+        """A simulated teaching ECG as a new draft (the truth stays in the core)."""
+        draft = self.chat.open_teaching_case(self.owner(request), findings, distort=distort,
+                                             seed=int(seed or 0))
+        return (*self.show_draft(draft), gr.update(value=HIDDEN))
+
+    def _edited(self, owner: str, view: dict, edit: dict) -> tuple:
+        """Updates after an edit: the new picture; the next question starts a new session on
+        it (a stored session's picture is first reopened as a draft, keeping its truth)."""
+        view = view or EMPTY_VIEW
+        draft_id = view.get("draft")
+        if draft_id is None and view.get("session"):
+            draft_id = self.chat.new_chat(owner, view["session"]).id
+        if draft_id is None:
             gr.Warning("Upload an ECG first.")
-            return gr.skip(), gr.skip(), gr.skip(), gr.skip()
-        try:
-            image = apply_edit(original, edit)
-        except PulseError as error:
-            raise user_error(error) from None
-        return image, edit, next_session(session), []
+            return gr.skip(), gr.skip(), gr.skip()
+        image = self.chat.preview(owner, draft_id, edit)
+        return image, {**EMPTY_VIEW, "draft": draft_id, "edit": clean_edit(edit),
+                       "scale": shown_scale(image)}, []
 
-    def rotate(self, original, edit, angle, step: int, session: dict | None = None):
+    @guarded
+    def rotate(self, view, angle, step: int, request: gr.Request):
         """Quarter turns (``step``: +1 left, -1 right, 0 = fine angle only); the crop starts over
         because its coordinates belong to the old orientation."""
+        owner = self.owner(request)
+        edit = (view or EMPTY_VIEW)["edit"]
         edit = {"rotate90": (int(edit.get("rotate90", 0)) + step) % 4,
                 "angle_deg": float(angle or 0.0), "crop": None}
-        return self._edited(original, edit, session)
+        return self._edited(owner, view, edit)
 
-    def crop_click(self, original, edit, session, evt: gr.SelectData):
-        """First click: one corner. Second click: the opposite corner; the crop is applied."""
-        corner = edit.get("corner")
-        if corner is None:
+    @guarded
+    def crop_click(self, view, evt: gr.SelectData, request: gr.Request):
+        """First click: one corner. Second click: the opposite corner; the crop is applied.
+        Clicks are in the pixels of the picture as shown (``view["scale"]`` of the image's)."""
+        owner = self.owner(request)
+        view = view or EMPTY_VIEW
+        scale = float(view.get("scale") or 1.0)
+        corner = [round(v / scale) for v in evt.index]
+        if view.get("corner") is None:
             gr.Info("Now click the opposite corner of the part to keep.")
-            return gr.skip(), {**edit, "corner": list(evt.index)}, gr.skip(), gr.skip()
-        edit = {k: v for k, v in edit.items() if k != "corner"}
-        edit["crop"] = crop_from_clicks(edit, corner, evt.index)
-        return self._edited(original, edit, session)
+            return gr.skip(), {**view, "corner": corner}, gr.skip()
+        edit = {**view["edit"], "crop": crop_from_clicks(view["edit"], view["corner"], corner)}
+        return self._edited(owner, {**view, "corner": None}, edit)
 
-    def reset_image(self, original, session: dict | None = None):
-        return (*self._edited(original, dict(NO_EDIT), session), gr.update(value=0.0))
+    @guarded
+    def reset_image(self, view, request: gr.Request):
+        return (*self._edited(self.owner(request), view, dict(NO_EDIT)), gr.update(value=0.0))
 
     # -- chat --
     @staticmethod
     def params(temperature, top_p, max_new_tokens) -> dict:
-        return {"temperature": float(temperature), "top_p": float(top_p),
-                "max_new_tokens": int(max_new_tokens)}
+        return {"temperature": temperature, "top_p": top_p, "max_new_tokens": max_new_tokens}
 
-    def begin_session(self, owner: str, original: Image.Image, edit: dict, title: str,
-                      extra: dict | None = None) -> str:
-        """Store a new session: the original picture and its edit (what the model sees), and
-        ``extra`` params (see :data:`CARRIED`)."""
-        from pulse_app.intake import png_bytes
-
-        record = self.chat.start_session(owner, png_bytes(original), filename="ecg.png",
-                                         title=title, extra_params=extra)
-        edit = {k: edit.get(k, v) for k, v in NO_EDIT.items()}
-        if edit != NO_EDIT:
-            self.chat.edit(owner, record.id, edit["rotate90"], edit["angle_deg"], edit["crop"])
-        return record.id
-
-    def ask(self, token, session, original, edit, question, history, temperature, top_p,
-            max_new_tokens, request: gr.Request) -> Iterator:
-        owner = self.owner(request, token)
-        question = (question or "").strip()
-        if not question or original is None:
-            gr.Warning("Type a question first." if original is not None
-                       else "Upload an ECG image first (or pick an example).")
+    @guarded
+    def ask(self, view, question, history, temperature, top_p, max_new_tokens,
+            request: gr.Request) -> Iterator:
+        owner = self.owner(request)
+        view = view or EMPTY_VIEW
+        if not (view.get("draft") or view.get("session")):
+            gr.Warning("Upload an ECG image first (or pick an example).")
             yield gr.skip(), gr.skip(), gr.skip(), gr.skip()
             return
+        if isinstance(question, str) and not question.strip():
+            gr.Warning("Type a question first.")
+            yield gr.skip(), gr.skip(), gr.skip(), gr.skip()
+            return
+        params = self.params(temperature, top_p, max_new_tokens)
         history = list(history or [])
-        if not session.get("id"):
-            try:
-                extra = carried(session)
-                session = {**extra, "id": self.begin_session(owner, original, edit,
-                                                             title_from(question), extra)}
-            except PulseError as error:
-                raise user_error(error) from None
+        question = check_question(question)
+        self.settings.generation_params(**params)           # refused before anything is stored
+        if not view.get("session"):
+            stored = self.chat.start_session(owner, view["draft"], view["edit"],
+                                             title=title_from(question))
+            view = {**view, "session": stored.id}
             history = []
         history += [{"role": "user", "content": literal(question)},
                     {"role": "assistant", "content": "…"}]
-        yield history, session, "", gr.skip()
-        stream = generate(id(self.chat), owner, session["id"], question,
-                          self.params(temperature, top_p, max_new_tokens),
+        yield history, view, "", gr.skip()
+        stream = generate(id(self.chat), owner, view["session"], question, params,
                           cancel=self._cancel_event(request))
-        yield from self._stream_into(history, stream, owner, session, token, request)
+        yield from self._stream_into(history, stream, owner, view, request)
 
-    def regenerate(self, token, session, history, temperature, top_p, max_new_tokens,
+    @guarded
+    def regenerate(self, view, history, temperature, top_p, max_new_tokens,
                    request: gr.Request) -> Iterator:
-        owner = self.owner(request, token)
-        if not session.get("id") or not history:
+        owner = self.owner(request)
+        view = view or EMPTY_VIEW
+        if not view.get("session") or not history:
             gr.Warning("There is no answer to regenerate yet.")
             yield gr.skip(), gr.skip(), gr.skip(), gr.skip()
             return
         history = list(history)[:-1] + [{"role": "assistant", "content": "…"}]
-        yield history, session, gr.skip(), gr.skip()
-        stream = generate(id(self.chat), owner, session["id"], None,
+        yield history, view, gr.skip(), gr.skip()
+        stream = generate(id(self.chat), owner, view["session"], None,
                           self.params(temperature, top_p, max_new_tokens),
                           cancel=self._cancel_event(request))
-        yield from self._stream_into(history, stream, owner, session, token, request)
+        yield from self._stream_into(history, stream, owner, view, request)
 
     def _cancel_event(self, request) -> threading.Event | None:
         """The event Stop sets (None on ZeroGPU: there generation runs in another process and
         Stop closes the stream instead)."""
-        if ZERO_GPU:
+        if self.settings.zero_gpu:
             return None
         event = threading.Event()
         self.cancels[request.session_hash] = event
         return event
 
-    def _stream_into(self, history, stream, owner, session, token, request) -> Iterator:
-        """Show the answer as it grows; at the end show the stored turns (with the model name)."""
+    def _stream_into(self, history, stream, owner, view, request) -> Iterator:
+        """Show the answer as it grows; at the end the stored answer with its model's name."""
+        stored: list = []
         try:
-            for text in growing_text(stream, self.stream_every_s):
+            for text in growing_text(_returning(stream, stored), self.stream_every_s):
                 history[-1] = {"role": "assistant", "content": literal(text)}
-                yield history, session, gr.skip(), gr.skip()
-        except PulseError as error:
-            raise user_error(error) from None
+                yield history, view, gr.skip(), gr.skip()
         finally:
             self.cancels.pop(request.session_hash, None)
             stream.close()
-        stored = self.chat.store.get_session(owner, session["id"])
-        yield (turn_messages(stored), session, gr.skip(),
-               self.sessions_update(request, token, ""))
+        if stored and stored[0] is not None:
+            history[-1] = answer_message(stored[0])
+        else:                   # ZeroGPU: the turn was stored in the GPU worker; read it back
+            history = turn_messages(self.chat.open_session(owner, view["session"]))
+        yield history, view, gr.skip(), self.sessions_update(request, "")
 
     def stop(self, request: gr.Request):
         event = self.cancels.get(request.session_hash)
         if event is not None:
             event.set()
 
-    @staticmethod
-    def new_chat(session: dict | None = None):
+    @guarded
+    def new_chat(self, view, request: gr.Request):
         """A new chat on the same picture (a teaching ECG keeps its ground truth)."""
-        return next_session(session), []
+        owner = self.owner(request)
+        view = view or EMPTY_VIEW
+        if view.get("session"):
+            draft = self.chat.new_chat(owner, view["session"])
+            return {**EMPTY_VIEW, "draft": draft.id, "edit": draft.edit,
+                    "scale": view.get("scale", 1.0)}, []
+        return {**view, "session": None, "corner": None}, []
+
+    # -- teaching truth --
+    def _truth(self, owner: str, view: dict) -> dict | None:
+        if view.get("session"):
+            return self.chat.session_params(owner, view["session"]).get(TRUTH_KEY)
+        if view.get("draft"):
+            return self.chat.draft_extra(owner, view["draft"]).get(TRUTH_KEY)
+        return None
+
+    @guarded
+    def reveal(self, view, request: gr.Request) -> str:
+        """The Reveal button: the ground truth of the shown (or reopened) teaching ECG."""
+        return truth_markdown(self._truth(self.owner(request), view or EMPTY_VIEW))
+
+    def hidden_note(self, view, request: gr.Request) -> str:
+        """What the truth box shows until Reveal: a hint for a teaching ECG, else nothing."""
+        try:
+            truth = self._truth(self.owner(request), view or EMPTY_VIEW)
+        except PulseError:
+            return ""
+        return HIDDEN if truth else ""
 
     # -- sessions --
-    def sessions_update(self, request, token, search, selected=None):
-        owner = self.owner(request, token)
-        summaries = self.chat.store.list_sessions(owner, search=(search or "").strip() or None)
+    def sessions_update(self, request, search, selected=None):
+        summaries = self.chat.list_sessions(self.owner(request), search)
         return gr.update(choices=session_choices(summaries), value=selected)
 
-    def search_sessions(self, token, search, request: gr.Request):
-        return self.sessions_update(request, token, search)
+    @guarded
+    def search_sessions(self, search, request: gr.Request):
+        return self.sessions_update(request, search)
 
-    def open_session(self, token, session_id, request: gr.Request):
+    @guarded
+    def open_session(self, session_id, request: gr.Request):
         """Reopen a stored session: its picture, its edit and its conversation."""
-        owner = self.owner(request, token)
+        owner = self.owner(request)
         if not session_id:
             gr.Warning("Choose a session in the list first.")
-            return (gr.skip(),) * 7
-        try:
-            stored = self.chat.store.get_session(owner, session_id)
-        except PulseError as error:
-            raise user_error(error) from None
-        edit = {**NO_EDIT, **(stored.params.get("edit") or {})}
-        original = Image.open(io.BytesIO(stored.original_png)).convert("RGB")
-        picture = Image.open(io.BytesIO(stored.edited_png)).convert("RGB")
-        return (picture, original, edit, gr.update(value=edit["angle_deg"]),
-                {"id": stored.id, **carried(stored.params)}, turn_messages(stored), stored.title)
+            return (gr.skip(),) * 5
+        stored = self.chat.open_session(owner, session_id)
+        edit = clean_edit(stored.params.get("edit"))
+        image = ChatService.image_of(stored)
+        view = {**EMPTY_VIEW, "session": stored.id, "edit": edit, "scale": shown_scale(image)}
+        return (image, view, gr.update(value=edit["angle_deg"]), turn_messages(stored),
+                stored.title)
 
-    def rename_session(self, token, session_id, title, request: gr.Request):
-        owner = self.owner(request, token)
-        if not session_id or not (title or "").strip():
+    @guarded
+    def rename_session(self, session_id, title, request: gr.Request):
+        owner = self.owner(request)
+        if not session_id or (isinstance(title, str) and not title.strip()):
             gr.Warning("Choose a session and type its new title.")
             return gr.skip()
-        try:
-            self.chat.store.rename(owner, session_id, title.strip())
-        except PulseError as error:
-            raise user_error(error) from None
-        return self.sessions_update(request, token, "", selected=session_id)
+        self.chat.rename(owner, session_id, title)
+        return self.sessions_update(request, "", selected=session_id)
 
-    def delete_session(self, token, session_id, session, request: gr.Request):
-        owner = self.owner(request, token)
+    @guarded
+    def delete_session(self, session_id, view, request: gr.Request):
+        owner = self.owner(request)
         if not session_id:
             gr.Warning("Choose a session in the list first.")
             return gr.skip(), gr.skip(), gr.skip()
-        try:
-            self.chat.store.delete(owner, session_id)
-        except PulseError as error:
-            raise user_error(error) from None
+        self.chat.delete(owner, session_id)
         gr.Info("Session deleted.")
-        if str(session.get("id")) == str(session_id):
-            return self.sessions_update(request, token, ""), dict(NEW_SESSION), []
-        return self.sessions_update(request, token, ""), gr.skip(), gr.skip()
+        if str((view or {}).get("session")) == str(session_id):
+            return self.sessions_update(request, ""), dict(EMPTY_VIEW), []
+        return self.sessions_update(request, ""), gr.skip(), gr.skip()
 
-    def export_pdf(self, token, session_id, session, note, request: gr.Request):
-        """The chosen (or else the current) session as a PDF file to download."""
-        from pulse_app.report import build_report
-
-        owner = self.owner(request, token)
-        session_id = session_id or session.get("id")
+    @guarded
+    def export_pdf(self, session_id, view, note, request: gr.Request) -> str:
+        """The chosen (or else the current) session as a PDF: a link that downloads it once,
+        for this owner only (the report stays in memory, never in a file)."""
+        owner = self.owner(request)
+        session_id = session_id or (view or {}).get("session")
         if not session_id:
             gr.Warning("Ask a question first, or choose a saved session.")
-            return None
-        try:
-            stored = self.chat.store.get_session(owner, session_id)
-            pdf = build_report(stored, note=(note or "").strip() or None,
-                               owner_label=owner_label(owner))
-        except PulseError as error:
-            raise user_error(error) from None
-        path = Path(tempfile.mkdtemp(prefix="pulse-report-")) / f"pulse-session-{stored.id}.pdf"
-        path.write_bytes(pdf)
-        return str(path)
+            return ""
+        export = self.chat.prepare_export(owner, session_id, note=note or None,
+                                          owner_label=owner_label(owner))
+        return report_link(export)
 
     # -- programmatic clients (gradio_client): the same core, owner by token --
-    def api_start(self, file, token, page, request: gr.Request) -> str:
-        """Upload an ECG (image, PDF page, DICOM record) and open a session; returns its id."""
-        owner = self.owner(request, token)
+    @guarded
+    def api_start(self, file, token, page, more_files=None, request: gr.Request = None) -> str:
+        """Upload an ECG (image, PDF page, DICOM record, or a WFDB ``.hea`` with its signal file
+        in ``more_files``) and open a session; returns its id."""
+        files = [str(f) for f in [file, *(more_files or [])] if f]
         try:
-            image, _ = self.open_upload([file] if file else [], page)
-            return str(self.begin_session(owner, image, NO_EDIT, Path(file).name))
-        except PulseError as error:
-            raise user_error(error) from None
+            owner = owner_for(getattr(request, "username", None), token)
+            return str(self.chat.start_session_from_upload(owner, files, page=page or 1).id)
+        finally:
+            forget_uploads(files)
 
+    @guarded
     def api_ask(self, token, session_id, question, temperature, top_p, max_new_tokens,
                 request: gr.Request) -> Iterator[str]:
         """Ask in a stored session; streams the answer so far."""
-        owner = self.owner(request, token)
-        stream = generate(id(self.chat), owner, session_id, question or "",
+        owner = owner_for(getattr(request, "username", None), token)
+        stream = generate(id(self.chat), owner, session_id, question,
                           self.params(temperature, top_p, max_new_tokens))
         try:
             yield from growing_text(stream, self.stream_every_s)
-        except PulseError as error:
-            raise user_error(error) from None
         finally:
-            stream.close()
+            stream.close()          # Gradio cancelled us: the partial answer is kept, stopped

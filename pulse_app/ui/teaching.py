@@ -1,10 +1,8 @@
-"""The teaching panel: pick findings, generate a synthetic ECG (simulator + renderer), discuss it
-with the model, then reveal the ground truth (labels and measurements).
+"""The teaching panel's controls: pick findings, generate a synthetic ECG, reveal its truth.
 
-The ground truth stays on the server until "Reveal" is pressed, so it is not in the page a
-student is looking at: it rides in the page's session state under :data:`TRUTH_KEY` and is saved
-in the stored session's params when the first question creates it, so a reopened teaching
-session can still be revealed.
+The simulation, the page and the ground truth are the core's (:mod:`pulse_app.teaching`,
+:meth:`pulse_app.chat.ChatService.open_teaching_case`); the truth never reaches the page until
+Reveal is pressed. This module only lays out the controls and maps them to findings.
 
 >>> findings_from_controls(110, "afib", "none", 160, "rbbb", "left", "inferior", 0.2, [],
 ...                        False, False, False)["st"]
@@ -13,7 +11,6 @@ session can still be revealed.
 
 from __future__ import annotations
 
-import json
 from types import SimpleNamespace
 
 import gradio as gr
@@ -28,12 +25,6 @@ AXES = [("Normal", "normal"), ("Left deviation", "left"), ("Right deviation", "r
 TERRITORIES = [("None", "none"), ("Inferior (II, III, aVF)", "inferior"),
                ("Anterior (V1-V4)", "anterior"), ("Lateral (I, aVL, V5, V6)", "lateral")]
 DISTORTIONS = [("Clean printout", "none"), ("Phone photo", "photo"), ("All artefacts", "all")]
-MEASUREMENT_NAMES = {"heart_rate_bpm": ("Heart rate", "bpm"), "pr_ms": ("PR", "ms"),
-                     "qrs_ms": ("QRS", "ms"), "qt_ms": ("QT", "ms"), "qtc_ms": ("QTc", "ms"),
-                     "axis_deg": ("Axis", "°")}
-#: Key of the ground truth in the page's session state and in the stored session's params.
-TRUTH_KEY = "teaching_truth"
-HIDDEN = "*Ground truth hidden: discuss the ECG with the model, then press Reveal.*"
 
 
 def findings_from_controls(rate, rhythm, ectopy, pr_ms, qrs, axis, st_territory, st_mv,
@@ -44,43 +35,6 @@ def findings_from_controls(rate, rhythm, ectopy, pr_ms, qrs, axis, st_territory,
             "ectopy": None if ectopy == "none" else ectopy, "pr_ms": float(pr_ms),
             "qrs": qrs, "axis": axis, "st": st, "t_inversion": list(t_inversion or []),
             "qt_long": bool(qt_long), "low_voltage": bool(low_voltage), "lvh": bool(lvh)}
-
-
-def truth_markdown(truth: dict | None) -> str:
-    """Ground truth as a short list a teacher reads out."""
-    if not truth:
-        return "Generate an ECG first."
-    labels = truth.get("labels") or ["(no labelled finding)"]
-    lines = ["**Simulated findings:** " + ", ".join(labels), ""]
-    for key, value in (truth.get("measurements") or {}).items():
-        name, unit = MEASUREMENT_NAMES.get(key, (key, ""))
-        shown = "—" if value is None else f"{value:.0f} {unit}".strip()
-        lines.append(f"- {name}: {shown}")
-    return "\n".join(lines)
-
-
-def truth_of(record) -> dict:
-    """A simulated record's ground truth, JSON-able: labels, measurements (ms, bpm, degrees; None
-    where not defined) and the requested findings.
-
-    >>> from pulse_app.ecg.simulate import Findings, ecg_simulate
-    >>> sorted(truth_of(ecg_simulate(Findings(), seed=0)))
-    ['findings', 'labels', 'measurements']
-    """
-    return {"labels": [str(label) for label in record.labels],
-            "measurements": {str(k): None if v is None else float(v)
-                             for k, v in record.measurements.items()},
-            "findings": json.loads(json.dumps(record.findings, default=float))}
-
-
-def reveal(session: dict | None) -> str:
-    """The Reveal button: the ground truth of the page's (or the reopened) teaching session."""
-    return truth_markdown((session or {}).get(TRUTH_KEY))
-
-
-def hidden_note(session: dict | None) -> str:
-    """What the truth box shows until Reveal: a hint for a teaching session, else nothing."""
-    return HIDDEN if (session or {}).get(TRUTH_KEY) else ""
 
 
 def build_panel() -> SimpleNamespace:
@@ -119,35 +73,18 @@ def build_panel() -> SimpleNamespace:
     return p
 
 
-def generate(rate, rhythm, ectopy, pr_ms, qrs, axis, st_territory, st_mv, t_inversion, qt_long,
-             low_voltage, lvh, distort, seed):
-    """A rendered synthetic ECG and its ground truth."""
-    from pulse_app.ecg.render import render_ecg
-    from pulse_app.ecg.simulate import Findings, ecg_simulate
+def wire(p: SimpleNamespace, ui, image_outputs: list, view, private: dict) -> None:
+    """Generate fills the shared picture with a new teaching draft; Reveal asks the core for
+    the truth of what is shown."""
 
-    findings = Findings(**findings_from_controls(rate, rhythm, ectopy, pr_ms, qrs, axis,
-                                                 st_territory, st_mv, t_inversion, qt_long,
-                                                 low_voltage, lvh))
-    seed = int(seed or 0)
-    record = ecg_simulate(findings, seed=seed, noise_mV=0.01)
-    image = render_ecg(record, distort=distort, seed=seed).image
-    return image, truth_of(record)
-
-
-def wire(p: SimpleNamespace, ui, image_outputs: list, session, private: dict) -> None:
-    """Generate fills the shared picture and starts a new chat that carries the truth (in
-    ``session``); Reveal shows the truth of the session on the page."""
-    from pulse_app.errors import PulseError
-
-    def on_generate(*controls):
-        try:
-            image, truth = generate(*controls)
-        except PulseError as error:
-            raise gr.Error(str(error), print_exception=False) from None
-        outputs = ui.show_image(image, session={"id": None, TRUTH_KEY: truth})
-        return (*outputs, gr.update(value=HIDDEN))
+    def on_generate(rate, rhythm, ectopy, pr_ms, qrs, axis, st_territory, st_mv,
+                    t_inversion, qt_long, low_voltage, lvh, distort, seed,
+                    request: gr.Request):
+        findings = findings_from_controls(rate, rhythm, ectopy, pr_ms, qrs, axis, st_territory,
+                                          st_mv, t_inversion, qt_long, low_voltage, lvh)
+        return ui.teaching_case(findings, distort, seed, request)
 
     controls = [p.rate, p.rhythm, p.ectopy, p.pr, p.qrs, p.axis, p.st_territory, p.st_mv,
                 p.t_inversion, p.qt_long, p.low_voltage, p.lvh, p.distort, p.seed]
     p.generate.click(on_generate, controls, [*image_outputs, p.truth_view], **private)
-    p.reveal.click(reveal, [session], p.truth_view, queue=False, **private)
+    p.reveal.click(ui.reveal, [view], p.truth_view, **private)

@@ -30,8 +30,8 @@ UPLOAD_HELP = ("An ECG image (PNG, JPEG, WebP, TIFF, BMP, HEIC phone photo), a P
 CROP_HELP = ("Crop: click two opposite corners of the part to keep. Rotate with the buttons and "
              "the slider (tilted photos). Reset starts over from the upload.")
 
-EXAMPLES_NOTE = ("Real, de-identified ECG pictures from ecg-image-kit (BSD-3) and paper-ecg (MIT); "
-                 "see assets/examples/README.md.")
+EXAMPLES_NOTE = ("Simulated ECGs drawn by this app's own simulator and renderer (`make examples`), "
+                 "clean and photo-like. A deployer can show other pictures: set PULSE_EXAMPLES_DIR.")
 
 TEACHING_HELP = ("Choose findings, generate a synthetic 12-lead ECG, discuss it with the model, "
                  "then reveal what was really simulated.")

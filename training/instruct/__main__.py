@@ -2,10 +2,12 @@
 
     python -m training.instruct --records 500 --out data/sim --seed 0
     python -m training.instruct --from-records ../shared/data/cinc --out data/cinc
+    python -m training.instruct --records 100000 --out data/sim --name train.jsonl --shard 3/64
 
 writes ``DIR/images/<id>.png`` (about half clean, half with photo/scan distortions, as in the
 paper) and ``DIR/train.json``, then prints the counts per task and question type like the
-paper's Table A1.
+paper's Table A1. With ``--shard i/N`` it builds block i of N (JSON lines only) into
+``train-0000i-of-0000N.jsonl``; the N files concatenated are the one-machine ``train.jsonl``.
 """
 
 from __future__ import annotations
@@ -13,81 +15,10 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-import zlib
-from collections import Counter
-from pathlib import Path
 
-from training.instruct.format import QTYPE_NAMES, QTYPES, TASK_NAMES, TASKS, write_samples
-from training.instruct.generate import generate_samples
-
-
-def simulated_records(count: int, seed: int, start: int = 0):
-    """``count`` simulated records with ids ``sim-<seed>-<n>`` (random_findings per record)."""
-    from pulse_app.ecg.simulate import ecg_simulate, random_findings
-
-    for n in range(start, start + count):
-        record_seed = zlib.crc32(f"{seed}|{n}".encode())
-        findings = random_findings(record_seed)
-        record = ecg_simulate(findings, seed=record_seed, noise_mV=0.01 * (record_seed % 4),
-                              baseline_wander=record_seed % 3 == 0)
-        record.record_id = f"sim-{seed}-{n:06d}"
-        yield record
-
-
-def read_records(paths):
-    """Real records from files or folders (WFDB, CODE-15%, DICOM) via pulse_app.ecg.records."""
-    from pulse_app.ecg.records import find_records, read_record
-
-    for path in find_records(paths):
-        yield read_record(path)
-
-
-def build_dataset(records, out: str | Path, *, seed: int = 0, render: bool = True,
-                  dpi: int = 100, distort: str = "mix", name: str = "train.json",
-                  progress=None) -> tuple[Path, list]:
-    """Render each record into ``out/images`` and write all samples to ``out/<name>``."""
-    out = Path(out)
-    (out / "images").mkdir(parents=True, exist_ok=True)
-    samples = []
-    for i, record in enumerate(records):
-        image = f"images/{record.record_id}.png"
-        if render:
-            from pulse_app.ecg.render import render_ecg
-
-            rendered = render_ecg(record, dpi=dpi, distort=distort, seed=seed * 7919 + i)
-            rendered.image.save(out / image, optimize=False)
-        samples.extend(generate_samples(record, image, seed=seed))
-        if progress and (i + 1) % 50 == 0:
-            progress(f"{i + 1} records, {len(samples)} samples")
-    return write_samples(samples, out / name), samples
-
-
-def statistics_rows(samples) -> list[tuple[str, str, int]]:
-    """(task name, question type name, count) rows in Table A1 order, plus a total row."""
-    counts = Counter((s.meta.get("task"), s.meta.get("qtype")) for s in samples)
-    rows = [(TASK_NAMES[t], QTYPE_NAMES[q], counts[(t, q)])
-            for t in TASKS for q in QTYPES if counts[(t, q)]]
-    rows.append(("Total", "", len(samples)))
-    return rows
-
-
-def print_statistics(samples, title: str = "Instruction data") -> None:
-    try:
-        from rich.console import Console
-        from rich.table import Table
-    except ImportError:                               # plain text without rich
-        for task, qtype, n in statistics_rows(samples):
-            print(f"{task:42s} {qtype:16s} {n:8d}")
-        return
-    table = Table(title=title)
-    table.add_column("Task")
-    table.add_column("Type")
-    table.add_column("# Samples", justify="right")
-    previous = None
-    for task, qtype, n in statistics_rows(samples):
-        table.add_row(task if task != previous else "", qtype, f"{n:,}")
-        previous = task
-    Console().print(table)
+from training.instruct.dataset import (build_dataset, print_statistics, record_source,
+                                       shard_file_name)
+from training.instruct.shard import add_shard_argument
 
 
 def main(argv=None) -> int:
@@ -106,15 +37,20 @@ def main(argv=None) -> int:
                         help="render_ecg distort: mix (about 1:1 clean:distorted), none, "
                              "photo, all")
     parser.add_argument("--name", default="train.json", help="output file (.jsonl for JSON lines)")
+    add_shard_argument(parser)
     args = parser.parse_args(argv)
+    if args.shard[1] > 1 and not args.name.endswith(".jsonl"):
+        parser.error("--shard writes JSON lines: give --name train.jsonl")
     from pulse_app.errors import PulseError
 
     started = time.monotonic()
     try:
-        records = (read_records(args.from_records) if args.from_records
-                   else simulated_records(args.records, args.seed, args.start))
+        records, first = record_source(count=args.records, seed=args.seed, start=args.start,
+                                       paths=args.from_records, shard=args.shard)
         path, samples = build_dataset(records, args.out, seed=args.seed, render=args.render,
-                                      dpi=args.dpi, distort=args.distort, name=args.name,
+                                      dpi=args.dpi, distort=args.distort,
+                                      name=shard_file_name(args.name, args.shard),
+                                      first_index=first,
                                       progress=lambda m: print(m, file=sys.stderr))
     except PulseError as e:
         print(f"error: {e}", file=sys.stderr)

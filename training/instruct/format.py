@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 from pulse_app.conversation import IMAGE_PLACEHOLDER, Turn
 from pulse_app.errors import PulseError
@@ -160,6 +160,53 @@ def validate_sample(sample: Sample, *, image_root: str | Path | None = None,
             raise _fail(where, "an empty turn")
 
 
+def iter_items(path: str | Path) -> Iterator[tuple[str, dict]]:
+    """(where, decoded object) for each sample of a JSON-list or JSON-lines file, streamed.
+
+    A JSON list (ECGInstruct.json, 1.3 GB) is parsed incrementally with ijson's C backend, so
+    memory stays flat whatever the file size; JSON lines are read line by line.
+    """
+    path = Path(path)
+    try:
+        f = open(path, "rb")
+    except OSError as e:
+        raise InstructFormatError(f"cannot read {path} ({e.strerror or e})",
+                                  hint="check the --data path") from e
+    with f:
+        head = f.read(4096).lstrip()
+        f.seek(0)
+        if head.startswith(b"["):
+            import ijson
+
+            n = -1
+            try:
+                for n, raw in enumerate(ijson.items(f, "item", use_float=True)):
+                    yield f"{path.name} item {n}", raw
+            except ijson.JSONError as e:
+                raise InstructFormatError(f"{path.name} is not valid JSON (after item {n}: {e})",
+                                          hint="fix the file or write one sample per line") from e
+            return
+        for n, line in enumerate(f, start=1):
+            if line.strip():
+                try:
+                    yield f"{path.name} line {n}", json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise InstructFormatError(f"{path.name} line {n} is not valid JSON ({e.msg})",
+                                              hint="one JSON object per line") from e
+
+
+def iter_samples(path: str | Path, *, image_root: str | Path | None = None,
+                 check_images: bool = True) -> Iterator[Sample]:
+    """Every sample of a JSON-list or JSON-lines file, normalised and validated, streamed
+    (see :func:`iter_items`); the one reader, which :func:`read_samples` lists."""
+    root = Path(image_root) if image_root is not None else Path(path).parent
+    for where, raw in iter_items(path):
+        sample = normalise(raw, where)
+        if check_images:
+            validate_sample(sample, image_root=root, where=where)
+        yield sample
+
+
 def read_samples(path: str | Path, *, image_root: str | Path | None = None,
                  check_images: bool = True) -> list[Sample]:
     """Every sample of a JSON-list or JSON-lines file, normalised and validated.
@@ -169,35 +216,7 @@ def read_samples(path: str | Path, *, image_root: str | Path | None = None,
 
     >>> read_samples("data/train.json")             # doctest: +SKIP
     """
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as e:
-        raise InstructFormatError(f"cannot read {path} ({e.strerror or e})",
-                                  hint="check the --data path") from e
-    root = Path(image_root) if image_root is not None else path.parent
-    if text.lstrip().startswith("["):
-        try:
-            items = [(f"{path.name} item {i}", raw) for i, raw in enumerate(json.loads(text))]
-        except json.JSONDecodeError as e:
-            raise InstructFormatError(f"{path.name} is not valid JSON (line {e.lineno})",
-                                      hint="fix the file or write one sample per line") from e
-    else:
-        items = []
-        for n, line in enumerate(text.splitlines(), start=1):
-            if line.strip():
-                try:
-                    items.append((f"{path.name} line {n}", json.loads(line)))
-                except json.JSONDecodeError as e:
-                    raise InstructFormatError(f"{path.name} line {n} is not valid JSON ({e.msg})",
-                                              hint="one JSON object per line") from e
-    samples = []
-    for where, raw in items:
-        sample = normalise(raw, where)
-        if check_images:
-            validate_sample(sample, image_root=root, where=where)
-        samples.append(sample)
-    return samples
+    return list(iter_samples(path, image_root=image_root, check_images=check_images))
 
 
 def write_samples(samples: Iterable[Sample], path: str | Path) -> Path:

@@ -13,6 +13,12 @@ Every sample's ``meta`` says how to score an answer to it (``training.evaluate``
     options / choices      mcq: {"A": text, ...}; fill: the words the blank takes
     vocabulary, labels     labels scoring: the labels the question covers, and those present
     value                  rate: exact bpm; intervals: {"pr_ms": ..., ...}
+    source, measured_by    real records only: the source, and measurements not from it
+                           ({"heart_rate_bpm": "signal (neurokit2 ...)"})
+    dropped_measurements   real records only: measurements left out as contradicting a label
+
+A question is asked only where the record's labels settle its answer (:class:`Facts`): "no",
+"normal axis", "none of these", distractors and "normal ECG" only for findings known absent.
 
 >>> from pulse_app.ecg.records import Record
 >>> import numpy as np
@@ -46,21 +52,89 @@ NEVER = ("second-degree AV block", "Wolff-Parkinson-White pattern", "complete he
 
 
 class Facts:
-    """What a record says, in the forms the question builders need."""
+    """What a record says, in the forms the question builders need, and what it supports.
+
+    ``labels``: canonical findings present; ``absent``: findings known absent (the source labels
+    them exhaustively, or a present label excludes them; see :mod:`pulse_app.ecg.labels`);
+    a finding in neither is unknown and never asked about. ``m``: measurements from the source,
+    else the heart rate from the signal (``measured_by`` says which), minus any that disagree
+    with a label (``dropped`` says why).
+    """
 
     def __init__(self, record: "Record"):
+        from pulse_app.ecg.labels import CHILDREN, OTHER_FINDINGS, known_absent
+
         self.id = record.record_id
+        self.source = record.source
+        self.simulated = record.source == "simulator"
         self.labels = canonical_labels(record.labels)
-        self.extra = [l for l in record.labels if l.lower() not in self.labels]
+        self.general = [l for l in record.labels if l in CHILDREN]    # "st elevation" (CPSC)
+        self.normal = "normal ecg" in record.labels
+        self.extra = [l for l in record.labels
+                      if l.lower() not in self.labels and l not in OTHER_FINDINGS]
+        self.other = [l for l in record.labels if l in OTHER_FINDINGS and l not in CHILDREN]
+        self.possible = list(getattr(record, "possible", []) or [])
+        self.absent = known_absent(record.source, record.labels, self.possible)
         self.m = {k: v for k, v in (record.measurements or {}).items() if v is not None}
+        self.measured_by = {k: "source" for k in self.m}
+        self.dropped: dict[str, str] = {}
+        if "heart_rate_bpm" not in self.m and not self.simulated and record.signal.size:
+            from pulse_app.ecg.measure import METHOD, RELIABLE, ecg_measure_record
+
+            for key, value in ecg_measure_record(record).items():
+                if key in RELIABLE and key not in self.m:
+                    self.m[key], self.measured_by[key] = value, METHOD
+        self._check_against_labels()
         self.rate = self.m.get("heart_rate_bpm")
         self.rhythm = next((l for l in self.labels if l in RHYTHMS), None)
+
+    def _check_against_labels(self) -> None:
+        """Drop a measurement that contradicts a label (the label is the source's word)."""
+        rate = self.m.get("heart_rate_bpm")
+        implied = {"sinus bradycardia": "bradycardia", "sinus tachycardia": "tachycardia",
+                   "sinus rhythm": "normal"}
+        for label, bucket in implied.items():
+            if rate is not None and self.has(label) and rate_bucket(rate) != bucket:
+                self._drop("heart_rate_bpm", f"{round(rate)} bpm disagrees with '{label}'")
+                rate = None
+        pr = self.m.get("pr_ms")
+        if pr is not None and self.known("first-degree av block") and \
+                (pr > 200) != self.has("first-degree av block"):
+            self._drop("pr_ms", f"PR {round(pr)} ms disagrees with the AV block label")
+        qrs = self.m.get("qrs_ms")
+        wide = [l for l in ("right bundle branch block", "left bundle branch block") if self.has(l)]
+        if qrs is not None and wide and qrs < 120:
+            self._drop("qrs_ms", f"QRS {round(qrs)} ms disagrees with '{wide[0]}'")
+        qtc = self.m.get("qtc_ms")
+        if qtc is not None and self.known("long qt") and (qtc > 470) != self.has("long qt"):
+            self._drop("qtc_ms", f"QTc {round(qtc)} ms disagrees with the long QT label")
+
+    def _drop(self, key: str, why: str) -> None:
+        self.m.pop(key, None)
+        self.measured_by.pop(key, None)
+        self.dropped[key] = why
 
     def has(self, label: str) -> bool:
         return label in self.labels
 
+    def known(self, label: str) -> bool:
+        """The record says whether ``label`` is present (present, or known absent)."""
+        return label in self.labels or label in self.absent
+
     def present(self, group) -> list[str]:
         return [l for l in self.labels if l in group]
+
+    def meta(self) -> dict:
+        """What every sample of a record from a real source notes about its support."""
+        if self.simulated:
+            return {}
+        out = {"source": self.source}
+        derived = {k: v for k, v in self.measured_by.items() if v != "source"}
+        if derived:
+            out["measured_by"] = derived
+        if self.dropped:
+            out["dropped_measurements"] = self.dropped
+        return out
 
 
 # -- small helpers ---------------------------------------------------------------------------------
@@ -165,8 +239,17 @@ AXIS_NAMES = {"normal axis": "Normal axis", "left axis deviation": "Left axis de
               "right axis deviation": "Right axis deviation"}
 
 
+def axis_truth(f: Facts) -> str | None:
+    """The axis a record supports: its deviation label, "normal axis" when both deviations are
+    known absent, else None (not asked)."""
+    deviation = next((l for l in f.labels if l in AXIS), None)
+    if deviation:
+        return deviation
+    return "normal axis" if all(a in f.absent for a in AXIS) else None
+
+
 def basic_axis(f: Facts, qtype: str, rng: random.Random):
-    truth = next((l for l in f.labels if l in AXIS), "normal axis")
+    truth = axis_truth(f)
     deg = f.m.get("axis_deg")
     statement = (f"The QRS axis is about {round(deg):+d} degrees: {truth}." if deg is not None
                  else f"The QRS axis shows {truth}.")
@@ -224,7 +307,7 @@ def basic_intervals(f: Facts, qtype: str, rng: random.Random):
             long_pr = f.has("first-degree av block") or f.m["pr_ms"] > 200
             checks += [("pr", "Is the PR interval prolonged beyond 200 ms?", long_pr),
                        ("pr", "Is AV conduction delayed (PR over 200 ms)?", long_pr)]
-        if "qtc_ms" in values:
+        if "qtc_ms" in values and f.known("long qt"):
             long_qt = f.has("long qt")
             checks += [("qtc", "Is the corrected QT interval prolonged?", long_qt),
                        ("qtc", "Is the QTc abnormally long?", long_qt)]
@@ -260,9 +343,11 @@ def rhythm_rhythm(f: Facts, qtype: str, rng: random.Random):
     # The rate comes first: sinus bradycardia and tachycardia follow from it.
     lead = f"The rate is about {round(f.rate)} bpm and the" if f.rate is not None else "The"
     statement = f"{lead} rhythm is {truth}."
-    meta = {"kind": "rhythm", "score": "label", "answer": truth, "vocabulary": list(RHYTHMS)}
+    meta = {"kind": "rhythm", "score": "label", "answer": truth,
+            "vocabulary": [r for r in RHYTHMS if f.known(r)]}
     if qtype == "close":
-        claim = truth if rng.random() < 0.5 else rng.choice([r for r in RHYTHMS if r != truth])
+        others = [r for r in RHYTHMS if r != truth and r in f.absent]
+        claim = truth if rng.random() < 0.5 or not others else rng.choice(others)
         q = rng.choice(["Is the rhythm {c}?", "Does this ECG show {c}?", "Is this {c}?",
                         "Would you classify the rhythm as {c}?",
                         "Is the underlying rhythm consistent with {c}?"]).format(c=claim)
@@ -274,15 +359,18 @@ def rhythm_rhythm(f: Facts, qtype: str, rng: random.Random):
                         "Describe the cardiac rhythm.", "What rhythm does this tracing show?",
                         "Analyse the rhythm strip: what is the rhythm?"])
         return q, statement, meta
+    choices = [r for r in RHYTHMS if r == truth or r in f.absent]
     if qtype == "fill":
         q = _fill(rng, rng.choice(["The underlying rhythm is ____.", "Rhythm: ____.",
-                                   "This tracing shows ____."]), list(RHYTHMS))
+                                   "This tracing shows ____."]), choices)
         return q, f"{lead} underlying rhythm is {_bold(truth)}.", \
-            {**meta, "choices": list(RHYTHMS)}
+            {**meta, "choices": choices}
+    if len(choices) < 4:
+        return None                               # fewer than 3 options known to be wrong
     q, a, extra = _mcq(rng, rng.choice(["What is the rhythm?", "Which rhythm is shown?",
                                         "Identify the rhythm.", "Which best describes the rhythm?",
                                         "Select the heart rhythm on this ECG."]),
-                       _cap(truth), [_cap(r) for r in RHYTHMS if r != truth], statement)
+                       _cap(truth), [_cap(r) for r in choices if r != truth], statement)
     return q, a, {**meta, **extra, "score": "choice"}
 
 
@@ -295,24 +383,32 @@ def _finding_kind(f: Facts, qtype: str, rng: random.Random, *, kind: str, group:
     one) or, in a third of cases, whether the whole group is normal, so that "no" does not
     dominate the answers of mostly normal records.
     """
-    present = f.present(group)
+    group = tuple(group) + tuple(l for l in f.general if l in _GENERAL_OF.get(kind, ()))
+    present = f.present(group) + [l for l in f.general if l in group]
+    known = [l for l in group if f.known(l) or l in present]
+    absent = [l for l in group if l in f.absent]
+    if not known:
+        return None
+    all_known = len(absent) + len(set(present)) == len(group)
     listed = "; ".join(phrase(l) for l in present)
     statement = (f"{_cap(listed)}." if present else f"{none_text}.")
     meta = {"kind": kind, "score": "labels", "answer": present, "labels": present,
-            "vocabulary": list(group)}
-    if qtype == "close" and rng.random() < 1 / 3:
+            "vocabulary": list(group) if all_known else known}
+    if qtype == "close" and rng.random() < 1 / 3 and (present or all_known):
         text, yn = _yes_no(rng, not present, f"{none_text}.", f"The tracing shows {listed}.")
         return rng.choice(normal_q), text, {**meta, "score": "yesno", "answer": yn,
                                             "claim": "no finding"}
     if qtype == "close":
-        claim = (rng.choice(present) if present and rng.random() < 0.5
-                 else rng.choice([l for l in group if l not in present] or list(group)))
+        claim = (rng.choice(present) if present and (rng.random() < 0.5 or not absent)
+                 else rng.choice(absent or list(group)))
         q = rng.choice(close_q).format(c=phrase(claim))
         truth = claim in present
         shown = (f"; the tracing shows {listed}." if present else f". {statement}")
         text, yn = _yes_no(rng, truth, f"{_cap(phrase(claim))} is present.",
                            f"There is no {phrase(claim)}{shown}")
         return q, text, {**meta, "score": "yesno", "answer": yn, "claim": claim}
+    if not present and not all_known:
+        return None                               # "none" would be a guess
     if qtype == "open":
         return rng.choice(open_q), statement, meta
     if qtype == "fill":
@@ -323,12 +419,20 @@ def _finding_kind(f: Facts, qtype: str, rng: random.Random, *, kind: str, group:
             {**meta, "score": "option", "answer": target, "choices": choices}
     correct = rng.choice(present) if present else "none"
     correct_text = _cap(phrase(correct)) if present else "None of these"
-    distract = [_cap(phrase(l)) for l in pool if l not in present]
+    distract = [_cap(phrase(l)) for l in pool
+                if l not in present and (l in f.absent or (f.simulated and l in NEVER))]
     if present:
         distract.append("None of these")
-    distract += [d for d in NEVER][:max(0, 3 - len(distract))]
+    if f.simulated:                               # the simulator never makes these
+        distract += [d for d in NEVER][:max(0, 3 - len(distract))]
+    if len(distract) < 3:
+        return None
     q, a, extra = _mcq(rng, rng.choice(mcq_q), correct_text, distract, statement)
     return q, a, {**meta, **extra, "score": "choice"}
+
+
+#: General findings a kind may ask about when a source states them without territory (CPSC).
+_GENERAL_OF = {"morphology": ("st elevation", "st depression")}
 
 
 def rhythm_ectopy(f: Facts, qtype: str, rng: random.Random):
@@ -402,21 +506,30 @@ def morphology_findings(f: Facts, qtype: str, rng: random.Random):
 
 
 def morphology_fill(f: Facts, rng: random.Random):
+    """One blank about ST segments in a territory, QT, QRS voltage or T waves; only sentences
+    whose answer the record's labels settle."""
     options = []
     territory = rng.choice(list(TERRITORY_LEADS))
-    st = ("elevated" if f.has(f"{territory} st elevation") else
-          "depressed" if f.has(f"{territory} st depression") else "isoelectric")
+    up, down = f"{territory} st elevation", f"{territory} st depression"
+    st = ("elevated" if f.has(up) else "depressed" if f.has(down) else "isoelectric")
     options.append((f"In the {territory} leads ({TERRITORY_LEADS[territory]}) the ST segments "
-                    "are ____.", ["elevated", "depressed", "isoelectric"], st))
+                    "are ____.", ["elevated", "depressed", "isoelectric"], st,
+                    f.has(up) or f.has(down) or (up in f.absent and down in f.absent)))
     options.append(("The QT interval is ____.", ["normal", "prolonged"],
-                    "prolonged" if f.has("long qt") else "normal"))
+                    "prolonged" if f.has("long qt") else "normal", f.known("long qt")))
     volt = ("low" if f.has("low qrs voltage") else "increased"
             if f.has("left ventricular hypertrophy") else "normal")
-    options.append(("The QRS voltage is ____.", ["low", "normal", "increased"], volt))
+    options.append(("The QRS voltage is ____.", ["low", "normal", "increased"], volt,
+                    volt != "normal" or (f.known("low qrs voltage")
+                                         and f.known("left ventricular hypertrophy"))))
     options.append(("T-wave inversion is ____ on this tracing.", ["present", "absent"],
-                    "present" if f.has("t-wave inversion") else "absent"))
-    weights = [3, 1, 1, 1]
-    sentence, choices, answer = rng.choices(options, weights)[0]
+                    "present" if f.has("t-wave inversion") else "absent",
+                    f.known("t-wave inversion")))
+    weights = [w for w, option in zip([3, 1, 1, 1], options) if option[3]]
+    options = [option for option in options if option[3]]
+    if not options:
+        return None
+    sentence, choices, answer, _ = rng.choices(options, weights)[0]
     q = _fill(rng, sentence, choices)
     return q, sentence.replace("____", _bold(answer)), {
         "kind": "morphology", "score": "option", "answer": answer, "choices": choices,
@@ -434,9 +547,10 @@ REPORT_Q = ["Write a clinical report for this ECG.", "Please write a clinical re
 def report(f: Facts, qtype: str, rng: random.Random):
     from training.instruct.vocab import FINDINGS
 
-    text = build_report(f.labels + f.extra, f.m, rng=rng)
+    text = build_report(f.labels + f.extra, f.m, rng=rng, facts=f)
+    vocabulary = [l for l in FINDINGS if f.known(l)]
     return rng.choice(REPORT_Q), text, {"kind": "report", "score": "labels", "answer": f.labels,
-                                        "labels": f.labels, "vocabulary": list(FINDINGS)}
+                                        "labels": f.labels, "vocabulary": vocabulary}
 
 
 # -- putting it together ---------------------------------------------------------------------------
@@ -445,7 +559,7 @@ Builder = Callable[[Facts, str, random.Random], tuple]
 #: task -> [(kind builder, weight, needs)]; skipped when the record lacks what a builder needs.
 KINDS: dict[str, list[tuple[Builder, float, Callable[[Facts], bool]]]] = {
     "basic": [(basic_rate, 0.5, lambda f: f.rate is not None),
-              (basic_axis, 0.25, lambda f: True),
+              (basic_axis, 0.25, lambda f: axis_truth(f) is not None),
               (basic_intervals, 0.25, lambda f: "qrs_ms" in f.m)],
     "rhythm": [(rhythm_rhythm, 0.6, lambda f: f.rhythm is not None),
                (rhythm_ectopy, 0.2, lambda f: True),
@@ -479,8 +593,17 @@ def generate_samples(record: "Record", image: str, *, seed: int = 0, tasks=TASKS
             if not usable:
                 continue
             builder = rng.choices([b for b, _ in usable], [w for _, w in usable])[0]
-            question, answer, meta = builder(f, qtype, rng)
-            meta = {"task": task, "qtype": qtype, **meta, "record_labels": f.labels}
+            built = builder(f, qtype, rng)
+            for other, _ in sorted(usable, key=lambda bw: -bw[1]):     # unsupported: next kind
+                if built is not None:
+                    break
+                if other is not builder:
+                    built = other(f, qtype, rng)
+            if built is None:
+                continue                                # nothing this record supports
+            question, answer, meta = built
+            meta = {"task": task, "qtype": qtype, **meta, "record_labels": f.labels,
+                    **f.meta()}
             samples.append(Sample(
                 id=f"{f.id}-{task}-{qtype}", image=image,
                 conversations=[{"from": "human", "value": IMAGE_PREFIX + question},

@@ -33,6 +33,7 @@ PHRASES = {
     "low qrs voltage": "low QRS voltage",
     "left ventricular hypertrophy": "left ventricular hypertrophy by voltage criteria",
 }
+PHRASES.update({"st elevation": "ST elevation", "st depression": "ST depression"})
 for _t, _leads in TERRITORY_LEADS.items():
     PHRASES[f"{_t} st elevation"] = f"{_t} ST elevation (leads {_leads})"
     PHRASES[f"{_t} st depression"] = f"{_t} ST depression (leads {_leads})"
@@ -102,33 +103,54 @@ def axis_sentence(labels: list[str], measurements: dict) -> str | None:
 
 
 def build_report(labels, measurements: dict | None = None, *, rng: random.Random | None = None,
-                 extra_statements=()) -> str:
+                 extra_statements=(), facts=None) -> str:
     """A clinical-style report paragraph for a record's labels and measurements.
 
     ``labels`` outside the canonical vocabulary (real records) are listed after the findings
-    (``extra_statements`` likewise). ``rng=None`` gives the plain first phrasing.
+    (``extra_statements`` likewise). ``rng=None`` gives the plain first phrasing. ``facts``
+    (a :class:`training.instruct.generate.Facts`) says what the record's source supports:
+    without it every finding not labelled is taken as absent (the simulator's ground truth);
+    with it, "no abnormality" and "normal ECG" are written only where the source says so, and
+    possible findings are written as possible.
     """
     measurements = measurements or {}
     known = canonical_labels(labels)
     extra = [l for l in labels if l.lower() not in FINDINGS] + list(extra_statements)
-    sentences = [rhythm_sentence(known, measurements, rng)]
+    if facts is None:
+        absent, general, normal, possible = set(FINDINGS) - set(known), [], False, []
+    else:
+        absent, general, normal = facts.absent, facts.general, facts.normal
+        possible = facts.possible
+        extra += [l for l in facts.other if l != "normal ecg"]
+    rhythm = rhythm_sentence(known, measurements, rng)
+    sentences = [] if facts is not None and rhythm == "Rhythm not classified." else [rhythm]
     sentences += [s for s in (intervals_sentence(measurements),
                               axis_sentence(known, measurements)) if s]
     findings = [phrase(l) for l in known if l in CONDUCTION + ST_T + OTHER]
+    findings += [phrase(l) for l in general]
     if findings:
         lead = _choose(rng, ["Findings: ", "There is ", "The tracing shows "])
         sentences.append(lead + "; ".join(findings) + ".")
-    else:
+    elif set(CONDUCTION + ST_T + OTHER) <= set(absent):
         sentences.append("No conduction, ST-segment, T-wave or voltage abnormality.")
     if extra:
         sentences.append("Other statements: " + "; ".join(extra) + ".")
+    if possible:
+        sentences.append("Possible " + "; ".join(phrase(l) for l in possible) + ".")
     abnormal = [l for l in known if l not in ("sinus rhythm",)]
-    if not abnormal and not extra:
-        sentences.append("Conclusion: normal ECG.")
+    everything_known = set(FINDINGS) - set(known) <= set(absent)
+    if normal:
+        others = [l for l in abnormal if l not in RHYTHMS] + general + extra
+        sentences.append("Conclusion: otherwise normal ECG." if others or abnormal
+                         else "Conclusion: normal ECG.")
+    elif not abnormal and not extra and not general:
+        if everything_known:
+            sentences.append("Conclusion: normal ECG.")
     else:
         urgent = [l for l in abnormal if "st elevation" in l]
         main = [phrase(l) for l in urgent + [l for l in abnormal if l not in urgent]][:5] \
-            or extra[:2]
+            or [phrase(l) for l in general] or extra[:2]
         sentences.append(_choose(rng, ["Conclusion: abnormal ECG (", "Impression: abnormal ECG ("])
                          + "; ".join(main) + ").")
     return " ".join(sentences)
+

@@ -69,6 +69,8 @@ _SYNONYMS = {
     "low qrs voltage": [r"low (?:qrs )?voltage"],
     "left ventricular hypertrophy": [r"left ventricular hypertrophy", r"\blvh\b"],
 }
+for _kind in ("elevation", "depression"):                   # general, without territory (CPSC)
+    _SYNONYMS[f"st {_kind}"] = [rf"{_ST_WORDS} {_kind}s?"]
 _LEAD_SETS = {"inferior": r"(?:ii, iii,? and avf|ii, iii, avf|inferior leads?)",
               "anterior": r"(?:v1(?: to |-|–)v4|v1, v2, v3,? and v4|anterior leads?)",
               "lateral": r"(?:i, avl, v5,? and v6|i, avl, v5, v6|lateral leads?)"}

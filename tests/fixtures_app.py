@@ -1,1 +1,0 @@
-"""Fixtures for the app tests (registered in conftest.py)."""
