@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 
 from pulse_app.conversation import Turn, clean_user_text
 from pulse_app.errors import InvalidParameter
+from pulse_app.grounding import grounded_question
 from pulse_app.intake import Limits, Upload, UploadFile, load_upload
 
 if TYPE_CHECKING:
@@ -117,14 +118,18 @@ def prepare(settings: "Settings", files: UploadFile | Sequence[UploadFile] | Non
 
 
 def stream_answer(backend: "Backend", image: "Image", history: Sequence[Turn], question: str,
-                  params: "GenerationParams", cancel: threading.Event | None = None
-                  ) -> Iterator[str]:
+                  params: "GenerationParams", cancel: threading.Event | None = None, *,
+                  context: str | None = None) -> Iterator[str]:
     """The model's answer as text chunks: the only call into a backend.
+
+    ``context`` (a grounded answer: :func:`pulse_app.grounding.measurement_context`) goes
+    before the question, marked as the digitiser's; the earlier turns are sent as they were.
 
     The generator's return value is why the answer ended (``"length"`` or ``"stop"``). Closing
     the generator (Stop) closes the backend's stream, which frees the device within a token.
     """
-    stream = backend.stream(image, list(history), question, params, cancel)
+    stream = backend.stream(image, list(history), grounded_question(question, context), params,
+                            cancel)
     try:
         reason = yield from stream
     finally:
@@ -133,7 +138,8 @@ def stream_answer(backend: "Backend", image: "Image", history: Sequence[Turn], q
 
 
 def stream_request(backend: "Backend", request: AnswerRequest,
-                   cancel: threading.Event | None = None) -> Iterator[str]:
+                   cancel: threading.Event | None = None, *, context: str | None = None
+                   ) -> Iterator[str]:
     """:func:`stream_answer` for a prepared one-shot request."""
     return stream_answer(backend, request.image, request.history, request.question,
-                         request.params, cancel)
+                         request.params, cancel, context=context)

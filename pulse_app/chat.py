@@ -32,6 +32,7 @@ propagates and stores nothing for that question; earlier turns are untouched.
 from __future__ import annotations
 
 import io
+import logging
 import secrets
 import threading
 import time
@@ -45,8 +46,10 @@ from typing import TYPE_CHECKING, Callable, Iterator
 from PIL import Image
 
 from pulse_app.answer import check_question, check_text, stream_answer
+from pulse_app.consistency import check_answer
 from pulse_app.conversation import Turn
 from pulse_app.errors import PulseError, SessionNotFound
+from pulse_app.grounding import grounded_label, read_image, summary_context
 from pulse_app.intake import (
     Limits,
     UploadFile,
@@ -57,13 +60,25 @@ from pulse_app.intake import (
 )
 from pulse_app.memory import BYTES_PER_PIXEL, return_freed_memory
 from pulse_app.settings import Settings
-from pulse_app.store import TITLE_MAX, SessionRecord, SessionSummary, Store, TurnRecord
+from pulse_app.store import (
+    TITLE_MAX,
+    ReadingRecord,
+    SessionRecord,
+    SessionSummary,
+    Store,
+    TurnRecord,
+)
 
 if TYPE_CHECKING:
     from pulse_app.engine.backend import Backend, ModelInfo
 
 #: An edit of a picture: quarter turns, fine angle (degrees), crop box in rotated pixels or None.
 NO_EDIT = {"rotate90": 0, "angle_deg": 0.0, "crop": None}
+log = logging.getLogger(__name__)
+#: Full readings (signals included) kept in memory, for the signal downloads.
+READINGS_KEPT = 8
+#: Signal downloads: WFDB (zip of .hea + .dat + the reading's JSON) or CSV.
+SIGNAL_KINDS = ("wfdb", "csv")
 #: Entries of a stored session's params that belong to the ECG itself, so a new chat or an edit
 #: of it keeps them (a teaching case's ground truth).
 CARRIED = ("teaching_truth",)
@@ -114,6 +129,8 @@ class Draft:
     #: the uploaded files of a multi-page PDF, so another page can be opened after the upload
     #: itself is deleted (in memory only, like the draft)
     files: list[tuple[str, bytes]] | None = None
+    #: the digitiser's reading of the picture with ``edit`` (``(edit, EcgReading, summary)``)
+    reading: tuple | None = None
 
     @property
     def nbytes(self) -> int:
@@ -173,12 +190,13 @@ class Export:
     owner: str
     session_id: str
     filename: str
-    pdf: bytes
+    pdf: bytes                  # the file's bytes: a PDF report, or a signals download
     created: float = field(default_factory=time.monotonic)
+    media_type: str = "application/pdf"
 
 
 class Exports:
-    """Reports by id, in memory only, scoped to their owner: each is taken once; they are
+    """Reports (and signal downloads) by id, in memory only, scoped to their owner: each is taken once; they are
     gone after ``ttl_s``, and the oldest go first beyond ``max_count`` or ``max_bytes``."""
 
     def __init__(self, ttl_s: float, max_count: int = 64, max_bytes: int = 256_000_000):
@@ -186,9 +204,10 @@ class Exports:
         self._items: OrderedDict[str, Export] = OrderedDict()
         self._lock = threading.Lock()
 
-    def add(self, owner: str, session_id: str, filename: str, pdf: bytes) -> Export:
+    def add(self, owner: str, session_id: str, filename: str, pdf: bytes,
+            media_type: str = "application/pdf") -> Export:
         export = Export(id=secrets.token_urlsafe(18), owner=owner, session_id=str(session_id),
-                        filename=filename, pdf=pdf)
+                        filename=filename, pdf=pdf, media_type=media_type)
         with self._lock:
             self._items[export.id] = export
             self._trim()
@@ -247,6 +266,11 @@ class ChatService:
         self._busy_lock = threading.Lock()
         self._images: OrderedDict[str, Image.Image] = OrderedDict()
         self._images_lock = threading.Lock()
+        # the digitiser's readings (signals included) of recent sessions, and one lock per
+        # session so that a session's image is read once however many ask at the same time
+        self._readings: OrderedDict[str, object] = OrderedDict()
+        self._reading_locks: dict[str, threading.Lock] = {}
+        self._readings_lock = threading.Lock()
 
     # -- the model ---------------------------------------------------------------------------------
 
@@ -347,6 +371,8 @@ class ChatService:
             params={"source": draft.source, "edit": edit,
                     "generation": self.settings.generation_params().as_dict(), **draft.extra})
         self._remember_image(session.id, edited)
+        if draft.reading is not None and draft.reading[0] == edit:   # read while looked at
+            self._store_reading(owner, session.id, draft.reading[1], draft.reading[2])
         return_freed_memory()                       # the PNG encodes' buffers
         return session
 
@@ -382,6 +408,8 @@ class ChatService:
         self.exports.drop_session(owner, session_id)
         with self._images_lock:
             self._images.pop(str(session_id), None)
+        with self._readings_lock:
+            self._readings.pop(str(session_id), None)
 
     def export_pdf(self, owner: str, session_id: str, note: str | None = None,
                    owner_label: str | None = None) -> bytes:
@@ -391,8 +419,9 @@ class ChatService:
 
         if note is not None:
             note = check_text(note, "note", self.settings.max_note_chars).strip() or None
-        return render_pdf(self.store.get_session(owner, session_id), note=note,
-                          owner_label=owner_label)
+        session = self.store.get_session(owner, session_id)
+        return render_pdf(session, note=note, owner_label=owner_label,
+                          reading=self.store.get_reading(owner, session_id))
 
     def prepare_export(self, owner: str, session_id: str, note: str | None = None,
                        owner_label: str | None = None) -> Export:
@@ -413,20 +442,38 @@ class ChatService:
     # -- answers -----------------------------------------------------------------------------------
 
     def ask(self, owner: str, session_id: str, question: str, params: dict | None = None,
-            cancel: threading.Event | None = None) -> Iterator[str]:
+            cancel: threading.Event | None = None, *,
+            grounded: bool | None = None) -> Iterator[str]:
         """Stream the answer to ``question``; the turn is committed when the stream ends and is
-        the generator's return value. Bad questions and parameters are refused at once."""
+        the generator's return value. Bad questions and parameters are refused at once.
+
+        ``grounded`` (default ``settings.grounded``): the model gets the digitiser's
+        measurements as marked context and the answer's label says so. Every answer is held
+        against the measurements (:func:`pulse_app.consistency.check_answer`); what
+        contradicts them is stored with the turn (``params["consistency"]``)."""
         question = check_question(question)
         generation = self.settings.generation_params(**(params or {}))
-        return self._stream(owner, session_id, question, generation, cancel, regenerate=False)
+        return self._stream(owner, session_id, question, generation, cancel, regenerate=False,
+                            grounded=self._grounded(grounded))
 
     def regenerate(self, owner: str, session_id: str, params: dict | None = None,
-                   cancel: threading.Event | None = None) -> Iterator[str]:
+                   cancel: threading.Event | None = None, *,
+                   grounded: bool | None = None) -> Iterator[str]:
         """Stream a new answer to the last question; it replaces the last answer when done."""
         generation = self.settings.generation_params(**(params or {}))
-        return self._stream(owner, session_id, None, generation, cancel, regenerate=True)
+        return self._stream(owner, session_id, None, generation, cancel, regenerate=True,
+                            grounded=self._grounded(grounded))
 
-    def _stream(self, owner, session_id, question, generation, cancel, *, regenerate):
+    def _grounded(self, grounded) -> bool:
+        if grounded is None:
+            return bool(self.settings.grounded)
+        if not isinstance(grounded, bool):
+            raise PulseError(f"grounded must be true or false (got {type(grounded).__name__})",
+                             hint="send true or false")
+        return grounded
+
+    def _stream(self, owner, session_id, question, generation, cancel, *, regenerate,
+                grounded=False):
         turns = [Turn(t.question, t.answer)
                  for t in self.store.get_session(owner, session_id, images=False).turns]
         if regenerate:
@@ -435,15 +482,19 @@ class ChatService:
                                  hint="ask a question first")
             question, turns = turns[-1].question, turns[:-1]
         return self._answer(owner, str(session_id), turns, question, generation, cancel,
-                            regenerate)
+                            regenerate, grounded)
 
-    def _answer(self, owner, session_id, history, question, generation, cancel, regenerate):
+    def _answer(self, owner, session_id, history, question, generation, cancel, regenerate,
+                grounded=False):
         with self._one_answer_at_a_time(owner, session_id):
             backend = self.backend
             info = backend.info()
             image = self._image(owner, session_id)
+            context = summary_context(self.reading(owner, session_id).summary) if grounded \
+                else None
             parts: list[str] = []
-            stream = stream_answer(backend, image, history, question, generation, cancel)
+            stream = stream_answer(backend, image, history, question, generation, cancel,
+                                   context=context)
             try:
                 for chunk in stream:
                     parts.append(chunk)
@@ -451,24 +502,122 @@ class ChatService:
             except GeneratorExit:                  # the caller closed us: the user pressed Stop
                 stream.close()
                 self._save(owner, session_id, question, parts, info, generation, True,
-                           regenerate)
+                           regenerate, grounded)
                 raise
             finally:
                 stream.close()
             stopped = cancel is not None and cancel.is_set()
             return self._save(owner, session_id, question, parts, info, generation, stopped,
-                              regenerate)
+                              regenerate, grounded)
 
     def _save(self, owner, session_id, question, parts, info, generation, stopped,
-              regenerate) -> TurnRecord:
+              regenerate, grounded=False) -> TurnRecord:
         answer = "".join(parts).strip().replace("\x00", "\ufffd")    # storable everywhere
         params = {**generation.as_dict(), "backend": info.backend,
-                  "model_revision": info.revision}
+                  "model_revision": info.revision, "grounded": bool(grounded),
+                  "consistency": self._contradictions(owner, session_id, answer, stopped)}
         save = self.store.replace_last_turn if regenerate else self.store.add_turn
         extra = {} if regenerate else {"question": question}
+        label = grounded_label(info.label) if grounded else info.label
         return save(owner, session_id, answer=answer, model_id=info.model_id,
-                    model_label=info.label, params=params, stopped=stopped,
+                    model_label=label, params=params, stopped=stopped,
                     model_revision=info.revision, **extra)
+
+    def _contradictions(self, owner, session_id, answer: str, stopped: bool) -> list[dict]:
+        """What the answer says against the session's measurements (read now if needed; a
+        stopped answer is checked against a reading already there only)."""
+        try:
+            record = (self.store.get_reading(owner, session_id, overlay=False) if stopped
+                      else self.reading(owner, session_id))
+        except Exception:  # noqa: BLE001 - a reading that fails never costs the answer
+            log.exception("the consistency check could not read session %s", session_id)
+            return []
+        if record is None:
+            return []
+        return [c.to_dict() for c in check_answer(answer, record.measurements)]
+
+    # -- the digitiser's reading: evidence, grounding, the consistency check -------------------
+
+    def read_draft(self, owner: str, draft_id: str):
+        """The digitiser's reading of a draft's picture with its current edit (read once per
+        edit; kept with the draft and stored with the session it becomes)."""
+        draft = self.drafts.get(owner, draft_id)
+        edit = clean_edit(draft.edit)
+        cached = draft.reading
+        if cached is not None and cached[0] == edit:
+            return cached[1]
+        reading, summary = read_image(apply_edit(draft.image, edit))
+        draft.reading = (edit, reading, summary)
+        return reading
+
+    def draft_reading_summary(self, owner: str, draft_id: str) -> dict:
+        """:meth:`read_draft` as the stored summary (``"lines"``, ``"measurements"`` ...)."""
+        self.read_draft(owner, draft_id)
+        return self.drafts.get(owner, draft_id).reading[2]
+
+    def reading(self, owner: str, session_id: str) -> ReadingRecord:
+        """The stored reading of a session's picture, read and stored the first time it is
+        asked for (once, however many ask at the same time)."""
+        session_id = str(session_id)
+        stored = self.store.get_reading(owner, session_id)
+        if stored is not None:
+            return stored
+        with self._readings_lock:
+            lock = self._reading_locks.setdefault(session_id, threading.Lock())
+        with lock:
+            stored = self.store.get_reading(owner, session_id)
+            if stored is None:
+                reading, summary = read_image(self._image(owner, session_id))
+                stored = self._store_reading(owner, session_id, reading, summary)
+        with self._readings_lock:
+            self._reading_locks.pop(session_id, None)
+        return stored
+
+    def _store_reading(self, owner, session_id, reading, summary) -> ReadingRecord:
+        record = self.store.save_reading(owner, session_id, summary=summary,
+                                         overlay_png=png_bytes(reading.overlay))
+        with self._readings_lock:
+            self._readings[str(session_id)] = reading
+            while len(self._readings) > READINGS_KEPT:
+                self._readings.popitem(last=False)
+        return record
+
+    def _ecg_reading(self, owner: str, session_id: str):
+        """The full reading (signals) of a session: kept in memory for recent sessions, else
+        read again from the stored picture (the digitiser is deterministic)."""
+        self.store.get_session(owner, session_id, turns=False, images=False)   # owner check
+        with self._readings_lock:
+            reading = self._readings.get(str(session_id))
+        if reading is None:
+            reading, summary = read_image(self._image(owner, session_id))
+            self._store_reading(owner, session_id, reading, summary)
+        return reading
+
+    def prepare_signals(self, owner: str, session_id: str, kind: str) -> Export:
+        """The digitised signals of a session for one download by ``owner``: ``"wfdb"`` (a
+        zip of the ``.hea`` and ``.dat``) or ``"csv"`` (see
+        :func:`pulse_app.ecg.reading.write_reading`); written in a private temporary folder
+        that is deleted at once, then kept in memory like a report."""
+        import tempfile
+        import zipfile
+
+        from pulse_app.ecg.reading import write_reading
+
+        if kind not in SIGNAL_KINDS:
+            raise PulseError(f"unknown signals format {kind!r}", hint="choose wfdb or csv")
+        reading = self._ecg_reading(owner, session_id)
+        name = f"pulse-ecg-{session_id}"
+        with tempfile.TemporaryDirectory(prefix="pulse-signals-") as folder:
+            paths = write_reading(reading, folder, name)
+            if kind == "csv":
+                data = paths["csv"].read_bytes()
+                return self.exports.add(owner, session_id, f"{name}.csv", data, "text/csv")
+            buffer = io.BytesIO()
+            with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+                for key in ("hea", "dat", "json"):
+                    archive.write(paths[key], paths[key].name)
+        return self.exports.add(owner, session_id, f"{name}-wfdb.zip", buffer.getvalue(),
+                                "application/zip")
 
     def _image(self, owner: str, session_id: str) -> Image.Image:
         """The edited image of a session (cached; the owner was checked by the caller's read)."""

@@ -17,13 +17,11 @@ import re
 import statistics
 from collections import Counter, defaultdict
 
-from training.instruct.vocab import (NEGATION, PATTERNS, FINDINGS, find_labels, first_label,
-                                     normalise_text, rate_bucket)
+from pulse_app.answer_parse import (negated, normalise_text, parse_bpm, parse_intervals,
+                                    parse_rate)  # noqa: F401 - re-exported
+from training.instruct.vocab import PATTERNS, FINDINGS, find_labels, first_label
 
-# -- parsers ---------------------------------------------------------------------------------------
-
-def _negated(text: str, start: int) -> bool:
-    return bool(NEGATION.search(text[max(0, start - 60):start]))
+# -- parsers (rate, bpm and intervals: pulse_app.answer_parse, re-exported here) ----------------
 
 
 def parse_yes_no(text: str) -> str | None:
@@ -77,42 +75,11 @@ def parse_choice(text: str, options: dict | None = None) -> str | None:
             if not candidate:
                 continue
             for m in re.finditer(rf"(?<!\w){re.escape(candidate)}(?!\w)", norm):
-                if not _negated(norm, m.start()):
+                if not negated(norm, m.start()):
                     if best is None or m.start() < best[0]:
                         best = (m.start(), letter)
                     break
     return best[1] if best else None
-
-
-_RATE_WORDS = re.compile(r"tachycardi|bradycardi|\bfast\b|\brapid\b|\bslow\b")
-_BPM = re.compile(r"(?<![\d\-–/])(?<!to )(?<!below )(?<!above )(?<!than )(?<!under )(?<!over )"
-                  r"(?<![<>])(\d{2,3})\s*(?:bpm|beats|/min)")
-
-
-def parse_rate(text: str) -> str | None:
-    """Heart-rate class from an answer: a non-negated tachy-/brady- word, else a number in bpm,
-    else "normal". None when the text says nothing about the rate.
-
-    >>> [parse_rate(t) for t in ["Tachycardia.", "rate 72 bpm (60-100 bpm)", "not tachycardic"]]
-    ['tachycardia', 'normal', None]
-    """
-    t = normalise_text(text)
-    for m in _RATE_WORDS.finditer(t):
-        if not _negated(t, m.start()):
-            word = m.group(0)
-            return "tachycardia" if word.startswith(("tachy", "fast", "rapid")) else "bradycardia"
-    m = _BPM.search(t)
-    if m:
-        return rate_bucket(float(m.group(1)))
-    if re.search(r"\bnormal\b", t):
-        return "normal"
-    return None
-
-
-def parse_bpm(text: str) -> float | None:
-    """The first heart rate in bpm written in ``text`` (ranges like 60-100 bpm skipped)."""
-    m = _BPM.search(normalise_text(text))
-    return float(m.group(1)) if m else None
 
 
 def parse_option(text: str, choices) -> str | None:
@@ -130,31 +97,11 @@ def parse_option(text: str, choices) -> str | None:
     for choice in choices:
         pattern = PATTERNS.get(choice) or re.compile(rf"(?<!\w){re.escape(choice)}(?!\w)")
         for m in pattern.finditer(t):
-            if not _negated(t, m.start()):
+            if not negated(t, m.start()):
                 if best is None or m.start() < best[0]:
                     best = (m.start(), choice)
                 break
     return best[1] if best else None
-
-
-def parse_intervals(text: str) -> dict[str, float]:
-    """Interval values in ms: ``{"pr_ms", "qrs_ms", "qt_ms", "qtc_ms"}`` where written.
-
-    >>> parse_intervals("PR 160 ms, QRS duration 90 ms, QT/QTc 380/415 ms")
-    {'qt_ms': 380.0, 'qtc_ms': 415.0, 'pr_ms': 160.0, 'qrs_ms': 90.0}
-    """
-    t = normalise_text(text)
-    out = {}
-    both = re.search(r"qt\s*/\s*qtc\D{0,12}?(\d{2,3})\s*/\s*(\d{2,3})", t)
-    if both:
-        out["qt_ms"], out["qtc_ms"] = float(both.group(1)), float(both.group(2))
-    for key, word in (("pr_ms", r"pr"), ("qrs_ms", r"qrs"), ("qtc_ms", r"qtc"), ("qt_ms", r"qt")):
-        if key in out:
-            continue
-        m = re.search(rf"\b{word}\b(?! ?/)[^\d.;]{{0,20}}?(\d{{2,3}})\s*ms", t)
-        if m:
-            out[key] = float(m.group(1))
-    return out
 
 
 # -- scoring ---------------------------------------------------------------------------------------

@@ -182,7 +182,7 @@ class PulseGate:
             export = self.chat.take_export(owner, export_id)
         except PulseError:
             return PlainTextResponse(NOT_THERE, 404, headers={"Cache-Control": "no-store"})
-        return Response(export.pdf, media_type="application/pdf", headers={
+        return Response(export.pdf, media_type=export.media_type, headers={
             "Content-Disposition": f"attachment; filename*=UTF-8''{quote(export.filename)}",
             "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"})
 

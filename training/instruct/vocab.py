@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 
+from pulse_app.answer_parse import NEGATION, normalise_text, rate_bucket  # noqa: F401 - re-exported
 from pulse_app.ecg.simulate import FINDINGS
 
 RHYTHMS = ("sinus rhythm", "sinus bradycardia", "sinus tachycardia", "sinus arrhythmia",
@@ -83,16 +84,6 @@ for _t, _leads in _LEAD_SETS.items():
 PATTERNS = {label: re.compile("|".join(f"(?:{p})" for p in pats))
              for label, pats in _SYNONYMS.items()}
 #: Words that negate a finding when they come shortly before it in the same clause.
-NEGATION = re.compile(r"\b(?:no|not|without|absence of|absent|negative for|rules? out|nor)\b"
-                       r"(?:(?!\b(?:but|however|rather|instead)\b)[^.;:,]){0,40}$")
-
-
-def normalise_text(text: str) -> str:
-    """Lower case, unicode dashes as '-', single spaces."""
-    text = text.lower().replace("–", "-").replace("—", "-").replace("’", "'")
-    return re.sub(r"\s+", " ", text)
-
-
 def find_labels(text: str, vocabulary=FINDINGS) -> set[str]:
     """The canonical labels of ``vocabulary`` that ``text`` asserts (negated mentions skipped).
 
@@ -132,16 +123,6 @@ def first_label(text: str, vocabulary) -> str | None:
 
 
 RATE_BUCKETS = ("bradycardia", "normal", "tachycardia")
-
-
-def rate_bucket(bpm: float) -> str:
-    """Heart-rate class: bradycardia < 60 bpm, normal 60-100, tachycardia > 100 (as the
-    simulator names sinus rhythms).
-
-    >>> rate_bucket(59.6), rate_bucket(100), rate_bucket(100.5)
-    ('bradycardia', 'normal', 'tachycardia')
-    """
-    return "bradycardia" if bpm < 60 else "tachycardia" if bpm > 100 else "normal"
 
 
 def canonical_labels(labels) -> list[str]:
