@@ -3,6 +3,7 @@
     python -m pulse_app ask ecg.png "What is the rhythm?"            # offline default model
     python -m pulse_app ask scan.pdf "Any ST elevation?" --model PULSE-ECG/PULSE-7B --page 2
     python -m pulse_app ask E07509.hea "Rate?"                       # a WFDB record, drawn first
+    python -m pulse_app ask ecg.png "Rate?" --grounded               # + the digitiser's measurements
     python -m pulse_app convert PULSE-7B-download/ PULSE-7B-hf/      # original -> transformers
     python -m pulse_app digitize scan.pdf --out reading/              # signals + measurements
 
@@ -28,7 +29,7 @@ from pulse_app.errors import ModelUnavailable, PulseError
 
 ASK_SETTINGS = ["model", "revision", "backend", "url", "api_key", "device", "precision",
                 "timeout_s", "cache_dir", "temperature", "top_p", "max_new_tokens", "max_pixels",
-                "image_pixels", "max_upload_mb"]
+                "image_pixels", "max_upload_mb", "grounded"]
 
 
 def say(message: str) -> None:
@@ -64,17 +65,28 @@ def add_ask_command(commands) -> None:
 
 def run_ask(args) -> int:
     from pulse_app.answer import prepare, stream_request
+    from pulse_app.consistency import check_answer, flag_text
     from pulse_app.engine import make_backend
+    from pulse_app.grounding import grounded_label
 
     settings = load_settings(args)
     request = prepare(settings, [args.image], args.question, page=args.page, seed=args.seed)
     backend = make_backend(settings, progress=say)
     info = backend.info()
-    say(f"[{info.label}]" + (f" note: {info.note}" if info.note else ""))
+    label = grounded_label(info.label) if request.grounded else info.label
+    say(f"[{label}]" + (f" note: {info.note}" if info.note else ""))
+    if request.grounded:
+        say(request.context)
+    parts = []
     for chunk in stream_request(backend, request):
+        parts.append(chunk)
         sys.stdout.write(chunk)
         sys.stdout.flush()
     sys.stdout.write("\n")
+    if request.grounded:
+        flag = flag_text(check_answer("".join(parts), request.reading.get("measurements")))
+        if flag:
+            say(f"warning: {flag}")
     return 0
 
 
@@ -163,7 +175,7 @@ def run_digitize(args) -> int:
 SERVE_OPENAI_SETTINGS = ["model", "revision", "backend", "url", "api_key", "device", "precision",
                          "timeout_s", "cache_dir", "host", "server_api_key", "temperature",
                          "top_p", "max_new_tokens", "max_pixels", "image_pixels",
-                         "image_memory_mb", "max_upload_mb"]
+                         "image_memory_mb", "max_upload_mb", "grounded"]
 
 
 def add_serve_openai_command(commands) -> None:
@@ -202,7 +214,7 @@ SERVE_SETTINGS = ["host", "port", "model", "revision", "backend", "url", "api_ke
                   "precision", "cache_dir", "data_dir", "db_url", "auth", "share", "concurrency",
                   "queue_size", "temperature", "top_p", "max_new_tokens", "max_upload_mb",
                   "max_pixels", "image_pixels", "image_memory_mb", "max_note_chars",
-                  "export_ttl_s", "retention_days", "examples_dir"]
+                  "export_ttl_s", "retention_days", "examples_dir", "grounded"]
 
 
 def add_serve_command(commands) -> None:

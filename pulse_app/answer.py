@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 
 from pulse_app.conversation import Turn, clean_user_text
 from pulse_app.errors import InvalidParameter
-from pulse_app.grounding import grounded_question
+from pulse_app.grounding import grounded_question, read_image, summary_context
 from pulse_app.intake import Limits, Upload, UploadFile, load_upload
 
 if TYPE_CHECKING:
@@ -97,6 +97,13 @@ class AnswerRequest:
     question: str
     history: tuple[Turn, ...]
     params: "GenerationParams"
+    #: grounded: the digitiser's reading summary of the image and the context made of it
+    reading: dict | None = None
+    context: str | None = None
+
+    @property
+    def grounded(self) -> bool:
+        return self.context is not None
 
     @property
     def image(self) -> "Image":
@@ -104,9 +111,12 @@ class AnswerRequest:
 
 
 def prepare(settings: "Settings", files: UploadFile | Sequence[UploadFile] | None, question,
-            *, history: Iterable = (), page: int = 1, **params) -> AnswerRequest:
+            *, history: Iterable = (), page: int = 1, grounded: bool | None = None,
+            **params) -> AnswerRequest:
     """Check a one-shot request in the order every entry point shares: parameters, question,
-    earlier turns, then the upload within the settings' limits."""
+    earlier turns, then the upload within the settings' limits. ``grounded`` (default
+    ``settings.grounded``): the image is then read by the digitiser and the request carries
+    its measurements as context (:mod:`pulse_app.grounding`)."""
     generation = settings.generation_params(**params)
     text = check_question(question)
     turns = check_history(history)
@@ -114,7 +124,12 @@ def prepare(settings: "Settings", files: UploadFile | Sequence[UploadFile] | Non
         raise InvalidParameter("no ECG was sent", hint="send the ECG image, PDF or record "
                                "with the question")
     upload = load_upload(files, Limits.from_settings(settings), page=page)
-    return AnswerRequest(upload=upload, question=text, history=tuple(turns), params=generation)
+    if not (settings.grounded if grounded is None else grounded):
+        return AnswerRequest(upload=upload, question=text, history=tuple(turns),
+                             params=generation)
+    _, summary = read_image(upload.image)
+    return AnswerRequest(upload=upload, question=text, history=tuple(turns), params=generation,
+                         reading=summary, context=summary_context(summary))
 
 
 def stream_answer(backend: "Backend", image: "Image", history: Sequence[Turn], question: str,
@@ -138,8 +153,8 @@ def stream_answer(backend: "Backend", image: "Image", history: Sequence[Turn], q
 
 
 def stream_request(backend: "Backend", request: AnswerRequest,
-                   cancel: threading.Event | None = None, *, context: str | None = None
-                   ) -> Iterator[str]:
-    """:func:`stream_answer` for a prepared one-shot request."""
+                   cancel: threading.Event | None = None) -> Iterator[str]:
+    """:func:`stream_answer` for a prepared one-shot request (grounded when it carries a
+    context)."""
     return stream_answer(backend, request.image, request.history, request.question,
-                         request.params, cancel, context=context)
+                         request.params, cancel, context=request.context)

@@ -73,9 +73,10 @@ def build_panel() -> SimpleNamespace:
     return p
 
 
-def wire(p: SimpleNamespace, ui, image_outputs: list, view, private: dict) -> None:
-    """Generate fills the shared picture with a new teaching draft; Reveal asks the core for
-    the truth of what is shown."""
+def wire(p: SimpleNamespace, ui, image_outputs: list, view, private: dict,
+         then: dict | None = None) -> None:
+    """Generate fills the shared picture with a new teaching draft (then runs the ``then``
+    event, e.g. the evidence reading); Reveal asks the core for the truth of what is shown."""
 
     def on_generate(rate, rhythm, ectopy, pr_ms, qrs, axis, st_territory, st_mv,
                     t_inversion, qt_long, low_voltage, lvh, distort, seed,
@@ -86,5 +87,7 @@ def wire(p: SimpleNamespace, ui, image_outputs: list, view, private: dict) -> No
 
     controls = [p.rate, p.rhythm, p.ectopy, p.pr, p.qrs, p.axis, p.st_territory, p.st_mv,
                 p.t_inversion, p.qt_long, p.low_voltage, p.lvh, p.distort, p.seed]
-    p.generate.click(on_generate, controls, [*image_outputs, p.truth_view], **private)
+    event = p.generate.click(on_generate, controls, [*image_outputs, p.truth_view], **private)
+    if then:
+        event.then(**then)
     p.reveal.click(ui.reveal, [view], p.truth_view, **private)

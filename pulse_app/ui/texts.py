@@ -35,3 +35,11 @@ EXAMPLES_NOTE = ("Simulated ECGs drawn by this app's own simulator and renderer 
 
 TEACHING_HELP = ("Choose findings, generate a synthetic 12-lead ECG, discuss it with the model, "
                  "then reveal what was really simulated.")
+
+EVIDENCE_HELP = ("The digitiser reads the tracing into 12 signals and measures them (lead, "
+                 "confidence, flags outside the usual adult range). Grounded answers are given "
+                 "these values; every answer that contradicts them is flagged. The digitiser "
+                 "can be wrong too: check the overlay.")
+
+#: Signal download formats: kind -> what the link says.
+SIGNAL_FORMATS = {"wfdb": "WFDB, zip", "csv": "CSV"}
