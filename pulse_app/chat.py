@@ -16,6 +16,13 @@ memory only, for their owner: taken once (:meth:`ChatService.take_export`), gone
 ``settings.export_ttl_s`` or when their session is deleted. Nothing of a visitor is written
 outside the database.
 
+The digitiser reads a picture once (:mod:`pulse_app.grounding`, :mod:`pulse_app.ecg.reading`):
+a draft's when the page shows its evidence (:meth:`ChatService.read_draft`, kept with the draft
+and stored with the session it becomes), a session's the first time it is needed
+(:meth:`ChatService.reading`: a grounded question, the consistency check, the evidence panel),
+then stored (summary JSON + overlay PNG). Every finished answer is checked against it
+(:mod:`pulse_app.consistency`); a grounded one gets it as marked context and says so in its label.
+
 Answers come from :func:`pulse_app.answer.stream_answer`, the path every entry point shares.
 :meth:`ChatService.ask` is a generator of text chunks; its return value is the stored
 :class:`~pulse_app.store.TurnRecord`. Stop it with the ``cancel`` event or by closing it (what

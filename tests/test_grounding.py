@@ -164,3 +164,47 @@ def test_contradiction_is_stored_shown_in_the_report_and_signals_download(settin
     with pytest.raises(SessionNotFound):
         chat.prepare_signals("user:bob", session.id, "csv")
     chat.store.close()
+
+
+def test_one_shot_entry_points_ground_through_prepare(tiny_backend, page_png, ui_cache, capsys,
+                                                      monkeypatch):
+    """CLI ``ask --grounded`` and serve-openai with ``grounded`` on: the same context reaches
+    the model through answer.prepare / stream_request; off, the question goes as asked."""
+    import threading
+
+    from pulse_app.__main__ import main
+    from pulse_app.answer import prepare, stream_request
+    from pulse_app.engine.openai_compat import OpenAIBackend
+    from pulse_app.engine.openai_server import make_server
+
+    plain = prepare(Settings.load(), [str(page_png)], "Rate?")
+    assert not plain.grounded and plain.context is None
+    request = prepare(Settings.load(), [str(page_png)], "Rate?", grounded=True)
+    assert request.context.startswith(CONTEXT_HEAD) and "heart rate 75 bpm" in request.context
+    spy = SpyBackend(tiny_backend)
+    "".join(stream_request(spy, request))
+    assert spy.questions[-1] == f"{request.context}\n\nRate?"
+
+    server = make_server(spy, Settings.load(host="127.0.0.1", grounded=True), 0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        from PIL import Image
+
+        from pulse_app.engine.backend import GenerationParams
+
+        remote = OpenAIBackend(f"http://127.0.0.1:{server.server_address[1]}/v1", timeout_s=60)
+        "".join(remote.stream(Image.open(page_png).convert("RGB"), [], "Rhythm?",
+                              GenerationParams(temperature=0, max_new_tokens=4)))
+        assert spy.questions[-1].startswith(CONTEXT_HEAD)
+        assert spy.questions[-1].endswith("\n\nRhythm?")
+    finally:
+        server.shutdown()
+        server.server_close()
+
+    monkeypatch.delenv("PULSE_GROUNDED", raising=False)
+    code = main(["ask", str(page_png), "What is the rate?", "--grounded", "--model",
+                 "tiny-untrained", "--cache-dir", str(ui_cache), "--device", "cpu",
+                 "--temperature", "0", "--max-new-tokens", "4"])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert GROUNDED_MARK in err and CONTEXT_HEAD in err

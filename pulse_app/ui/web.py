@@ -9,7 +9,8 @@
   cache until their handler has read them, and are deleted then (:class:`PendingUploads`);
   nothing there is ever served (the picture reaches the page inline, reports through the route
   below).
-- **Reports** (``GET <root>/pulse/report/<id>``): a prepared PDF, to its owner only, checked on
+- **Reports and signal downloads** (``GET <root>/pulse/report/<id>``): a prepared PDF, or a
+  session's digitised signals (WFDB zip, CSV), to its owner only, checked on
   this request (the owner cookie, or the account signed in through Gradio's login), once; then it
   is gone (:class:`pulse_app.chat.Exports`). Anyone else gets the same 404.
 - **Sign-in.** ``POST /login`` runs with the client's address in :data:`CLIENT_ADDRESS`, so the
