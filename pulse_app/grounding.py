@@ -54,8 +54,9 @@ def measurement_context(measurements: dict | None, *, found_ecg: bool = True) ->
             continue
         confidence = "high" if m["confidence"] >= 0.7 else "medium"
         flag = f", {m['flag']}" if m.get("flag") else ""
-        parts.append(f"{label} {_value_text(name, m)} (lead {m.get('lead')}, {confidence} "
-                     f"confidence{flag})")
+        lead = str(m.get("lead"))
+        where = lead if lead.startswith(("median", "leads")) else f"lead {lead}"
+        parts.append(f"{label} {_value_text(name, m)} ({where}, {confidence} confidence{flag})")
     return f"{CONTEXT_HEAD} " + "; ".join(parts) + "."
 
 

@@ -208,3 +208,20 @@ def test_one_shot_entry_points_ground_through_prepare(tiny_backend, page_png, ui
     err = capsys.readouterr().err
     assert code == 0, err
     assert GROUNDED_MARK in err and CONTEXT_HEAD in err
+
+
+def test_mini_model_training_questions_can_carry_the_app_context(tmp_path):
+    """``data.grounded_fraction``: part of the questions are asked as the app asks a grounded
+    one (the same builder), with the record's measurements."""
+    from training.mini_model.config import load_stages
+    from training.mini_model.data import make_split
+
+    data = load_stages(overrides=["data.grounded_fraction=0.5"]).data
+    samples, _ = make_split(tmp_path, 1, 5, data)
+    grounded = [s for s in samples if s.meta.get("grounded")]
+    assert 0 < len(grounded) < len(samples) and len({s.id for s in samples}) == len(samples)
+    for s in grounded:
+        head, _, question = s.conversations[0]["value"].removeprefix("<image>\n").partition(
+            "\n\n")
+        assert head.startswith(CONTEXT_HEAD) and "heart rate" in head and question
+    assert load_stages().data.grounded_fraction == 0.0          # the shipped model's recipe
