@@ -15,7 +15,7 @@ import re
 
 import pytest
 
-from tests.test_browser import page_ready
+from tests.test_browser import download_from, page_ready
 from tests.test_grounding import CraftedBackend
 
 pytestmark = pytest.mark.browser
@@ -91,23 +91,11 @@ def test_evidence_grounding_and_contradiction_in_the_browser(browser, evidence_s
         page.screenshot(path=str(artifacts / "browser-evidence-2-flagged.png"), full_page=True)
 
         # the signals, for this browser only
-        page.locator("#signals-csv").click()
-        link = page.locator("#signals-file a").first
-        link.wait_for(timeout=60_000)
-        with page.expect_download() as download_info:
-            link.click()
-        csv_path = tmp_path / "signals.csv"
-        download_info.value.save_as(csv_path)
+        csv_path = download_from(page, "#signals-csv", "#signals-file", tmp_path / "signals.csv")
         assert csv_path.read_text().splitlines()[0].startswith("time_s,I,II,III")
 
         # the report carries the measurements, the grounded label and the flag
-        page.locator("#export-pdf").click()
-        link = page.locator("#report-file a").first
-        link.wait_for(timeout=60_000)
-        with page.expect_download() as download_info:
-            link.click()
-        pdf_path = tmp_path / "report.pdf"
-        download_info.value.save_as(pdf_path)
+        pdf_path = download_from(page, "#export-pdf", "#report-file", tmp_path / "report.pdf")
         flat = re.sub(r"\s+", " ", "\n".join(p.extract_text()
                                              for p in PdfReader(pdf_path).pages))
         assert "Heart rate: 75 bpm (lead II" in flat

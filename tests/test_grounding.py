@@ -225,3 +225,19 @@ def test_mini_model_training_questions_can_carry_the_app_context(tmp_path):
             "\n\n")
         assert head.startswith(CONTEXT_HEAD) and "heart rate" in head and question
     assert load_stages().data.grounded_fraction == 0.0          # the shipped model's recipe
+
+
+def test_grounded_eval_table_scores_each_method_over_what_it_answered():
+    from training.grounded_eval import table
+
+    items = [{"kind": "rate", "majority": {"correct": 1.0}, "plain": {"correct": 0.0},
+              "grounded": {"correct": 1.0}, "digitiser": {"correct": 1.0}},
+             {"kind": "rate", "majority": {"correct": 1.0}, "plain": {"correct": 1.0},
+              "grounded": {"correct": 1.0}},
+             {"kind": "rhythm", "majority": {"correct": 0.0}, "plain": {"correct": None},
+              "grounded": {"correct": 1.0}}]
+    rows = table(items)
+    assert rows["rate"] == {"n": 2, "majority": 1.0, "majority_n": 2, "plain": 0.5,
+                            "plain_n": 2, "grounded": 1.0, "grounded_n": 2, "digitiser": 1.0,
+                            "digitiser_n": 1}
+    assert rows["rhythm"]["grounded"] == 1.0 and "plain" not in rows["rhythm"]
