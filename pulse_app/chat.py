@@ -55,7 +55,7 @@ from PIL import Image
 from pulse_app.answer import check_question, check_text, stream_answer
 from pulse_app.consistency import check_answer
 from pulse_app.conversation import Turn
-from pulse_app.errors import PulseError, SessionNotFound
+from pulse_app.errors import InvalidParameter, PulseError, SessionNotFound
 from pulse_app.grounding import grounded_label, read_image, summary_context
 from pulse_app.intake import (
     Limits,
@@ -82,8 +82,9 @@ if TYPE_CHECKING:
 #: An edit of a picture: quarter turns, fine angle (degrees), crop box in rotated pixels or None.
 NO_EDIT = {"rotate90": 0, "angle_deg": 0.0, "crop": None}
 log = logging.getLogger(__name__)
-#: Full readings (signals included) kept in memory, for the signal downloads.
-READINGS_KEPT = 8
+#: Full readings (signals, page and overlay images) kept in memory for the signal downloads
+#: (each holds two page-sized images: few; an older session's signals are read again).
+READINGS_KEPT = 2
 #: Signal downloads: WFDB (zip of .hea + .dat + the reading's JSON) or CSV.
 SIGNAL_KINDS = ("wfdb", "csv")
 #: Entries of a stored session's params that belong to the ECG itself, so a new chat or an edit
@@ -141,7 +142,8 @@ class Draft:
 
     @property
     def nbytes(self) -> int:
-        return image_bytes(self.image) + sum(len(data) for _, data in self.files or ())
+        read = 2 * image_bytes(self.reading[1].overlay) if self.reading else 0  # + page copy
+        return image_bytes(self.image) + sum(len(data) for _, data in self.files or ()) + read
 
 
 def image_bytes(image: Image.Image) -> int:
@@ -203,8 +205,9 @@ class Export:
 
 
 class Exports:
-    """Reports (and signal downloads) by id, in memory only, scoped to their owner: each is taken once; they are
-    gone after ``ttl_s``, and the oldest go first beyond ``max_count`` or ``max_bytes``."""
+    """Reports (and signal downloads) by id, in memory only, scoped to their owner: each is
+    taken once; they are gone after ``ttl_s``, and the oldest go first beyond ``max_count`` or
+    ``max_bytes``."""
 
     def __init__(self, ttl_s: float, max_count: int = 64, max_bytes: int = 256_000_000):
         self.ttl_s, self.max_count, self.max_bytes = float(ttl_s), max_count, max_bytes
@@ -475,8 +478,8 @@ class ChatService:
         if grounded is None:
             return bool(self.settings.grounded)
         if not isinstance(grounded, bool):
-            raise PulseError(f"grounded must be true or false (got {type(grounded).__name__})",
-                             hint="send true or false")
+            raise InvalidParameter(f"grounded must be true or false (got "
+                                   f"{type(grounded).__name__})", hint="send true or false")
         return grounded
 
     def _stream(self, owner, session_id, question, generation, cancel, *, regenerate,

@@ -53,8 +53,10 @@ def record_questions(record, image_name: str, seeds: int = 6) -> list:
     return list(found.values())
 
 
-def evaluate(backend, records, *, params, train=None, limit_pages: int | None = None) -> dict:
-    """Answer and score every record's questions grounded and not; returns the table and items."""
+def evaluate(backend, records, *, params, train=None, limit_pages: int | None = None,
+             progress=None) -> dict:
+    """Answer and score every record's questions grounded and not; returns the table and items.
+    ``progress(items)`` is called after each record (e.g. to save what is done so far)."""
     from pulse_app.answer import stream_answer
     from pulse_app.ecg.render import render_ecg
     from pulse_app.grounding import read_image, summary_context
@@ -90,6 +92,8 @@ def evaluate(backend, records, *, params, train=None, limit_pages: int | None = 
             items.append(item)
         log.info("%s: %d questions so far; digitiser rate %s bpm", record.record_id, len(items),
                  measured.get("value"))
+        if progress is not None:
+            progress(items)
     baseline = MajorityBaseline.fit(train if train is not None else samples)
     for item, sample in zip(items, samples):
         text = baseline.predict(sample)
@@ -143,8 +147,13 @@ def main(argv=None) -> int:
         from training.instruct import read_samples
 
         train = list(read_samples(args.train))
+    def save_so_far(items):
+        if args.out:
+            Path(args.out).write_text(json.dumps({"partial": True, "table": table(items),
+                                                  "items": items}, indent=1, default=str))
+
     result = evaluate(backend, read_records(paths), params=settings.generation_params(),
-                      train=train, limit_pages=args.limit_pages)
+                      train=train, limit_pages=args.limit_pages, progress=save_so_far)
     result["model"] = backend.info().label
     print(f"{result['model']}; majority from {result['majority_from']}")
     print(f"{'kind':8} {'n':>4} {'majority':>9} {'plain':>7} {'grounded':>9} {'digitiser':>10}")
