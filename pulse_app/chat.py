@@ -19,9 +19,10 @@ outside the database.
 The digitiser reads a picture once (:mod:`pulse_app.grounding`, :mod:`pulse_app.ecg.reading`):
 a draft's when the page shows its evidence (:meth:`ChatService.read_draft`, kept with the draft
 and stored with the session it becomes), a session's the first time it is needed
-(:meth:`ChatService.reading`: a grounded question, the consistency check, the evidence panel),
-then stored (summary JSON + overlay PNG). Every finished answer is checked against it
-(:mod:`pulse_app.consistency`); a grounded one gets it as marked context and says so in its label.
+(:meth:`ChatService.reading`: a grounded question, the evidence panel, a signals download),
+then stored (summary JSON + overlay PNG). Every answer is checked against it
+(:mod:`pulse_app.consistency`) as it is stored, or, written before the reading, when the reading
+is stored; a grounded answer gets it as marked context and says so in its label.
 
 Answers come from :func:`pulse_app.answer.stream_answer`, the path every entry point shares.
 :meth:`ChatService.ask` is a generator of text chunks; its return value is the stored
@@ -39,7 +40,6 @@ propagates and stores nothing for that question; earlier turns are untouched.
 from __future__ import annotations
 
 import io
-import logging
 import secrets
 import threading
 import time
@@ -81,7 +81,6 @@ if TYPE_CHECKING:
 
 #: An edit of a picture: quarter turns, fine angle (degrees), crop box in rotated pixels or None.
 NO_EDIT = {"rotate90": 0, "angle_deg": 0.0, "crop": None}
-log = logging.getLogger(__name__)
 #: Full readings (signals, page and overlay images) kept in memory for the signal downloads
 #: (each holds two page-sized images: few; an older session's signals are read again).
 READINGS_KEPT = 2
@@ -139,6 +138,8 @@ class Draft:
     files: list[tuple[str, bytes]] | None = None
     #: the digitiser's reading of the picture with ``edit`` (``(edit, EcgReading, summary)``)
     reading: tuple | None = None
+    #: the session this draft last became (a reading finished later is stored with it)
+    session_id: str | None = None
 
     @property
     def nbytes(self) -> int:
@@ -381,6 +382,7 @@ class ChatService:
             params={"source": draft.source, "edit": edit,
                     "generation": self.settings.generation_params().as_dict(), **draft.extra})
         self._remember_image(session.id, edited)
+        draft.session_id = session.id if edit == clean_edit(draft.edit) else None
         if draft.reading is not None and draft.reading[0] == edit:   # read while looked at
             self._store_reading(owner, session.id, draft.reading[1], draft.reading[2])
         return_freed_memory()                       # the PNG encodes' buffers
@@ -459,8 +461,10 @@ class ChatService:
 
         ``grounded`` (default ``settings.grounded``): the model gets the digitiser's
         measurements as marked context and the answer's label says so. Every answer is held
-        against the measurements (:func:`pulse_app.consistency.check_answer`); what
-        contradicts them is stored with the turn (``params["consistency"]``)."""
+        against the measurements (:func:`pulse_app.consistency.check_answer`) and what
+        contradicts them is stored with the turn (``params["consistency"]``): at once when the
+        picture was already read (the web app reads what it shows; a grounded question reads
+        it first), else when it is read (never in the way of the answer)."""
         question = check_question(question)
         generation = self.settings.generation_params(**(params or {}))
         return self._stream(owner, session_id, question, generation, cancel, regenerate=False,
@@ -524,27 +528,17 @@ class ChatService:
               regenerate, grounded=False) -> TurnRecord:
         answer = "".join(parts).strip().replace("\x00", "\ufffd")    # storable everywhere
         params = {**generation.as_dict(), "backend": info.backend,
-                  "model_revision": info.revision, "grounded": bool(grounded),
-                  "consistency": self._contradictions(owner, session_id, answer, stopped)}
+                  "model_revision": info.revision, "grounded": bool(grounded)}
+        reading = self.store.get_reading(owner, session_id, overlay=False)
+        if reading is not None:             # else checked when the picture is read
+            params["consistency"] = [c.to_dict() for c in check_answer(answer,
+                                                                       reading.measurements)]
         save = self.store.replace_last_turn if regenerate else self.store.add_turn
         extra = {} if regenerate else {"question": question}
         label = grounded_label(info.label) if grounded else info.label
         return save(owner, session_id, answer=answer, model_id=info.model_id,
                     model_label=label, params=params, stopped=stopped,
                     model_revision=info.revision, **extra)
-
-    def _contradictions(self, owner, session_id, answer: str, stopped: bool) -> list[dict]:
-        """What the answer says against the session's measurements (read now if needed; a
-        stopped answer is checked against a reading already there only)."""
-        try:
-            record = (self.store.get_reading(owner, session_id, overlay=False) if stopped
-                      else self.reading(owner, session_id))
-        except Exception:  # noqa: BLE001 - a reading that fails never costs the answer
-            log.exception("the consistency check could not read session %s", session_id)
-            return []
-        if record is None:
-            return []
-        return [c.to_dict() for c in check_answer(answer, record.measurements)]
 
     # -- the digitiser's reading: evidence, grounding, the consistency check -------------------
 
@@ -558,6 +552,12 @@ class ChatService:
             return cached[1]
         reading, summary = read_image(apply_edit(draft.image, edit))
         draft.reading = (edit, reading, summary)
+        if draft.session_id is not None and draft.edit == edit:   # asked before this ended
+            try:
+                if self.store.get_reading(owner, draft.session_id, overlay=False) is None:
+                    self._store_reading(owner, draft.session_id, reading, summary)
+            except SessionNotFound:                                 # deleted meanwhile
+                draft.session_id = None
         return reading
 
     def draft_reading_summary(self, owner: str, draft_id: str) -> dict:
@@ -584,8 +584,14 @@ class ChatService:
         return stored
 
     def _store_reading(self, owner, session_id, reading, summary) -> ReadingRecord:
+        """Store a session's reading, and check the answers written before it."""
         record = self.store.save_reading(owner, session_id, summary=summary,
                                          overlay_png=png_bytes(reading.overlay))
+        unchecked = {t.index: [c.to_dict() for c in check_answer(t.answer, record.measurements)]
+                     for t in self.store.get_session(owner, session_id, images=False).turns
+                     if "consistency" not in (t.params or {})}
+        if unchecked:
+            self.store.set_turn_checks(owner, session_id, unchecked)
         with self._readings_lock:
             self._readings[str(session_id)] = reading
             while len(self._readings) > READINGS_KEPT:

@@ -465,6 +465,16 @@ class Store:
             return ReadingRecord(row.session_id, _aware(row.created_at), dict(row.summary),
                                  overlay_png)
 
+    def set_turn_checks(self, owner: str, session_id: str, checks: dict[int, list]) -> None:
+        """Store the consistency check of earlier turns (``{turn index: contradictions}``) in
+        their params (``"consistency"``), in one commit: for answers written before the
+        session's picture was read."""
+        with self._session(write=True) as db:
+            self._owned(db, owner, session_id)
+            for turn in db.scalars(select(TurnRow).where(TurnRow.session_id == str(session_id),
+                                                         TurnRow.index.in_(list(checks)))):
+                turn.params = {**(turn.params or {}), "consistency": checks[turn.index]}
+
     def get_reading(self, owner: str, session_id: str, *, overlay: bool = True
                     ) -> ReadingRecord | None:
         """The stored reading of ``owner``'s session, or None when it was not read yet

@@ -118,6 +118,7 @@ def test_grounded_answer_gets_marked_context_label_and_stored_reading(settings, 
     plain = chat.store.get_session("user:ana", session.id).turns[-1]
     assert spy.questions[-1] == "And the rhythm?"
     assert GROUNDED_MARK not in plain.model_label and plain.params["grounded"] is False
+    assert plain.params["consistency"] == []       # checked at once: the reading was there
     assert chat.store.get_reading("user:ana", session.id).created_at == stored.created_at
     with pytest.raises(SessionNotFound):
         chat.store.get_reading("user:bob", session.id)
@@ -136,6 +137,9 @@ def test_contradiction_is_stored_shown_in_the_report_and_signals_download(settin
     assert chat.store.get_reading("user:ana", session.id) is None       # read when needed
     for _ in chat.ask("user:ana", session.id, "Rate and rhythm?", SHORT):
         pass
+    turn = chat.store.get_session("user:ana", session.id).turns[-1]
+    assert "consistency" not in turn.params        # not read yet: never in the answer's way
+    chat.reading("user:ana", session.id)           # e.g. the evidence panel: checked then
     turn = chat.store.get_session("user:ana", session.id).turns[-1]
     assert {c["name"] for c in turn.params["consistency"]} == {"heart_rate", "rr_regularity",
                                                                "qrs"}

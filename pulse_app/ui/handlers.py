@@ -544,7 +544,9 @@ class PulseUI:
         files = [str(f) for f in [file, *(more_files or [])] if f]
         try:
             owner = owner_for(getattr(request, "username", None), token)
-            return str(self.chat.start_session_from_upload(owner, files, page=page or 1).id)
+            session = self.chat.start_session_from_upload(owner, files, page=page or 1)
+            self.chat.reading(owner, session.id)     # its answers are checked against it
+            return str(session.id)
         finally:
             forget_uploads(files)
 
