@@ -3,7 +3,7 @@
     python -m pulse_app ask ecg.png "What is the rhythm?"            # offline default model
     python -m pulse_app ask scan.pdf "Any ST elevation?" --model PULSE-ECG/PULSE-7B --page 2
     python -m pulse_app ask E07509.hea "Rate?"                       # a WFDB record, drawn first
-    python -m pulse_app ask ecg.png "Rate?" --grounded               # + the digitiser's measurements
+    python -m pulse_app ask ecg.png "Rate?" --grounded               # + digitiser's measurements
     python -m pulse_app convert PULSE-7B-download/ PULSE-7B-hf/      # original -> transformers
     python -m pulse_app digitize scan.pdf --out reading/              # signals + measurements
 

@@ -18,8 +18,10 @@ never which is right: the digitiser can be wrong too.
 
 >>> measured = {"heart_rate": {"value": 72.0, "unit": "bpm", "lead": "II", "confidence": 0.9},
 ...             "rr_regularity": {"value": 0.02, "unit": "", "lead": "II", "confidence": 0.9}}
->>> [c.message for c in check_answer("Atrial fibrillation at 150 bpm.", measured)]
-['states a heart rate of 150 bpm; the digitiser measured 72 bpm (lead II)', 'states an irregular rhythm; the digitiser measured regular RR intervals (RR variation 0.02, lead II)']
+>>> for c in check_answer("Atrial fibrillation at 150 bpm.", measured):
+...     print(c.message)
+states a heart rate of 150 bpm; the digitiser measured 72 bpm (lead II)
+states an irregular rhythm; the digitiser measured regular RR intervals (RR variation 0.02, lead II)
 >>> check_answer("Sinus rhythm, 75 bpm.", measured)
 []
 """

@@ -14,8 +14,10 @@ fields) so a stored session's reading, a fresh reading and a record's measuremen
 ...     "unit": "bpm", "lead": "II", "confidence": 0.9, "flag": None, "note": ""},
 ...     "qrs": {"name": "qrs", "value": None, "unit": "ms", "lead": None, "confidence": 0.0,
 ...     "flag": None, "note": "no clean beat"}})
->>> print(ctx)
-Measured from the image by the digitiser (not by the model): heart rate 72 bpm (lead II, high confidence); QRS duration not measurable.
+>>> ctx.startswith("Measured from the image by the digitiser (not by the model): ")
+True
+>>> print(ctx.removeprefix(CONTEXT_HEAD + " "))
+heart rate 72 bpm (lead II, high confidence); QRS duration not measurable.
 >>> print(grounded_question("What is the rate?", ctx).splitlines()[-1])
 What is the rate?
 """

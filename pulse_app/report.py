@@ -4,7 +4,8 @@ Contents, in order: title and date, who and which model (id, revision, label, ge
 settings), the research-use disclaimer, the edited ECG image across the full page width, the
 digitiser's measurements and overlay when the session was read, the whole conversation (every
 answer labelled with the model that wrote it, "grounded" when it was given the measurements, and
-flagged when it contradicts them), an optional clinician note. Every page carries the disclaimer and "Page N of M" in its footer.
+flagged when it contradicts them), an optional clinician note. Every page carries the disclaimer
+and "Page N of M" in its footer.
 
 User and model text is escaped: a question ``<b>&</b>`` prints literally, never as markup.
 Long text (a note, an answer) becomes one paragraph per line (:func:`text_flowables`), so the

@@ -3,7 +3,8 @@
 A *session* is one ECG image (original + edited PNG) and the chat about it; each *turn* is one
 question and its answer, committed the moment it is finished, so a crash or restart loses at most
 the answer being generated; a session's *reading* (the digitiser's summary JSON and overlay PNG,
-table ``readings``) is added once the image has been read. SQLite (``<data_dir>/pulse.db``, WAL mode, foreign keys on) by
+table ``readings``) is added once the image has been read. SQLite (``<data_dir>/pulse.db``, WAL
+mode, foreign keys on) by
 default; any SQLAlchemy URL (``PULSE_DB_URL=postgresql://...``) otherwise.
 
 Every method takes the ``owner`` first and filters on it: another owner's session id behaves
