@@ -167,6 +167,9 @@ def test_contradiction_is_stored_shown_in_the_report_and_signals_download(settin
     assert csv_export.pdf.decode().splitlines()[0].startswith("time_s,I,II,III")
     with pytest.raises(SessionNotFound):
         chat.prepare_signals("user:bob", session.id, "csv")
+    chat.delete("user:ana", session.id)                               # the reading goes too
+    with chat.store.engine.connect() as db:
+        assert db.exec_driver_sql("SELECT count(*) FROM readings").scalar() == 0
     chat.store.close()
 
 
