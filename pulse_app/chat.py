@@ -463,8 +463,10 @@ class ChatService:
         measurements as marked context and the answer's label says so. Every answer is held
         against the measurements (:func:`pulse_app.consistency.check_answer`) and what
         contradicts them is stored with the turn (``params["consistency"]``): at once when the
-        picture was already read (the web app reads what it shows; a grounded question reads
-        it first), else when it is read (never in the way of the answer)."""
+        picture was already read (the web app reads what it shows, two at a time; a grounded
+        question reads it first), else when it is read (never in the way of the answer, and
+        never on ``session_start``: many large uploads at once would each need the digitiser's
+        working memory)."""
         question = check_question(question)
         generation = self.settings.generation_params(**(params or {}))
         return self._stream(owner, session_id, question, generation, cancel, regenerate=False,

@@ -544,9 +544,7 @@ class PulseUI:
         files = [str(f) for f in [file, *(more_files or [])] if f]
         try:
             owner = owner_for(getattr(request, "username", None), token)
-            session = self.chat.start_session_from_upload(owner, files, page=page or 1)
-            self.chat.reading(owner, session.id)     # its answers are checked against it
-            return str(session.id)
+            return str(self.chat.start_session_from_upload(owner, files, page=page or 1).id)
         finally:
             forget_uploads(files)
 
