@@ -7,7 +7,8 @@
   whole text up to now); ``straighten`` (default false) straightens a photographed page first.
   The request is checked by :func:`pulse_app.answer.prepare`, like every entry point's;
   the ECG may be a picture, a PDF or a record (a WFDB ``.hea`` with its ``.dat``/``.mat`` in
-  ``more_files``, or a DICOM ``.dcm``);
+  ``more_files``, or a DICOM ``.dcm``); with the app's ``grounded`` setting on, the model is
+  given the digitiser's measurements as marked context (the same :func:`prepare` path);
 - ``/model_info``: () -> JSON of :class:`pulse_app.engine.backend.ModelInfo`.
 
 Both run in the ``"gpu"`` concurrency group, so remote questions queue with the app's own.
