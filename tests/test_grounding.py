@@ -176,7 +176,8 @@ def test_contradiction_is_stored_shown_in_the_report_and_signals_download(settin
 def test_one_shot_entry_points_ground_through_prepare(tiny_backend, page_png, ui_cache, capsys,
                                                       monkeypatch):
     """CLI ``ask --grounded`` and serve-openai with ``grounded`` on: the same context reaches
-    the model through answer.prepare / stream_request; off, the question goes as asked."""
+    the model through answer.prepare / stream_request; off, the question goes as asked. A
+    serve-openai request's own ``grounded`` wins over the server's setting."""
     import threading
 
     from pulse_app.__main__ import main
@@ -207,6 +208,24 @@ def test_one_shot_entry_points_ground_through_prepare(tiny_backend, page_png, ui
     finally:
         server.shutdown()
         server.server_close()
+
+    import base64
+
+    from pulse_app.engine.openai_server import ChatCompletionRequest, checked_request
+    from pulse_app.errors import InvalidParameter
+
+    url = "data:image/png;base64," + base64.b64encode(page_png.read_bytes()).decode()
+    for server_on, body_grounded, expected in ((False, True, True), (True, False, False),
+                                               (True, None, True)):
+        body = ChatCompletionRequest.model_validate({
+            "model": "m", "grounded": body_grounded, "straighten": False,
+            "messages": [{"role": "user", "content": [
+                {"type": "image_url", "image_url": {"url": url}},
+                {"type": "text", "text": "Rate?"}]}]})
+        checked = checked_request(Settings.load(grounded=server_on), body)
+        assert checked.grounded is expected, (server_on, body_grounded)
+    with pytest.raises(InvalidParameter, match="grounded must be true or false"):
+        prepare(Settings.load(), [str(page_png)], "Rate?", grounded="yes")
 
     monkeypatch.delenv("PULSE_GROUNDED", raising=False)
     code = main(["ask", str(page_png), "What is the rate?", "--grounded", "--model",
