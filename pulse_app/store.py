@@ -4,9 +4,10 @@ A *session* is one ECG image (original + edited PNG) and the chat about it; each
 question and its answer, committed the moment it is finished, so a crash or restart loses at most
 the answer being generated; a session's *reading* (the digitiser's summary JSON and overlay
 PNG, table ``readings``) is added once the image has been read. SQLite (``<data_dir>/pulse.db``,
-WAL mode, foreign keys on) by default, for one app process; PostgreSQL (``PULSE_DB_URL=postgresql://...``, driver psycopg 3,
-a connection pool per process) for several replicas of the app on one database. Tables are
-made and upgraded by the migrations in :mod:`pulse_app.migrations` when a Store opens.
+WAL mode, foreign keys on) by default, for one app process; PostgreSQL
+(``PULSE_DB_URL=postgresql://...``, driver psycopg 3, a connection pool per process) for several
+replicas of the app on one database. Tables are made and upgraded by the migrations in
+:mod:`pulse_app.migrations` when a Store opens.
 
 What replicas share goes through here too: the lease of the answer being written for a
 session (:meth:`Store.claim_answer`: one at a time across replicas), PDF reports waiting for

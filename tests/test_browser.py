@@ -95,15 +95,20 @@ def keep_original(page) -> None:
     page.locator("#picture-tools").wait_for()
 
 
-def download_from(page, button: str, link_box: str, path):
-    """Click ``button``, wait for the one-time link in ``link_box``, download it to ``path``."""
-    page.locator(button).click()
+def download(page, link_box: str, path):
+    """Wait for the one-time link in ``link_box``, download it to ``path``."""
     link = page.locator(f"{link_box} a").first
     link.wait_for(timeout=60_000)
     with page.expect_download() as download_info:
         link.click()
     download_info.value.save_as(path)
     return path
+
+
+def download_from(page, button: str, link_box: str, path):
+    """Click ``button``, then :func:`download` the link it puts in ``link_box``."""
+    page.locator(button).click()
+    return download(page, link_box, path)
 
 
 def test_clinician_visit(browser, browser_server, shared_data, artifacts, tmp_path):
