@@ -18,8 +18,9 @@ and scored against the signal that was drawn:
 Conditions, reported separately: ``clean`` (the page as printed), ``scan`` (slight rotation within
 ±2°, yellowing, blur, scanner noise, JPEG 60-90), ``photo`` (the renderer's phone-photo mode:
 rotation, perspective, shadow, colour cast, blur, noise, JPEG 20-80), straightened either with
-the sidecar's known page-to-image homography (``--straighten oracle``, the default: "oracle
-straightening") or with ``pulse_app.straighten`` when that module exists (``--straighten app``).
+the sidecar's known page-to-image homography (``--straighten oracle``: "oracle straightening")
+or as the product does, with :mod:`pulse_app.straighten`'s proposal accepted (``--straighten
+app``, the default).
 
 Tuning and evaluation are kept apart. TUNING: records E07505 E07506 E07509 E07514 JS20005 JS20008
 (ecg-records) and HR00007 HR00008 (ptbxl), seeds 0-99. EVALUATION: every record of cpsc2018
@@ -184,14 +185,16 @@ def straighten_oracle(pixels: np.ndarray, sidecar: dict) -> np.ndarray:
 
 
 def straighten_app(pixels: np.ndarray) -> np.ndarray:
-    """``pulse_app.straighten`` when it exists (the phone-first work)."""
-    import importlib
+    """What the product does with a photo: :func:`pulse_app.straighten.propose_straightening`,
+    accepted as proposed, then :func:`~pulse_app.straighten.apply_straightening` (a photo with
+    no page found goes on as it is)."""
+    from pulse_app.straighten import apply_straightening, propose_straightening
 
-    module = importlib.import_module("pulse_app.straighten")
-    fn = getattr(module, "straighten", None) or getattr(module, "straighten_page")
-    out = fn(Image.fromarray(pixels))
-    out = getattr(out, "image", out)
-    return np.asarray(out.convert("RGB") if isinstance(out, Image.Image) else out)
+    image = Image.fromarray(pixels)
+    proposal = propose_straightening(image)
+    if proposal.corners is None:
+        return pixels
+    return np.asarray(apply_straightening(image, proposal.corners, proposal.page_size))
 
 
 def make_page(rec: Record, condition: str, k: int, seed: int):
@@ -304,7 +307,7 @@ def summarise(scores: list[PageScore]) -> dict:
 
 
 def evaluate(which: str = "evaluation", conditions=CONDITIONS, pages_per_record: int = 2,
-             straighten: str = "oracle", measure: bool = True, progress=print) -> list[PageScore]:
+             straighten: str = "app", measure: bool = True, progress=print) -> list[PageScore]:
     """Render, digitise and score ``pages_per_record`` pages per record and condition."""
     seed = TUNING_SEED if which == "tuning" else EVAL_SEED
     scores = []
@@ -348,7 +351,7 @@ def main(argv=None) -> int:
     ap.add_argument("--set", choices=("evaluation", "tuning"), default="evaluation")
     ap.add_argument("--conditions", nargs="+", choices=CONDITIONS, default=list(CONDITIONS))
     ap.add_argument("--pages", type=int, default=2, help="pages per record and condition")
-    ap.add_argument("--straighten", choices=("oracle", "app"), default="oracle")
+    ap.add_argument("--straighten", choices=("oracle", "app"), default="app")
     ap.add_argument("--no-real", action="store_true", help="skip the two real ecg-image-kit pages")
     ap.add_argument("--no-measure", action="store_true", help="SNR only")
     ap.add_argument("--json", type=Path, help="write the summary and per-page scores here")

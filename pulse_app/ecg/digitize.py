@@ -42,7 +42,6 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 from PIL import Image
-from scipy.ndimage import uniform_filter1d
 
 from pulse_app.ecg.records import STANDARD_LEADS, Record
 from pulse_app.ecg.render import LAYOUT_3X4, LAYOUT_6X2, LAYOUT_12X1
@@ -56,6 +55,8 @@ DEFAULT_GAIN_MM_MV = 10.0
 #: Page widths (mm) tried when no grid is found: US letter and A4, landscape.
 _PAGE_WIDTHS_MM = (279.4, 297.0)
 _MAX_SKEW_DEG = 5.0
+#: Stroke centres this close (px) to a spike tip's x belong to either stroke: left out.
+_TIP_MERGE_PX = 1.0
 
 # Lead status words (``LeadTrace.status``).
 OK, UNCALIBRATED, NOT_ON_PAGE, UNREADABLE, NO_ECG = (
@@ -686,51 +687,6 @@ def _weighted_centres(weights: np.ndarray, lines: np.ndarray, s: np.ndarray, e: 
     return np.where(sw > 0, c, (s + e) / 2.0)
 
 
-def _monotone_strokes(sx, sy, rs, re) -> np.ndarray:
-    """Row centres of steep strokes, smoothed and made monotonic. A stroke is a chain of thin
-    horizontal runs in consecutive rows, each touching exactly one run in the next row (a fork
-    or a merge, as at a spike's tip, ends the chain). Within a stroke, x is smoothed along y
-    (9 rows) and made monotonic in the stroke's direction, so that pixel-quantised centres
-    neither step nor reorder the stroke's rows."""
-    n = len(sx)
-    if n == 0:
-        return sx
-    rows = sy.astype(np.int64)
-    chain = np.arange(n)
-    bounds = np.flatnonzero(np.diff(rows)) + 1
-    starts = np.concatenate([[0], bounds])
-    stops = np.concatenate([bounds, [n]])
-    rs_l, re_l = rs.tolist(), re.tolist()
-    for k in range(len(starts) - 1):
-        p0, p1, q0, q1 = starts[k], stops[k], starts[k + 1], stops[k + 1]
-        if rows[q0] != rows[p0] + 1:
-            continue
-        links = [(i, j) for i in range(p0, p1) for j in range(q0, q1)
-                 if rs_l[i] <= re_l[j] + 1 and rs_l[j] <= re_l[i] + 1]
-        deg_p: dict[int, int] = {}
-        deg_q: dict[int, int] = {}
-        for i, j in links:
-            deg_p[i] = deg_p.get(i, 0) + 1
-            deg_q[j] = deg_q.get(j, 0) + 1
-        for i, j in links:
-            if deg_p[i] == 1 and deg_q[j] == 1:
-                chain[j] = chain[i]
-    out = sx.copy()
-    order = np.argsort(chain, kind="stable")
-    ch = chain[order]
-    cuts = np.flatnonzero(np.diff(ch)) + 1
-    for idx in np.split(order, cuts):
-        if len(idx) < 3:
-            continue
-        idx = idx[np.argsort(sy[idx], kind="stable")]
-        x = sx[idx]
-        k = min(len(x) | 1, 9)
-        xs = uniform_filter1d(x, k, mode="nearest")
-        slope = xs[-1] - xs[0]
-        out[idx] = np.maximum.accumulate(xs) if slope >= 0 else np.minimum.accumulate(xs)
-    return out
-
-
 def _centreline(ink: np.ndarray, band: np.ndarray, cols, starts, ends, chosen_s, chosen_e,
                 thick: float) -> np.ndarray:
     """Centre line of the traced line (points (x, y) in band coordinates, sorted by x).
@@ -791,6 +747,7 @@ def _centreline(ink: np.ndarray, band: np.ndarray, cols, starts, ends, chosen_s,
     np.minimum.at(top, kc, ks)
     np.maximum.at(bot, kc, ke)
     tips_x, tips_y, drop = [], [], np.zeros(len(sx), bool)
+    reach = int(np.ceil(half)) + 1     # a thick line's cap covers the columns within half a width
     for sign, edge in ((1, top), (-1, bot)):
         e = sign * edge                      # local minima of e are tips
         finite = np.isfinite(e)
@@ -804,9 +761,12 @@ def _centreline(ink: np.ndarray, band: np.ndarray, cols, starts, ends, chosen_s,
                 c2 += 1
             lft = e[c - 1] if finite[c - 1] else np.inf
             rgt = e[c2 + 1] if c2 + 1 < n_cols and finite[c2 + 1] else np.inf
-            if e[c] < lft and e[c] < rgt:
-                lo, hi = max(0, c - 3), min(n_cols, c2 + 4)
-                side = sign * np.concatenate([e[lo:c], e[c2 + 1:hi]])
+            own = chosen_s[c] == top[c] if sign == 1 else chosen_e[c] == bot[c]
+            if e[c] < lft and e[c] < rgt and own:
+                # beside the tip: beyond the columns the line's cap reaches
+                r = reach
+                side = sign * np.concatenate([e[max(0, c - r - 2):max(0, c - r + 1)],
+                                              e[c2 + r:min(n_cols, c2 + r + 3)]])
                 side = side[np.isfinite(side)]
                 if len(side) and (sign * side).min() > e[c] + 2 * thick:
                     xt = (c + c2) / 2.0
@@ -814,7 +774,10 @@ def _centreline(ink: np.ndarray, band: np.ndarray, cols, starts, ends, chosen_s,
                     tips_x.append(xt)
                     tips_y.append(yt)
                     near = (np.abs(sx - xt) <= thick + 1) & (sign * (sy - yt) < half + 0.5)
-                    drop |= near
+                    # the stroke centres within a pixel of the tip's x belong to either stroke
+                    # (merged runs): the line from the separated strokes to the tip stands in
+                    inside = (np.abs(sx - xt) < _TIP_MERGE_PX) & (sy >= top[c]) & (sy <= bot[c])
+                    drop |= near | inside
             c = c2 + 1
     xs = np.concatenate([fx, sx[~drop], tips_x])
     ys = np.concatenate([fy, sy[~drop], tips_y])
