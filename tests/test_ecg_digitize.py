@@ -20,7 +20,8 @@ from pulse_app.ecg.measure import ecg_measure
 from pulse_app.ecg.records import STANDARD_LEADS
 from pulse_app.ecg.render import render_ecg
 from tests.conftest import REPO
-from training.digitize_eval import align_lead, challenge_snr, reference_signals, snr_db
+from training.digitize_eval import (align_lead, challenge_snr, markdown_table, reference_signals,
+                                    snr_db)
 
 
 @pytest.fixture(scope="module")
@@ -195,6 +196,15 @@ def test_challenge_snr_and_alignment():
         pytest.approx(snr_db(ref, noisy) / 2, rel=1e-6)
     assert snr_db(ref, np.full_like(ref, np.nan)) == 0.0
     assert not NOT_ON_PAGE == OK
+
+
+def test_markdown_table_is_made_from_the_result_files_numbers():
+    result = {"set": "evaluation", "straighten": "app", "summary": {"photo": {
+        "pages": 23, "leads": 270, "snr_mean_db": 11.234, "heart_rate_err_median_bpm": 0.5}}}
+    table = markdown_table([result]).splitlines()
+    assert len(table) == 3
+    assert table[2].startswith("| evaluation | photo (app straightening) | 23 | 270 | 11.23 |")
+    assert "| 0.50 |" in table[2]
 
 
 @pytest.mark.slow

@@ -169,7 +169,7 @@ class Digitized:
                       meta={"layout": self.layout})
 
 
-# -- 1. ink and grid ------------------------------------------------------------------------------
+# -- 1. ink and grid -------------------------------------------------------------------------------
 
 def ink_maps(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(ink, grid) maps in [0, 1] (float32, H×W) of an RGB page.
@@ -219,7 +219,7 @@ def ink_mask(ink: np.ndarray, thr: float) -> np.ndarray:
     return mask | strong
 
 
-# -- 2. tilt ----------------------------------------------------------------------------------------
+# -- 2. tilt ---------------------------------------------------------------------------------------
 
 def _profile_sharpness(img: np.ndarray, angle_deg: float) -> float:
     h, w = img.shape
@@ -257,7 +257,7 @@ def deskew(rgb: np.ndarray, angle_deg: float) -> np.ndarray:
                           borderMode=cv2.BORDER_REPLICATE)
 
 
-# -- 3. scale ---------------------------------------------------------------------------------------
+# -- 3. scale --------------------------------------------------------------------------------------
 
 def _autocorr(profile: np.ndarray) -> np.ndarray:
     p = profile.astype(np.float64)
@@ -358,7 +358,7 @@ def grid_px_per_mm(grid: np.ndarray, ink_mask: np.ndarray) -> tuple[float | None
     return px, py
 
 
-# -- 4. rows --------------------------------------------------------------------------------------
+# -- 4. rows ---------------------------------------------------------------------------------------
 
 @dataclass
 class _Row:
@@ -456,7 +456,7 @@ def _spacing(rows: list[_Row], i: int) -> float:
     return float(np.median(gaps)) * 0.6
 
 
-# -- 5. calibration pulse ---------------------------------------------------------------------------
+# -- 5. calibration pulse --------------------------------------------------------------------------
 
 def find_calibration_pulse(mask: np.ndarray, row: _Row, ppm: float, thick: float,
                            side: str = "left") -> tuple | None:
@@ -570,7 +570,7 @@ def _snap_gain(gain: float) -> float:
     return round(gain, 2)
 
 
-# -- 7. tracing -------------------------------------------------------------------------------------
+# -- 7. tracing ------------------------------------------------------------------------------------
 
 @dataclass
 class _Path:
@@ -621,7 +621,8 @@ def trace_row(ink: np.ndarray, mask: np.ndarray, x0: int, x1: int, top: int, bot
             cost = node.astype(np.float64)
             arg = None
         else:
-            gap = np.maximum(0, np.maximum(s[None, :] - prev_e[:, None], prev_s[:, None] - e[None, :]) - 1)
+            gap = np.maximum(0, np.maximum(s[None, :] - prev_e[:, None],
+                                           prev_s[:, None] - e[None, :]) - 1)
             total = prev_cost[:, None] + gap
             arg = np.argmin(total, axis=0)
             cost = total[arg, np.arange(len(s))] + node
@@ -826,7 +827,7 @@ def _sample_polyline(poly: np.ndarray, x_start: float, px_per_s: float, t0: floa
     return y, k0
 
 
-# -- 6. layout and the whole page -------------------------------------------------------------------
+# -- 6. layout and the whole page ------------------------------------------------------------------
 
 def _estimate_thickness(mask: np.ndarray, rows: list[_Row]) -> float:
     lens = []
@@ -1131,7 +1132,8 @@ def _assemble(rows, polys, layout, assignment, missing, cal, fs, upright, warnin
             p = Panel(name=name, lead=lead, row=i, col=j,
                       box=(int(xa), int(r.top), int(np.ceil(xb)), int(r.bottom)),
                       baseline_px=float(r.baseline if r.baseline is not None else r.y),
-                      x0_px=float(r.xs + k0 / fs * cal.px_per_s), t0_s=k0 / fs, signal_mV=sig, trace_xy=poly[sel] if len(poly) else poly,
+                      x0_px=float(r.xs + k0 / fs * cal.px_per_s), t0_s=k0 / fs, signal_mV=sig,
+                      trace_xy=poly[sel] if len(poly) else poly,
                       status=status, reason=reason)
             panels.append(p)
             if lead is not None and status != UNREADABLE:
