@@ -87,6 +87,18 @@ def test_spike_tips_are_reached(shared_data):
     assert np.mean(errors) < 0.18, np.round(errors, 3)
 
 
+def test_grid_scale_from_the_major_lines_when_the_minor_ones_are_lost():
+    """A grey grid photographed: only the 5 mm lines show. The 1 mm period is a fifth of theirs
+    (before: no grid found, and the scale assumed from the page width, 0.4 % off)."""
+    from pulse_app.ecg.digitize import grid_period_px
+
+    x = np.arange(2000)
+    period_5mm = 36.05
+    profile = np.exp(-0.5 * ((x % period_5mm) - period_5mm / 2) ** 2 / 1.5 ** 2)
+    profile += np.random.default_rng(0).normal(0, 0.05, len(x))
+    assert grid_period_px(profile, 2000 / 400, 2000 / 180) == pytest.approx(7.21, abs=0.02)
+
+
 def test_a_scanned_page_is_deskewed(sim_record):
     rendered = render_ecg(sim_record, layout="3x4+II", seed=3,
                           distort={"rotation": {"angle_deg": 1.5, "background": [240, 240, 240]},

@@ -9,7 +9,8 @@ degrees of residual tilt are measured and removed here). The steps, each a funct
 2. **Tilt** (:func:`estimate_skew_deg`): the angle that makes grid lines and baselines most
    horizontal (row-profile sharpness), within ±5°.
 3. **Scale** (:func:`grid_px_per_mm`): the 1 mm grid period along x and y from the autocorrelation
-   of the grid profile (no grid: assumed from the page width, and said so).
+   of the grid profile, or a fifth of the 5 mm period when only the major lines show (no grid:
+   assumed from the page width, and said so).
 4. **Rows** (:func:`find_rows`): baselines are peaks of the ink row profile, kept when a long, thin,
    single line runs along them (text lines fail that test).
 5. **Calibration** (:func:`find_calibration_pulse`): the 1 mV rectangle at a row's start (or end)
@@ -301,7 +302,8 @@ def grid_period_px(profile: np.ndarray, min_px: float = 2.5, max_px: float = 40.
     multiples are peaks too (JPEG blocks and noise make isolated peaks without such a comb);
     the one with the strongest comb wins, except that a candidate five times smaller with a
     comb at least a fifth as strong is preferred (the 5 mm major lines give the 5 mm period the
-    strongest comb). The period is refined on far multiples (sub-pixel).
+    strongest comb). The period is refined on far multiples (sub-pixel). When no 1 mm period
+    shows (the thin lines of a grey grid lost in a photo), the 5 mm lines' comb gives it / 5.
     """
     n = len(profile)
     max_px = min(max_px, n / 12)
@@ -325,7 +327,21 @@ def grid_period_px(profile: np.ndarray, min_px: float = 2.5, max_px: float = 40.
     scored = {lag: comb(lag) for lag in peaks if lag <= max_px}
     scored = {lag: c for lag, c in scored.items() if c >= 0.2 * top and ac[lag] >= 0.1 * top}
     if not scored:
-        return None
+        # the 1 mm lines too faint to show (a grey grid in a photo): the 5 mm lines' comb
+        peaks = _local_peaks(ac, int(5 * min_px), min(len(ac) - 3, int(25 * max_px) + 2), 0.04)
+        major = {lag: comb(lag) for lag in peaks if 5 * min_px <= lag <= 5 * max_px}
+        major = {lag: c for lag, c in major.items() if c >= 0.3 * top and ac[lag] >= 0.3 * top}
+        if not major:
+            return None
+        period = float(max(major, key=major.get))
+        for k in (2, 4, 8, 16):
+            if k * period > n / 3:
+                break
+            pos, height = _peak_near(ac, k * period, 0.06 * period)
+            if height < 0.03:
+                break
+            period = pos / k
+        return period / 5
     best = max(scored, key=scored.get)
     for lag in sorted(scored):
         if abs(lag * 5 - best) <= 2 and scored[lag] >= 0.2 * scored[best]:
