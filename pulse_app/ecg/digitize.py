@@ -333,25 +333,22 @@ def grid_period_px(profile: np.ndarray, min_px: float = 2.5, max_px: float = 40.
         major = {lag: c for lag, c in major.items() if c >= 0.3 * top and ac[lag] >= 0.3 * top}
         if not major:
             return None
-        period = float(max(major, key=major.get))
-        for k in (2, 4, 8, 16):
-            if k * period > n / 3:
-                break
-            pos, height = _peak_near(ac, k * period, 0.06 * period)
-            if height < 0.03:
-                break
-            period = pos / k
-        return period / 5
+        return _refined_period(ac, float(max(major, key=major.get)), (2, 4, 8, 16), 0.06) / 5
     best = max(scored, key=scored.get)
     for lag in sorted(scored):
         if abs(lag * 5 - best) <= 2 and scored[lag] >= 0.2 * scored[best]:
             best = lag
             break
-    period = float(best)
-    for k in (5, 10, 20, 40, 80):
-        if k * period > n / 3:
+    return _refined_period(ac, float(best), (5, 10, 20, 40, 80), 0.3)
+
+
+def _refined_period(ac: np.ndarray, period: float, multiples, radius: float) -> float:
+    """A period refined on the autocorrelation peaks at far ``multiples`` of it (searched within
+    ``radius`` periods; stops at a third of the profile or a missing peak)."""
+    for k in multiples:
+        if k * period > len(ac) / 3:
             break
-        pos, height = _peak_near(ac, k * period, 0.3 * period)
+        pos, height = _peak_near(ac, k * period, radius * period)
         if height < 0.03:
             break
         period = pos / k
