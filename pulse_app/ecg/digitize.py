@@ -710,7 +710,10 @@ def _centreline(ink: np.ndarray, band: np.ndarray, cols, starts, ends, chosen_s,
     point per column (ink-weighted centre of a thin vertical run), steep parts one point per
     pixel row (centre of a thin horizontal run): both are centres of the line, so a steep
     stroke's position is known to a fraction of a pixel. At a spike's tip the line's cap lies
-    half a line width beyond the signal's extreme: tips get their own point, the cap's rows none.
+    half a line width beyond the signal's extreme: tips get their own point, the cap's rows none,
+    nor the merged strokes' rows within :data:`_TIP_MERGE_PX` of the tip (either stroke's: sorted
+    by x they would mix the way down with the way up). A tip is a column's extreme on the traced
+    run beyond those of the columns past the line's cap on either side.
     """
     n_cols = band.shape[1]
     have = chosen_s >= 0
