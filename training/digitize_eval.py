@@ -1,4 +1,4 @@
-"""How well does :mod:`pulse_app.ecg.digitize` read pages? Challenge-2024 SNR and measurement errors.
+"""How well does :mod:`pulse_app.ecg.digitize` read pages? Challenge-2024 SNR, measurement errors.
 
 Pages are rendered by the project's renderer (:mod:`pulse_app.ecg.render` + ``distort``) from the
 real records in ``../shared/data/`` (never committed, nor any image made from them), digitised,
@@ -18,8 +18,9 @@ and scored against the signal that was drawn:
 Conditions, reported separately: ``clean`` (the page as printed), ``scan`` (slight rotation within
 ±2°, yellowing, blur, scanner noise, JPEG 60-90), ``photo`` (the renderer's phone-photo mode:
 rotation, perspective, shadow, colour cast, blur, noise, JPEG 20-80), straightened either with
-the sidecar's known page-to-image homography (``--straighten oracle``, the default: "oracle
-straightening") or with ``pulse_app.straighten`` when that module exists (``--straighten app``).
+the sidecar's known page-to-image homography (``--straighten oracle``: "oracle straightening")
+or as the product does, with :mod:`pulse_app.straighten`'s proposal accepted (``--straighten
+app``, the default).
 
 Tuning and evaluation are kept apart. TUNING: records E07505 E07506 E07509 E07514 JS20005 JS20008
 (ecg-records) and HR00007 HR00008 (ptbxl), seeds 0-99. EVALUATION: every record of cpsc2018
@@ -33,7 +34,8 @@ ptbxl HR00002 / HR00004, 3x4 + II strip, 2.5 s per panel) are scored the same wa
 
     python -m training.digitize_eval                      # evaluation set, all conditions
     python -m training.digitize_eval --set tuning --conditions clean scan
-    python -m training.digitize_eval --straighten app --json results.json
+    python -m training.digitize_eval --straighten oracle --json results.json
+    python -m training.digitize_eval --table results.json other.json   # Markdown table
 """
 
 from __future__ import annotations
@@ -73,7 +75,7 @@ REAL_IMAGES = (("ecg-images/00002_hr-0.png", "ptbxl/HR00002"),
 MAX_SHIFT_S, MAX_SHIFT_MV, QUANT_LEVELS = 0.5, 1.0, 256
 
 
-# -- the Challenge 2024 signal-to-noise ratio -------------------------------------------------------
+# -- the Challenge 2024 signal-to-noise ratio ------------------------------------------------------
 
 def _binarise(x: np.ndarray, lo: float, hi: float, length: int) -> np.ndarray:
     img = np.zeros((QUANT_LEVELS, length))
@@ -97,9 +99,10 @@ def align_lead(ref: np.ndarray, est: np.ndarray) -> tuple[np.ndarray, int, float
     length = max(len(ref), len(est))
     a, b = _binarise(ref, lo, hi, length), _binarise(est, lo, hi, length)
     cross = fftconvolve(a, b[::-1, ::-1], mode="full")
-    auto = fftconvolve(a, a[::-1, ::-1], mode="full")
     ic = np.unravel_index(np.argmax(cross), cross.shape)
-    ia = np.unravel_index(np.argmax(auto), auto.shape)
+    # the autocorrelation of a non-negative image peaks at zero shift (Cauchy-Schwarz): the
+    # middle of the full output, so it need not be computed
+    ia = (QUANT_LEVELS - 1, length - 1)
     lag = int(ia[1] - ic[1])
     vt = (ia[0] - ic[0]) / (QUANT_LEVELS - 1) * (hi - lo)
     return shift_lead(est, lag, vt), lag, float(vt)
@@ -145,7 +148,7 @@ def challenge_snr(ref: np.ndarray, est: np.ndarray, fs: float, align: bool = Tru
     return snr_db(ref, est)
 
 
-# -- pages ----------------------------------------------------------------------------------------
+# -- pages -----------------------------------------------------------------------------------------
 
 def load_record(name: str) -> Record:
     """A record of ../shared/data by "folder/id" (PTB-XL HR records rescaled to mV)."""
@@ -171,7 +174,8 @@ def scan_distortions(rng: np.random.Generator) -> dict:
     return {"rotation": {"angle_deg": round(float(rng.uniform(-2, 2)), 2),
                          "background": [240, 240, 238]},
             "yellowing": True, "blur": {"sigma_mm": round(float(rng.uniform(0.04, 0.1)), 3)},
-            "noise": {"sigma": round(float(rng.uniform(1.5, 5)), 2), "seed": int(rng.integers(2**31))},
+            "noise": {"sigma": round(float(rng.uniform(1.5, 5)), 2),
+                      "seed": int(rng.integers(2**31))},
             "jpeg": {"quality": int(rng.integers(60, 91))}}
 
 
@@ -184,14 +188,16 @@ def straighten_oracle(pixels: np.ndarray, sidecar: dict) -> np.ndarray:
 
 
 def straighten_app(pixels: np.ndarray) -> np.ndarray:
-    """``pulse_app.straighten`` when it exists (the phone-first work)."""
-    import importlib
+    """What the product does with a photo: :func:`pulse_app.straighten.propose_straightening`,
+    accepted as proposed, then :func:`~pulse_app.straighten.apply_straightening` (a photo with
+    no page found goes on as it is)."""
+    from pulse_app.straighten import apply_straightening, propose_straightening
 
-    module = importlib.import_module("pulse_app.straighten")
-    fn = getattr(module, "straighten", None) or getattr(module, "straighten_page")
-    out = fn(Image.fromarray(pixels))
-    out = getattr(out, "image", out)
-    return np.asarray(out.convert("RGB") if isinstance(out, Image.Image) else out)
+    image = Image.fromarray(pixels)
+    proposal = propose_straightening(image)
+    if proposal.corners is None:
+        return pixels
+    return np.asarray(apply_straightening(image, proposal.corners, proposal.page_size))
 
 
 def make_page(rec: Record, condition: str, k: int, seed: int):
@@ -233,7 +239,7 @@ def reference_from_layout(rec: Record, layout_rows, strips, window_s: float, fs:
     return ref
 
 
-# -- scoring -----------------------------------------------------------------------------------------
+# -- scoring ---------------------------------------------------------------------------------------
 
 @dataclass
 class PageScore:
@@ -304,7 +310,7 @@ def summarise(scores: list[PageScore]) -> dict:
 
 
 def evaluate(which: str = "evaluation", conditions=CONDITIONS, pages_per_record: int = 2,
-             straighten: str = "oracle", measure: bool = True, progress=print) -> list[PageScore]:
+             straighten: str = "app", measure: bool = True, progress=print) -> list[PageScore]:
     """Render, digitise and score ``pages_per_record`` pages per record and condition."""
     seed = TUNING_SEED if which == "tuning" else EVAL_SEED
     scores = []
@@ -343,16 +349,47 @@ def evaluate_real_images(measure: bool = True, progress=print) -> list[PageScore
     return scores
 
 
+TABLE_COLUMNS = (("pages", "pages", "{:d}"), ("leads", "leads", "{:d}"),
+                 ("snr_mean_db", "SNR mean dB", "{:.2f}"),
+                 ("snr_median_db", "SNR median dB", "{:.2f}"),
+                 ("page_snr_min_db", "worst page dB", "{:.2f}"),
+                 ("layout_correct", "layout right", "{:d}"),
+                 ("heart_rate_err_median_bpm", "HR err median bpm", "{:.2f}"),
+                 ("heart_rate_err_mean_bpm", "HR err mean bpm", "{:.2f}"),
+                 ("qrs_err_median_ms", "QRS err median ms", "{:.1f}"),
+                 ("qt_err_median_ms", "QT err median ms", "{:.1f}"),
+                 ("heart_rate_not_measured", "HR not measured", "{:d}"),
+                 ("seconds_median", "CPU s/page", "{:.2f}"))
+
+
+def markdown_table(results: list[dict]) -> str:
+    """A Markdown table of the summaries in ``--json`` result files (one row per set and
+    condition), so that documented numbers are the command's own."""
+    lines = ["| set | condition | " + " | ".join(h for _, h, _ in TABLE_COLUMNS) + " |",
+             "|---|---|" + "---|" * len(TABLE_COLUMNS)]
+    for res in results:
+        for cond, row in res["summary"].items():
+            name = f"photo ({res['straighten']} straightening)" if cond == "photo" else cond
+            cells = [fmt.format(row[k]) if k in row else "" for k, _, fmt in TABLE_COLUMNS]
+            lines.append(f"| {res['set']} | {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--set", choices=("evaluation", "tuning"), default="evaluation")
     ap.add_argument("--conditions", nargs="+", choices=CONDITIONS, default=list(CONDITIONS))
     ap.add_argument("--pages", type=int, default=2, help="pages per record and condition")
-    ap.add_argument("--straighten", choices=("oracle", "app"), default="oracle")
+    ap.add_argument("--straighten", choices=("oracle", "app"), default="app")
     ap.add_argument("--no-real", action="store_true", help="skip the two real ecg-image-kit pages")
     ap.add_argument("--no-measure", action="store_true", help="SNR only")
     ap.add_argument("--json", type=Path, help="write the summary and per-page scores here")
+    ap.add_argument("--table", type=Path, nargs="+", metavar="JSON",
+                    help="print a Markdown table of earlier --json results and stop")
     args = ap.parse_args(argv)
+    if args.table:
+        print(markdown_table([json.loads(p.read_text()) for p in args.table]))
+        return 0
     if not SHARED.is_dir():
         print(f"no shared data at {SHARED}", file=sys.stderr)
         return 2

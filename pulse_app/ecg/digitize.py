@@ -9,7 +9,8 @@ degrees of residual tilt are measured and removed here). The steps, each a funct
 2. **Tilt** (:func:`estimate_skew_deg`): the angle that makes grid lines and baselines most
    horizontal (row-profile sharpness), within ±5°.
 3. **Scale** (:func:`grid_px_per_mm`): the 1 mm grid period along x and y from the autocorrelation
-   of the grid profile (no grid: assumed from the page width, and said so).
+   of the grid profile, or a fifth of the 5 mm period when only the major lines show (no grid:
+   assumed from the page width, and said so).
 4. **Rows** (:func:`find_rows`): baselines are peaks of the ink row profile, kept when a long, thin,
    single line runs along them (text lines fail that test).
 5. **Calibration** (:func:`find_calibration_pulse`): the 1 mV rectangle at a row's start (or end)
@@ -42,7 +43,6 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 from PIL import Image
-from scipy.ndimage import uniform_filter1d
 
 from pulse_app.ecg.records import STANDARD_LEADS, Record
 from pulse_app.ecg.render import LAYOUT_3X4, LAYOUT_6X2, LAYOUT_12X1
@@ -56,6 +56,8 @@ DEFAULT_GAIN_MM_MV = 10.0
 #: Page widths (mm) tried when no grid is found: US letter and A4, landscape.
 _PAGE_WIDTHS_MM = (279.4, 297.0)
 _MAX_SKEW_DEG = 5.0
+#: Stroke centres this close (px) to a spike tip's x belong to either stroke: left out.
+_TIP_MERGE_PX = 1.0
 
 # Lead status words (``LeadTrace.status``).
 OK, UNCALIBRATED, NOT_ON_PAGE, UNREADABLE, NO_ECG = (
@@ -168,7 +170,7 @@ class Digitized:
                       meta={"layout": self.layout})
 
 
-# -- 1. ink and grid ------------------------------------------------------------------------------
+# -- 1. ink and grid -------------------------------------------------------------------------------
 
 def ink_maps(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(ink, grid) maps in [0, 1] (float32, H×W) of an RGB page.
@@ -218,7 +220,7 @@ def ink_mask(ink: np.ndarray, thr: float) -> np.ndarray:
     return mask | strong
 
 
-# -- 2. tilt ----------------------------------------------------------------------------------------
+# -- 2. tilt ---------------------------------------------------------------------------------------
 
 def _profile_sharpness(img: np.ndarray, angle_deg: float) -> float:
     h, w = img.shape
@@ -256,7 +258,7 @@ def deskew(rgb: np.ndarray, angle_deg: float) -> np.ndarray:
                           borderMode=cv2.BORDER_REPLICATE)
 
 
-# -- 3. scale ---------------------------------------------------------------------------------------
+# -- 3. scale --------------------------------------------------------------------------------------
 
 def _autocorr(profile: np.ndarray) -> np.ndarray:
     p = profile.astype(np.float64)
@@ -300,7 +302,8 @@ def grid_period_px(profile: np.ndarray, min_px: float = 2.5, max_px: float = 40.
     multiples are peaks too (JPEG blocks and noise make isolated peaks without such a comb);
     the one with the strongest comb wins, except that a candidate five times smaller with a
     comb at least a fifth as strong is preferred (the 5 mm major lines give the 5 mm period the
-    strongest comb). The period is refined on far multiples (sub-pixel).
+    strongest comb). The period is refined on far multiples (sub-pixel). When no 1 mm period
+    shows (the thin lines of a grey grid lost in a photo), the 5 mm lines' comb gives it / 5.
     """
     n = len(profile)
     max_px = min(max_px, n / 12)
@@ -324,17 +327,28 @@ def grid_period_px(profile: np.ndarray, min_px: float = 2.5, max_px: float = 40.
     scored = {lag: comb(lag) for lag in peaks if lag <= max_px}
     scored = {lag: c for lag, c in scored.items() if c >= 0.2 * top and ac[lag] >= 0.1 * top}
     if not scored:
-        return None
+        # the 1 mm lines too faint to show (a grey grid in a photo): the 5 mm lines' comb
+        peaks = _local_peaks(ac, int(5 * min_px), min(len(ac) - 3, int(25 * max_px) + 2), 0.04)
+        major = {lag: comb(lag) for lag in peaks if 5 * min_px <= lag <= 5 * max_px}
+        major = {lag: c for lag, c in major.items() if c >= 0.3 * top and ac[lag] >= 0.3 * top}
+        if not major:
+            return None
+        return _refined_period(ac, float(max(major, key=major.get)), (2, 4, 8, 16), 0.06) / 5
     best = max(scored, key=scored.get)
     for lag in sorted(scored):
         if abs(lag * 5 - best) <= 2 and scored[lag] >= 0.2 * scored[best]:
             best = lag
             break
-    period = float(best)
-    for k in (5, 10, 20, 40, 80):
-        if k * period > n / 3:
+    return _refined_period(ac, float(best), (5, 10, 20, 40, 80), 0.3)
+
+
+def _refined_period(ac: np.ndarray, period: float, multiples, radius: float) -> float:
+    """A period refined on the autocorrelation peaks at far ``multiples`` of it (searched within
+    ``radius`` periods; stops at a third of the profile or a missing peak)."""
+    for k in multiples:
+        if k * period > len(ac) / 3:
             break
-        pos, height = _peak_near(ac, k * period, 0.3 * period)
+        pos, height = _peak_near(ac, k * period, radius * period)
         if height < 0.03:
             break
         period = pos / k
@@ -357,7 +371,7 @@ def grid_px_per_mm(grid: np.ndarray, ink_mask: np.ndarray) -> tuple[float | None
     return px, py
 
 
-# -- 4. rows --------------------------------------------------------------------------------------
+# -- 4. rows ---------------------------------------------------------------------------------------
 
 @dataclass
 class _Row:
@@ -455,7 +469,7 @@ def _spacing(rows: list[_Row], i: int) -> float:
     return float(np.median(gaps)) * 0.6
 
 
-# -- 5. calibration pulse ---------------------------------------------------------------------------
+# -- 5. calibration pulse --------------------------------------------------------------------------
 
 def find_calibration_pulse(mask: np.ndarray, row: _Row, ppm: float, thick: float,
                            side: str = "left") -> tuple | None:
@@ -569,7 +583,7 @@ def _snap_gain(gain: float) -> float:
     return round(gain, 2)
 
 
-# -- 7. tracing -------------------------------------------------------------------------------------
+# -- 7. tracing ------------------------------------------------------------------------------------
 
 @dataclass
 class _Path:
@@ -620,7 +634,8 @@ def trace_row(ink: np.ndarray, mask: np.ndarray, x0: int, x1: int, top: int, bot
             cost = node.astype(np.float64)
             arg = None
         else:
-            gap = np.maximum(0, np.maximum(s[None, :] - prev_e[:, None], prev_s[:, None] - e[None, :]) - 1)
+            gap = np.maximum(0, np.maximum(s[None, :] - prev_e[:, None],
+                                           prev_s[:, None] - e[None, :]) - 1)
             total = prev_cost[:, None] + gap
             arg = np.argmin(total, axis=0)
             cost = total[arg, np.arange(len(s))] + node
@@ -686,51 +701,6 @@ def _weighted_centres(weights: np.ndarray, lines: np.ndarray, s: np.ndarray, e: 
     return np.where(sw > 0, c, (s + e) / 2.0)
 
 
-def _monotone_strokes(sx, sy, rs, re) -> np.ndarray:
-    """Row centres of steep strokes, smoothed and made monotonic. A stroke is a chain of thin
-    horizontal runs in consecutive rows, each touching exactly one run in the next row (a fork
-    or a merge, as at a spike's tip, ends the chain). Within a stroke, x is smoothed along y
-    (9 rows) and made monotonic in the stroke's direction, so that pixel-quantised centres
-    neither step nor reorder the stroke's rows."""
-    n = len(sx)
-    if n == 0:
-        return sx
-    rows = sy.astype(np.int64)
-    chain = np.arange(n)
-    bounds = np.flatnonzero(np.diff(rows)) + 1
-    starts = np.concatenate([[0], bounds])
-    stops = np.concatenate([bounds, [n]])
-    rs_l, re_l = rs.tolist(), re.tolist()
-    for k in range(len(starts) - 1):
-        p0, p1, q0, q1 = starts[k], stops[k], starts[k + 1], stops[k + 1]
-        if rows[q0] != rows[p0] + 1:
-            continue
-        links = [(i, j) for i in range(p0, p1) for j in range(q0, q1)
-                 if rs_l[i] <= re_l[j] + 1 and rs_l[j] <= re_l[i] + 1]
-        deg_p: dict[int, int] = {}
-        deg_q: dict[int, int] = {}
-        for i, j in links:
-            deg_p[i] = deg_p.get(i, 0) + 1
-            deg_q[j] = deg_q.get(j, 0) + 1
-        for i, j in links:
-            if deg_p[i] == 1 and deg_q[j] == 1:
-                chain[j] = chain[i]
-    out = sx.copy()
-    order = np.argsort(chain, kind="stable")
-    ch = chain[order]
-    cuts = np.flatnonzero(np.diff(ch)) + 1
-    for idx in np.split(order, cuts):
-        if len(idx) < 3:
-            continue
-        idx = idx[np.argsort(sy[idx], kind="stable")]
-        x = sx[idx]
-        k = min(len(x) | 1, 9)
-        xs = uniform_filter1d(x, k, mode="nearest")
-        slope = xs[-1] - xs[0]
-        out[idx] = np.maximum.accumulate(xs) if slope >= 0 else np.minimum.accumulate(xs)
-    return out
-
-
 def _centreline(ink: np.ndarray, band: np.ndarray, cols, starts, ends, chosen_s, chosen_e,
                 thick: float) -> np.ndarray:
     """Centre line of the traced line (points (x, y) in band coordinates, sorted by x).
@@ -740,7 +710,10 @@ def _centreline(ink: np.ndarray, band: np.ndarray, cols, starts, ends, chosen_s,
     point per column (ink-weighted centre of a thin vertical run), steep parts one point per
     pixel row (centre of a thin horizontal run): both are centres of the line, so a steep
     stroke's position is known to a fraction of a pixel. At a spike's tip the line's cap lies
-    half a line width beyond the signal's extreme: tips get their own point, the cap's rows none.
+    half a line width beyond the signal's extreme: tips get their own point, the cap's rows none,
+    nor the merged strokes' rows within :data:`_TIP_MERGE_PX` of the tip (either stroke's: sorted
+    by x they would mix the way down with the way up). A tip is a column's extreme on the traced
+    run beyond those of the columns past the line's cap on either side.
     """
     n_cols = band.shape[1]
     have = chosen_s >= 0
@@ -791,6 +764,7 @@ def _centreline(ink: np.ndarray, band: np.ndarray, cols, starts, ends, chosen_s,
     np.minimum.at(top, kc, ks)
     np.maximum.at(bot, kc, ke)
     tips_x, tips_y, drop = [], [], np.zeros(len(sx), bool)
+    reach = int(np.ceil(half)) + 1     # a thick line's cap covers the columns within half a width
     for sign, edge in ((1, top), (-1, bot)):
         e = sign * edge                      # local minima of e are tips
         finite = np.isfinite(e)
@@ -804,9 +778,12 @@ def _centreline(ink: np.ndarray, band: np.ndarray, cols, starts, ends, chosen_s,
                 c2 += 1
             lft = e[c - 1] if finite[c - 1] else np.inf
             rgt = e[c2 + 1] if c2 + 1 < n_cols and finite[c2 + 1] else np.inf
-            if e[c] < lft and e[c] < rgt:
-                lo, hi = max(0, c - 3), min(n_cols, c2 + 4)
-                side = sign * np.concatenate([e[lo:c], e[c2 + 1:hi]])
+            own = chosen_s[c] == top[c] if sign == 1 else chosen_e[c] == bot[c]
+            if e[c] < lft and e[c] < rgt and own:
+                # beside the tip: beyond the columns the line's cap reaches
+                r = reach
+                side = sign * np.concatenate([e[max(0, c - r - 2):max(0, c - r + 1)],
+                                              e[c2 + r:min(n_cols, c2 + r + 3)]])
                 side = side[np.isfinite(side)]
                 if len(side) and (sign * side).min() > e[c] + 2 * thick:
                     xt = (c + c2) / 2.0
@@ -814,7 +791,10 @@ def _centreline(ink: np.ndarray, band: np.ndarray, cols, starts, ends, chosen_s,
                     tips_x.append(xt)
                     tips_y.append(yt)
                     near = (np.abs(sx - xt) <= thick + 1) & (sign * (sy - yt) < half + 0.5)
-                    drop |= near
+                    # the stroke centres within a pixel of the tip's x belong to either stroke
+                    # (merged runs): the line from the separated strokes to the tip stands in
+                    inside = (np.abs(sx - xt) < _TIP_MERGE_PX) & (sy >= top[c]) & (sy <= bot[c])
+                    drop |= near | inside
             c = c2 + 1
     xs = np.concatenate([fx, sx[~drop], tips_x])
     ys = np.concatenate([fy, sy[~drop], tips_y])
@@ -863,7 +843,7 @@ def _sample_polyline(poly: np.ndarray, x_start: float, px_per_s: float, t0: floa
     return y, k0
 
 
-# -- 6. layout and the whole page -------------------------------------------------------------------
+# -- 6. layout and the whole page ------------------------------------------------------------------
 
 def _estimate_thickness(mask: np.ndarray, rows: list[_Row]) -> float:
     lens = []
@@ -1168,7 +1148,8 @@ def _assemble(rows, polys, layout, assignment, missing, cal, fs, upright, warnin
             p = Panel(name=name, lead=lead, row=i, col=j,
                       box=(int(xa), int(r.top), int(np.ceil(xb)), int(r.bottom)),
                       baseline_px=float(r.baseline if r.baseline is not None else r.y),
-                      x0_px=float(r.xs + k0 / fs * cal.px_per_s), t0_s=k0 / fs, signal_mV=sig, trace_xy=poly[sel] if len(poly) else poly,
+                      x0_px=float(r.xs + k0 / fs * cal.px_per_s), t0_s=k0 / fs, signal_mV=sig,
+                      trace_xy=poly[sel] if len(poly) else poly,
                       status=status, reason=reason)
             panels.append(p)
             if lead is not None and status != UNREADABLE:
