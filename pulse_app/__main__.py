@@ -4,7 +4,9 @@
     python -m pulse_app ask scan.pdf "Any ST elevation?" --model PULSE-ECG/PULSE-7B --page 2
     python -m pulse_app ask E07509.hea "Rate?"                       # a WFDB record, drawn first
     python -m pulse_app ask photo.jpg "Rhythm?" --straighten         # a tilted phone photo
+    python -m pulse_app ask ecg.png "Rate?" --grounded               # + digitiser's measurements
     python -m pulse_app convert PULSE-7B-download/ PULSE-7B-hf/      # original -> transformers
+    python -m pulse_app digitize scan.pdf --out reading/              # signals + measurements
 
 The answer goes to stdout as it is generated; which model answers, progress and errors go to
 stderr. An error is one line (what happened, what to do) and a non-zero exit code (see
@@ -28,7 +30,7 @@ from pulse_app.errors import ModelUnavailable, PulseError
 
 ASK_SETTINGS = ["model", "revision", "backend", "url", "api_key", "device", "precision",
                 "timeout_s", "cache_dir", "temperature", "top_p", "max_new_tokens", "max_pixels",
-                "image_pixels", "max_upload_mb"]
+                "image_pixels", "max_upload_mb", "grounded"]
 
 
 def say(message: str) -> None:
@@ -67,7 +69,9 @@ def add_ask_command(commands) -> None:
 
 def run_ask(args) -> int:
     from pulse_app.answer import prepare, stream_request
+    from pulse_app.consistency import check_answer, flag_text
     from pulse_app.engine import make_backend
+    from pulse_app.grounding import grounded_label
 
     settings = load_settings(args)
     request = prepare(settings, [args.image], args.question, page=args.page, seed=args.seed,
@@ -77,11 +81,20 @@ def run_ask(args) -> int:
         say(f"[{done}: {request.straightening.message}]")
     backend = make_backend(settings, progress=say)
     info = backend.info()
-    say(f"[{info.label}]" + (f" note: {info.note}" if info.note else ""))
+    label = grounded_label(info.label) if request.grounded else info.label
+    say(f"[{label}]" + (f" note: {info.note}" if info.note else ""))
+    if request.grounded:
+        say(request.context)
+    parts = []
     for chunk in stream_request(backend, request):
+        parts.append(chunk)
         sys.stdout.write(chunk)
         sys.stdout.flush()
     sys.stdout.write("\n")
+    if request.grounded:
+        flag = flag_text(check_answer("".join(parts), request.reading.get("measurements")))
+        if flag:
+            say(f"warning: {flag}")
     return 0
 
 
@@ -120,12 +133,57 @@ def run_convert(args) -> int:
     return 0
 
 
+# -- digitize -------------------------------------------------------------------------------------
+
+DIGITIZE_SETTINGS = ["max_pixels", "image_pixels", "image_memory_mb", "max_upload_mb"]
+
+
+def add_digitize_command(commands) -> None:
+    parser = commands.add_parser(
+        "digitize", help="read an ECG image or PDF page into signals and measurements "
+                         "(WFDB + CSV + JSON + overlay PNG)",
+        description="Digitise an upright ECG page (scan, PDF page, straightened photo) into 12 "
+                    "leads at 500 Hz and measure them: writes DIR/NAME.hea+.dat (WFDB), "
+                    "NAME.csv, NAME.json (calibration, per-lead status, measurements) and "
+                    "NAME_overlay.png (what was read, drawn over the page). Leads that are not "
+                    "on the page or not readable are NaN, with the reason in the JSON.")
+    parser.add_argument("image", help="ECG image or PDF file")
+    parser.add_argument("--out", required=True, help="folder to write into (created if needed)")
+    parser.add_argument("--name", default=None, help="file name stem (default: the image's)")
+    parser.add_argument("--page", type=int, default=1, help="PDF page to read (1 = first)")
+    parser.add_argument("--speed", type=float, default=None, metavar="MM_S",
+                        help="paper speed in mm/s when not 25 (a page does not show it except "
+                             "in its printed text)")
+    parser.add_argument("--gain", type=float, default=None, metavar="MM_MV",
+                        help="gain in mm/mV, to override the calibration pulse (or to give it "
+                             "when the page has none)")
+    settings_module.add_arguments(parser, DIGITIZE_SETTINGS)
+    parser.set_defaults(run=run_digitize)
+
+
+def run_digitize(args) -> int:
+    from pulse_app.ecg.reading import read_ecg_image, write_reading
+    from pulse_app.intake import Limits, load_upload
+
+    settings = load_settings(args)
+    if args.speed is not None and args.speed <= 0 or args.gain is not None and args.gain <= 0:
+        raise PulseError("--speed and --gain must be positive", hint="e.g. --speed 50 --gain 10")
+    image = load_upload([args.image], Limits.from_settings(settings), page=args.page).image
+    reading = read_ecg_image(image, speed_mm_s=args.speed, gain_mm_mV=args.gain)
+    name = args.name or Path(args.image).stem
+    paths = write_reading(reading, args.out, name)
+    for line in reading.summary_lines():
+        print(line)
+    say("wrote " + ", ".join(str(paths[k]) for k in ("hea", "dat", "csv", "json", "png")))
+    return 0 if reading.found_ecg else 10
+
+
 # -- serve-openai -------------------------------------------------------------------------------
 
 SERVE_OPENAI_SETTINGS = ["model", "revision", "backend", "url", "api_key", "device", "precision",
                          "timeout_s", "cache_dir", "host", "server_api_key", "temperature",
                          "top_p", "max_new_tokens", "max_pixels", "image_pixels",
-                         "image_memory_mb", "max_upload_mb"]
+                         "image_memory_mb", "max_upload_mb", "grounded"]
 
 
 def add_serve_openai_command(commands) -> None:
@@ -213,7 +271,7 @@ SERVE_SETTINGS = ["host", "port", "model", "revision", "backend", "url", "api_ke
                   "db_pool_overflow", "auth", "share", "concurrency", "queue_size", "temperature",
                   "top_p", "max_new_tokens", "max_upload_mb",
                   "max_pixels", "image_pixels", "image_memory_mb", "max_note_chars",
-                  "export_ttl_s", "retention_days", "examples_dir"]
+                  "export_ttl_s", "retention_days", "examples_dir", "grounded"]
 
 
 def add_serve_command(commands) -> None:
@@ -318,7 +376,8 @@ def run_hash_password(args) -> int:
 
 #: Every sub-command's ``add_*_command``. ``serve`` (the web app) registers itself here too.
 COMMANDS = [add_ask_command, add_convert_command, add_serve_openai_command, add_serve_ray_command,
-            add_serve_command, add_hash_password_command, add_purge_command, add_migrate_command]
+            add_serve_command, add_hash_password_command, add_purge_command, add_migrate_command,
+            add_digitize_command]
 
 
 def build_parser() -> argparse.ArgumentParser:

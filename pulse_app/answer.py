@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 
 from pulse_app.conversation import Turn, clean_user_text
 from pulse_app.errors import InvalidParameter
+from pulse_app.grounding import grounded_question, read_image, summary_context
 from pulse_app.intake import Limits, Upload, UploadFile, load_upload
 
 if TYPE_CHECKING:
@@ -113,6 +114,13 @@ class AnswerRequest:
     params: "GenerationParams"
     #: the straightening proposal, when the request asked for it (its picture is the upload's)
     straightening: "Proposal | None" = None
+    #: grounded: the digitiser's reading summary of the image and the context made of it
+    reading: dict | None = None
+    context: str | None = None
+
+    @property
+    def grounded(self) -> bool:
+        return self.context is not None
 
     @property
     def image(self) -> "Image":
@@ -121,15 +129,18 @@ class AnswerRequest:
 
 def prepare(settings: "Settings", files: UploadFile | Sequence[UploadFile] | None, question,
             *, history: Iterable = (), page: int = 1, straighten: bool = False,
-            **params) -> AnswerRequest:
+            grounded: bool | None = None, **params) -> AnswerRequest:
     """Check a one-shot request in the order every entry point shares: parameters, question,
     earlier turns, then the upload within the settings' limits. ``straighten``: the picture
     is straightened as :func:`pulse_app.straighten.straightened` proposes (left as it is when
-    nothing was found or it is already straight)."""
+    nothing was found or it is already straight). ``grounded`` (default ``settings.grounded``):
+    the (straightened) image is then read by the digitiser and the request carries its
+    measurements as context (:mod:`pulse_app.grounding`)."""
     generation = settings.generation_params(**params)
     text = check_question(question)
     turns = check_history(history)
     straighten = check_flag(straighten, "straighten")
+    grounded = settings.grounded if grounded is None else check_flag(grounded, "grounded")
     if not files:
         raise InvalidParameter("no ECG was sent", hint="send the ECG image, PDF or record "
                                "with the question")
@@ -140,19 +151,28 @@ def prepare(settings: "Settings", files: UploadFile | Sequence[UploadFile] | Non
 
         image, proposal = straightened(upload.image)
         upload = replace(upload, image=image)
+    if not grounded:
+        return AnswerRequest(upload=upload, question=text, history=tuple(turns),
+                             params=generation, straightening=proposal)
+    _, summary = read_image(upload.image)
     return AnswerRequest(upload=upload, question=text, history=tuple(turns), params=generation,
-                         straightening=proposal)
+                         straightening=proposal, reading=summary,
+                         context=summary_context(summary))
 
 
 def stream_answer(backend: "Backend", image: "Image", history: Sequence[Turn], question: str,
-                  params: "GenerationParams", cancel: threading.Event | None = None
-                  ) -> Iterator[str]:
+                  params: "GenerationParams", cancel: threading.Event | None = None, *,
+                  context: str | None = None) -> Iterator[str]:
     """The model's answer as text chunks: the only call into a backend.
+
+    ``context`` (a grounded answer: :func:`pulse_app.grounding.measurement_context`) goes
+    before the question, marked as the digitiser's; the earlier turns are sent as they were.
 
     The generator's return value is why the answer ended (``"length"`` or ``"stop"``). Closing
     the generator (Stop) closes the backend's stream, which frees the device within a token.
     """
-    stream = backend.stream(image, list(history), question, params, cancel)
+    stream = backend.stream(image, list(history), grounded_question(question, context), params,
+                            cancel)
     try:
         reason = yield from stream
     finally:
@@ -162,6 +182,7 @@ def stream_answer(backend: "Backend", image: "Image", history: Sequence[Turn], q
 
 def stream_request(backend: "Backend", request: AnswerRequest,
                    cancel: threading.Event | None = None) -> Iterator[str]:
-    """:func:`stream_answer` for a prepared one-shot request."""
+    """:func:`stream_answer` for a prepared one-shot request (grounded when it carries a
+    context)."""
     return stream_answer(backend, request.image, request.history, request.question,
-                         request.params, cancel)
+                         request.params, cancel, context=request.context)

@@ -1,11 +1,13 @@
 """Reading answers out of free text, and checking them against the truth.
 
-Parsers for what models actually write ("B", "(B)", "Answer: B", the option's text; "Yes.",
-"There is no ..."; "tachycardia at 112 bpm"; findings via the vocabulary's synonyms) and
+The one home of the answer parsers, for what models actually write ("B", "(B)", "Answer: B",
+the option's text; "Yes.", "There is no ..."; "tachycardia at 112 bpm"; "irregularly
+irregular"; "QT/QTc 380/415 ms"; findings via the vocabulary's synonyms) and
 :func:`score_answer`, which scores one answer against a question's ``meta`` (the instruction
 data's scoring fields, see :mod:`pulse_app.questions`). ``training.evaluate`` scores held-out
 sets with them; the app checks a teaching case's answers with them (:func:`check_case`): what
-the model said about the rate, rhythm, conduction, axis and ST segments, against the truth.
+the model said about the rate, rhythm, conduction, axis and ST segments, against the truth; and
+:mod:`pulse_app.consistency` checks answers against the digitiser's reading with them.
 
 >>> parse_choice("I think the answer is (C) atrial flutter", {"A": "x", "B": "y", "C": "z"})
 'C'
@@ -115,6 +117,31 @@ def parse_bpm(text: str) -> float | None:
     """The first heart rate in bpm written in ``text`` (ranges like 60-100 bpm skipped)."""
     m = _BPM.search(normalise_text(text))
     return float(m.group(1)) if m else None
+
+
+#: Words that state an irregular rhythm (atrial fibrillation is irregularly irregular).
+_IRREGULAR = re.compile(r"\birregular|\batrial fibrillation\b|\bafib\b|\ba-?fib\b|"
+                        r"\bsinus arrhythmia\b")
+_REGULAR = re.compile(r"(?<!ir)\bregular\b")
+
+
+def parse_regularity(text: str) -> str | None:
+    """"irregular", "regular" or None: what an answer says about the rhythm's regularity (a
+    non-negated "irregular(ly)", atrial fibrillation or sinus arrhythmia; else a non-negated
+    "regular").
+
+    >>> [parse_regularity(t) for t in ["Regular sinus rhythm.", "The rhythm is not irregular.",
+    ...                                "Atrial fibrillation.", "Sinus rhythm."]]
+    ['regular', None, 'irregular', None]
+    """
+    t = normalise_text(text)
+    for m in _IRREGULAR.finditer(t):
+        if not _negated(t, m.start()):
+            return "irregular"
+    for m in _REGULAR.finditer(t):
+        if not _negated(t, m.start()):
+            return "regular"
+    return None
 
 
 def parse_option(text: str, choices) -> str | None:

@@ -23,6 +23,14 @@ a lock of this process. Drafts stay in the memory of the replica that decoded th
 page's events reach that replica (a load balancer in front of Gradio keeps each page on one
 replica, as Gradio's queue needs), and another replica says "upload the ECG again".
 
+The digitiser reads a picture once (:mod:`pulse_app.grounding`, :mod:`pulse_app.ecg.reading`):
+a draft's when the page shows its evidence (:meth:`ChatService.read_draft`, kept with the draft
+and stored with the session it becomes), a session's the first time it is needed
+(:meth:`ChatService.reading`: a grounded question, the evidence panel, a signals download),
+then stored (summary JSON + overlay PNG). Every answer is checked against it
+(:mod:`pulse_app.consistency`) as it is stored, or, written before the reading, when the reading
+is stored; a grounded answer gets it as marked context and says so in its label.
+
 Answers come from :func:`pulse_app.answer.stream_answer`, the path every entry point shares.
 :meth:`ChatService.ask` is a generator of text chunks; its return value is the stored
 :class:`~pulse_app.store.TurnRecord`. Stop it with the ``cancel`` event or by closing it (what
@@ -52,8 +60,10 @@ from typing import TYPE_CHECKING, Callable, Iterator
 from PIL import Image
 
 from pulse_app.answer import check_flag, check_question, check_text, stream_answer
+from pulse_app.consistency import check_answer
 from pulse_app.conversation import Turn
 from pulse_app.errors import PulseError, SessionNotFound
+from pulse_app.grounding import grounded_label, read_image, summary_context
 from pulse_app.intake import (  # noqa: F401 - NO_EDIT, clean_edit re-exported for the UI
     NO_EDIT,
     Limits,
@@ -69,6 +79,7 @@ from pulse_app.settings import Settings
 from pulse_app.store import (
     TITLE_MAX,
     ExportRecord,
+    ReadingRecord,
     SessionRecord,
     SessionSummary,
     Store,
@@ -81,6 +92,11 @@ if TYPE_CHECKING:
     from pulse_app.teaching import Case
     from pulse_app.readability import PictureCheck
 
+#: Full readings (signals, page and overlay images) kept in memory for the signal downloads
+#: (each holds two page-sized images: few; an older session's signals are read again).
+READINGS_KEPT = 2
+#: Signal downloads: WFDB (zip of .hea + .dat + the reading's JSON) or CSV.
+SIGNAL_KINDS = ("wfdb", "csv")
 #: Entries of a stored session's params that belong to the ECG itself, so a new chat or an edit
 #: of it keeps them (a teaching case's ground truth).
 CARRIED = ("teaching_truth",)
@@ -116,10 +132,15 @@ class Draft:
     files: list[tuple[str, bytes]] | None = None
     #: the straightening proposal and readability findings, once looked for (check_draft)
     check: "PictureCheck | None" = None
+    #: the digitiser's reading of the picture with ``edit`` (``(edit, EcgReading, summary)``)
+    reading: tuple | None = None
+    #: the session this draft last became (a reading finished later is stored with it)
+    session_id: str | None = None
 
     @property
     def nbytes(self) -> int:
-        return image_bytes(self.image) + sum(len(data) for _, data in self.files or ())
+        read = 2 * image_bytes(self.reading[1].overlay) if self.reading else 0  # + page copy
+        return image_bytes(self.image) + sum(len(data) for _, data in self.files or ()) + read
 
 
 def image_bytes(image: Image.Image) -> int:
@@ -189,6 +210,11 @@ class ChatService:
         self._backend_lock = threading.Lock()
         self._images: OrderedDict[str, Image.Image] = OrderedDict()
         self._images_lock = threading.Lock()
+        # the digitiser's readings (signals included) of recent sessions, and one lock per
+        # session so that a session's image is read once however many ask at the same time
+        self._readings: OrderedDict[str, object] = OrderedDict()
+        self._reading_locks: dict[str, threading.Lock] = {}
+        self._readings_lock = threading.Lock()
 
     # -- the model ---------------------------------------------------------------------------------
 
@@ -328,6 +354,9 @@ class ChatService:
             params={"source": draft.source, "edit": edit,
                     "generation": self.settings.generation_params().as_dict(), **draft.extra})
         self._remember_image(session.id, edited)
+        draft.session_id = session.id if edit == clean_edit(draft.edit) else None
+        if draft.reading is not None and draft.reading[0] == edit:   # read while looked at
+            self._store_reading(owner, session.id, draft.reading[1], draft.reading[2])
         return_freed_memory()                       # the PNG encodes' buffers
         return session
 
@@ -393,6 +422,8 @@ class ChatService:
         self.store.delete(owner, session_id)
         with self._images_lock:
             self._images.pop(str(session_id), None)
+        with self._readings_lock:
+            self._readings.pop(str(session_id), None)
 
     def export_pdf(self, owner: str, session_id: str, note: str | None = None,
                    owner_label: str | None = None) -> bytes:
@@ -402,8 +433,9 @@ class ChatService:
 
         if note is not None:
             note = check_text(note, "note", self.settings.max_note_chars).strip() or None
-        return render_pdf(self.store.get_session(owner, session_id), note=note,
-                          owner_label=owner_label)
+        session = self.store.get_session(owner, session_id)
+        return render_pdf(session, note=note, owner_label=owner_label,
+                          reading=self.store.get_reading(owner, session_id))
 
     def prepare_export(self, owner: str, session_id: str, note: str | None = None,
                        owner_label: str | None = None) -> ExportRecord:
@@ -452,20 +484,39 @@ class ChatService:
     # -- answers -----------------------------------------------------------------------------------
 
     def ask(self, owner: str, session_id: str, question: str, params: dict | None = None,
-            cancel: threading.Event | None = None) -> Iterator[str]:
+            cancel: threading.Event | None = None, *,
+            grounded: bool | None = None) -> Iterator[str]:
         """Stream the answer to ``question``; the turn is committed when the stream ends and is
-        the generator's return value. Bad questions and parameters are refused at once."""
+        the generator's return value. Bad questions and parameters are refused at once.
+
+        ``grounded`` (default ``settings.grounded``): the model gets the digitiser's
+        measurements as marked context and the answer's label says so. Every answer is held
+        against the measurements (:func:`pulse_app.consistency.check_answer`) and what
+        contradicts them is stored with the turn (``params["consistency"]``): at once when the
+        picture was already read (the web app reads what it shows, two at a time; a grounded
+        question reads it first), else when it is read (never in the way of the answer, and
+        never on ``session_start``: many large uploads at once would each need the digitiser's
+        working memory)."""
         question = check_question(question)
         generation = self.settings.generation_params(**(params or {}))
-        return self._stream(owner, session_id, question, generation, cancel, regenerate=False)
+        return self._stream(owner, session_id, question, generation, cancel, regenerate=False,
+                            grounded=self._grounded(grounded))
 
     def regenerate(self, owner: str, session_id: str, params: dict | None = None,
-                   cancel: threading.Event | None = None) -> Iterator[str]:
+                   cancel: threading.Event | None = None, *,
+                   grounded: bool | None = None) -> Iterator[str]:
         """Stream a new answer to the last question; it replaces the last answer when done."""
         generation = self.settings.generation_params(**(params or {}))
-        return self._stream(owner, session_id, None, generation, cancel, regenerate=True)
+        return self._stream(owner, session_id, None, generation, cancel, regenerate=True,
+                            grounded=self._grounded(grounded))
 
-    def _stream(self, owner, session_id, question, generation, cancel, *, regenerate):
+    def _grounded(self, grounded) -> bool:
+        if grounded is None:
+            return bool(self.settings.grounded)
+        return check_flag(grounded, "grounded")
+
+    def _stream(self, owner, session_id, question, generation, cancel, *, regenerate,
+                grounded=False):
         turns = [Turn(t.question, t.answer)
                  for t in self.store.get_session(owner, session_id, images=False).turns]
         if regenerate:
@@ -474,15 +525,19 @@ class ChatService:
                                  hint="ask a question first")
             question, turns = turns[-1].question, turns[:-1]
         return self._answer(owner, str(session_id), turns, question, generation, cancel,
-                            regenerate)
+                            regenerate, grounded)
 
-    def _answer(self, owner, session_id, history, question, generation, cancel, regenerate):
+    def _answer(self, owner, session_id, history, question, generation, cancel, regenerate,
+                grounded=False):
         with self._answer_lease(owner, session_id) as lease:
             backend = self.backend
             info = backend.info()
             image = self._image(owner, session_id)
+            context = summary_context(self.reading(owner, session_id).summary) if grounded \
+                else None
             parts: list[str] = []
-            stream = stream_answer(backend, image, history, question, generation, cancel)
+            stream = stream_answer(backend, image, history, question, generation, cancel,
+                                   context=context)
             try:
                 for chunk in stream:
                     parts.append(chunk)
@@ -490,26 +545,128 @@ class ChatService:
             except GeneratorExit:                  # the caller closed us: the user pressed Stop
                 stream.close()
                 self._save(owner, session_id, question, parts, info, generation, True,
-                           regenerate, lease)
+                           regenerate, lease, grounded)
                 raise
             finally:
                 stream.close()
             stopped = cancel is not None and cancel.is_set()
             return self._save(owner, session_id, question, parts, info, generation, stopped,
-                              regenerate, lease)
+                              regenerate, lease, grounded)
 
     def _save(self, owner, session_id, question, parts, info, generation, stopped,
-              regenerate, lease: "_Lease") -> TurnRecord:
+              regenerate, lease: "_Lease", grounded=False) -> TurnRecord:
         answer = "".join(parts).strip().replace("\x00", "\ufffd")    # storable everywhere
         params = {**generation.as_dict(), "backend": info.backend,
-                  "model_revision": info.revision}
+                  "model_revision": info.revision, "grounded": bool(grounded)}
+        reading = self.store.get_reading(owner, session_id, overlay=False)
+        if reading is not None:             # else checked when the picture is read
+            params["consistency"] = [c.to_dict() for c in check_answer(answer,
+                                                                       reading.measurements)]
         save = self.store.replace_last_turn if regenerate else self.store.add_turn
         extra = {} if regenerate else {"question": question}
+        label = grounded_label(info.label) if grounded else info.label
         turn = save(owner, session_id, answer=answer, model_id=info.model_id,
-                    model_label=info.label, params=params, stopped=stopped,
+                    model_label=label, params=params, stopped=stopped,
                     model_revision=info.revision, holder=lease.holder, **extra)
         lease.held = False                         # ended in the turn's own commit
         return turn
+
+    # -- the digitiser's reading: evidence, grounding, the consistency check -------------------
+
+    def read_draft(self, owner: str, draft_id: str):
+        """The digitiser's reading of a draft's picture with its current edit (read once per
+        edit; kept with the draft and stored with the session it becomes)."""
+        draft = self.drafts.get(owner, draft_id)
+        edit = clean_edit(draft.edit)
+        cached = draft.reading
+        if cached is not None and cached[0] == edit:
+            return cached[1]
+        reading, summary = read_image(apply_edit(draft.image, edit))
+        draft.reading = (edit, reading, summary)
+        if draft.session_id is not None and draft.edit == edit:   # asked before this ended
+            try:
+                if self.store.get_reading(owner, draft.session_id, overlay=False) is None:
+                    self._store_reading(owner, draft.session_id, reading, summary)
+            except SessionNotFound:                                 # deleted meanwhile
+                draft.session_id = None
+        return reading
+
+    def draft_reading_summary(self, owner: str, draft_id: str) -> dict:
+        """:meth:`read_draft` as the stored summary (``"lines"``, ``"measurements"`` ...)."""
+        self.read_draft(owner, draft_id)
+        return self.drafts.get(owner, draft_id).reading[2]
+
+    def reading(self, owner: str, session_id: str) -> ReadingRecord:
+        """The stored reading of a session's picture, read and stored the first time it is
+        asked for (once, however many ask at the same time)."""
+        session_id = str(session_id)
+        stored = self.store.get_reading(owner, session_id)
+        if stored is not None:
+            return stored
+        with self._readings_lock:
+            lock = self._reading_locks.setdefault(session_id, threading.Lock())
+        with lock:
+            stored = self.store.get_reading(owner, session_id)
+            if stored is None:
+                reading, summary = read_image(self._image(owner, session_id))
+                stored = self._store_reading(owner, session_id, reading, summary)
+        with self._readings_lock:
+            self._reading_locks.pop(session_id, None)
+        return stored
+
+    def _store_reading(self, owner, session_id, reading, summary) -> ReadingRecord:
+        """Store a session's reading, and check the answers written before it."""
+        record = self.store.save_reading(owner, session_id, summary=summary,
+                                         overlay_png=png_bytes(reading.overlay))
+        unchecked = {t.index: [c.to_dict() for c in check_answer(t.answer, record.measurements)]
+                     for t in self.store.get_session(owner, session_id, images=False).turns
+                     if "consistency" not in (t.params or {})}
+        if unchecked:
+            self.store.set_turn_checks(owner, session_id, unchecked)
+        with self._readings_lock:
+            self._readings[str(session_id)] = reading
+            while len(self._readings) > READINGS_KEPT:
+                self._readings.popitem(last=False)
+        return record
+
+    def _ecg_reading(self, owner: str, session_id: str):
+        """The full reading (signals) of a session: kept in memory for recent sessions, else
+        read again from the stored picture (the digitiser is deterministic)."""
+        self.store.get_session(owner, session_id, turns=False, images=False)   # owner check
+        with self._readings_lock:
+            reading = self._readings.get(str(session_id))
+        if reading is None:
+            reading, summary = read_image(self._image(owner, session_id))
+            self._store_reading(owner, session_id, reading, summary)
+        return reading
+
+    def prepare_signals(self, owner: str, session_id: str, kind: str) -> ExportRecord:
+        """The digitised signals of a session for one download by ``owner``: ``"wfdb"`` (a
+        zip of the ``.hea`` and ``.dat``) or ``"csv"`` (see
+        :func:`pulse_app.ecg.reading.write_reading`); written in a private temporary folder
+        that is deleted at once, then kept in the database like a report
+        (:meth:`keep_download`, deleted with the session)."""
+        import tempfile
+        import zipfile
+
+        from pulse_app.ecg.reading import write_reading
+
+        if kind not in SIGNAL_KINDS:
+            raise PulseError(f"unknown signals format {kind!r}", hint="choose wfdb or csv")
+        reading = self._ecg_reading(owner, session_id)
+        name = f"pulse-ecg-{session_id}"
+        with tempfile.TemporaryDirectory(prefix="pulse-signals-") as folder:
+            paths = write_reading(reading, folder, name)
+            if kind == "csv":
+                data = paths["csv"].read_bytes()
+                return self.keep_download(owner, str(session_id), f"{name}.csv", data,
+                                          "text/csv")
+            buffer = io.BytesIO()
+            with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+                for key in ("hea", "dat", "json"):
+                    archive.write(paths[key], paths[key].name)
+        return self.keep_download(owner, str(session_id), f"{name}-wfdb.zip",
+                                  buffer.getvalue(), "application/zip")
 
     def _image(self, owner: str, session_id: str) -> Image.Image:
         """The edited image of a session (cached; the owner was checked by the caller's read)."""

@@ -64,9 +64,9 @@ class Facts:
         self.measured_by = {k: "source" for k in self.m}
         self.dropped: dict[str, str] = {}
         if "heart_rate_bpm" not in self.m and not self.simulated and record.signal.size:
-            from pulse_app.ecg.measure import METHOD, RELIABLE, ecg_measure
+            from pulse_app.ecg.measure import METHOD, RELIABLE, ecg_measure_record
 
-            for key, value in ecg_measure(record).items():
+            for key, value in ecg_measure_record(record).items():
                 if key in RELIABLE and key not in self.m:
                     self.m[key], self.measured_by[key] = value, METHOD
         self._check_against_labels()

@@ -2,8 +2,10 @@
 
 Contents, in order: title and date, who and which model (id, revision, label, generation
 settings), the research-use disclaimer, the edited ECG image across the full page width, the
-whole conversation (every answer labelled with the model that wrote it), an optional clinician
-note. Every page carries the disclaimer and "Page N of M" in its footer.
+digitiser's measurements and overlay when the session was read, the whole conversation (every
+answer labelled with the model that wrote it, "grounded" when it was given the measurements, and
+flagged when it contradicts them), an optional clinician note. Every page carries the disclaimer
+and "Page N of M" in its footer.
 
 User and model text is escaped: a question ``<b>&</b>`` prints literally, never as markup.
 Long text (a note, an answer) becomes one paragraph per line (:func:`text_flowables`), so the
@@ -53,9 +55,10 @@ from reportlab.platypus import (
     TableStyle,
 )
 
+from pulse_app.consistency import flag_text
 from pulse_app.errors import PulseError
 from pulse_app.intake import describe_edit
-from pulse_app.store import SessionRecord
+from pulse_app.store import ReadingRecord, SessionRecord
 
 DISCLAIMER = ("Research tool, not a medical device. The answers in this report were written by an "
               "AI model and can be wrong; they are not a diagnosis. A qualified clinician must "
@@ -210,10 +213,27 @@ def ecg_flowable(png: bytes, width: float, max_height: float) -> Image:
     return Image(io.BytesIO(png), width=pixels_w * scale, height=pixels_h * scale)
 
 
+def reading_flowables(reading: ReadingRecord, width: float, max_height: float) -> list:
+    """The digitiser's reading: its evidence lines (layout, calibration, each measurement with
+    lead, confidence and flag, or "not measurable") and the overlay of what was read."""
+    styles = report_styles()
+    story = [Paragraph("Measurements (read from the image by the digitiser, not by the model)",
+                       styles["heading"])]
+    for line in reading.summary.get("lines") or ["No reading."]:
+        story += text_flowables(line, styles["cell"])
+    if reading.overlay_png:
+        story += [Spacer(1, 6), ecg_flowable(reading.overlay_png, width, max_height),
+                  Paragraph("What the digitiser read: extracted traces (blue), beats (marks), "
+                            "lead panels framed by status.", styles["caption"])]
+    return story
+
+
 def session_pdf(session: SessionRecord, *, note: str | None = None,
-                 owner_label: str | None = None, generated_at: datetime | None = None) -> bytes:
+                 owner_label: str | None = None, generated_at: datetime | None = None,
+                 reading: ReadingRecord | None = None) -> bytes:
     """The session as a PDF (bytes). ``owner_label`` is printed as the owner (never the raw
-    owner token); ``note`` is the clinician's free-text note."""
+    owner token); ``note`` is the clinician's free-text note; ``reading`` the digitiser's
+    stored reading (measurements and overlay), when the session has one."""
     styles = report_styles()
     generated_at = generated_at or datetime.now(timezone.utc)
 
@@ -248,6 +268,8 @@ def session_pdf(session: SessionRecord, *, note: str | None = None,
               Paragraph(safe_text(f"Edits applied in the app: "
                                   f"{describe_edit((session.params or {}).get('edit'))}. The "
                                   "original upload is kept in the session."), styles["caption"])]
+    if reading is not None:
+        story += reading_flowables(reading, FRAME_WIDTH, FRAME_HEIGHT * 0.62)
 
     story.append(Paragraph("Conversation", styles["heading"]))
     if not session.turns:
@@ -265,6 +287,9 @@ def session_pdf(session: SessionRecord, *, note: str | None = None,
             *(text_flowables(turn.answer, styles["answer"]) if turn.answer.strip()
               else [Paragraph("<i>(no text)</i>", styles["answer"])]),
         ]
+        flag = flag_text((turn.params or {}).get("consistency"))
+        if flag:
+            story.append(Paragraph(safe_text(flag), styles["warning"]))
 
     if note and note.strip():
         story += [Paragraph("Clinician note", styles["heading"]),
@@ -313,7 +338,8 @@ def in_export_process(make, /, *args, what: str = "the report",
 
 
 def render_pdf(session: SessionRecord, *, note: str | None = None,
-               owner_label: str | None = None) -> bytes:
+               owner_label: str | None = None, reading: ReadingRecord | None = None) -> bytes:
     """:func:`session_pdf` in the export process: the web server's interpreter (and the
     answers it streams) never waits for reportlab's layout."""
-    return in_export_process(session_pdf, session, note=note, owner_label=owner_label)
+    return in_export_process(session_pdf, session, note=note, owner_label=owner_label,
+                             reading=reading)

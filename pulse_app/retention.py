@@ -32,7 +32,7 @@ from pulse_app.store import Store
 log = logging.getLogger(__name__)
 
 #: Prefixes of the temporary folders this app makes.
-TEMP_PREFIXES = ("pulse-record-", "pulse-report-")
+TEMP_PREFIXES = ("pulse-record-", "pulse-report-", "pulse-signals-")
 #: A temporary folder older than this is left over (its process is gone).
 TEMP_MAX_AGE_S = 3600.0
 #: How often the web app purges.

@@ -80,6 +80,11 @@ class Settings:
     temperature: float = _opt("PULSE_TEMPERATURE", "sampling temperature; 0 = greedy", 0.2)
     top_p: float = _opt("PULSE_TOP_P", "nucleus sampling threshold", 0.7)
     max_new_tokens: int = _opt("PULSE_MAX_NEW_TOKENS", "longest answer, in tokens", 512)
+    grounded: bool = _opt("PULSE_GROUNDED", "grounded answers: give the model the digitiser's "
+                          "measurements of the ECG (rate, rhythm regularity, intervals, axis) "
+                          "as context marked as such, and label the answer 'grounded' (the "
+                          "web app's default; every answer is checked against them either way)",
+                          False)
 
     # -- app ------------------------------------------------------------------------------------
     host: str = _opt("PULSE_HOST", "address the web app listens on", "127.0.0.1")

@@ -2,10 +2,12 @@
 
 A *session* is one ECG image (original + edited PNG) and the chat about it; each *turn* is one
 question and its answer, committed the moment it is finished, so a crash or restart loses at most
-the answer being generated. SQLite (``<data_dir>/pulse.db``, WAL mode, foreign keys on) by
-default, for one app process; PostgreSQL (``PULSE_DB_URL=postgresql://...``, driver psycopg 3,
-a connection pool per process) for several replicas of the app on one database. Tables are
-made and upgraded by the migrations in :mod:`pulse_app.migrations` when a Store opens.
+the answer being generated; a session's *reading* (the digitiser's summary JSON and overlay
+PNG, table ``readings``) is added once the image has been read. SQLite (``<data_dir>/pulse.db``,
+WAL mode, foreign keys on) by default, for one app process; PostgreSQL
+(``PULSE_DB_URL=postgresql://...``, driver psycopg 3, a connection pool per process) for several
+replicas of the app on one database. Tables are made and upgraded by the migrations in
+:mod:`pulse_app.migrations` when a Store opens.
 
 What replicas share goes through here too: the lease of the answer being written for a
 session (:meth:`Store.claim_answer`: one at a time across replicas), PDF reports waiting for
@@ -73,7 +75,7 @@ from sqlalchemy.pool import StaticPool
 from pulse_app.errors import InvalidParameter, PulseError, SessionNotFound
 
 #: Bump when the tables change, with a migration in pulse_app/migrations/versions.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 TITLE_MAX = 200
 DEFAULT_TITLE = "Untitled ECG"
 
@@ -122,6 +124,21 @@ class SessionRow(Base):
     turns: Mapped[list["TurnRow"]] = relationship(
         back_populates="session", order_by="TurnRow.index", cascade="all, delete-orphan",
         passive_deletes=True)
+
+
+class ReadingRow(Base):
+    """The digitiser's reading of a session's (edited) image: summary JSON (layout,
+    calibration, per-lead status, measurements, evidence lines) and the overlay PNG. One per
+    session, added after the session (a separate table: migration ``0003`` adds it to older
+    databases, and sessions stay as they were)."""
+
+    __tablename__ = "readings"
+
+    session_id: Mapped[str] = mapped_column(
+        ForeignKey("sessions.id", ondelete="CASCADE"), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    summary: Mapped[dict] = mapped_column(JSON, nullable=False, default=dict)
+    overlay_png: Mapped[bytes] = mapped_column(LargeBinary, nullable=False, deferred=True)
 
 
 class TurnRow(Base):
@@ -194,6 +211,25 @@ class TurnRecord:
     params: dict
     stopped: bool              # True: the user pressed Stop, ``answer`` is partial
     created_at: datetime
+
+
+@dataclass(frozen=True)
+class ReadingRecord:
+    """A session's stored reading: ``summary`` (``EcgReading.to_json()`` plus ``"lines"``, the
+    evidence as text) and the overlay PNG (empty when not asked for)."""
+
+    session_id: str
+    created_at: datetime
+    summary: dict
+    overlay_png: bytes = b""
+
+    @property
+    def measurements(self) -> dict:
+        return dict(self.summary.get("measurements") or {})
+
+    @property
+    def found_ecg(self) -> bool:
+        return bool(self.summary.get("found_ecg"))
 
 
 @dataclass(frozen=True)
@@ -517,6 +553,7 @@ class Store:
             old = select(SessionRow.id).where(SessionRow.updated_at < cutoff)
             db.execute(delete(ExportRow).where(ExportRow.session_id.in_(old)))
             db.execute(delete(TurnRow).where(TurnRow.session_id.in_(old)))
+            db.execute(delete(ReadingRow).where(ReadingRow.session_id.in_(old)))
             count = db.execute(delete(SessionRow).where(SessionRow.updated_at < cutoff)).rowcount
         self.checkpoint()
         return int(count or 0)
@@ -554,9 +591,51 @@ class Store:
             self._owned(db, owner, session_id)
             db.execute(delete(ExportRow).where(ExportRow.session_id == session_id))
             db.execute(delete(TurnRow).where(TurnRow.session_id == session_id))
+            db.execute(delete(ReadingRow).where(ReadingRow.session_id == session_id))
             db.execute(delete(SessionRow).where(SessionRow.id == session_id,
                                                 SessionRow.owner == owner))
         self.checkpoint()                       # the overwritten pages replace the old ones
+
+    # -- the digitiser's reading -------------------------------------------------------------------
+
+    def save_reading(self, owner: str, session_id: str, *, summary: dict,
+                     overlay_png: bytes) -> ReadingRecord:
+        """Store (or replace) the reading of ``owner``'s session, in one commit."""
+        with self._session(write=True) as db:
+            self._owned(db, owner, session_id)
+            row = db.get(ReadingRow, str(session_id))
+            if row is None:
+                row = ReadingRow(session_id=str(session_id))
+                db.add(row)
+            row.created_at, row.summary, row.overlay_png = utc_now(), dict(summary), overlay_png
+            db.flush()
+            return ReadingRecord(row.session_id, _aware(row.created_at), dict(row.summary),
+                                 overlay_png)
+
+    def set_turn_checks(self, owner: str, session_id: str, checks: dict[int, list]) -> None:
+        """Store the consistency check of earlier turns (``{turn index: contradictions}``) in
+        their params (``"consistency"``), in one commit: for answers written before the
+        session's picture was read."""
+        with self._session(write=True) as db:
+            self._owned(db, owner, session_id)
+            for turn in db.scalars(select(TurnRow).where(TurnRow.session_id == str(session_id),
+                                                         TurnRow.index.in_(list(checks)))):
+                turn.params = {**(turn.params or {}), "consistency": checks[turn.index]}
+
+    def get_reading(self, owner: str, session_id: str, *, overlay: bool = True
+                    ) -> ReadingRecord | None:
+        """The stored reading of ``owner``'s session, or None when it was not read yet
+        (SessionNotFound when the session is not ``owner``'s)."""
+        with self._session() as db:
+            self._owned(db, owner, session_id)
+            query = select(ReadingRow).where(ReadingRow.session_id == str(session_id))
+            if overlay:
+                query = query.options(undefer(ReadingRow.overlay_png))
+            row = db.scalar(query)
+            if row is None:
+                return None
+            return ReadingRecord(row.session_id, _aware(row.created_at), dict(row.summary or {}),
+                                 row.overlay_png if overlay else b"")
 
     # -- turns -----------------------------------------------------------------------------------
 

@@ -95,6 +95,22 @@ def keep_original(page) -> None:
     page.locator("#picture-tools").wait_for()
 
 
+def download(page, link_box: str, path):
+    """Wait for the one-time link in ``link_box``, download it to ``path``."""
+    link = page.locator(f"{link_box} a").first
+    link.wait_for(timeout=60_000)
+    with page.expect_download() as download_info:
+        link.click()
+    download_info.value.save_as(path)
+    return path
+
+
+def download_from(page, button: str, link_box: str, path):
+    """Click ``button``, then :func:`download` the link it puts in ``link_box``."""
+    page.locator(button).click()
+    return download(page, link_box, path)
+
+
 def test_clinician_visit(browser, browser_server, shared_data, artifacts, tmp_path):
     from pypdf import PdfReader
 
@@ -137,13 +153,7 @@ def test_clinician_visit(browser, browser_server, shared_data, artifacts, tmp_pa
 
         # export the PDF with a clinician note: a real download, parsed back
         page.locator("#report-note textarea").fill("Seen with Dr. Osei; repeat ECG tomorrow.")
-        page.locator("#export-pdf").click()
-        link = page.locator("#report-file a").first
-        link.wait_for(timeout=30_000)
-        with page.expect_download() as download_info:
-            link.click()
-        pdf_path = tmp_path / "report.pdf"
-        download_info.value.save_as(pdf_path)
+        pdf_path = download_from(page, "#export-pdf", "#report-file", tmp_path / "report.pdf")
         text = "\n".join(p.extract_text() for p in PdfReader(pdf_path).pages)
         flat = re.sub(r"\s+", " ", text)
         assert "<b>ST elevation</b> &" in flat

@@ -12,7 +12,7 @@ import re
 
 import pytest
 
-from tests.test_browser import page_ready, wait_for_picture_size
+from tests.test_browser import download, page_ready, wait_for_picture_size
 
 pytestmark = pytest.mark.browser
 
@@ -36,15 +36,6 @@ def picture_bytes(page, selector: str) -> bytes:
     src = page.locator(selector).get_attribute("src")
     assert src.startswith("data:image/jpeg;base64,"), src[:60]
     return base64.b64decode(src.split(",", 1)[1])
-
-
-def download(page, selector: str, path):
-    link = page.locator(f"{selector} a").first
-    link.wait_for(timeout=60_000)
-    with page.expect_download() as info:
-        link.click()
-    info.value.save_as(path)
-    return path
 
 
 def test_a_shared_case_opens_the_same_image_in_another_browser(browser, teaching_server,

@@ -143,6 +143,7 @@ def test_a_wave_one_sqlite_file_is_upgraded_without_loss(tmp_path):
     assert migrations.current_revision(store.engine) == migrations.HEAD
     with store.engine.connect() as connection:
         assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
+        assert inspect(connection).has_table("readings")
     store.close()
     after = _rows(path)
     for table in ("sessions", "turns"):
@@ -162,6 +163,9 @@ def test_a_wave_one_sqlite_file_is_upgraded_without_loss(tmp_path):
                    model_label="tiny", params={})
     assert [t.index for t in store.get_session(ana, summary.id).turns] == [0, 1, 2]
     assert [s.title for s in store.list_sessions("user:bob")] == ["Bob's scan"]
+    assert store.get_reading(ana, summary.id) is None                   # what 0003 added:
+    store.save_reading(ana, summary.id, summary={"layout": "3x4"}, overlay_png=b"\x89PNG ov")
+    assert store.get_reading(ana, summary.id).summary == {"layout": "3x4"}
     store.close()
 
 
@@ -170,3 +174,44 @@ def _rows(path) -> dict[str, list[dict]]:
         connection.row_factory = sqlite3.Row
         return {table: [dict(row) for row in connection.execute(
                     f"SELECT * FROM {table} ORDER BY id")] for table in ("sessions", "turns")}
+
+
+def test_a_schema_two_database_gains_readings_and_keeps_its_sessions(db_url):
+    """0002 -> 0003: the sessions, turns and waiting exports stay; the readings table is added,
+    holds a reading per session and loses it with its session."""
+    engine = make_engine(db_url)
+    migrations.upgrade(engine, "0002")
+    now = datetime(2026, 11, 2, 3, 4, 5, tzinfo=timezone.utc)
+    with engine.begin() as connection:
+        assert not inspect(connection).has_table("readings")
+        connection.execute(text(
+            "INSERT INTO sessions (id, owner, title, created_at, updated_at, model_id, "
+            "model_revision, params, original_png, edited_png) VALUES ('s2', 'user:ana', "
+            "'Wave 2 ECG', :now, :now, 'tiny', NULL, '{}', :png, :png)"), {"now": now,
+                                                                          "png": b"\x89PNG"})
+        connection.execute(text(
+            'INSERT INTO turns (session_id, "index", question, answer, model_id, model_label, '
+            "params, stopped, created_at) VALUES ('s2', 0, 'Rate?', '70 bpm.', 'tiny', 'tiny', "
+            "'{}', :stopped, :now)"), {"stopped": False, "now": now})
+        connection.execute(text(
+            "INSERT INTO exports (id, owner, session_id, filename, data, media_type, "
+            "created_at) VALUES ('e1', 'user:ana', 's2', 'report.pdf', :pdf, "
+            "'application/pdf', :now)"), {"pdf": b"%PDF-", "now": now})
+    engine.dispose()
+
+    store = Store(db_url)
+    assert migrations.current_revision(store.engine) == migrations.HEAD == "0003"
+    assert store.schema_version() == SCHEMA_VERSION == 3
+    old = store.get_session("user:ana", "s2")
+    assert (old.title, old.original_png, [t.answer for t in old.turns]) == \
+        ("Wave 2 ECG", b"\x89PNG", ["70 bpm."])
+    assert store.take_export("user:ana", "e1", not_before=now).data == b"%PDF-"
+    assert store.get_reading("user:ana", "s2") is None
+    store.save_reading("user:ana", "s2", summary={"measurements": {}}, overlay_png=b"ov")
+    reading = store.get_reading("user:ana", "s2")
+    assert (reading.summary, reading.overlay_png) == ({"measurements": {}}, b"ov")
+    assert reading.created_at.tzinfo is not None
+    store.delete("user:ana", "s2")
+    with store.engine.connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM readings")).scalar() == 0
+    store.close()

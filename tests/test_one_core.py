@@ -79,7 +79,7 @@ def via_web_session(app, files, temperature):
     ui, token = app.demo.pulse_ui, new_owner_token()
     request = gr.Request(session_hash=f"page-{token[:6]}", cookies={OWNER_COOKIE: token})
     _, view, *_ = ui.upload([str(f) for f in files], 1, request)
-    updates = list(ui.ask(view, QUESTION, [], temperature, 0.7, 8, request))
+    updates = list(ui.ask(view, QUESTION, [], temperature, 0.7, 8, False, request))
     shown = updates[-1][0][-1]["content"].split("<br><br><em>—")[0]
     return html.unescape(shown.replace("<br>", "\n"))              # the chat shows plain text
 

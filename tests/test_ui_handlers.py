@@ -62,7 +62,7 @@ def test_upload_rotate_crop_ask_stores_what_was_shown(ui, shared_data):
     assert ui.chat.list_sessions(f"browser:{token}") == [], "nothing stored before a question"
 
     shown = []                              # what the chat shows after each update
-    for history, view, *_ in ui.ask(view, "Rhythm?", [], 0.0, 0.7, 12, req):
+    for history, view, *_ in ui.ask(view, "Rhythm?", [], 0.0, 0.7, 12, False, req):
         shown.append(history[-1]["content"])
     assert shown[0] == "…" and len(set(shown[1:-1])) >= 2, "the answer grows in several updates"
     assert history[-1]["content"].endswith(
@@ -84,7 +84,7 @@ def test_stop_keeps_the_partial_answer_marked_stopped(ui, shared_data):
     token = new_owner_token()
     req = request(token, session_hash="page-stop")
     _, view, *_ = upload(ui, token, shared_data / "ecg-images" / "ecg00010.png")
-    answering = ui.ask(view, "Long report please", [], 0.0, 0.7, 2000, req)
+    answering = ui.ask(view, "Long report please", [], 0.0, 0.7, 2000, False, req)
     next(answering), next(answering)                 # the question shown, a first chunk
     ui.stop(req)
     history, view = finish(answering)[-1][:2]
@@ -97,8 +97,8 @@ def test_regenerate_replaces_the_last_answer(ui, shared_data):
     token = new_owner_token()
     req = request(token)
     _, view, *_ = upload(ui, token, shared_data / "ecg-images" / "ecg00010.png")
-    history, view = finish(ui.ask(view, "Axis?", [], 0.0, 0.7, 6, req))[-1][:2]
-    finish(ui.regenerate(view, history, 0.0, 0.7, 12, req))
+    history, view = finish(ui.ask(view, "Axis?", [], 0.0, 0.7, 6, False, req))[-1][:2]
+    finish(ui.regenerate(view, history, 0.0, 0.7, 12, False, req))
     turn, = ui.chat.store.get_session(f"browser:{token}", view["session"]).turns
     assert turn.question == "Axis?" and turn.params["max_new_tokens"] == 12
 
@@ -108,7 +108,7 @@ def test_bad_settings_are_refused_before_anything_is_stored(ui, shared_data):
     req = request(token)
     _, view, *_ = upload(ui, token, shared_data / "ecg-images" / "ecg00010.png")
     with pytest.raises(gr.Error, match="temperature must be"):
-        finish(ui.ask(view, "Axis?", [], float("nan"), 0.7, 6, req))
+        finish(ui.ask(view, "Axis?", [], float("nan"), 0.7, 6, False, req))
     assert ui.chat.list_sessions(f"browser:{token}") == []
 
 
@@ -117,7 +117,8 @@ def test_sessions_rename_search_export_delete_and_isolation(ui, shared_data):
 
     alice, bob = new_owner_token(), new_owner_token()
     _, view, *_ = upload(ui, alice, shared_data / "ecg-images" / "ecg00010.png")
-    view = finish(ui.ask(view, "Is this normal?", [], 0.0, 0.7, 6, request(alice)))[-1][1]
+    view = finish(ui.ask(view, "Is this normal?", [], 0.0, 0.7, 6, False,
+                         request(alice)))[-1][1]
     sid = view["session"]
     renamed = ui.rename_session(sid, "Mrs K, chest pain", request(alice))
     assert [c[1] for c in renamed["choices"]] == [sid]
@@ -150,7 +151,7 @@ def test_sessions_rename_search_export_delete_and_isolation(ui, shared_data):
 def test_signed_in_users_own_their_sessions_by_name(ui, shared_data):
     ana = request(new_owner_token(), username="ana")      # the account wins over a cookie
     _, view, *_ = upload(ui, None, shared_data / "ecg-images" / "ecg00010.png", req=ana)
-    view = finish(ui.ask(view, "Rate?", [], 0.0, 0.7, 4, ana))[-1][1]
+    view = finish(ui.ask(view, "Rate?", [], 0.0, 0.7, 4, False, ana))[-1][1]
     assert ui.chat.store.get_session("user:ana", view["session"]).turns
     assert [c[1] for c in ui.on_load(ana)["choices"]] == [view["session"]]
     for token in ("not-a-token", new_owner_token() + "\n", None):
@@ -230,7 +231,7 @@ def test_a_reopened_teaching_session_still_reveals_its_ground_truth(ui):
     assert "truth" not in str(view), "the truth stays in the core, not in the page's state"
     revealed = ui.reveal(view, req)
     assert "atrial fibrillation" in revealed and "Heart rate" in revealed
-    history, view = finish(ui.ask(view, "Rhythm?", [], 0.0, 0.7, 4, req))[-1][:2]
+    history, view = finish(ui.ask(view, "Rhythm?", [], 0.0, 0.7, 4, False, req))[-1][:2]
     stored = ui.chat.store.get_session(f"browser:{token}", view["session"])
     assert stored.params[TRUTH_KEY]["findings"]["rhythm"] == "afib"
 
@@ -253,7 +254,7 @@ def test_a_reopened_teaching_session_still_reveals_its_ground_truth(ui):
 
     # an uploaded ECG has no truth to reveal, in the page or once stored
     plain = ui.show_draft(ui.chat._new_draft(f"browser:{token}", image, {}, "plain"))[1]
-    plain = finish(ui.ask(plain, "Axis?", [], 0.0, 0.7, 4, req))[-1][1]
+    plain = finish(ui.ask(plain, "Axis?", [], 0.0, 0.7, 4, False, req))[-1][1]
     assert TRUTH_KEY not in ui.chat.store.get_session(f"browser:{token}",
                                                       plain["session"]).params
     assert ui.hidden_note(ui.open_session(plain["session"], fresh)[1], fresh) == ""

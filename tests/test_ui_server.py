@@ -135,7 +135,8 @@ def test_another_copy_of_the_app_answers_through_the_space_backend(ui_server, ui
 
 def test_straighten_on_the_session_and_ask_endpoints(client, ui_server, phone_photo):
     """``straighten=True``: /session_start stores the proposal as the session's edit (original
-    kept, the flat page is the edited picture), and /ask answers about the flat page."""
+    kept, the flat page is the edited picture), and /ask answers about the flat page; with
+    ``grounded`` too, about the flat page with the digitiser's reading of it as context."""
     from pulse_app.engine.backend import GenerationParams, answer
     from pulse_app.intake import load_upload
     from pulse_app.straighten import straightened
@@ -163,3 +164,12 @@ def test_straighten_on_the_session_and_ask_endpoints(client, ui_server, phone_ph
     assert plain == answer(ui_server.chat.backend, photo, [], "Rate?",
                            GenerationParams(temperature=0.0, top_p=0.7, max_new_tokens=8))
     assert plain != got, "the photo and the flat page are told apart"
+
+    from pulse_app.grounding import grounded_question, read_image, summary_context
+
+    grounded = client.predict(handle_file(str(phone_photo)), "Rate?", "[]", 0.0, 0.7, 8, None,
+                              True, True, api_name="/ask")      # straightened, then grounded
+    context = summary_context(read_image(flat)[1])
+    assert grounded == answer(ui_server.chat.backend, flat, [],
+                              grounded_question("Rate?", context),
+                              GenerationParams(temperature=0.0, top_p=0.7, max_new_tokens=8))

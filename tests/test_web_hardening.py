@@ -107,7 +107,7 @@ def test_out_of_range_and_mistyped_values_get_the_core_words(app, client, sessio
     image = json.dumps({"path": upload(app.url, shared_data / "ecg-images" / "ecg00010.png"),
                         "meta": {"_type": "gradio.FileData"}})
     numbers = f"{temperature}, {top_p}, {tokens}"
-    for message in (call(app.url, "ask", f'[{image}, "Rate?", "[]", {numbers}, [], false]'),
+    for message in (call(app.url, "ask", f'[{image}, "Rate?", "[]", {numbers}, [], false, false]'),
                     call(app.url, "session_ask", f'["{token}", "{session_id}", "Rate?", '
                                                  f'{numbers}]')):
         assert words in message

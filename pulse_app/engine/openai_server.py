@@ -11,8 +11,10 @@ Speaks the subset of the OpenAI API that chat clients with images use:
   ``data:image/...;base64`` ``image_url`` part or as ``file`` parts (``{"file": {"filename",
   "file_data"}}``: a PDF, a DICOM ``.dcm``, or a WFDB ``.hea`` with its ``.dat``/``.mat``),
   ``stream`` (server-sent events, ``data: [DONE]`` at the end), ``temperature``, ``top_p``,
-  ``max_tokens`` / ``max_completion_tokens``, ``seed``, and ``straighten`` (this server's
-  extension: straighten a photographed page first, :func:`pulse_app.straighten.straightened`).
+  ``max_tokens`` / ``max_completion_tokens``, ``seed``, and this server's extensions
+  ``straighten`` (straighten a photographed page first,
+  :func:`pulse_app.straighten.straightened`) and ``grounded`` (give the model the digitiser's
+  measurements as marked context; default: the server's ``grounded`` setting).
 
 Every request body is read within :data:`BODY_TIMEOUT_S` and :data:`MAX_REQUEST_BYTES`, its
 types validated by the pydantic models below (:class:`ChatCompletionRequest`), then checked by
@@ -133,6 +135,9 @@ class ChatCompletionRequest(_Strict):
     #: this server's extension: straighten a photographed page first (OpenAI clients send it
     #: with ``extra_body={"straighten": True}``)
     straighten: bool = False
+    #: this server's extension: a grounded answer (``extra_body={"grounded": True}``); None =
+    #: the server's ``grounded`` setting
+    grounded: bool | None = None
 
 
 # -- response models --------------------------------------------------------------------------------
@@ -310,7 +315,7 @@ def checked_request(settings: "Settings", body: ChatCompletionRequest) -> Answer
         max_tokens = body.max_tokens
     return prepare(settings, files, question, history=pairs, temperature=body.temperature,
                    top_p=body.top_p, max_new_tokens=max_tokens, seed=body.seed,
-                   straighten=body.straighten)
+                   straighten=body.straighten, grounded=body.grounded)
 
 
 # -- the app ----------------------------------------------------------------------------------------

@@ -3,11 +3,12 @@ opens a database and by ``python -m pulse_app migrate``.
 
 ``versions/`` holds one file per schema change, oldest first: ``0001`` is the schema the app
 created before migrations existed (such a database, with no ``alembic_version`` table, is
-stamped ``0001`` and upgraded from there), ``0002`` what several replicas share. To change
-the tables: edit the models in :mod:`pulse_app.store`, add ``versions/000N_what.py`` (alembic's
-``revision --autogenerate`` writes a draft: ``python -m alembic -c <ini with script_location =
-pulse_app:migrations>``), bump ``store.SCHEMA_VERSION`` and :data:`HEAD`; the tests check that
-the migrations build exactly the models' tables on SQLite and PostgreSQL.
+stamped ``0001`` and upgraded from there), ``0002`` what several replicas share, ``0003`` the
+digitiser's readings. To change the tables: edit the models in :mod:`pulse_app.store`, add
+``versions/000N_what.py`` (alembic's ``revision --autogenerate`` writes a draft: ``python -m
+alembic -c <ini with script_location = pulse_app:migrations>``), bump ``store.SCHEMA_VERSION``
+and :data:`HEAD`; the tests check that the migrations build exactly the models' tables on
+SQLite and PostgreSQL.
 
 >>> from sqlalchemy import create_engine
 >>> engine = create_engine("sqlite://")
@@ -23,7 +24,7 @@ from sqlalchemy import inspect, text
 from sqlalchemy.engine import Engine
 
 #: The newest revision in ``versions/`` (a test checks it is alembic's head).
-HEAD = "0002"
+HEAD = "0003"
 #: The first revision: the tables as the app made them before migrations (schema 1).
 BASELINE = "0001"
 #: PostgreSQL advisory-lock key held while migrating ("PULSEDB" in ASCII).

@@ -3,11 +3,13 @@
 ``add_model_api(get_backend, settings)`` is called inside the app's ``gr.Blocks``; it registers
 
 - ``/ask``: (ECG file, question, history_json ``[[user, assistant], ...]``, temperature, top_p,
-  max_new_tokens, more_files, straighten) -> the answer so far, streamed (each update is the
-  whole text up to now); ``straighten`` (default false) straightens a photographed page first.
+  max_new_tokens, more_files, straighten, grounded) -> the answer so far, streamed (each update
+  is the whole text up to now); ``straighten`` (default false) straightens a photographed page
+  first; ``grounded`` (default: the app's ``grounded`` setting) gives the model the digitiser's
+  measurements as marked context.
   The request is checked by :func:`pulse_app.answer.prepare`, like every entry point's;
   the ECG may be a picture, a PDF or a record (a WFDB ``.hea`` with its ``.dat``/``.mat`` in
-  ``more_files``, or a DICOM ``.dcm``);
+  ``more_files``, or a DICOM ``.dcm``); grounded or not, through the same :func:`prepare` path;
 - ``/model_info``: () -> JSON of :class:`pulse_app.engine.backend.ModelInfo`.
 
 Both run in the ``"gpu"`` concurrency group, so remote questions queue with the app's own.
@@ -66,13 +68,13 @@ def parse_history(history_json) -> list:
 
 def ask_request(settings: "Settings", image_path: str | None, question, history_json,
                 temperature, top_p, max_new_tokens, more_files: list | None = None,
-                straighten=False) -> "AnswerRequest":
+                straighten=False, grounded=None) -> "AnswerRequest":
     """An ``/ask`` call checked by the one answer path (files read, within the settings'
     limits). ``more_files``: the rest of a WFDB record (``.dat``/``.mat``)."""
     files = [f for f in [image_path, *(more_files or [])] if f]
     return prepare(settings, files, question, history=parse_history(history_json),
                    temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
-                   straighten=straighten)
+                   straighten=straighten, grounded=grounded)
 
 
 def answer_so_far(backend: "Backend", request: "AnswerRequest") -> Iterator[str]:
@@ -100,10 +102,10 @@ def add_model_api(get_backend: Callable[[], "Backend"], settings: "Settings") ->
     """
     @guarded
     def ask(image_path, question, history_json, temperature, top_p, max_new_tokens,
-            more_files=None, straighten=False):
+            more_files=None, straighten=False, grounded=None):
         try:
             request = ask_request(settings, image_path, question, history_json, temperature,
-                                  top_p, max_new_tokens, more_files, straighten)
+                                  top_p, max_new_tokens, more_files, straighten, grounded)
         finally:
             forget_uploads([image_path, *(more_files or [])])
         yield from answer_so_far(get_backend(), request)
@@ -122,11 +124,12 @@ def add_model_api(get_backend: Callable[[], "Backend"], settings: "Settings") ->
                                    precision=0)
         more_files = gr.File(label="more_files", file_count="multiple", type="filepath")
         straighten = gr.Checkbox(label="straighten", value=False)
+        grounded = gr.Checkbox(label="grounded", value=settings.grounded)
         answer = gr.Textbox(label="answer")
         info = gr.Textbox(label="model_info")
         ask_button, info_button = gr.Button("ask"), gr.Button("model_info")
     ask_button.click(ask, [image, question, history, temperature, top_p, max_new_tokens,
-                           more_files, straighten], answer,
+                           more_files, straighten, grounded], answer,
                      api_name=ASK_API, concurrency_id=GPU_GROUP, show_progress="hidden")
     info_button.click(model_info, None, info, api_name=MODEL_INFO_API, concurrency_id=GPU_GROUP,
                       show_progress="hidden")

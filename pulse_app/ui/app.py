@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 
 #: The concurrency group of PDF exports (they run in the export process: pulse_app.report).
 EXPORT_GROUP = "export"
+#: The concurrency group of the digitiser's readings and signal downloads (CPU, seconds).
+EVIDENCE_GROUP = "evidence"
 #: Gradio deletes what it cached for this app (uploads not yet read, e.g.) after this long.
 CACHE_TTL_S = 600
 UPLOAD_TYPES = [".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif", ".heic",
@@ -121,6 +123,9 @@ def build_app(settings: Settings, *, chat=None) -> tuple[gr.Blocks, dict]:
                                      sanitize_html=True)
                 question = RawTextbox(label="Question", placeholder="Ask about this ECG…",
                                       elem_id="question", submit_btn=False)
+                grounded = gr.Checkbox(value=settings.grounded, elem_id="grounded",
+                                       label="Grounded: give the model the digitiser's "
+                                             "measurements (the answer is labelled so)")
                 with gr.Row():
                     send_button = gr.Button("Ask", variant="primary", elem_id="ask")
                     stop_button = gr.Button("Stop", elem_id="stop")
@@ -131,6 +136,20 @@ def build_app(settings: Settings, *, chat=None) -> tuple[gr.Blocks, dict]:
                                                  elem_id="prompt-" + str(i)), text)
                                       for i, (label, text) in enumerate(texts.PROMPTS.items())]
                 gr.Markdown(texts.ANSWER_DISCLAIMER, elem_id="answer-disclaimer")
+                with gr.Accordion("Evidence: the digitiser's reading", open=True,
+                                  elem_id="evidence-panel"):
+                    evidence = gr.HTML(elem_id="evidence")
+                    show_overlay = gr.Checkbox(value=False, elem_id="show-overlay",
+                                               label="Show what was read on the image (overlay)")
+                    overlay = PrivateImage(label="Overlay: extracted traces and beats",
+                                           type="pil", interactive=False, visible=False,
+                                           elem_id="overlay", height=420)
+                    with gr.Row():
+                        wfdb_button = gr.Button("Signals (WFDB)", size="sm",
+                                                elem_id="signals-wfdb")
+                        csv_button = gr.Button("Signals (CSV)", size="sm", elem_id="signals-csv")
+                    signals_file = gr.HTML(elem_id="signals-file")
+                    gr.Markdown(texts.EVIDENCE_HELP)
                 with gr.Accordion("Generation settings", open=False, elem_id="generation"):
                     temperature = gr.Slider(0, 1.5, value=settings.temperature, step=0.05,
                                             label="Temperature (0 = always the likeliest words)",
@@ -170,12 +189,29 @@ def build_app(settings: Settings, *, chat=None) -> tuple[gr.Blocks, dict]:
         demo.load(ui.model_notice, None, notice, **private)
 
         image_outputs = [picture, view, angle, chatbot, page_note, report_file]
+        # the evidence of the shown picture is read after it is shown (its own group: never
+        # in the way of an answer); every event that shows a new picture or edit is followed
+        # by it
+        read_evidence = {"fn": ui.evidence, "inputs": [view], "outputs": [evidence, overlay],
+                         "concurrency_id": EVIDENCE_GROUP, "concurrency_limit": 2,
+                         "show_progress_on": [evidence], **private}
         new_pictures = [
             upload.upload(ui.upload, [upload, page], image_outputs, **private),
             gr.on([page.submit, page.blur], ui.change_page, [view, page], image_outputs,
                   **private),
             examples.select(ui.use_example, None, image_outputs, **private),
             teaching.wire(teach, ui, image_outputs, view, private)]
+        show_overlay.change(ui.show_overlay, [show_overlay], overlay, queue=False, **private)
+
+        def signals(kind):
+            def handler(view_value, request: gr.Request):
+                return ui.download_signals(view_value, kind, request)
+            return handler
+
+        wfdb_button.click(signals("wfdb"), [view], signals_file, concurrency_id=EVIDENCE_GROUP,
+                          **private)
+        csv_button.click(signals("csv"), [view], signals_file, concurrency_id=EVIDENCE_GROUP,
+                         **private)
 
         edited_outputs = [picture, view, chatbot]
         edit_inputs = [view, angle]
@@ -185,13 +221,16 @@ def build_app(settings: Settings, *, chat=None) -> tuple[gr.Blocks, dict]:
                 return ui.rotate(view_value, angle_value, step, request)
             return handler
 
-        left_button.click(rotate(1), edit_inputs, edited_outputs, **private)
-        right_button.click(rotate(-1), edit_inputs, edited_outputs, **private)
-        angle.release(rotate(0), edit_inputs, edited_outputs, **private)
-        picture.select(ui.crop_click, [view], edited_outputs, **private)
-        reset_button.click(ui.reset_image, [view], [*edited_outputs, angle], **private)
+        left_button.click(rotate(1), edit_inputs, edited_outputs, **private).then(
+            **read_evidence)
+        right_button.click(rotate(-1), edit_inputs, edited_outputs, **private).then(
+            **read_evidence)
+        angle.release(rotate(0), edit_inputs, edited_outputs, **private).then(**read_evidence)
+        picture.select(ui.crop_click, [view], edited_outputs, **private).then(**read_evidence)
+        reset_button.click(ui.reset_image, [view], [*edited_outputs, angle], **private).then(
+            **read_evidence)
 
-        ask_inputs = [view, question, chatbot, temperature, top_p, max_new_tokens]
+        ask_inputs = [view, question, chatbot, temperature, top_p, max_new_tokens, grounded]
         ask_outputs = [chatbot, view, question, sessions]
         chat_event = {**model_event, **private, "show_progress_on": [chatbot]}  # queue position
         send_button.click(ui.ask, ask_inputs, ask_outputs, **chat_event)
@@ -200,14 +239,15 @@ def build_app(settings: Settings, *, chat=None) -> tuple[gr.Blocks, dict]:
             button.click(lambda t=text: t, None, question, queue=False, **private).then(
                 ui.ask, ask_inputs, ask_outputs, **chat_event)
         regenerate_button.click(ui.regenerate, [view, chatbot, temperature, top_p,
-                                                max_new_tokens], ask_outputs, **chat_event)
+                                                max_new_tokens, grounded], ask_outputs,
+                                **chat_event)
         stop_button.click(ui.stop, None, None, queue=False, **private)
         new_button.click(ui.new_chat, [view], [view, chatbot], **private)
 
         search.submit(ui.search_sessions, [search], sessions, **private)
         reopened = open_button.click(ui.open_session, [sessions],
                                      [picture, view, angle, chatbot, title], **private)
-        reopened.then(ui.hidden_note, [view], teach.truth_view, **private)
+        reopened.then(ui.hidden_note, [view], teach.truth_view, **private).then(**read_evidence)
         rename_button.click(ui.rename_session, [sessions, title], sessions, **private)
         delete_button.click(ui.delete_session, [sessions, view],
                             [sessions, view, chatbot], **private)
@@ -216,14 +256,15 @@ def build_app(settings: Settings, *, chat=None) -> tuple[gr.Blocks, dict]:
         phone.wire(SimpleNamespace(take_photo=take_photo, camera=camera, note=check_note,
                                    card=card, tools=picture_tools, adjust=adjust_button,
                                    reopened=[reopened]),
-                   ui, new_pictures, image_outputs, view, picture, chatbot, angle, private)
+                   ui, new_pictures, image_outputs, view, picture, chatbot, angle, private,
+                   then=read_evidence)
 
         # -- sharing, decks, presenter view, students (pulse_app.ui.decks) --
         decks.wire(deck_tab, presenter, student, teach, decks.DecksUI(ui), demo=demo,
                    view=view, image_outputs=image_outputs, tabs=tabs, sidebar=sidebar,
                    workspace=workspace, sessions=sessions,
-                   generation=[temperature, top_p, max_new_tokens], private=private,
-                   chat_event=chat_event,
+                   generation=[temperature, top_p, max_new_tokens, grounded], private=private,
+                   chat_event=chat_event, evidence_event=read_evidence,
                    export_event={"concurrency_id": EXPORT_GROUP, "concurrency_limit": 2,
                                  **private})
 

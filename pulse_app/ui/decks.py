@@ -481,16 +481,21 @@ class DecksUI:
 
 def wire(d: SimpleNamespace, p: SimpleNamespace, s: SimpleNamespace, teach: SimpleNamespace,
          dui: DecksUI, *, demo, view, image_outputs: list, tabs, sidebar, workspace, sessions,
-         generation: list, private: dict, chat_event: dict, export_event: dict) -> None:
+         generation: list, private: dict, chat_event: dict, export_event: dict,
+         evidence_event: dict | None = None) -> None:
     """Every event of this module; ``demo`` is the app's Blocks (its page-load events read the
     link's code); PDF handouts run in ``export_event``'s group, the presenter's questions in
-    ``chat_event``'s."""
+    ``chat_event``'s (``generation``: the sliders and the grounded checkbox, as the chat's ask
+    takes them); a case opened from its code is followed by ``evidence_event`` (the evidence
+    reading of the shared picture)."""
     ui = dui.ui
     view.change(dui.teaching_notes, [view], [teach.share, teach.check], **private)
     teach.reveal.click(dui.check_view, [view], teach.check, **private)
     open_outputs = [*image_outputs, teach.truth_view, tabs, d.code, d.info]
-    teach.open_code.click(dui.open_code, [teach.code_in], open_outputs, **private)
-    demo.load(dui.open_query, None, open_outputs, **private)
+    opened = [teach.open_code.click(dui.open_code, [teach.code_in], open_outputs, **private),
+              demo.load(dui.open_query, None, open_outputs, **private)]
+    for event in opened if evidence_event else ():
+        event.then(**evidence_event)
 
     d.draw.click(dui.draw, [d.level, d.count, d.seed, d.students], [d.code, d.info], **private)
     d.add.click(dui.add_case, [view, d.code, d.students], [d.code, d.info], **private)

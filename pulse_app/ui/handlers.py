@@ -27,6 +27,7 @@ the clean image lives in the draft, a PDF's bytes too when it has other pages. E
 from __future__ import annotations
 
 import html
+import io
 import threading
 import time
 from pathlib import Path
@@ -34,10 +35,13 @@ from typing import Iterator
 
 import gradio as gr
 from gradio.utils import get_upload_folder, is_in_or_equal
+from PIL import Image
 
 from pulse_app.answer import check_question
 from pulse_app.chat import NO_EDIT, ChatService, clean_edit
+from pulse_app.consistency import flag_text
 from pulse_app.errors import PulseError
+from pulse_app.grounding import CONTEXT_HEAD
 from pulse_app.settings import Settings
 from pulse_app.teaching import truth_markdown
 from pulse_app.ui import texts
@@ -76,12 +80,28 @@ def literal(text: str) -> str:
 
 
 def answer_message(turn) -> dict:
-    """The chat message of a stored answer; it ends with the model that wrote it."""
+    """The chat message of a stored answer; it ends with the model that wrote it ("grounded"
+    when it was given the measurements) and, when it contradicts the digitiser's
+    measurements, the warning."""
     answer = literal(turn.answer.strip()) or "(no answer)"
     if turn.stopped:
         answer += " [stopped]"
-    return {"role": "assistant",
-            "content": f"{answer}<br><br><em>— {literal(turn.model_label or '')}</em>"}
+    content = f"{answer}<br><br><em>— {literal(turn.model_label or '')}</em>"
+    flag = flag_text((turn.params or {}).get("consistency"))
+    if flag:
+        content += f"<br><br><strong>⚠️ {literal(flag)}</strong>"
+    return {"role": "assistant", "content": content}
+
+
+def evidence_html(summary: dict | None) -> str:
+    """The measurement panel: the digitiser's evidence lines (layout and calibration, each
+    measurement with its lead, confidence and flag, or "not measurable" with the reason),
+    escaped."""
+    if not summary:
+        return ""
+    items = "".join(f"<li>{literal(line)}</li>" for line in summary.get("lines") or [])
+    return (f"<div class='pulse-evidence'><strong>{literal(CONTEXT_HEAD)}</strong>"
+            f"<ul>{items}</ul></div>")
 
 
 def turn_messages(session) -> list[dict]:
@@ -165,14 +185,16 @@ def _returning(stream: Iterator[str], box: list) -> Iterator[str]:
 
 @gpu
 def generate(service_id: int, owner: str, session_id: str, question: str | None, params: dict,
-             cancel: threading.Event | None = None) -> Iterator[str]:
+             cancel: threading.Event | None = None, grounded: bool | None = None
+             ) -> Iterator[str]:
     """Where generation runs: the answer to ``question`` (None = regenerate the last answer) as
     text chunks. On ZeroGPU a GPU is attached for the stream (there Stop closes the stream)."""
     chat = _SERVICES[service_id]
     if question is None:
-        stream = chat.regenerate(owner, session_id, params, cancel=cancel)
+        stream = chat.regenerate(owner, session_id, params, cancel=cancel, grounded=grounded)
     else:
-        stream = chat.ask(owner, session_id, question, params, cancel=cancel)
+        stream = chat.ask(owner, session_id, question, params, cancel=cancel,
+                          grounded=grounded)
     try:
         return (yield from stream)
     finally:
@@ -316,7 +338,7 @@ class PulseUI:
         return {"temperature": temperature, "top_p": top_p, "max_new_tokens": max_new_tokens}
 
     @guarded
-    def ask(self, view, question, history, temperature, top_p, max_new_tokens,
+    def ask(self, view, question, history, temperature, top_p, max_new_tokens, grounded,
             request: gr.Request) -> Iterator:
         owner = self.owner(request)
         view = view or EMPTY_VIEW
@@ -341,11 +363,11 @@ class PulseUI:
                     {"role": "assistant", "content": "…"}]
         yield history, view, "", gr.skip()
         stream = generate(id(self.chat), owner, view["session"], question, params,
-                          cancel=self._cancel_event(request))
+                          cancel=self._cancel_event(request), grounded=bool(grounded))
         yield from self._stream_into(history, stream, owner, view, request)
 
     @guarded
-    def regenerate(self, view, history, temperature, top_p, max_new_tokens,
+    def regenerate(self, view, history, temperature, top_p, max_new_tokens, grounded,
                    request: gr.Request) -> Iterator:
         owner = self.owner(request)
         view = view or EMPTY_VIEW
@@ -357,7 +379,7 @@ class PulseUI:
         yield history, view, gr.skip(), gr.skip()
         stream = generate(id(self.chat), owner, view["session"], None,
                           self.params(temperature, top_p, max_new_tokens),
-                          cancel=self._cancel_event(request))
+                          cancel=self._cancel_event(request), grounded=bool(grounded))
         yield from self._stream_into(history, stream, owner, view, request)
 
     def _cancel_event(self, request) -> threading.Event | None:
@@ -400,6 +422,38 @@ class PulseUI:
             return {**EMPTY_VIEW, "draft": draft.id, "edit": draft.edit,
                     "scale": view.get("scale", 1.0)}, []
         return {**view, "session": None, "corner": None}, []
+
+    # -- the digitiser's evidence --
+    @guarded
+    def evidence(self, view, request: gr.Request):
+        """The measurement panel and the overlay of the shown picture: the draft's reading
+        (read once per edit) or the stored session's (read once, then stored)."""
+        owner = self.owner(request)
+        view = view or EMPTY_VIEW
+        if view.get("session"):
+            stored = self.chat.reading(owner, view["session"])
+            overlay = Image.open(io.BytesIO(stored.overlay_png)).convert("RGB")
+            return evidence_html(stored.summary), overlay
+        if view.get("draft"):
+            reading = self.chat.read_draft(owner, view["draft"])
+            return (evidence_html(self.chat.draft_reading_summary(owner, view["draft"])),
+                    reading.overlay)
+        return "", None
+
+    @staticmethod
+    def show_overlay(show: bool):
+        return gr.update(visible=bool(show))
+
+    @guarded
+    def download_signals(self, view, kind: str, request: gr.Request) -> str:
+        """A one-time link to the shown session's digitised signals (WFDB zip or CSV)."""
+        owner = self.owner(request)
+        session_id = (view or {}).get("session")
+        if not session_id:
+            gr.Warning("Ask a question first (the signals belong to a saved session).")
+            return ""
+        export = self.chat.prepare_signals(owner, session_id, kind)
+        return report_link(export, f"Download the signals ({texts.SIGNAL_FORMATS[kind]})")
 
     # -- teaching truth --
     def _truth(self, owner: str, view: dict) -> dict | None:

@@ -218,11 +218,13 @@ class PhoneUI:
 # -- wiring ---------------------------------------------------------------------------------------
 
 def wire(p: SimpleNamespace, ui, new_picture_events: list, image_outputs: list, view,
-         picture, chatbot, angle, private: dict) -> None:
+         picture, chatbot, angle, private: dict, then: dict | None = None) -> None:
     """Events of the capture inputs and the card. ``p``: ``take_photo``, ``camera``, ``note``,
     ``card`` (:func:`build_straighten_card`), ``tools`` (the picture and its edit controls),
     ``adjust``, ``reopened`` (events that show a stored session's picture);
-    ``new_picture_events``: the events that make a new draft (each is followed by the check)."""
+    ``new_picture_events``: the events that make a new draft (each is followed by the check);
+    ``then``: an event (keyword arguments of ``.then``) that follows every new picture and
+    every decided straightening (the evidence reading)."""
     phone = PhoneUI(ui)
     checked = [p.note, p.card.box, p.card.editor, p.tools]
     new_picture_events = [*new_picture_events,
@@ -232,10 +234,14 @@ def wire(p: SimpleNamespace, ui, new_picture_events: list, image_outputs: list, 
                                           [*image_outputs, p.camera], **private)]
     for event in new_picture_events:
         event.success(phone.check, [view], checked, **private)
+        if then:
+            event.then(**then)
     for event in p.reopened:
         event.then(phone.close, None, [p.note, p.card.box, p.tools], **private)
     p.adjust.click(phone.adjust, [view], [view, p.note, p.card.box, p.card.editor, p.tools],
                    **private)
     decided = [picture, view, chatbot, p.card.box, p.tools, angle, p.note]
-    p.card.accept.click(phone.accept, [view, p.card.editor], decided, **private)
-    p.card.keep.click(phone.keep, [view], decided, **private)
+    accepted = p.card.accept.click(phone.accept, [view, p.card.editor], decided, **private)
+    kept = p.card.keep.click(phone.keep, [view], decided, **private)
+    for event in (accepted, kept) if then else ():
+        event.then(**then)

@@ -84,3 +84,11 @@ READABILITY = "⚠️ **{message}**: {hint}."
 STILL_ASK = "You may still ask; the answer may be less reliable."
 
 ANSWER_DISCLAIMER = "Research tool, not a medical device: answers can be wrong."
+
+EVIDENCE_HELP = ("The digitiser reads the tracing into 12 signals and measures them (lead, "
+                 "confidence, flags outside the usual adult range). Grounded answers are given "
+                 "these values; every answer that contradicts them is flagged. The digitiser "
+                 "can be wrong too: check the overlay.")
+
+#: Signal download formats: kind -> what the link says.
+SIGNAL_FORMATS = {"wfdb": "WFDB, zip", "csv": "CSV"}

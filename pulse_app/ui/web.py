@@ -9,11 +9,11 @@
   cache until their handler has read them, and are deleted then (:class:`PendingUploads`);
   nothing there is ever served (the picture reaches the page inline, reports through the route
   below).
-- **Reports** (``GET <root>/pulse/report/<id>``): a prepared PDF (a session's report, a deck's
-  handout) or a class's answers (CSV), to its owner only, checked on this request (the owner
-  cookie, or the account signed in through Gradio's login), once; then it is gone (kept in the
-  database: any replica serves it; :meth:`pulse_app.chat.ChatService.take_export`). Anyone else
-  gets the same 404.
+- **Reports and signal downloads** (``GET <root>/pulse/report/<id>``): a prepared PDF (a
+  session's report, a deck's handout), a class's answers (CSV) or a session's digitised signals
+  (WFDB zip, CSV), to its owner only, checked on this request (the owner cookie, or the account
+  signed in through Gradio's login), once; then it is gone (kept in the database: any replica
+  serves it; :meth:`pulse_app.chat.ChatService.take_export`). Anyone else gets the same 404.
 - **Sign-in.** ``POST /login`` runs with the client's address in :data:`CLIENT_ADDRESS`, so the
   password check (:class:`pulse_app.auth.SignIn`) limits failures per address as well as per
   user name. Gradio keeps sign-ins in its process; the gate gives it :class:`SharedSignIns`

@@ -36,6 +36,7 @@ class DataConfig:
     dpi: float                # rendering resolution
     distort: str              # render_ecg's distortion mix
     width_px: int             # pages are stored resized to this width
+    grounded_fraction: float = 0.0    # share of training questions given the measurement context
 
 
 @dataclass(frozen=True)

@@ -68,10 +68,11 @@ def make_split(out: Path, count: int, seed: int, config: DataConfig, *, start: i
     for job, record in zip(jobs, simulated_records(count, seed, start)):
         sidecar = json.loads((images / f"{output_name(job.path)}_0.json").read_text())
         image = f"images/{sidecar['image']}"
-        samples += generate_samples(record, image, seed=0)
+        mine = generate_samples(record, image, seed=0)
         for k in range(1, extra_mcq + 1):
-            samples += [dataclasses.replace(s, id=f"{s.id}-x{k}") for s in generate_samples(
+            mine += [dataclasses.replace(s, id=f"{s.id}-x{k}") for s in generate_samples(
                 record, image, seed=k, tasks=("basic", "rhythm"), qtypes=("mcq",))]
+        samples += ground_samples(mine, record, config.grounded_fraction, seed)
         facts = Facts(record)                 # rate and rhythm as the questions state them
         onsets, scale = record.meta["qrs_onsets_s"], sidecar["image_scale"]
         targets.append({
@@ -79,6 +80,49 @@ def make_split(out: Path, count: int, seed: int, config: DataConfig, *, start: i
             "r_peaks_xy": r_peak_positions(sidecar, onsets, scale),
             "rr_segments": rr_segments(sidecar, onsets, scale)})
     return samples, targets
+
+
+def record_context(record) -> str:
+    """The measurement context of a record, in the app's words
+    (:func:`pulse_app.grounding.measurement_context`, imported, the one builder): measured on
+    the record's signals (:func:`pulse_app.ecg.measure.ecg_measure`), which is what the
+    digitiser measures on a clean page without its reading error (reading every training page
+    with the digitiser would cost about 1.5 s a page)."""
+    from pulse_app.ecg.measure import ecg_measure
+    from pulse_app.grounding import measurement_context
+
+    measured = ecg_measure(record.signal, record.fs, record.leads)
+    return measurement_context(measured.to_dict()["measurements"])
+
+
+def ground_samples(samples: list, record, fraction: float, seed: int) -> list:
+    """One record's ``samples`` with about ``fraction`` of them (drawn from ``seed`` and each
+    sample's id) asked with the record's measurement context before the question
+    (:func:`pulse_app.grounding.grounded_question`, as the app asks a grounded question); their
+    ids end ``-g`` and ``meta["grounded"]`` is True.
+
+    >>> from training.instruct.format import Sample
+    >>> ground_samples([Sample("a", None, [])], None, 0.0, 0)[0].id
+    'a'
+    """
+    from pulse_app.grounding import grounded_question
+
+    chosen = [s for s in samples if random.Random(f"grounded|{seed}|{s.id}").random() < fraction]
+    if not chosen:
+        return samples
+    context = record_context(record)
+    out = []
+    for sample in samples:
+        if sample not in chosen:
+            out.append(sample)
+            continue
+        conversations = [dict(c) for c in sample.conversations]
+        first = conversations[0]["value"]
+        prefix = "<image>\n" if first.startswith("<image>\n") else ""
+        conversations[0]["value"] = prefix + grounded_question(first[len(prefix):], context)
+        out.append(dataclasses.replace(sample, id=sample.id + "-g", conversations=conversations,
+                                       meta={**sample.meta, "grounded": True}))
+    return out
 
 
 def pack_conversations(samples: list, turns: int, seed: int) -> list[dict]:
