@@ -58,6 +58,11 @@ _PAGE_WIDTHS_MM = (279.4, 297.0)
 _MAX_SKEW_DEG = 5.0
 #: Stroke centres this close (px) to a spike tip's x belong to either stroke: left out.
 _TIP_MERGE_PX = 1.0
+#: Merged strokes of a spike are split when their run is this much (px) wider than one stroke.
+_SPLIT_PX = 1.0
+#: Time shifts (s) tried when a rhythm strip is matched against a 3x4 panel: rows' start
+#: estimates differ by a few samples, which decorrelates a QRS.
+_STRIP_LAG_S = 0.02
 
 # Lead status words (``LeadTrace.status``).
 OK, UNCALIBRATED, NOT_ON_PAGE, UNREADABLE, NO_ECG = (
@@ -756,6 +761,20 @@ def _centreline(ink: np.ndarray, band: np.ndarray, cols, starts, ends, chosen_s,
     x_left, x_right = left + half, right - half
     merged = two & (x_right - x_left < 1.0)
     two &= ~merged
+    # a run of a steep part wider than one stroke (its median width) holds two strokes whose
+    # centres lie half the excess either side of its middle; also when they are closer than a
+    # pixel (a narrow spike): the widths' sub-pixel edges still tell them apart
+    width = right - left
+    single = one & all_steep
+    w1 = float(np.median(width[single])) if single.sum() >= 5 else 2 * half
+    sep = width - w1
+    split = all_steep & (hl <= 5 * thick) & (sep > _SPLIT_PX) & (one | merged)
+    mid = (left + right) / 2
+    x_left = np.where(split, mid - sep / 2, x_left)
+    x_right = np.where(split, mid + sep / 2, x_right)
+    two |= split
+    one &= ~split
+    merged &= ~split
     sx = np.concatenate([(left + right)[one | merged] / 2, x_left[two], x_right[two]])
     sy = np.concatenate([rr[one | merged], rr[two], rr[two]]).astype(np.float64)
     # spike tips: a column whose top (bottom) is beyond both neighbours by more than a line width
@@ -1104,7 +1123,13 @@ def _strips_match(rows, polys, cal, fs, at: dict[int, int], strict=False):
         for (k, j), ref in panel.items():
             seg = _row_signal(polys[s], rows[s], cal, fs, j * q, (j + 1) * q)[0]
             m = min(len(seg), len(ref))
-            corr, nrms = _segment_corr(seg[:m], ref[:m])
+            corr, nrms = 0.0, np.inf
+            lags = int(round(_STRIP_LAG_S * fs))
+            for lag in range(-lags, lags + 1):
+                a, b = seg[max(0, lag):m + min(0, lag)], ref[max(0, -lag):m - max(0, lag)]
+                c2, n2 = _segment_corr(a, b)
+                if n2 < nrms:
+                    corr, nrms = c2, n2
             if corr > (0.95 if strict else 0.8) and nrms < (0.3 if strict else 0.7):
                 scores[LAYOUT_3X4[k][j]] = nrms
         if not scores:
