@@ -58,9 +58,10 @@ def ask(url: str, number: int) -> tuple[str, str]:
 @pytest.mark.parametrize("most", [1, 3])
 def test_a_waiting_request_asks_a_busy_replica_again_within_20_ms(most):
     """One answer at a time per replica: a request waiting at the proxy is sent when its next
-    retry finds the replica free. Ray's default retries back off to 0.5 s, which left a replica
-    idle for up to 375 ms after a 180 ms answer (the bimodal 170-286 answers/min of
-    bench.ray_replicas); Ray reads the deployment's retry schedule as capped at 20 ms."""
+    retry finds the replica free. Ray's default retries back off to 0.5 s (175 ms, then 375 ms
+    after the last send), which left a replica idle ~200 ms after a ~180 ms answer (the bimodal
+    170-286 answers/min of bench.ray_replicas); Ray reads the deployment's retries as capped at
+    20 ms."""
     from ray.serve.config import RequestRouterConfig
 
     options = deployment_options(Settings.load(model="offline-default", device="cpu",

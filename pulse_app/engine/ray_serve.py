@@ -7,10 +7,11 @@ PULSE-7B keeps its ``flat`` layout) and serves the very app of ``serve-openai``
 limits and errors). Ray's HTTP proxy spreads requests over the replicas; one answer at a time
 per replica, so waiting requests queue at the proxy and go to whichever replica is free (the
 proxy asks again at least every 20 ms, :data:`ROUTER_RETRY`, so no replica idles between
-answers). Ray checks each replica's health (:meth:`PulseReplica.check_health`) and replaces a dead one; with
-``ray_max_replicas`` above ``ray_replicas`` it adds replicas while requests wait (autoscaling).
-Each replica reserves ``ray_gpus`` GPUs (1 on a GPU cluster), else one CPU core and one torch
-thread. Every response says which replica wrote it (``x-pulse-replica``: host and process id).
+answers). Ray checks each replica's health (:meth:`PulseReplica.check_health`) and replaces a
+dead one; with ``ray_max_replicas`` above ``ray_replicas`` it adds replicas while requests wait
+(autoscaling). Each replica reserves ``ray_gpus`` GPUs (1 on a GPU cluster), else one CPU core
+and one torch thread. Every response says which replica wrote it (``x-pulse-replica``: host and
+process id).
 
 The web app and the CLI reach it like any OpenAI-compatible server:
 ``--backend openai --url http://HOST:PORT/v1``. Ray is an optional extra
