@@ -6,8 +6,11 @@ core and one torch thread per replica. ``--clients`` concurrent clients send ``-
 chat completions in all (an example page from assets/examples, ``--max-tokens`` each, greedy)
 through Ray's HTTP proxy; the same load runs against 1 replica, then against the same deployment
 scaled to 2. Printed: answers per minute for each, the ratio, and how the answers spread over
-the replicas. ``--rounds`` repeats the pair (1, 2, 1, 2, ...) and the ratio is of the medians:
-on 2 shared cores one round of 60 answers gave anything from 1.1x to 1.9x.
+the replicas. ``--rounds`` repeats the pair (1, 2, 1, 2, ...) and the ratio is of the medians.
+(Single rounds once ranged 1.0-1.9x: Ray's router retried a busy replica after 0, 25, 75,
+175, 375 ms, so a one-answer-at-a-time replica idled until then and the 1-replica rate jumped
+between ~170 and ~286 answers/min; the deployment now retries within 20 ms,
+:data:`pulse_app.engine.ray_serve.ROUTER_RETRY`.)
 
     python -m bench.ray_replicas [--requests 60] [--clients 4] [--max-tokens 96] [--cpus 2]
                                  [--rounds 3]

@@ -19,7 +19,7 @@ pytest.importorskip("ray.serve", reason="Ray Serve is an optional extra: pip ins
 
 from pulse_app.engine import make_backend  # noqa: E402
 from pulse_app.engine.backend import GenerationParams  # noqa: E402
-from pulse_app.engine.ray_serve import REPLICA_HEADER  # noqa: E402
+from pulse_app.engine.ray_serve import REPLICA_HEADER, deployment_options  # noqa: E402
 from pulse_app.errors import BackendUnreachable  # noqa: E402
 from pulse_app.settings import ASSETS_DIR, Settings  # noqa: E402
 from tests.fixtures_ui import free_port  # noqa: E402
@@ -53,6 +53,22 @@ def ask(url: str, number: int) -> tuple[str, str]:
                        json=body(6, question=f"What is the rhythm? ({number})"))
     assert reply.status_code == 200, reply.text
     return reply.headers[REPLICA_HEADER.decode()], reply.json()["choices"][0]["message"]["content"]
+
+
+@pytest.mark.parametrize("most", [1, 3])
+def test_a_waiting_request_asks_a_busy_replica_again_within_20_ms(most):
+    """One answer at a time per replica: a request waiting at the proxy is sent when its next
+    retry finds the replica free. Ray's default retries back off to 0.5 s (175 ms, then 375 ms
+    after the last send), which left a replica idle ~200 ms after a ~180 ms answer (the bimodal
+    170-286 answers/min of bench.ray_replicas); Ray reads the deployment's retries as capped at
+    20 ms."""
+    from ray.serve.config import RequestRouterConfig
+
+    options = deployment_options(Settings.load(model="offline-default", device="cpu",
+                                               ray_replicas=1, ray_max_replicas=most))
+    assert options["max_ongoing_requests"] == 1
+    retry = RequestRouterConfig(**options["request_router_config"])
+    assert retry.initial_backoff_s <= retry.max_backoff_s <= 0.02
 
 
 def test_twenty_concurrent_requests_spread_over_both_replicas(ray_url):
