@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from tests.test_browser import (
     ask_and_see_it_stream,
@@ -161,15 +162,22 @@ def overlapping_controls(page) -> tuple[int, list]:
     return len(controls), clashes
 
 
-def disclaimer_in_view(page) -> bool:
-    """The notice's first line is on screen and nothing covers it."""
-    return page.evaluate("""() => {
-      const n = document.querySelector('#notice strong');
-      const r = n.getBoundingClientRect();
-      if (r.top < 0 || r.bottom > innerHeight) return false;
-      const hit = document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2);
-      return !!hit && document.getElementById('notice').contains(hit);
-    }""")
+def disclaimer_in_view(page, timeout_ms: int = 10_000) -> bool:
+    """The notice's first line is on screen and nothing covers it, within ``timeout_ms`` (the
+    layout settles after the load event: on a loaded machine a check made at once can still see
+    the drawer closing)."""
+    try:
+        page.wait_for_function("""() => {
+          const n = document.querySelector('#notice strong');
+          if (!n) return false;
+          const r = n.getBoundingClientRect();
+          if (r.top < 0 || r.bottom > innerHeight) return false;
+          const hit = document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2);
+          return !!hit && document.getElementById('notice').contains(hit);
+        }""", timeout=timeout_ms)
+    except PlaywrightTimeout:
+        return False
+    return True
 
 
 def test_phone_visit_capture_straighten_drag_ask_export(browser, phone_server, phone_photo,
