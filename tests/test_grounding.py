@@ -9,6 +9,7 @@ Backend interface, so that the real check has a known contradiction to find."""
 from __future__ import annotations
 
 import io
+import json
 import zipfile
 
 import pytest
@@ -234,6 +235,53 @@ def test_one_shot_entry_points_ground_through_prepare(tiny_backend, page_png, ui
     err = capsys.readouterr().err
     assert code == 0, err
     assert GROUNDED_MARK in err and CONTEXT_HEAD in err
+
+
+def test_serve_openai_reply_carries_label_context_and_contradictions(tiny_backend, page_png):
+    """serve-openai's ``pulse`` extension: a grounded reply (whole or streamed) names the model
+    as grounded, gives the context and the consistency check's contradictions of the real
+    measurements; a plain reply is labelled as the model alone."""
+    import base64
+    import threading
+
+    import httpx
+
+    from pulse_app.engine.openai_server import make_server
+
+    crafted = CraftedBackend(tiny_backend)
+    server = make_server(crafted, Settings.load(host="127.0.0.1"), 0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/v1/chat/completions"
+    image = "data:image/png;base64," + base64.b64encode(page_png.read_bytes()).decode()
+    label = tiny_backend.info().label
+
+    def body(**extra):
+        return {"model": tiny_backend.info().model_id, "max_tokens": 8, **extra, "messages": [
+            {"role": "user", "content": [{"type": "image_url", "image_url": {"url": image}},
+                                         {"type": "text", "text": "Rate?"}]}]}
+    try:
+        reply = httpx.post(url, json=body(grounded=True), timeout=120).json()
+        pulse = reply["pulse"]
+        assert pulse["grounded"] and pulse["label"] == f"{label} · {GROUNDED_MARK}"
+        assert pulse["context"].startswith(CONTEXT_HEAD) and "75 bpm" in pulse["context"]
+        assert reply["choices"][0]["message"]["content"] == CRAFTED
+        assert "heart_rate" in [c["name"] for c in pulse["consistency"]]     # 150 vs 75 bpm
+
+        events = []
+        with httpx.stream("POST", url, json=body(grounded=True, stream=True),
+                          timeout=120) as response:
+            for line in response.iter_lines():
+                if line.startswith("data: {"):
+                    events.append(json.loads(line.removeprefix("data: ")))
+        assert [e.get("pulse") is not None for e in events][-1] and not any(
+            e.get("pulse") for e in events[:-1])
+        assert events[-1]["pulse"]["consistency"] == pulse["consistency"]
+
+        plain = httpx.post(url, json=body(grounded=False), timeout=120).json()["pulse"]
+        assert plain == {"label": label, "grounded": False, "context": None, "consistency": []}
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def test_mini_model_training_questions_can_carry_the_app_context(tmp_path):

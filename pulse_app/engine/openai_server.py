@@ -14,7 +14,10 @@ Speaks the subset of the OpenAI API that chat clients with images use:
   ``max_tokens`` / ``max_completion_tokens``, ``seed``, and this server's extensions
   ``straighten`` (straighten a photographed page first,
   :func:`pulse_app.straighten.straightened`) and ``grounded`` (give the model the digitiser's
-  measurements as marked context; default: the server's ``grounded`` setting).
+  measurements as marked context; default: the server's ``grounded`` setting). Each reply (the
+  last chunk of a stream) carries ``pulse`` (:class:`PulseFields`): the model's label as the app
+  shows it ("· grounded on the digitiser's measurements" when grounded), the context given, and
+  the consistency check's contradictions of the measurements.
 
 Every request body is read within :data:`BODY_TIMEOUT_S` and :data:`MAX_REQUEST_BYTES`, its
 types validated by the pydantic models below (:class:`ChatCompletionRequest`), then checked by
@@ -48,7 +51,7 @@ import socket
 import threading
 import time
 import uuid
-from typing import TYPE_CHECKING, Annotated, Any, AsyncIterator, Literal
+from typing import TYPE_CHECKING, Annotated, Any, AsyncIterator, Callable, Literal
 
 import anyio
 from fastapi import FastAPI, Request
@@ -178,12 +181,24 @@ class Choice(BaseModel):
     message: AssistantMessage
 
 
+class PulseFields(BaseModel):
+    """This server's extension of a reply (clients of the OpenAI format ignore unknown fields):
+    which model answered, as the app labels it (grounded answers say so), the digitiser's
+    context the model was given, and what of the answer contradicts the measurements."""
+
+    label: str
+    grounded: bool
+    context: str | None = None
+    consistency: list[dict] = []
+
+
 class ChatCompletion(BaseModel):
     id: str
     object: Literal["chat.completion"] = "chat.completion"
     created: int
     model: str
     choices: list[Choice]
+    pulse: PulseFields | None = None
 
 
 class ChunkChoice(BaseModel):
@@ -198,6 +213,7 @@ class ChatCompletionChunk(BaseModel):
     object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
     created: int
     model: str
+    pulse: PulseFields | None = None            # on the last chunk only
     choices: list[ChunkChoice]
 
 
@@ -318,6 +334,19 @@ def checked_request(settings: "Settings", body: ChatCompletionRequest) -> Answer
                    straighten=body.straighten, grounded=body.grounded)
 
 
+def pulse_fields(label: str, checked: AnswerRequest, text: str) -> PulseFields:
+    """The reply's :class:`PulseFields`: a grounded answer is labelled and checked against the
+    measurements it was given (:func:`pulse_app.consistency.check_answer`)."""
+    if not checked.grounded:
+        return PulseFields(label=label, grounded=False)
+    from pulse_app.consistency import check_answer
+    from pulse_app.grounding import grounded_label
+
+    found = check_answer(text, (checked.reading or {}).get("measurements"))
+    return PulseFields(label=grounded_label(label), grounded=True, context=checked.context,
+                       consistency=[c.to_dict() for c in found])
+
+
 # -- the app ----------------------------------------------------------------------------------------
 
 async def read_body(request: Request, max_bytes: int = MAX_REQUEST_BYTES,
@@ -356,7 +385,8 @@ def build_openai_app(backend: "Backend", settings: "Settings", *,
     """The FastAPI app of the OpenAI-compatible API: ``backend`` answers as ``model_name``
     (default: its model id); requests are checked with ``settings``' limits and defaults, the
     key is ``settings.server_api_key``."""
-    name = model_name or backend.info().model_id
+    info = backend.info()
+    name, label = model_name or info.model_id, info.label
     started = int(time.time())
     key = (f"Bearer {settings.server_api_key}".encode("utf-8")
            if settings.server_api_key else None)
@@ -442,7 +472,8 @@ def build_openai_app(backend: "Backend", settings: "Settings", *,
                 chunks.close()
             return ChatCompletion(id=reply_id, created=created, model=name, choices=[
                 Choice(finish_reason=reasons[0] if reasons else "stop",
-                       message=AssistantMessage(content=text))]).model_dump()
+                       message=AssistantMessage(content=text))],
+                pulse=pulse_fields(label, checked, text)).model_dump()
         try:        # errors before the first token are still HTTP errors
             first = await anyio.to_thread.run_sync(next, chunks, None)
         except BaseException:
@@ -451,7 +482,8 @@ def build_openai_app(backend: "Backend", settings: "Settings", *,
             chunks.close()
             raise
         return StreamingResponse(
-            _events(chunks, first, reasons, cancel, watcher, reply_id, created, name),
+            _events(chunks, first, reasons, cancel, watcher, reply_id, created, name,
+                    lambda text: pulse_fields(label, checked, text)),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "Connection": "close"})
 
@@ -459,20 +491,22 @@ def build_openai_app(backend: "Backend", settings: "Settings", *,
 
 
 def _event(reply_id: str, created: int, model: str, delta: dict,
-           finish: str | None = None) -> bytes:
-    chunk = ChatCompletionChunk(id=reply_id, created=created, model=model,
+           finish: str | None = None, pulse: PulseFields | None = None) -> bytes:
+    chunk = ChatCompletionChunk(id=reply_id, created=created, model=model, pulse=pulse,
                                 choices=[ChunkChoice(delta=delta, finish_reason=finish)])
     return f"data: {json.dumps(chunk.model_dump())}\n\n".encode()
 
 
 async def _events(chunks, first: str | None, reasons: list, cancel: threading.Event,
-                  watcher: asyncio.Task, reply_id: str, created: int, model: str
-                  ) -> AsyncIterator[bytes]:
-    """The answer as server-sent events; a vanished client stops the generation."""
+                  watcher: asyncio.Task, reply_id: str, created: int, model: str,
+                  fields: Callable[[str], PulseFields]) -> AsyncIterator[bytes]:
+    """The answer as server-sent events, the last one with ``fields`` of the whole text; a
+    vanished client stops the generation."""
     try:
         yield _event(reply_id, created, model, {"role": "assistant", "content": ""})
-        text = first
+        text, parts = first, []
         while text is not None:
+            parts.append(text)
             yield _event(reply_id, created, model, {"content": text})
             try:
                 text = await anyio.to_thread.run_sync(next, chunks, None)
@@ -480,7 +514,8 @@ async def _events(chunks, first: str | None, reasons: list, cancel: threading.Ev
                 body = RequestError(500, str(error), "server_error").body()
                 yield f"data: {json.dumps(body)}\n\n".encode()
                 return
-        yield _event(reply_id, created, model, {}, reasons[0] if reasons else "stop")
+        yield _event(reply_id, created, model, {}, reasons[0] if reasons else "stop",
+                     fields("".join(parts)))
         yield b"data: [DONE]\n\n"
     finally:
         cancel.set()
