@@ -391,7 +391,8 @@ def test_mini_model_command_runs_end_to_end(tmp_path):
 
     out, work = tmp_path / "pulse-mini", tmp_path / "work"
     overrides = ["data.records=6", "data.heldout=2", "warmup.epochs=2", "instruct.epochs=1",
-                 "evaluate.limit=2", "align.max_steps=2", "instruct.max_steps=2",
+                 "evaluate.limit=2", "evaluate.real_pages=1", "align.max_steps=2",
+                 "instruct.max_steps=2",
                  "align.dataloader_workers=0", "instruct.dataloader_workers=0"]
     subprocess.run([sys.executable, "-m", "training.mini_model", "--work", str(work),
                     "--out", str(out), *overrides],
@@ -408,6 +409,10 @@ def test_mini_model_command_runs_end_to_end(tmp_path):
     card = (out / "README.md").read_text()
     assert "not PULSE-7B" in card and "| majority baseline |" in card
     assert "not for clinical use" in card.lower()
+    if (work / "grounded-eval.json").is_file():                   # ../shared/data is there
+        real = json.loads((work / "grounded-eval.json").read_text())
+        assert real["pages"] == 1 and set(real["table"]) == {"rate", "rhythm"}
+        assert "On pages of real records, grounded or not" in card
 
 
 def test_offline_default_is_the_shipped_mini_model(tmp_path):

@@ -76,7 +76,8 @@ def evaluate(backend, records, *, params, train=None, limit_pages: int | None = 
         measured = (summary.get("measurements") or {}).get("heart_rate") or {}
         for sample in record_questions(record, f"{record.record_id}.png"):
             samples.append(sample)
-            item = {"id": sample.id, "kind": sample.meta["kind"], "qtype": sample.meta["qtype"],
+            item = {"id": sample.id, "page": record.record_id, "kind": sample.meta["kind"],
+                    "qtype": sample.meta["qtype"],
                     "answer": sample.meta.get("answer"), "question": sample.question}
             for mode, ctx in (("plain", None), ("grounded", context)):
                 t0 = time.perf_counter()
@@ -98,8 +99,9 @@ def evaluate(backend, records, *, params, train=None, limit_pages: int | None = 
     for item, sample in zip(items, samples):
         text = baseline.predict(sample)
         item["majority"] = {"text": text, **score_answer(text, sample.meta)}
-    return {"table": table(items), "items": items, "timings_s": {k: round(v, 1) for k, v in
-                                                                  timings.items()},
+    pages = len({item["page"] for item in items})
+    return {"table": table(items), "items": items, "pages": pages,
+            "timings_s": {k: round(v, 1) for k, v in timings.items()},
             "majority_from": "train file" if train is not None else "the evaluated questions"}
 
 
@@ -119,6 +121,40 @@ def table(items: list[dict]) -> dict:
     return out
 
 
+def real_record_paths() -> list[str]:
+    """The default real records: the folders of ``../shared/data`` that are there."""
+    return [str(SHARED / f) for f in DEFAULT_FOLDERS if (SHARED / f).is_dir()]
+
+
+def run(model: str, *, records=None, train=None, limit_pages: int | None = None,
+        max_new_tokens: int = 40, out: str | Path | None = None) -> dict:
+    """Load ``model`` in the app's local backend, :func:`evaluate` it on ``records`` (default
+    :func:`real_record_paths`) with the majority baseline of ``train`` (an ECGInstruct file),
+    save the result as JSON in ``out`` (also while it runs) and return it."""
+    from pulse_app.engine import make_backend
+    from pulse_app.settings import Settings
+    from training.instruct import read_samples
+    from training.instruct.dataset import read_records
+
+    settings = Settings.load(model=model, device="cpu", temperature=0.0,
+                             max_new_tokens=max_new_tokens)
+    backend = make_backend(settings)
+
+    def save_so_far(items):
+        if out:
+            Path(out).write_text(json.dumps({"partial": True, "table": table(items),
+                                             "items": items}, indent=1, default=str))
+
+    result = evaluate(backend, read_records(records or real_record_paths()),
+                      params=settings.generation_params(),
+                      train=list(read_samples(train)) if train else None,
+                      limit_pages=limit_pages, progress=save_so_far)
+    result["model"] = backend.info().label
+    if out:
+        Path(out).write_text(json.dumps(result, indent=1, default=str))
+    return result
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.grounded_eval",
                                      description=__doc__.split("\n\n")[0])
@@ -134,36 +170,17 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
-    from pulse_app.engine import make_backend
-    from pulse_app.settings import Settings
-    from training.instruct.dataset import read_records
-
-    settings = Settings.load(model=args.model, device="cpu", temperature=0.0,
-                             max_new_tokens=args.max_new_tokens)
-    backend = make_backend(settings)
-    paths = args.records or [str(SHARED / f) for f in DEFAULT_FOLDERS if (SHARED / f).is_dir()]
-    train = None
-    if args.train:
-        from training.instruct import read_samples
-
-        train = list(read_samples(args.train))
-    def save_so_far(items):
-        if args.out:
-            Path(args.out).write_text(json.dumps({"partial": True, "table": table(items),
-                                                  "items": items}, indent=1, default=str))
-
-    result = evaluate(backend, read_records(paths), params=settings.generation_params(),
-                      train=train, limit_pages=args.limit_pages, progress=save_so_far)
-    result["model"] = backend.info().label
-    print(f"{result['model']}; majority from {result['majority_from']}")
+    result = run(args.model, records=args.records, train=args.train,
+                 limit_pages=args.limit_pages, max_new_tokens=args.max_new_tokens,
+                 out=args.out)
+    print(f"{result['model']}; {result['pages']} pages; majority from "
+          f"{result['majority_from']}")
     print(f"{'kind':8} {'n':>4} {'majority':>9} {'plain':>7} {'grounded':>9} {'digitiser':>10}")
     for kind, row in result["table"].items():
         print(f"{kind:8} {row['n']:>4} " + " ".join(
             f"{row.get(m, float('nan')):>{w}.3f}" for m, w in
             (("majority", 9), ("plain", 7), ("grounded", 9), ("digitiser", 10))))
     print("timings (s):", result["timings_s"])
-    if args.out:
-        Path(args.out).write_text(json.dumps(result, indent=1, default=str))
     return 0
 
 

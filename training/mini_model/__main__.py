@@ -23,7 +23,8 @@ Every setting is in ``training/configs/mini/<stage>.yaml``; ``stage.key=value`` 
    (``instruct.yaml``).
 6. **evaluate**: ``python -m training.evaluate`` on the held-out records, against the majority
    baseline and the untrained tiny model; does the answer depend on the image
-   (``evaluate.yaml``, :mod:`.evaluation`).
+   (``evaluate.yaml``, :mod:`.evaluation`); where ``../shared/data`` holds real records,
+   ``training.grounded_eval`` on pages drawn from them, rate and rhythm, grounded or not.
 7. **card**: the model card with the scores (:mod:`.card`), and the folder the app loads.
 
 The result is a transformers folder (``config.json`` says ``"trained": true`` and
@@ -60,6 +61,8 @@ def build(stages: Stages, work: Path, out: Path, *, from_step: str = "data",
     from training.mini_model.evaluation import evaluate, image_dependence
     from training.mini_model.model import build_initial
     from training.mini_model.warmup import warm_up
+    from training.grounded_eval import real_record_paths
+    from training.grounded_eval import run as grounded_eval
     from training.train import train
 
     def runs(step: str) -> bool:
@@ -138,6 +141,12 @@ def build(stages: Stages, work: Path, out: Path, *, from_step: str = "data",
             evaluate(final, data / f"{questions}.json", data / "train-single.json",
                      work / f"{scores}.json", limit=limit, max_new_tokens=tokens,
                      compare=stages.evaluate.compare)
+        # and on pages of real records, grounded or not, where ../shared/data has them
+        (work / "grounded-eval.json").unlink(missing_ok=True)
+        if real_record_paths():
+            grounded_eval(str(final), train=data / "train-single.json",
+                          limit_pages=stages.evaluate.real_pages,
+                          out=work / "grounded-eval.json")
         info["timings_s"]["evaluate"] = round(time.time() - t0)
 
     # 7. the model card, and the folder the app loads

@@ -131,7 +131,7 @@ that has to write the letter or "Yes" first picks it before it has read the trac
 with verdict-first answers, rhythm multiple choice scored 26 % against a majority baseline of 59 %).
 Each training record also gets {info.get('extra_mcq', 0)} extra round(s) of multiple-choice questions on
 basic features and rhythm (other phrasings, other option orders): naming the right letter for
-the option that says what it read is the skill it learns last. Three stages:
+the option that says what it read is the skill it learns last. {info.get('grounded_text', '')}Three stages:
 
 0. **Vision warm-up** (`training.mini_model.warmup`), standing in for PULSE's pretrained CLIP tower
    (none can be downloaded here): the tower alone, {warmup.get('epochs', '?')} epochs over the training pages,
@@ -170,7 +170,7 @@ with each ECG's own image is {info.get('image_dependence', {}).get('own_image', 
 {info.get('image_dependence', {}).get('other_image', '?')} (equal values mean the answers ignore the image).
 {info.get('finding', '')}
 
-Percentages are accuracies except "macro F1" rows; "MAE bpm" is the mean absolute error of the
+{info.get('real_pages', '')}Percentages are accuracies except "macro F1" rows; "MAE bpm" is the mean absolute error of the
 heart rate stated in open answers. Full answers: `scores.json` of the run.
 
 ## Regenerate
@@ -189,6 +189,42 @@ def finding(dependence: dict) -> str:
                 "training, evaluation, loading in the app) is what this model demonstrates, not "
                 "ECG reading.")
     return "The answers depend on the image: the loss is lower with the right image."
+
+
+def grounded_text(fraction: float, grounded: int, total: int) -> str:
+    """The card's sentence on the questions asked with the measurement context."""
+    if not grounded:
+        return ""
+    return (f"About {100 * fraction:.0f} % of the questions ({grounded} of {total}) are asked "
+            "as the app asks a grounded one: the measurement context in the app's own words "
+            "(`pulse_app.grounding.measurement_context`, \"Measured from the image by the "
+            "digitiser (not by the model): heart rate 72 bpm (lead II, high confidence); ...\") "
+            "before the question, measured on the record's signal (`ecg_measure`), so the "
+            "model learns to use what the digitiser measured when it is given. ")
+
+
+def real_pages_section(result: dict) -> str:
+    """The card's section on pages of real records (``python -m training.grounded_eval``'s
+    JSON, when the build's work folder holds one): rate and rhythm, as asked and grounded."""
+    rows = (result or {}).get("table") or {}
+    if not rows:
+        return ""
+    lines = ["| questions | n | majority baseline | as asked | grounded | digitiser alone |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for kind, row in rows.items():
+        cells = [f"{100 * row[m]:.1f} %" if row.get(m) is not None else "-"
+                 for m in ("majority", "plain", "grounded", "digitiser")]
+        lines.append(f"| {kind} | {row['n']} | " + " | ".join(cells) + " |")
+    return f"""## On pages of real records, grounded or not
+{result.get('pages', '?')} clean pages drawn by the project's renderer from real 12-lead records (`../shared/data`:
+ptbxl, cpsc2018, cinc-rare-rhythms, ecg-records; never seen in training), their rate and rhythm
+questions answered as asked and grounded (with the context the app builds from the digitiser's
+reading of the same page), by `python -m training.grounded_eval` (majority baseline from
+{result.get('majority_from', '?')}; "digitiser alone": its measured rate written as the answer):
+
+{chr(10).join(lines)}
+
+"""
 
 
 def card_facts(final: Path, stages, work: Path) -> dict:
@@ -217,6 +253,13 @@ def card_facts(final: Path, stages, work: Path) -> dict:
         "batch": instruct.global_batch_size,
         "train_loss": f"{losses[-1]:.3f}" if losses else "n/a",
     }
+    singles = json.loads((data / "train-single.json").read_text())
+    facts["grounded_text"] = grounded_text(stages.data.grounded_fraction,
+                                           sum(s["id"].endswith("-g") for s in singles),
+                                           len(singles))
+    real = work / "grounded-eval.json"
+    if real.is_file():
+        facts["real_pages"] = real_pages_section(json.loads(real.read_text()))
     scores, rr_file = work / "scores.json", work / "scores-rate-rhythm.json"
     evaluation = json.loads(scores.read_text()) if scores.is_file() else {}
     facts.update(score_table=score_table(evaluation, evaluation.get("model", str(final))),

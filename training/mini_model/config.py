@@ -64,6 +64,7 @@ class EvalConfig:
     rate_rhythm_max_new_tokens: int   # every held-out rate and rhythm question
     compare: str                      # a second model scored on the same questions
     image_dependence_samples: int
+    real_pages: int | None            # pages of real records, grounded or not (None: all)
 
 
 @dataclass(frozen=True)
