@@ -4,7 +4,7 @@ A local Ray cluster (``--cpus`` cores) serves the shipped mini model (``offline-
 ``python -m pulse_app serve-ray``'s deployment (:func:`pulse_app.engine.ray_serve.deploy`), one
 core and one torch thread per replica. ``--clients`` concurrent clients send ``--requests``
 chat completions in all (an example page from assets/examples, ``--max-tokens`` each, greedy)
-through Ray's HTTP proxy; the same load runs against 1 replica, then against the same deployment
+through Ray's HTTP proxy, each client on one kept-alive connection; the same load runs against 1 replica, then against the same deployment
 scaled to 2. Printed: answers per minute for each, the ratio, and how the answers spread over
 the replicas. ``--rounds`` repeats the pair (1, 2, 1, 2, ...) and the ratio is of the medians.
 (Single rounds once ranged 1.0-1.9x: Ray's router retried a busy replica after 0, 25, 75,
@@ -22,6 +22,7 @@ import argparse
 import base64
 import socket
 import statistics
+import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -38,9 +39,13 @@ def answers_per_minute(url: str, requests: int, clients: int, max_tokens: int
     from pulse_app.engine.ray_serve import REPLICA_HEADER
 
     image = "data:image/png;base64," + base64.b64encode(PAGE.read_bytes()).decode()
+    local, opened = threading.local(), []
 
     def one(number: int) -> str:
-        reply = httpx.post(f"{url}/chat/completions", timeout=600, json={
+        if not hasattr(local, "client"):       # one kept-alive connection per client thread,
+            local.client = httpx.Client(timeout=600)        # as a load balancer keeps them
+            opened.append(local.client)
+        reply = local.client.post(f"{url}/chat/completions", json={
             "model": "offline-default", "max_tokens": max_tokens, "temperature": 0.0,
             "messages": [{"role": "user", "content": [
                 {"type": "image_url", "image_url": {"url": image}},
@@ -49,12 +54,16 @@ def answers_per_minute(url: str, requests: int, clients: int, max_tokens: int
         assert reply.json()["choices"][0]["message"]["content"].strip()
         return reply.headers[REPLICA_HEADER.decode()]
 
-    with ThreadPoolExecutor(clients) as pool:                 # warm-up: one per client
-        list(pool.map(one, range(clients)))
-    start = time.perf_counter()
-    with ThreadPoolExecutor(clients) as pool:
-        replicas = Counter(pool.map(one, range(requests)))
-    return requests / (time.perf_counter() - start) * 60, replicas
+    try:
+        with ThreadPoolExecutor(clients) as pool:
+            list(pool.map(one, range(clients)))               # warm-up, not timed
+            start = time.perf_counter()
+            replicas = Counter(pool.map(one, range(requests)))
+            elapsed = time.perf_counter() - start
+    finally:
+        for client in opened:
+            client.close()
+    return requests / elapsed * 60, replicas
 
 
 def main(argv=None) -> None:
