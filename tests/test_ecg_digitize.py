@@ -126,6 +126,22 @@ def test_grid_scale_from_the_major_lines_when_the_minor_ones_are_lost():
     assert grid_period_px(profile, 2000 / 400, 2000 / 180) == pytest.approx(7.21, abs=0.02)
 
 
+def test_a_short_break_in_the_line_is_passed_over_not_filled_from_a_label():
+    """Where a grid line crosses a blurred trace the line loses a few columns; the path passes
+    them by instead of taking the only ink there, a caption 60 px below (before: it dived into
+    it, on a tuning scan, and the II strip was matched to V5)."""
+    from pulse_app.ecg.digitize import trace_row
+
+    ink = np.zeros((200, 400), np.float32)
+    ink[99:102, :] = 1.0                        # the trace, 3 px thick
+    ink[99:102, 200:204] = 0.0                  # ... broken for 4 columns
+    ink[158:170, 197:206] = 1.0                 # a caption's glyph below the break
+    path = trace_row(ink, ink > 0.5, 0, 400, 60, 180, 100.0, 3.0, 10)
+    taken = path.chosen_s[195:210] + path.b0
+    assert ((taken == 99) | (path.chosen_s[195:210] == -1)).all(), taken
+    assert (path.chosen_s[200:204] == -1).all() and (path.chosen_s[:200] + path.b0 == 99).all()
+
+
 def test_a_scanned_page_is_deskewed(sim_record):
     rendered = render_ecg(sim_record, layout="3x4+II", seed=3,
                           distort={"rotation": {"angle_deg": 1.5, "background": [240, 240, 240]},

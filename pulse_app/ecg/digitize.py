@@ -63,6 +63,13 @@ _SPLIT_PX = 1.0
 #: Time shifts (s) tried when a rhythm strip is matched against a 3x4 panel: rows' start
 #: estimates differ by a few samples, which decorrelates a QRS.
 _STRIP_LAG_S = 0.02
+#: Cost (in pixels of vertical gap) of each column a trace's path passes over without taking
+#: any of its ink, up to ``_SKIP_THICK`` line widths of columns in a row: where a grid line
+#: crosses a blurred trace, the trace's own pixels turn reddish and drop out of the line mask
+#: for a few columns, and a path forced to take some ink there jumped to a label or caption
+#: (measured on a tuning scan, HR00007: the II strip dived 1.8 mV into "10 mm/mV" and was then
+#: matched to V5).
+_SKIP_COST_PX, _SKIP_THICK = 10.0, 3.0
 
 # Lead status words (``LeadTrace.status``).
 OK, UNCALIBRATED, NOT_ON_PAGE, UNREADABLE, NO_ECG = (
@@ -612,7 +619,10 @@ def trace_row(ink: np.ndarray, mask: np.ndarray, x0: int, x1: int, top: int, bot
     The band is [top, bottom) widened by ``margin`` (big complexes reach into neighbours' bands).
     Each column's ink runs are candidates; the path minimising vertical gaps between the runs of
     consecutive columns, plus a cost for leaving the row's own band, is found by dynamic
-    programming. :func:`centre_line` turns it into a polyline.
+    programming. The path may also pass a few columns by without taking their ink
+    (:data:`_SKIP_COST_PX` each, at most :data:`_SKIP_THICK` line widths in a row), so a short
+    break in the line does not force it onto a nearby label. :func:`centre_line` turns it into a
+    polyline.
     """
     h = ink.shape[0]
     b0, b1 = max(0, top - margin), min(h, bottom + margin)
@@ -622,17 +632,19 @@ def trace_row(ink: np.ndarray, mask: np.ndarray, x0: int, x1: int, top: int, bot
     bounds = np.searchsorted(cols, np.arange(n_cols + 1))
     own0, own1 = top - b0, bottom - b0
     ref = y_ref - b0
-    prev_s = prev_e = prev_cost = None
+    max_skip = max(2, int(round(_SKIP_THICK * thick)))
+    prev_s = prev_e = prev_cost = prev_skip = None
     back: list[np.ndarray | None] = [None] * n_cols
     chosen_s = np.full(n_cols, -1, np.int64)
     chosen_e = np.full(n_cols, -1, np.int64)
-    col_runs: list[tuple[np.ndarray, np.ndarray] | None] = [None] * n_cols
+    col_runs: list[tuple[np.ndarray, np.ndarray, np.ndarray] | None] = [None] * n_cols
     costs: list[np.ndarray | None] = [None] * n_cols
     for c in range(n_cols):
         i0, i1 = bounds[c], bounds[c + 1]
         if i0 == i1:
             continue
         s, e = starts[i0:i1], ends[i0:i1]
+        skip = np.zeros(len(s), np.int64)
         outside = np.maximum(0, own0 - e) + np.maximum(0, s - own1)
         node = 0.5 * outside + 0.05 * np.abs((s + e) / 2 - ref) * (prev_cost is None)
         if prev_cost is None:
@@ -644,18 +656,26 @@ def trace_row(ink: np.ndarray, mask: np.ndarray, x0: int, x1: int, top: int, bot
             total = prev_cost[:, None] + gap
             arg = np.argmin(total, axis=0)
             cost = total[arg, np.arange(len(s))] + node
-        col_runs[c] = (s, e)
+            # or pass this column by: each earlier candidate carried over, none of its ink taken
+            carry = np.flatnonzero(prev_skip < max_skip)
+            if len(carry):
+                s, e = np.concatenate([s, prev_s[carry]]), np.concatenate([e, prev_e[carry]])
+                cost = np.concatenate([cost, prev_cost[carry] + _SKIP_COST_PX])
+                arg = np.concatenate([arg, carry])
+                skip = np.concatenate([skip, prev_skip[carry] + 1])
+        col_runs[c] = (s, e, skip)
         back[c] = arg
         costs[c] = cost
-        prev_s, prev_e, prev_cost = s, e, cost
+        prev_s, prev_e, prev_cost, prev_skip = s, e, cost, skip
     # backtrack
     filled = [c for c in range(n_cols) if costs[c] is not None]
     if filled:
         k = int(np.argmin(costs[filled[-1]]))
         for idx in range(len(filled) - 1, -1, -1):
             c = filled[idx]
-            s, e = col_runs[c]
-            chosen_s[c], chosen_e[c] = s[k], e[k]
+            s, e, skip = col_runs[c]
+            if not skip[k]:                         # a passed-by column keeps no ink
+                chosen_s[c], chosen_e[c] = s[k], e[k]
             if idx > 0:
                 k = int(back[c][k])
     return _Path(x0, b0, band, cols, starts, ends, chosen_s, chosen_e)
