@@ -64,7 +64,8 @@ _SPLIT_PX = 1.0
 #: estimates differ by a few samples, which decorrelates a QRS.
 _STRIP_LAG_S = 0.02
 #: Cost (in pixels of vertical gap) of each column a trace's path passes over without taking
-#: any of its ink, up to ``_SKIP_THICK`` line widths of columns in a row: where a grid line
+#: any of its ink, up to ``_SKIP_THICK`` line widths of columns in a row, where none of the
+#: column's ink is within ``_SKIP_THICK`` line widths of the path: where a grid line
 #: crosses a blurred trace, the trace's own pixels turn reddish and drop out of the line mask
 #: for a few columns, and a path forced to take some ink there jumped to a label or caption
 #: (measured on a tuning scan, HR00007: the II strip dived 1.8 mV into "10 mm/mV" and was then
@@ -633,6 +634,7 @@ def trace_row(ink: np.ndarray, mask: np.ndarray, x0: int, x1: int, top: int, bot
     own0, own1 = top - b0, bottom - b0
     ref = y_ref - b0
     max_skip = max(2, int(round(_SKIP_THICK * thick)))
+    reach = max(6.0, _SKIP_THICK * thick)
     prev_s = prev_e = prev_cost = prev_skip = None
     back: list[np.ndarray | None] = [None] * n_cols
     chosen_s = np.full(n_cols, -1, np.int64)
@@ -656,8 +658,9 @@ def trace_row(ink: np.ndarray, mask: np.ndarray, x0: int, x1: int, top: int, bot
             total = prev_cost[:, None] + gap
             arg = np.argmin(total, axis=0)
             cost = total[arg, np.arange(len(s))] + node
-            # or pass this column by: each earlier candidate carried over, none of its ink taken
-            carry = np.flatnonzero(prev_skip < max_skip)
+            # or pass this column by, none of its ink taken: an earlier candidate that no run
+            # of this column is near (a break in the line, not a steep stroke's next piece)
+            carry = np.flatnonzero((prev_skip < max_skip) & (gap.min(axis=1) > reach))
             if len(carry):
                 s, e = np.concatenate([s, prev_s[carry]]), np.concatenate([e, prev_e[carry]])
                 cost = np.concatenate([cost, prev_cost[carry] + _SKIP_COST_PX])
