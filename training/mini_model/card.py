@@ -215,16 +215,25 @@ def real_pages_section(result: dict) -> str:
         cells = [f"{100 * row[m]:.1f} %" if row.get(m) is not None else "-"
                  for m in ("majority", "plain", "grounded", "digitiser")]
         lines.append(f"| {kind} | {row['n']} | " + " | ".join(cells) + " |")
+    source = {"train file": "the model's training questions"}.get(
+        result.get("majority_from"), result.get("majority_from", "?"))
+    said = []
+    for kind, row in rows.items():
+        if row.get("grounded") is not None and row.get("majority") is not None:
+            diff = 100 * (row["grounded"] - row["majority"])
+            said.append(f"{kind} {diff:+.1f} points grounded, "
+                        f"{100 * (row.get('plain', 0) - row['majority']):+.1f} as asked")
+    verdicts = ("Against the majority baseline: " + "; ".join(said) + ".\n\n") if said else ""
     return f"""## On pages of real records, grounded or not
 {result.get('pages', '?')} clean pages drawn by the project's renderer from real 12-lead records (`../shared/data`:
 ptbxl, cpsc2018, cinc-rare-rhythms, ecg-records; never seen in training), their rate and rhythm
 questions answered as asked and grounded (with the context the app builds from the digitiser's
 reading of the same page), by `python -m training.grounded_eval` (majority baseline from
-{result.get('majority_from', '?')}; "digitiser alone": its measured rate written as the answer):
+{source}; "digitiser alone": its measured rate written as the answer):
 
 {chr(10).join(lines)}
 
-"""
+{verdicts}"""
 
 
 def card_facts(final: Path, stages, work: Path) -> dict:
