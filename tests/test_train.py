@@ -259,7 +259,8 @@ def test_mini_data_packs_each_records_questions_into_one_conversation(tmp_path):
     from training.instruct import read_samples
     from training.mini_model.data import make_split, pack_conversations
 
-    samples, _ = make_split(tmp_path, 2, 5, mini_stages().data, extra_mcq=1)
+    data = mini_stages(["data.grounded_fraction=0"]).data     # (grounded ids end "-g")
+    samples, _ = make_split(tmp_path, 2, 5, data, extra_mcq=1)
     extra = [s for s in samples if s.id.endswith("-x1")]
     assert len(extra) == 4 and {s.meta["qtype"] for s in extra} == {"mcq"}   # basic + rhythm
     assert len({s.id for s in samples}) == len(samples)
