@@ -69,9 +69,8 @@ def add_ask_command(commands) -> None:
 
 def run_ask(args) -> int:
     from pulse_app.answer import prepare, stream_request
-    from pulse_app.consistency import check_answer, flag_text
+    from pulse_app.consistency import flag_text
     from pulse_app.engine import make_backend
-    from pulse_app.grounding import grounded_label
 
     settings = load_settings(args)
     request = prepare(settings, [args.image], args.question, page=args.page, seed=args.seed,
@@ -81,7 +80,7 @@ def run_ask(args) -> int:
         say(f"[{done}: {request.straightening.message}]")
     backend = make_backend(settings, progress=say)
     info = backend.info()
-    label = grounded_label(info.label) if request.grounded else info.label
+    label = request.label(info.label)
     say(f"[{label}]" + (f" note: {info.note}" if info.note else ""))
     if request.grounded:
         say(request.context)
@@ -92,7 +91,7 @@ def run_ask(args) -> int:
         sys.stdout.flush()
     sys.stdout.write("\n")
     if request.grounded:
-        flag = flag_text(check_answer("".join(parts), request.reading.get("measurements")))
+        flag = flag_text(request.contradictions("".join(parts)))
         if flag:
             say(f"warning: {flag}")
     return 0

@@ -28,12 +28,14 @@ from typing import TYPE_CHECKING
 
 from pulse_app.conversation import Turn, clean_user_text
 from pulse_app.errors import InvalidParameter
-from pulse_app.grounding import grounded_question, read_image, summary_context
+from pulse_app.consistency import check_answer
+from pulse_app.grounding import grounded_label, grounded_question, read_image, summary_context
 from pulse_app.intake import Limits, Upload, UploadFile, load_upload
 
 if TYPE_CHECKING:
     from PIL.Image import Image
 
+    from pulse_app.consistency import Contradiction
     from pulse_app.engine.backend import Backend, GenerationParams
     from pulse_app.settings import Settings
     from pulse_app.straighten import Proposal
@@ -125,6 +127,18 @@ class AnswerRequest:
     @property
     def image(self) -> "Image":
         return self.upload.image
+
+    def label(self, model_label: str) -> str:
+        """The answer's label: the model's, marked when it was given the measurements."""
+        return grounded_label(model_label) if self.grounded else model_label
+
+    def contradictions(self, answer: str) -> list["Contradiction"]:
+        """What of a grounded ``answer`` contradicts the measurements it was given
+        (:func:`pulse_app.consistency.check_answer`); nothing for a plain request, whose
+        picture was not read."""
+        if not self.grounded:
+            return []
+        return check_answer(answer, (self.reading or {}).get("measurements"))
 
 
 def prepare(settings: "Settings", files: UploadFile | Sequence[UploadFile] | None, question,

@@ -336,15 +336,10 @@ def checked_request(settings: "Settings", body: ChatCompletionRequest) -> Answer
 
 def pulse_fields(label: str, checked: AnswerRequest, text: str) -> PulseFields:
     """The reply's :class:`PulseFields`: a grounded answer is labelled and checked against the
-    measurements it was given (:func:`pulse_app.consistency.check_answer`)."""
-    if not checked.grounded:
-        return PulseFields(label=label, grounded=False)
-    from pulse_app.consistency import check_answer
-    from pulse_app.grounding import grounded_label
-
-    found = check_answer(text, (checked.reading or {}).get("measurements"))
-    return PulseFields(label=grounded_label(label), grounded=True, context=checked.context,
-                       consistency=[c.to_dict() for c in found])
+    measurements it was given (:meth:`pulse_app.answer.AnswerRequest.contradictions`)."""
+    return PulseFields(label=checked.label(label), grounded=checked.grounded,
+                       context=checked.context,
+                       consistency=[c.to_dict() for c in checked.contradictions(text)])
 
 
 # -- the app ----------------------------------------------------------------------------------------
