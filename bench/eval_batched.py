@@ -32,7 +32,7 @@ def main(argv=None) -> None:
     parser.add_argument("--max-new-tokens", type=int, default=128)
     parser.add_argument("--rounds", type=int, default=1, help="per-item, batched, repeated")
     parser.add_argument("--one-per-image", action="store_true", help="one question per ECG "
-                        "(as ECGBench): the batched runner cannot reuse an image's tiles")
+                        "(as ECGBench): no image's tiles or prompt prefix to share")
     parser.add_argument("--model", default="offline-default")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's, one "
                         "per core)")

@@ -82,6 +82,35 @@ def test_batched_answers_equal_streamed_answers_on_the_mini_model(pages, tmp_pat
     assert batched == _streamed(backend, folder, requests)
 
 
+def test_questions_about_one_image_share_its_prompt_prefix(tiny_backend, pages):
+    """Three questions about one page (one after a history) and one about another: the prompt
+    up to each image's last token runs through the model once per image, each question's row
+    of the key/value cache is its image's, and the answers are still the streamed ones."""
+    import torch
+    from PIL import Image
+
+    folder, names = pages
+    pictures = [Image.open(folder / n).convert("RGB") for n in names[:2]]
+    one, other = (tiny_backend.prepare_image(p) for p in pictures)
+    images, which = [one, one, other, one], [0, 0, 1, 0]
+    histories = [[], [Turn("What is the rhythm?", "Sinus rhythm.")], [], []]
+    questions = ["What is the heart rate?", "Is it regular?", "What is the axis?", "ST?"]
+    encoded = [tiny_backend.encode(*q) for q in zip(images, histories, questions)]
+    image_token = tiny_backend._model.config.image_token_index
+    prefix = [int((e["input_ids"][0] == image_token).nonzero()[-1]) + 1 for e in encoded]
+    assert prefix[0] == prefix[1] == prefix[3]
+    with torch.inference_mode():
+        inputs = tiny_backend._shared_image_prefixes(encoded)
+        assert tiny_backend._shared_image_prefixes([encoded[0], encoded[2]]) is None
+    assert inputs["cache"].get_seq_length() == max(prefix)
+    assert inputs["input_ids"].shape[0] == 4
+    assert inputs["attention_mask"].sum(1).tolist() == [e["input_ids"].shape[1] for e in encoded]
+    long = GenerationParams(temperature=0, max_new_tokens=48, seed=0)
+    batched = tiny_backend.generate_batch(images, histories, questions, long)
+    assert batched == [answer(tiny_backend, pictures[w], h, q, long)
+                       for w, h, q in zip(which, histories, questions)]
+
+
 def test_generate_batch_refuses_a_mix_of_images_and_none(tiny_backend, pages):
     from PIL import Image
 

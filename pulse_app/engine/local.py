@@ -472,36 +472,27 @@ class LocalBackend:
         return answers
 
     def _generate_padded(self, encoded: list[dict], params: GenerationParams) -> list[str]:
-        """One ``generate`` call over encoded questions (left-padded) -> answer texts."""
-        length = max(e["input_ids"].shape[1] for e in encoded)
-        pad = self._model.generation_config.pad_token_id or 0
-        input_ids = torch.full((len(encoded), length), pad, dtype=torch.long, device=self.device)
-        attention = torch.zeros_like(input_ids)
-        for row, e in enumerate(encoded):
-            n = e["input_ids"].shape[1]
-            input_ids[row, length - n:] = e["input_ids"][0]
-            attention[row, length - n:] = 1
-        inputs = {"input_ids": input_ids, "attention_mask": attention}
-        if "pixel_values" in encoded[0]:
-            tiles = max(e["pixel_values"].shape[1] for e in encoded)
-            first = encoded[0]["pixel_values"]
-            pixels = torch.zeros((len(encoded), tiles, *first.shape[2:]), dtype=first.dtype,
-                                 device=self.device)
-            for row, e in enumerate(encoded):
-                pixels[row, :e["pixel_values"].shape[1]] = e["pixel_values"][0]
-            inputs["pixel_values"] = pixels
-            inputs["image_sizes"] = torch.cat([e["image_sizes"] for e in encoded])
+        """One ``generate`` call over encoded questions (left-padded) -> answer texts. Where
+        questions share an image, the prompt up to the image's last token is computed once for
+        them (:meth:`_shared_image_prefixes`)."""
         shortest = min(e["input_ids"].shape[1] for e in encoded)
         kwargs = self._generation_kwargs(params, shortest)
         with self._generate_lock, torch.inference_mode():
-            if params.seed is not None:
-                torch.manual_seed(params.seed)
             try:
+                inputs = self._shared_image_prefixes(encoded)
+                if inputs is None:
+                    inputs = _left_padded([e["input_ids"][0] for e in encoded], self._pad_id,
+                                          self.device)
+                    if "pixel_values" in encoded[0]:
+                        inputs.update(_padded_images(encoded, self.device))
+                if params.seed is not None:
+                    torch.manual_seed(params.seed)
                 output = self._model.generate(**inputs, **kwargs)
             except torch.cuda.OutOfMemoryError as e:
                 torch.cuda.empty_cache()
                 raise HardwareError(f"the GPU ran out of memory answering {len(encoded)} "
                                     "questions at once", hint="lower --batch-size") from e
+        length = inputs["input_ids"].shape[1]
         answers = []
         for row in output[:, length:].tolist():
             if self._encoder.eos_id in row:
@@ -509,3 +500,66 @@ class LocalBackend:
             text = _Detokenizer(self._encoder.decode)     # as stream() detokenizes: the same
             answers.append("".join(text.push([token]) for token in row))     # text, to the byte
         return answers
+
+    @property
+    def _pad_id(self) -> int:
+        return self._model.generation_config.pad_token_id or 0
+
+    def _shared_image_prefixes(self, encoded: list[dict]) -> dict | None:
+        """``generate`` inputs that start from a key/value cache of each distinct prompt prefix
+        (system sentence, earlier text, the image's tokens): the prefixes, left-padded, run once
+        through the model with their images, each question's row of the cache is its prefix's,
+        and only the rest of its prompt (padded between prefix and rest, masked) is left for
+        ``generate``. Positions follow the mask, so each row sees what :meth:`stream` sees.
+        None when no two questions share a prefix (nothing to save) or there are no images."""
+        if "pixel_values" not in encoded[0]:
+            return None
+        image_token = self._model.config.image_token_index
+        keys: dict[tuple, int] = {}
+        rows, prefixes, suffixes = [], [], []
+        for e in encoded:
+            ids = e["input_ids"][0]
+            cut = int((ids == image_token).nonzero()[-1]) + 1
+            key = (e["pixel_values"].data_ptr(), tuple(ids[:cut].tolist()))
+            if key not in keys:
+                keys[key] = len(prefixes)
+                prefixes.append((ids[:cut], e))
+            rows.append(keys[key])
+            suffixes.append(ids[cut:])
+        if len(prefixes) == len(encoded):
+            return None
+        first = _left_padded([ids for ids, _ in prefixes], self._pad_id, self.device)
+        mask = first["attention_mask"]
+        out = self._model(**first, **_padded_images([e for _, e in prefixes], self.device),
+                          position_ids=(mask.cumsum(-1) - 1).clamp(min=0), use_cache=True,
+                          logits_to_keep=1)
+        index = torch.tensor(rows, device=self.device)
+        cache = out.cache
+        cache.batch_select_indices(index)
+        rest = _left_padded(suffixes, self._pad_id, self.device)
+        return {"input_ids": torch.cat([first["input_ids"][index], rest["input_ids"]], dim=1),
+                "attention_mask": torch.cat([mask[index], rest["attention_mask"]], dim=1),
+                "cache": cache}
+
+
+def _left_padded(rows: Sequence[torch.Tensor], pad: int, device) -> dict:
+    """Token rows -> ``input_ids`` left-padded with ``pad`` to the longest, and their mask."""
+    length = max(len(r) for r in rows)
+    input_ids = torch.full((len(rows), length), pad, dtype=torch.long, device=device)
+    attention = torch.zeros_like(input_ids)
+    for i, r in enumerate(rows):
+        input_ids[i, length - len(r):] = r
+        attention[i, length - len(r):] = 1
+    return {"input_ids": input_ids, "attention_mask": attention}
+
+
+def _padded_images(encoded: Sequence[dict], device) -> dict:
+    """The rows' anyres tiles zero-padded to the most tiles (the model keeps each image's own
+    count, from its size) and their sizes."""
+    tiles = max(e["pixel_values"].shape[1] for e in encoded)
+    first = encoded[0]["pixel_values"]
+    pixels = torch.zeros((len(encoded), tiles, *first.shape[2:]), dtype=first.dtype,
+                         device=device)
+    for row, e in enumerate(encoded):
+        pixels[row, :e["pixel_values"].shape[1]] = e["pixel_values"][0]
+    return {"pixel_values": pixels, "image_sizes": torch.cat([e["image_sizes"] for e in encoded])}
