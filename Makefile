@@ -25,14 +25,17 @@ install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
 
 # Debian packages: poppler-utils reads PDFs (pdf2image); chromium runs the browser tests;
-# postgresql is the server the database tests start in a temporary folder (tests/postgres.py).
+# postgresql is the server the database tests start in a temporary folder (tests/postgres.py);
+# haproxy is Ray Serve's HAProxy ingress (serve-ray --ray-ingress haproxy, tests/test_ray_serve.py).
 system-deps-run:
 	@command -v pdftoppm >/dev/null 2>&1 || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q poppler-utils; }
 
 system-deps-test:
 	@command -v pdftoppm >/dev/null 2>&1 && command -v chromium >/dev/null 2>&1 && \
-	  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
-	  { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q poppler-utils chromium postgresql; }
+	  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && \
+	  { command -v haproxy >/dev/null 2>&1 || test -x /usr/sbin/haproxy; } || \
+	  { $(SUDO) apt-get update -q && \
+	    $(SUDO) apt-get install -y -q poppler-utils chromium postgresql haproxy; }
 
 run: $(VENV)/.installed system-deps-run
 	$(BIN)/python -m pulse_app serve --host 127.0.0.1 --port 7860

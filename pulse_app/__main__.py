@@ -223,7 +223,7 @@ def run_serve_openai(args) -> int:
 # -- serve-ray ------------------------------------------------------------------------------------
 
 SERVE_RAY_SETTINGS = [*SERVE_OPENAI_SETTINGS, "ray_replicas", "ray_max_replicas", "ray_gpus",
-                      "ray_address"]
+                      "ray_address", "ray_ingress"]
 
 
 def add_serve_ray_command(commands) -> None:
@@ -251,10 +251,15 @@ def run_serve_ray(args) -> int:
         raise PulseError("serve-ray runs the local backend on each replica",
                          hint="drop --backend (or point the clients at the other server)")
     stop = threading.Event()
-    for number in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(number, lambda *_: stop.set())
+
+    def stop_on_signals():
+        for number in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(number, lambda *_: stop.set())
+
+    stop_on_signals()
     try:
         url = ray_serve.deploy(settings, args.port, model_name=args.served_model_name)
+        stop_on_signals()       # ray.init put its own SIGTERM handler in place (an abort)
         say(f"serving {settings.model!r} on {settings.ray_replicas} Ray Serve replica(s) at "
             f"{url} (clients: --backend openai --url {url})")
         stop.wait()

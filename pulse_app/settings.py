@@ -139,6 +139,10 @@ class Settings:
                            "CPU, one core and one torch thread each)", 0.0)
     ray_address: str | None = _opt("PULSE_RAY_ADDRESS", "serve-ray: address of a running Ray "
                                    "cluster (unset = start a local one)")
+    ray_ingress: str = _opt("PULSE_RAY_INGRESS", "serve-ray: what spreads HTTP requests over "
+                            "the replicas: Ray's Python HTTP 'proxy', or Ray's 'haproxy' "
+                            "ingress (Debian package haproxy; far less CPU per request)",
+                            "proxy", choices=("proxy", "haproxy"))
     debug: bool = _opt("PULSE_DEBUG", "CLI: show the traceback of unexpected errors", False)
     zero_gpu: bool = _opt("SPACES_ZERO_GPU", "set by Hugging Face on ZeroGPU hardware: generation "
                           "runs in a GPU worker process", False)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import ast
 import base64
 import html
+import re
 import shutil
 import subprocess
 import sys
@@ -177,6 +178,7 @@ def test_only_settings_reads_the_environment():
 
 
 def _sets_only(node: ast.Attribute, path: Path) -> bool:
-    """``os.environ.setdefault(...)`` tells libraries something; it reads no setting."""
-    line = path.read_text(encoding="utf-8").splitlines()[node.lineno - 1]
-    return "os.environ.setdefault(" in line
+    """``os.environ.setdefault(...)`` and ``os.environ[NAME] = ...`` tell libraries something;
+    they read no setting."""
+    line = path.read_text(encoding="utf-8").splitlines()[node.lineno - 1].strip()
+    return "os.environ.setdefault(" in line or re.match(r"os\.environ\[[^]]+\] = ", line) is not None

@@ -108,3 +108,44 @@ def test_a_replica_killed_mid_answer_fails_that_answer_only(ray_url):
         with pytest.raises(BackendUnreachable, match="stopped in the middle of the answer"):
             list(stream)
         assert all(future.result(timeout=300)[1].strip() for future in others)
+
+
+def test_haproxy_ingress_spreads_twenty_requests_over_both_replicas(tmp_path):
+    """``serve-ray --ray-ingress haproxy`` (Ray's HAProxy ingress, the Debian package haproxy)
+    as a user starts it, in its own process (Ray reads its ingress once per process): 20
+    concurrent requests are all answered, by both replicas; SIGTERM stops it."""
+    import subprocess
+    import sys
+    import time
+
+    port = free_port()
+    log = tmp_path / "serve-ray.log"
+    with open(log, "wb") as out:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "pulse_app", "serve-ray", "--ray-ingress", "haproxy",
+             "--ray-replicas", "2", "--model", "offline-default", "--device", "cpu",
+             "--host", "127.0.0.1", "--port", str(port)],
+            stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.monotonic() + 240
+        while b"serving 'offline-default'" not in log.read_bytes():
+            assert server.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.5)
+        with ThreadPoolExecutor(REQUESTS) as pool:
+            answers = list(pool.map(ask, [url] * REQUESTS, range(REQUESTS)))
+        assert all(text.strip() for _, text in answers)
+        assert len({replica for replica, _ in answers}) == 2
+    finally:
+        server.terminate()
+        assert server.wait(timeout=120) == 0, log.read_text()[-3000:]
+
+
+def test_haproxy_ingress_without_haproxy_is_a_clear_error(monkeypatch):
+    from pulse_app.engine.ray_serve import choose_ingress
+    from pulse_app.errors import PulseError
+
+    monkeypatch.setattr("shutil.which", lambda *a, **k: None)
+    with pytest.raises(PulseError, match="needs the haproxy program"):
+        choose_ingress("haproxy")

@@ -9,7 +9,10 @@ per replica, so waiting requests queue at the proxy and go to whichever replica 
 proxy asks again at least every 20 ms, :data:`ROUTER_RETRY`, so no replica idles between
 answers). Ray checks each replica's health (:meth:`PulseReplica.check_health`) and replaces a
 dead one; with ``ray_max_replicas`` above ``ray_replicas`` it adds replicas while requests wait
-(autoscaling). Each replica reserves ``ray_gpus`` GPUs (1 on a GPU cluster), else one CPU core
+(autoscaling). With ``ray_ingress="haproxy"`` Ray's HAProxy ingress takes the proxy's place
+(Ray's ``RAY_SERVE_ENABLE_HA_PROXY``; the Debian package ``haproxy``): the replicas listen for
+HTTP themselves and HAProxy spreads the requests, at ~1 ms of CPU per request where the Python
+proxy spends ~30 ms on a page image (``python -m bench.ray_replicas``). Each replica reserves ``ray_gpus`` GPUs (1 on a GPU cluster), else one CPU core
 and one torch thread. Every response says which replica wrote it (``x-pulse-replica``: host and
 process id).
 
@@ -21,7 +24,9 @@ The web app and the CLI reach it like any OpenAI-compatible server:
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -108,11 +113,35 @@ def deployment_options(settings: "Settings") -> dict:
     return options
 
 
+def choose_ingress(ingress: str) -> None:
+    """Set Ray Serve's ingress (``proxy`` or ``haproxy``) through its environment variables,
+    before Ray Serve is imported: Ray reads them once per process, and a local cluster's
+    processes inherit them. Raises a clear error without the haproxy binary, or when Ray Serve
+    already runs in this process with the other ingress."""
+    from pulse_app.errors import PulseError
+
+    wanted = ingress == "haproxy"
+    if wanted:
+        found = shutil.which("haproxy") or shutil.which("haproxy", path="/usr/sbin:/usr/local/sbin")
+        if not found:
+            raise PulseError("--ray-ingress haproxy needs the haproxy program, which is not "
+                             "installed", hint="sudo apt-get install haproxy, or use "
+                                               "--ray-ingress proxy")
+        os.environ["RAY_SERVE_HAPROXY_BINARY_PATH"] = found
+    os.environ["RAY_SERVE_ENABLE_HA_PROXY"] = "1" if wanted else "0"
+    constants = sys.modules.get("ray.serve._private.constants")
+    if constants is not None and bool(constants.RAY_SERVE_ENABLE_HA_PROXY) != wanted:
+        raise PulseError(f"Ray Serve already runs in this process with the other ingress, "
+                         f"not {ingress!r}", hint="start another process for it")
+
+
 def deploy(settings: "Settings", port: int = 8000, *, model_name: str | None = None,
            num_cpus: int | None = None) -> str:
     """Start (or join, ``settings.ray_address``) a Ray cluster, deploy the replicas and
     return the API's base URL (``http://HOST:PORT/v1``) once every replica is ready.
-    ``num_cpus`` bounds a local cluster (default: every core)."""
+    ``num_cpus`` bounds a local cluster (default: every core). A running cluster
+    (``ray_address``) must have been started with the same ingress (its environment)."""
+    choose_ingress(settings.ray_ingress)
     import ray
     from ray import serve
 
