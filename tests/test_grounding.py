@@ -315,3 +315,33 @@ def test_grounded_eval_table_scores_each_method_over_what_it_answered():
                             "plain_n": 2, "grounded": 1.0, "grounded_n": 2, "digitiser": 1.0,
                             "digitiser_n": 1}
     assert rows["rhythm"]["grounded"] == 1.0 and "plain" not in rows["rhythm"]
+
+
+class _Reader:
+    """A backend that states whatever rate its context gives (what a model that reads its
+    context would say), or one fixed rate (one that does not)."""
+
+    def __init__(self, fixed=None):
+        self.fixed, self.questions = fixed, []
+
+    def stream(self, image, history, question, params, cancel=None):
+        import re
+
+        self.questions.append(question)
+        rate = self.fixed or int(re.search(r"heart rate (\d+) bpm", question).group(1))
+        yield f"The heart rate is about {rate} bpm."
+
+
+def test_context_probe_tells_a_model_that_reads_its_context_from_one_that_does_not():
+    from PIL import Image
+
+    from pulse_app.engine.backend import GenerationParams
+    from training.grounded_eval import PROBE_RATES, context_sensitivity
+
+    page, params = Image.new("RGB", (64, 32), "white"), GenerationParams(temperature=0.0)
+    reader = _Reader()
+    probe = context_sensitivity(reader, page, params)
+    assert probe["follows"] == probe["of"] == len(PROBE_RATES)
+    assert all(q.startswith(CONTEXT_HEAD) for q in reader.questions)       # the app's words
+    assert probe["stated"] == {r: r for r in PROBE_RATES}
+    assert context_sensitivity(_Reader(fixed=50), page, params)["follows"] <= 1

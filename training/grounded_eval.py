@@ -20,6 +20,10 @@ These pages were never used to tune the digitiser's measurements for rate or the
 ``training.digitize_eval``.
 
     python -m training.grounded_eval --model offline-default --out grounded-eval.json
+
+``--probe PAGE`` asks instead whether the model reads its context at all
+(:func:`context_sensitivity`): one page, one rate question, the context's rate changed from
+40 to 160 bpm; a model that uses it follows the rates, one that does not answers the same.
 """
 
 from __future__ import annotations
@@ -121,6 +125,37 @@ def table(items: list[dict]) -> dict:
     return out
 
 
+PROBE_RATES = (40, 55, 72, 95, 120, 160)
+
+
+def context_sensitivity(backend, image, params, *, rates=PROBE_RATES,
+                        question: str = "What is the heart rate?") -> dict:
+    """The rate the model states when the context (the app's words, one regular rhythm of high
+    confidence) gives each of ``rates`` for the same ``image`` and ``question``: ``answers``
+    (rate -> text), ``stated`` (rate -> the first number the answer gives, or None) and
+    ``follows`` (how many stated rates are within 10 % of the context's)."""
+    import re
+
+    from pulse_app.answer import stream_answer
+    from pulse_app.grounding import measurement_context
+
+    def measured(name, value, unit):
+        return {"name": name, "value": float(value), "unit": unit, "lead": "II",
+                "confidence": 0.9, "flag": None, "note": ""}
+
+    answers, stated = {}, {}
+    for rate in rates:
+        context = measurement_context({"heart_rate": measured("heart_rate", rate, "bpm"),
+                                       "rr_regularity": measured("rr_regularity", 0.03, "")})
+        answers[rate] = "".join(stream_answer(backend, image, [], question, params,
+                                              context=context))
+        number = re.search(r"\d+", answers[rate])
+        stated[rate] = int(number.group()) if number else None
+    follows = sum(1 for rate, n in stated.items() if n is not None and abs(n - rate) <= 0.1 * rate)
+    return {"question": question, "answers": answers, "stated": stated, "follows": follows,
+            "of": len(rates)}
+
+
 def real_record_paths() -> list[str]:
     """The default real records: the folders of ``../shared/data`` that are there."""
     return [str(SHARED / f) for f in DEFAULT_FOLDERS if (SHARED / f).is_dir()]
@@ -167,8 +202,28 @@ def main(argv=None) -> int:
                         "baseline (default: the evaluated questions' own majority)")
     parser.add_argument("--max-new-tokens", type=int, default=40)
     parser.add_argument("--out", default=None, help="JSON file: table, items, timings")
+    parser.add_argument("--probe", metavar="PAGE", default=None, help="instead: does the model "
+                        "read the context? One page, the context's rate changed 40-160 bpm")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.probe:
+        from PIL import Image
+
+        from pulse_app.engine import make_backend
+        from pulse_app.settings import Settings
+
+        settings = Settings.load(model=args.model, device="cpu", temperature=0.0,
+                                 max_new_tokens=args.max_new_tokens)
+        backend = make_backend(settings)
+        with Image.open(args.probe) as page:
+            probe = context_sensitivity(backend, page.convert("RGB"),
+                                        settings.generation_params())
+        print(f"{backend.info().label}; {args.probe}; {probe['question']!r}")
+        for rate, text in probe["answers"].items():
+            print(f"context {rate:>3} bpm -> {text.strip()}")
+        print(f"the stated rate follows the context's (within 10 %) for {probe['follows']} of "
+              f"{probe['of']} rates")
+        return 0
 
     result = run(args.model, records=args.records, train=args.train,
                  limit_pages=args.limit_pages, max_new_tokens=args.max_new_tokens,
