@@ -26,7 +26,7 @@ install-test: $(VENV)/.installed-test
 
 # Debian packages: poppler-utils reads PDFs (pdf2image); chromium runs the browser tests;
 # postgresql is the server the database tests start in a temporary folder (tests/postgres.py);
-# haproxy is Ray Serve's HAProxy ingress (serve-ray --ray-ingress haproxy, tests/test_ray_serve.py).
+# haproxy is Ray Serve's HAProxy ingress (serve-ray --ray-ingress haproxy; its test is opt-in, -m slow).
 system-deps-run:
 	@command -v pdftoppm >/dev/null 2>&1 || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q poppler-utils; }
 

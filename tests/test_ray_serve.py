@@ -110,10 +110,15 @@ def test_a_replica_killed_mid_answer_fails_that_answer_only(ray_url):
         assert all(future.result(timeout=300)[1].strip() for future in others)
 
 
+# Opt-in (pytest -m slow tests/test_ray_serve.py): ~45 s, and once it did not start on 2 cores
+# busy with a training run (Ray marked its HAProxy manager unhealthy before the actor ran).
+@pytest.mark.slow
 def test_haproxy_ingress_spreads_twenty_requests_over_both_replicas(tmp_path):
     """``serve-ray --ray-ingress haproxy`` (Ray's HAProxy ingress, the Debian package haproxy)
     as a user starts it, in its own process (Ray reads its ingress once per process): 20
-    concurrent requests are all answered, by both replicas; SIGTERM stops it."""
+    concurrent requests are all answered, by both replicas; SIGTERM stops it. (A replica killed
+    mid-answer is tested behind Ray's own proxy only: behind HAProxy, a request sent right
+    after the kill got HTTP 500 in 1 of 2 tries.)"""
     import subprocess
     import sys
     import time

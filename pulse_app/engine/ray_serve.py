@@ -23,6 +23,7 @@ The web app and the CLI reach it like any OpenAI-compatible server:
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import socket
@@ -32,6 +33,8 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from pulse_app.settings import Settings
+
+log = logging.getLogger(__name__)
 
 #: The Ray Serve application's name (``serve status``, ``serve shutdown``).
 APP_NAME = "pulse"
@@ -160,11 +163,16 @@ def deploy(settings: "Settings", port: int = 8000, *, model_name: str | None = N
 
 
 def shutdown() -> None:
-    """Remove the deployment and stop Ray (a local cluster ends with it)."""
+    """Remove the deployment and stop Ray (a local cluster ends with it). A replica or Ray's
+    controller that died before (killed, out of memory) is logged, not raised: Ray still
+    stops."""
     import ray
     from ray import serve
+    from ray.exceptions import RayError
 
     try:
         serve.shutdown()
+    except RayError as error:
+        log.warning("Ray Serve did not shut down cleanly (%s); stopping Ray", error)
     finally:
         ray.shutdown()
