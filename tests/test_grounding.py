@@ -343,5 +343,6 @@ def test_context_probe_tells_a_model_that_reads_its_context_from_one_that_does_n
     probe = context_sensitivity(reader, page, params)
     assert probe["follows"] == probe["of"] == len(PROBE_RATES)
     assert all(q.startswith(CONTEXT_HEAD) for q in reader.questions)       # the app's words
+    assert "heart rate 40 bpm (lead II, high confidence, bradycardia)" in reader.questions[0]
     assert probe["stated"] == {r: r for r in PROBE_RATES}
     assert context_sensitivity(_Reader(fixed=50), page, params)["follows"] <= 1

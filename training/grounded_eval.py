@@ -131,22 +131,21 @@ PROBE_RATES = (40, 55, 72, 95, 120, 160)
 def context_sensitivity(backend, image, params, *, rates=PROBE_RATES,
                         question: str = "What is the heart rate?") -> dict:
     """The rate the model states when the context (the app's words, one regular rhythm of high
-    confidence) gives each of ``rates`` for the same ``image`` and ``question``: ``answers``
-    (rate -> text), ``stated`` (rate -> the first number the answer gives, or None) and
-    ``follows`` (how many stated rates are within 10 % of the context's)."""
+    confidence, the rate's range flag as the digitiser would give it) gives each of ``rates``
+    for the same ``image`` and ``question``: ``answers`` (rate -> text), ``stated`` (rate -> the
+    first number the answer gives, or None) and ``follows`` (how many stated rates are within
+    10 % of the context's)."""
     import re
 
     from pulse_app.answer import stream_answer
+    from pulse_app.ecg.measure import Measurements, measured
     from pulse_app.grounding import measurement_context
-
-    def measured(name, value, unit):
-        return {"name": name, "value": float(value), "unit": unit, "lead": "II",
-                "confidence": 0.9, "flag": None, "note": ""}
 
     answers, stated = {}, {}
     for rate in rates:
-        context = measurement_context({"heart_rate": measured("heart_rate", rate, "bpm"),
-                                       "rr_regularity": measured("rr_regularity", 0.03, "")})
+        reading = Measurements({"heart_rate": measured("heart_rate", rate, "II", 0.9),
+                                "rr_regularity": measured("rr_regularity", 0.03, "II", 0.9)})
+        context = measurement_context(reading.to_dict()["measurements"])
         answers[rate] = "".join(stream_answer(backend, image, [], question, params,
                                               context=context))
         number = re.search(r"\d+", answers[rate])
@@ -161,19 +160,26 @@ def real_record_paths() -> list[str]:
     return [str(SHARED / f) for f in DEFAULT_FOLDERS if (SHARED / f).is_dir()]
 
 
+def load_model(model: str, max_new_tokens: int):
+    """(settings, backend): ``model`` in the app's local backend on the CPU, answering greedily
+    with at most ``max_new_tokens``."""
+    from pulse_app.engine import make_backend
+    from pulse_app.settings import Settings
+
+    settings = Settings.load(model=model, device="cpu", temperature=0.0,
+                             max_new_tokens=max_new_tokens)
+    return settings, make_backend(settings)
+
+
 def run(model: str, *, records=None, train=None, limit_pages: int | None = None,
         max_new_tokens: int = 40, out: str | Path | None = None) -> dict:
     """Load ``model`` in the app's local backend, :func:`evaluate` it on ``records`` (default
     :func:`real_record_paths`) with the majority baseline of ``train`` (an ECGInstruct file),
     save the result as JSON in ``out`` (also while it runs) and return it."""
-    from pulse_app.engine import make_backend
-    from pulse_app.settings import Settings
     from training.instruct import read_samples
     from training.instruct.dataset import read_records
 
-    settings = Settings.load(model=model, device="cpu", temperature=0.0,
-                             max_new_tokens=max_new_tokens)
-    backend = make_backend(settings)
+    settings, backend = load_model(model, max_new_tokens)
 
     def save_so_far(items):
         if out:
@@ -209,12 +215,7 @@ def main(argv=None) -> int:
     if args.probe:
         from PIL import Image
 
-        from pulse_app.engine import make_backend
-        from pulse_app.settings import Settings
-
-        settings = Settings.load(model=args.model, device="cpu", temperature=0.0,
-                                 max_new_tokens=args.max_new_tokens)
-        backend = make_backend(settings)
+        settings, backend = load_model(args.model, args.max_new_tokens)
         with Image.open(args.probe) as page:
             probe = context_sensitivity(backend, page.convert("RGB"),
                                         settings.generation_params())

@@ -130,6 +130,16 @@ def _flag(name: str, value: float | None) -> str | None:
     return None
 
 
+def measured(name: str, value: float, lead: str, confidence: float, note: str = "") -> Measurement:
+    """A measurement of ``name`` with its unit and its range flag, as :func:`ecg_measure` makes
+    them (e.g. a context given to a model by hand, :mod:`training.grounded_eval`).
+
+    >>> measured("heart_rate", 40, "II", 0.9).flag
+    'bradycardia'
+    """
+    return Measurement(name, float(value), UNITS[name], lead, confidence, _flag(name, value), note)
+
+
 def _missing(name: str, why: str) -> Measurement:
     return Measurement(name, None, UNITS[name], None, 0.0, None, why)
 
