@@ -301,6 +301,43 @@ def test_mini_model_training_questions_can_carry_the_app_context(tmp_path):
     assert load_stages().data.grounded_fraction == 0.4          # the shipped model's recipe
 
 
+def test_grounding_stage_asks_every_rate_question_with_its_pages_context(tmp_path):
+    """The grounding stage's data: every heart-rate question carries its own record's context
+    (taken from that page's grounded questions); with swap_fraction 1 each is shown another
+    record's page, its answer unchanged; plain questions carry no context; nothing else is."""
+    from training.mini_model.config import load_stages
+    from training.mini_model.data import grounding_samples, make_split
+
+    data = load_stages(overrides=["data.grounded_fraction=0.5"]).data
+    samples, _ = make_split(tmp_path, 3, 5, data)
+    context = {s.image: s.conversations[0]["value"].removeprefix("<image>\n").split("\n\n")[0]
+               for s in samples if s.meta.get("grounded")}
+    by_id = {s.id.removesuffix("-g"): s for s in samples}
+    out = grounding_samples(samples, swap_fraction=1.0, plain_per_grounded=0.5, seed=0)
+    rate = [q for q in out if q["meta"]["kind"] == "rate"]
+    assert {q["id"].removesuffix("-gswap").removesuffix("-g") for q in rate} == {
+        i for i, s in by_id.items() if s.meta["kind"] == "rate"}
+    for q in out:
+        source = by_id[q["id"].removesuffix("-gswap").removesuffix("-g")]
+        first = q["conversations"][0]["value"]
+        assert first.startswith("<image>\n")
+        assert q["conversations"][1:] == source.conversations[1:]        # the same answer
+        if q["meta"].get("grounded"):
+            assert first.removeprefix("<image>\n").startswith(context[source.image] + "\n\n")
+        else:
+            assert CONTEXT_HEAD not in first and q["image"] == source.image
+        if q["meta"]["kind"] == "rate":
+            assert q["id"].endswith("-gswap") and q["image"] != source.image
+        elif q["meta"].get("grounded"):
+            assert q["meta"]["kind"] == "rhythm" and q["image"] == source.image
+    plain = [q for q in out if not q["meta"].get("grounded")]
+    assert len(plain) == round(0.5 * (len(out) - len(plain)))
+    kept = grounding_samples(samples, swap_fraction=0.0, plain_per_grounded=0.0, seed=0)
+    assert all(q["id"].endswith("-g") and q["image"] == by_id[q["id"][:-2]].image for q in kept)
+    assert grounding_samples([s for s in samples if not s.meta.get("grounded")],
+                             swap_fraction=0.5, plain_per_grounded=1.0, seed=0) == []
+
+
 def test_grounded_eval_table_scores_each_method_over_what_it_answered():
     from training.grounded_eval import table
 

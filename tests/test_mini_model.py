@@ -16,7 +16,7 @@ from PIL import Image
 from training.mini_model.config import MINI_CONFIG_DIR, PATH_FIELDS, load_stages
 from training.train import TrainingError
 
-STAGES = ("data", "model", "warmup", "align", "instruct", "evaluate")
+STAGES = ("data", "model", "warmup", "align", "instruct", "ground_data", "ground", "evaluate")
 
 
 def test_every_stage_runs_what_its_yaml_says(tmp_path):
@@ -32,7 +32,9 @@ def test_every_stage_runs_what_its_yaml_says(tmp_path):
             assert loaded[key] == expected, f"{name}.yaml: {key}"
     # the stages the issue named: the tower is frozen after the warm-up, in the files themselves
     assert stages.align.train_vision_tower is False and stages.instruct.train_vision_tower is False
+    assert stages.ground.train_vision_tower is False
     assert stages.instruct.model == str(tmp_path / "align" / "final")
+    assert stages.ground.model == str(tmp_path / "instruct" / "final")
     assert stages.align.model == str(tmp_path / "warm")
 
 

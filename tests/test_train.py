@@ -393,14 +393,15 @@ def test_mini_model_command_runs_end_to_end(tmp_path):
     out, work = tmp_path / "pulse-mini", tmp_path / "work"
     overrides = ["data.records=6", "data.heldout=2", "warmup.epochs=2", "instruct.epochs=1",
                  "evaluate.limit=2", "evaluate.real_pages=1", "align.max_steps=2",
-                 "instruct.max_steps=2",
-                 "align.dataloader_workers=0", "instruct.dataloader_workers=0"]
+                 "instruct.max_steps=2", "ground.max_steps=2",
+                 "align.dataloader_workers=0", "instruct.dataloader_workers=0",
+                 "ground.dataloader_workers=0"]
     subprocess.run([sys.executable, "-m", "training.mini_model", "--work", str(work),
                     "--out", str(out), *overrides],
                    check=True, cwd=Path(__file__).resolve().parent.parent, timeout=900)
     # the training stages ran with what their YAML files (and the overrides) say, nothing else
     stages = load_stages(overrides=overrides, work=work)
-    for name in ("align", "instruct"):
+    for name in ("align", "instruct", "ground"):
         ran = json.loads((work / name / "final" / "training_config.json").read_text())
         assert ran == json.loads(json.dumps(dataclasses.asdict(getattr(stages, name))))
     warmup = json.loads((work / "mini_model_info.json").read_text())["vision_warmup"]

@@ -21,11 +21,16 @@ Every setting is in ``training/configs/mini/<stage>.yaml``; ``stage.key=value`` 
    (``align.yaml``).
 5. **instruct**: ``training.train`` on the full question mix, packed into conversations
    (``instruct.yaml``).
-6. **evaluate**: ``python -m training.evaluate`` on the held-out records, against the majority
+6. **ground**: ``training.train`` on single questions that teach it to use the digitiser's
+   measurement context: every heart-rate question with the context, half of them shown another
+   record's page, plus grounded rhythm and plain questions (``ground_data.yaml``,
+   ``ground.yaml``; :func:`.data.grounding_samples`). Skipped (the instruct model is the result)
+   when ``data.grounded_fraction`` is 0.
+7. **evaluate**: ``python -m training.evaluate`` on the held-out records, against the majority
    baseline and the untrained tiny model; does the answer depend on the image
    (``evaluate.yaml``, :mod:`.evaluation`); where ``../shared/data`` holds real records,
    ``training.grounded_eval`` on pages drawn from them, rate and rhythm, grounded or not.
-7. **card**: the model card with the scores (:mod:`.card`), and the folder the app loads.
+8. **card**: the model card with the scores (:mod:`.card`), and the folder the app loads.
 
 The result is a transformers folder (``config.json`` says ``"trained": true`` and
 ``"demonstration": true``). It is a demonstration of the pipeline: not PULSE-7B, not for clinical
@@ -47,7 +52,7 @@ from pulse_app.settings import ASSETS_DIR, REPO_ROOT
 from training.mini_model.config import MINI_CONFIG_DIR, Stages, load_stages
 
 log = logging.getLogger("training.mini_model")
-STEPS = ("data", "model", "warmup", "align", "instruct", "evaluate", "card")
+STEPS = ("data", "model", "warmup", "align", "instruct", "ground", "evaluate", "card")
 
 
 def build(stages: Stages, work: Path, out: Path, *, from_step: str = "data",
@@ -56,8 +61,8 @@ def build(stages: Stages, work: Path, out: Path, *, from_step: str = "data",
     then write the model card and copy the model to ``out``."""
     from training.instruct import read_samples, write_samples
     from training.mini_model.card import NOTE, card_facts, finding, model_card
-    from training.mini_model.data import (ALIGN_KINDS, alignment_samples, make_split,
-                                          pack_conversations, tokenizer_corpus)
+    from training.mini_model.data import (ALIGN_KINDS, alignment_samples, grounding_samples,
+                                          make_split, pack_conversations, tokenizer_corpus)
     from training.mini_model.evaluation import evaluate, image_dependence
     from training.mini_model.model import build_initial
     from training.mini_model.warmup import warm_up
@@ -72,7 +77,8 @@ def build(stages: Stages, work: Path, out: Path, *, from_step: str = "data",
     info_file = work / "mini_model_info.json"
     info = json.loads(info_file.read_text()) if info_file.is_file() else {}
     info.setdefault("timings_s", {})
-    final = Path(stages.instruct.output_dir) / "final"
+    instructed = Path(stages.instruct.output_dir) / "final"
+    final = Path(stages.ground.output_dir) / "final"
 
     # 1. data: training and held-out records from different seeds; pages already rendered with
     #    the same data settings are kept (training.render resumes)
@@ -122,11 +128,25 @@ def build(stages: Stages, work: Path, out: Path, *, from_step: str = "data",
             train(config)
             info["timings_s"][step] = round(time.time() - t0)
     if runs("instruct"):
-        saved = json.loads((final / "config.json").read_text())
-        saved["pulse_app"].update({"demonstration": True, "note": NOTE})
-        (final / "config.json").write_text(json.dumps(saved, indent=2))
+        mark_demonstration(instructed, NOTE)
 
-    # 6. evaluate on the held-out records: a balanced sample of every question type, then every
+    # 6. grounding: the instruct model reads the rate off the page; teach it the context
+    if runs("ground"):
+        t0 = time.time()
+        shutil.rmtree(stages.ground.output_dir, ignore_errors=True)
+        questions = grounding_samples(read_samples(data / "train-single.json"),
+                                      **dataclasses.asdict(stages.ground_data))
+        if questions:
+            Path(stages.ground.data).write_text(json.dumps(questions, indent=0))
+            train(stages.ground)
+            mark_demonstration(final, NOTE)
+        else:
+            log.info("no grounded questions (data.grounded_fraction is 0): grounding skipped")
+            shutil.copytree(instructed, final)
+        info["ground_samples"] = len(questions)
+        info["timings_s"]["ground"] = round(time.time() - t0)
+
+    # 7. evaluate on the held-out records: a balanced sample of every question type, then every
     #    rate and rhythm question (the sample has few of them per row)
     if runs("evaluate"):
         t0 = time.time()
@@ -149,7 +169,7 @@ def build(stages: Stages, work: Path, out: Path, *, from_step: str = "data",
                           out=work / "grounded-eval.json")
         info["timings_s"]["evaluate"] = round(time.time() - t0)
 
-    # 7. the model card, and the folder the app loads
+    # 8. the model card, and the folder the app loads
     info["image_dependence"] = image_dependence(
         final, data, stages.evaluate.image_dependence_samples, stages.instruct.max_length)
     info["finding"] = finding(info["image_dependence"])
@@ -164,6 +184,13 @@ def build(stages: Stages, work: Path, out: Path, *, from_step: str = "data",
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file()) / 1e6
     log.info("wrote %s (%.1f MB) in %.1f min", out, size, (time.time() - started) / 60)
     return out
+
+
+def mark_demonstration(folder: Path, note: str) -> None:
+    """Mark a trained model folder as the demonstration model it is (its ``config.json``)."""
+    saved = json.loads((folder / "config.json").read_text())
+    saved["pulse_app"].update({"demonstration": True, "note": note})
+    (folder / "config.json").write_text(json.dumps(saved, indent=2))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -145,7 +145,7 @@ the option that says what it read is the skill it learns last. {info.get('ground
    AdamW lr {info['align_learning_rate']}.
 2. **Instruction tuning** of projector and language model, {info['epochs']} epoch(s) over all questions, packed into {info['train_conversations']}
    multi-turn conversations (one per image), lr {info['learning_rate']}.
-
+{grounding_stage_text(info)}
 Cosine schedules, batch {info['batch']}. Final training loss: {info.get('train_loss', 'n/a')}.
 
 ## Scores on held-out records
@@ -203,6 +203,21 @@ def grounded_text(fraction: float, grounded: int, total: int) -> str:
             "model learns to use what the digitiser measured when it is given. ")
 
 
+def grounding_stage_text(info: dict) -> str:
+    """The card's item on the grounding stage, when it ran."""
+    if not info.get("ground_samples"):
+        return ""
+    return (f"3. **Grounding** (`ground.yaml`), {info['ground_epochs']} epoch(s) over "
+            f"{info['ground_samples']} single questions, lr {info['ground_learning_rate']}: "
+            "every heart-rate question asked with its record's measurement context, "
+            f"{100 * info['ground_swap_fraction']:.0f} % of them shown another record's page "
+            "(so only the context leads to the answer), grounded rhythm questions, and plain "
+            "questions of every kind. After instruction tuning alone the model read the rate "
+            "off the page and stated the same rate whatever the context said (on simulated "
+            "pages the two agree, so nothing rewarded reading the context). Final loss "
+            f"{info.get('ground_loss', 'n/a')}.\n")
+
+
 def real_pages_section(result: dict) -> str:
     """The card's section on pages of real records (``python -m training.grounded_eval``'s
     JSON, when the build's work folder holds one): rate and rhythm, as asked and grounded."""
@@ -248,7 +263,8 @@ def card_facts(final: Path, stages, work: Path) -> dict:
 
     data, instruct, align = work / "data", stages.instruct, stages.align
     model = PulseLlavaNextForConditionalGeneration.from_pretrained(final)
-    states = sorted(Path(instruct.output_dir).glob("checkpoint-*/trainer_state.json"))
+    states = sorted(Path(instruct.output_dir).glob("checkpoint-*/trainer_state.json"),
+                    key=lambda p: int(p.parent.name.rsplit("-", 1)[1]))
     history = json.loads(states[-1].read_text())["log_history"] if states else []
     losses = [e["loss"] for e in history if "loss" in e]
     facts = {
@@ -263,6 +279,15 @@ def card_facts(final: Path, stages, work: Path) -> dict:
         "train_loss": f"{losses[-1]:.3f}" if losses else "n/a",
     }
     singles = json.loads((data / "train-single.json").read_text())
+    ground_states = sorted(Path(stages.ground.output_dir).glob("checkpoint-*/trainer_state.json"),
+                           key=lambda p: int(p.parent.name.rsplit("-", 1)[1]))
+    if ground_states:
+        ground_history = json.loads(ground_states[-1].read_text())["log_history"]
+        ground_losses = [e["loss"] for e in ground_history if "loss" in e]
+        facts.update(ground_epochs=stages.ground.epochs,
+                     ground_learning_rate=stages.ground.learning_rate,
+                     ground_swap_fraction=stages.ground_data.swap_fraction,
+                     ground_loss=f"{ground_losses[-1]:.3f}" if ground_losses else "n/a")
     facts["grounded_text"] = grounded_text(stages.data.grounded_fraction,
                                            sum(s["id"].endswith("-g") for s in singles),
                                            len(singles))

@@ -3,7 +3,7 @@
 Each file is read as it stands, then ``stage.key=value`` overrides from the command line
 (``warmup.epochs=2``, ``align.max_steps=2``, ``instruct.lora.r=8``: values parsed as YAML, as in
 ``python -m training.train``). Nothing else changes a value: what the files say is what runs.
-Paths in ``align.yaml`` and ``instruct.yaml`` are relative to the build's work folder
+Paths in ``align.yaml``, ``instruct.yaml`` and ``ground.yaml`` are relative to the build's work folder
 (``--work``, default ``runs/mini``).
 
 >>> stages = load_stages(overrides=["warmup.epochs=2"])
@@ -56,6 +56,16 @@ class WarmupConfig:
 
 
 @dataclass(frozen=True)
+class GroundDataConfig:
+    """The grounding stage's questions (``ground_data.yaml``,
+    :func:`training.mini_model.data.grounding_samples`)."""
+
+    swap_fraction: float        # heart-rate questions shown another record's page
+    plain_per_grounded: float   # questions without context, per grounded one
+    seed: int
+
+
+@dataclass(frozen=True)
 class EvalConfig:
     """Held-out evaluation (``evaluate.yaml``)."""
 
@@ -76,6 +86,8 @@ class Stages:
     warmup: WarmupConfig
     align: TrainConfig
     instruct: TrainConfig
+    ground_data: GroundDataConfig
+    ground: TrainConfig
     evaluate: EvalConfig
 
 
@@ -107,4 +119,6 @@ def load_stages(folder: str | Path = MINI_CONFIG_DIR, overrides: list[str] = (),
 
     return Stages(data=settings("data", DataConfig), model=settings("model", TinySpec),
                   warmup=settings("warmup", WarmupConfig), align=training("align"),
-                  instruct=training("instruct"), evaluate=settings("evaluate", EvalConfig))
+                  instruct=training("instruct"),
+                  ground_data=settings("ground_data", GroundDataConfig), ground=training("ground"),
+                  evaluate=settings("evaluate", EvalConfig))

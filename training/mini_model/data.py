@@ -125,6 +125,57 @@ def ground_samples(samples: list, record, fraction: float, seed: int) -> list:
     return out
 
 
+def grounding_samples(samples: list, *, swap_fraction: float, plain_per_grounded: float,
+                       seed: int) -> list[dict]:
+    """The grounding stage's single questions: every heart-rate question of the training records
+    asked with its record's measurement context, about ``swap_fraction`` of them shown another
+    record's page (the answer is still the context's record's, so the measured rate is the only
+    way to it: the instruct stage's model reads the rate off the page and ignores the context,
+    since on simulated pages both agree); the grounded rhythm questions as they are; and
+    ``plain_per_grounded`` times as many questions of every kind asked without context, so the
+    other skills are kept. Contexts come from the grounded questions of the same page
+    (:func:`ground_samples`), so ``samples`` must include some (``data.grounded_fraction`` > 0).
+
+    >>> from training.instruct.format import Sample
+    >>> grounding_samples([Sample("a", "p.png", [], meta={"kind": "rate"})], swap_fraction=1.0,
+    ...                   plain_per_grounded=1.0, seed=0)
+    []
+    """
+    from pulse_app.grounding import CONTEXT_HEAD, grounded_question
+
+    def question(sample) -> str:
+        return sample.conversations[0]["value"].removeprefix("<image>\n")
+
+    contexts = {}
+    for sample in samples:
+        if sample.meta.get("grounded"):
+            contexts.setdefault(sample.image, question(sample).split("\n\n", 1)[0])
+    rng = random.Random(seed)
+    images, out, plain = sorted(contexts), [], []
+    for sample in samples:
+        kind, grounded = sample.meta.get("kind"), sample.meta.get("grounded")
+        if sample.image not in contexts:
+            continue
+        if kind == "rate" or (kind == "rhythm" and grounded):
+            ask = question(sample)
+            if not ask.startswith(CONTEXT_HEAD):
+                ask = grounded_question(ask, contexts[sample.image])
+            image, tag = sample.image, "-g"
+            if kind == "rate" and len(images) > 1 and rng.random() < swap_fraction:
+                image = rng.choice([i for i in rng.sample(images, 2) if i != sample.image])
+                tag = "-gswap"
+            conversations = [dict(c) for c in sample.conversations]
+            conversations[0]["value"] = "<image>\n" + ask
+            out.append(dataclasses.replace(sample, id=sample.id.removesuffix("-g") + tag,
+                                           image=image, conversations=conversations,
+                                           meta={**sample.meta, "grounded": True}))
+        elif not grounded:
+            plain.append(sample)
+    out += rng.sample(plain, min(len(plain), round(plain_per_grounded * len(out))))
+    rng.shuffle(out)
+    return [s.to_dict() for s in out]
+
+
 def pack_conversations(samples: list, turns: int, seed: int) -> list[dict]:
     """Group samples of the same image into conversations of up to ``turns`` exchanges
     (shuffled; the first question keeps ``<image>``), as ECGInstruct dicts."""
