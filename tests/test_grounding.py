@@ -383,3 +383,15 @@ def test_context_probe_tells_a_model_that_reads_its_context_from_one_that_does_n
     assert "heart rate 40 bpm (lead II, high confidence, bradycardia)" in reader.questions[0]
     assert probe["stated"] == {r: r for r in PROBE_RATES}
     assert context_sensitivity(_Reader(fixed=50), page, params)["follows"] <= 1
+    # given the page's own reading, only its rate changes: the other measurements stay
+    from pulse_app.ecg.measure import Measurements, measured
+
+    own = Measurements({"heart_rate": measured("heart_rate", 75, "V5", 0.8),
+                        "qrs": measured("qrs", 96, "median of 12 leads", 0.8)})
+    reader = _Reader()
+    probe = context_sensitivity(reader, page, params,
+                                measurements=own.to_dict()["measurements"])
+    assert probe["follows"] == len(PROBE_RATES)
+    assert "heart rate 160 bpm (lead V5, high confidence, tachycardia); QRS duration 96 ms" in \
+        reader.questions[-1]
+    assert not any("75 bpm" in q for q in reader.questions)

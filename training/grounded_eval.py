@@ -22,8 +22,9 @@ These pages were never used to tune the digitiser's measurements for rate or the
     python -m training.grounded_eval --model offline-default --out grounded-eval.json
 
 ``--probe PAGE`` asks instead whether the model reads its context at all
-(:func:`context_sensitivity`): one page, one rate question, the context's rate changed from
-40 to 160 bpm; a model that uses it follows the rates, one that does not answers the same.
+(:func:`context_sensitivity`): one page, digitised as the app reads it, one rate question, the
+context's rate (only it) changed from 40 to 160 bpm; a model that uses it follows the rates, one
+that does not answers the same.
 """
 
 from __future__ import annotations
@@ -129,23 +130,30 @@ PROBE_RATES = (40, 55, 72, 95, 120, 160)
 
 
 def context_sensitivity(backend, image, params, *, rates=PROBE_RATES,
-                        question: str = "What is the heart rate?") -> dict:
-    """The rate the model states when the context (the app's words, one regular rhythm of high
-    confidence, the rate's range flag as the digitiser would give it) gives each of ``rates``
-    for the same ``image`` and ``question``: ``answers`` (rate -> text), ``stated`` (rate -> the
-    first number the answer gives, or None) and ``follows`` (how many stated rates are within
-    10 % of the context's)."""
+                        question: str = "What is the heart rate?",
+                        measurements: dict | None = None) -> dict:
+    """The rate the model states when the context (the app's words) gives each of ``rates``
+    for the same ``image`` and ``question``, the rate's range flag as the digitiser would give
+    it. ``measurements`` (a stored reading's, name -> fields: the page's own reading, as the app
+    would give it) are kept, only the heart rate changed; without them the context holds the
+    rate and one regular rhythm, both of high confidence. Returns ``answers`` (rate -> text),
+    ``stated`` (rate -> the first number the answer gives, or None) and ``follows`` (how many
+    stated rates are within 10 % of the context's)."""
     import re
 
     from pulse_app.answer import stream_answer
     from pulse_app.ecg.measure import Measurements, measured
     from pulse_app.grounding import measurement_context
 
+    base = measurements or Measurements({"rr_regularity": measured(
+        "rr_regularity", 0.03, "II", 0.9)}).to_dict()["measurements"]
     answers, stated = {}, {}
     for rate in rates:
-        reading = Measurements({"heart_rate": measured("heart_rate", rate, "II", 0.9),
-                                "rr_regularity": measured("rr_regularity", 0.03, "II", 0.9)})
-        context = measurement_context(reading.to_dict()["measurements"])
+        lead = (base.get("heart_rate") or {}).get("lead") or "II"
+        rate_only = Measurements({"heart_rate": measured("heart_rate", rate, lead, 0.9)})
+        changed = {"heart_rate": rate_only.to_dict()["measurements"]["heart_rate"],
+                   **{k: v for k, v in base.items() if k != "heart_rate"}}
+        context = measurement_context(changed)
         answers[rate] = "".join(stream_answer(backend, image, [], question, params,
                                               context=context))
         number = re.search(r"\d+", answers[rate])
@@ -215,10 +223,14 @@ def main(argv=None) -> int:
     if args.probe:
         from PIL import Image
 
+        from pulse_app.grounding import read_image
+
         settings, backend = load_model(args.model, args.max_new_tokens)
         with Image.open(args.probe) as page:
-            probe = context_sensitivity(backend, page.convert("RGB"),
-                                        settings.generation_params())
+            page = page.convert("RGB")
+            _, summary = read_image(page)
+            probe = context_sensitivity(backend, page, settings.generation_params(),
+                                        measurements=summary.get("measurements") or None)
         print(f"{backend.info().label}; {args.probe}; {probe['question']!r}")
         for rate, text in probe["answers"].items():
             print(f"context {rate:>3} bpm -> {text.strip()}")
