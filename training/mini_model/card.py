@@ -131,7 +131,7 @@ that has to write the letter or "Yes" first picks it before it has read the trac
 with verdict-first answers, rhythm multiple choice scored 26 % against a majority baseline of 59 %).
 Each training record also gets {info.get('extra_mcq', 0)} extra round(s) of multiple-choice questions on
 basic features and rhythm (other phrasings, other option orders): naming the right letter for
-the option that says what it read is the skill it learns last. {info.get('grounded_text', '')}Three stages:
+the option that says what it read is the skill it learns last. {info.get('grounded_text', '')}Its stages:
 
 0. **Vision warm-up** (`training.mini_model.warmup`), standing in for PULSE's pretrained CLIP tower
    (none can be downloaded here): the tower alone, {warmup.get('epochs', '?')} epochs over the training pages,
@@ -146,7 +146,7 @@ the option that says what it read is the skill it learns last. {info.get('ground
 2. **Instruction tuning** of projector and language model, {info['epochs']} epoch(s) over all questions, packed into {info['train_conversations']}
    multi-turn conversations (one per image), lr {info['learning_rate']}.
 {grounding_stage_text(info)}
-Cosine schedules, batch {info['batch']}. Final training loss: {info.get('train_loss', 'n/a')}.
+Cosine schedules, batch {info['batch']}. Final loss of instruction tuning: {info.get('train_loss', 'n/a')}.
 
 ## Scores on held-out records
 {info['heldout_records']} held-out simulated records (different seeds), scored by
@@ -212,9 +212,9 @@ def grounding_stage_text(info: dict) -> str:
             "every heart-rate question asked with its record's measurement context, "
             f"{100 * info['ground_swap_fraction']:.0f} % of them shown another record's page "
             "(so only the context leads to the answer), grounded rhythm questions, and plain "
-            "questions of every kind. After instruction tuning alone the model read the rate "
-            "off the page and stated the same rate whatever the context said (on simulated "
-            "pages the two agree, so nothing rewarded reading the context). Final loss "
+            "questions of every kind. After instruction tuning alone the model mostly read the "
+            "rate off the page, whatever the context said (on simulated pages the two agree, so "
+            "nothing rewarded reading the context). Final loss "
             f"{info.get('ground_loss', 'n/a')}.\n")
 
 
