@@ -130,7 +130,7 @@ def grounding_samples(samples: list, *, swap_fraction: float, plain_per_grounded
     """The grounding stage's single questions: every heart-rate question of the training records
     asked with its record's measurement context, about ``swap_fraction`` of them shown another
     record's page (the answer is still the context's record's, so the measured rate is the only
-    way to it: the instruct stage's model reads the rate off the page and ignores the context,
+    way to it: the instruct stage's model reads the rate off the page, mostly not the context,
     since on simulated pages both agree); the grounded rhythm questions as they are; and
     ``plain_per_grounded`` times as many questions of every kind asked without context, so the
     other skills are kept. Contexts come from the grounded questions of the same page
