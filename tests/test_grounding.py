@@ -378,11 +378,12 @@ def test_context_probe_tells_a_model_that_reads_its_context_from_one_that_does_n
     page, params = Image.new("RGB", (64, 32), "white"), GenerationParams(temperature=0.0)
     reader = _Reader()
     probe = context_sensitivity(reader, page, params)
-    assert probe["follows"] == probe["of"] == len(PROBE_RATES)
+    assert probe["follows"] == probe["of"] == probe["in_range"] == len(PROBE_RATES)
     assert all(q.startswith(CONTEXT_HEAD) for q in reader.questions)       # the app's words
     assert "heart rate 40 bpm (lead II, high confidence, bradycardia)" in reader.questions[0]
     assert probe["stated"] == {r: r for r in PROBE_RATES}
-    assert context_sensitivity(_Reader(fixed=50), page, params)["follows"] <= 1
+    deaf = context_sensitivity(_Reader(fixed=50), page, params)
+    assert deaf["follows"] <= 1 and deaf["in_range"] == 2     # 50 bpm: right for 40 and 55 only
     # given the page's own reading, only its rate changes: the other measurements stay
     from pulse_app.ecg.measure import Measurements, measured
 

@@ -137,12 +137,16 @@ def context_sensitivity(backend, image, params, *, rates=PROBE_RATES,
     it. ``measurements`` (a stored reading's, name -> fields: the page's own reading, as the app
     would give it) are kept, only the heart rate changed; without them the context holds the
     rate and one regular rhythm, both of high confidence. Returns ``answers`` (rate -> text),
-    ``stated`` (rate -> the first number the answer gives, or None) and ``follows`` (how many
-    stated rates are within 10 % of the context's)."""
+    ``stated`` (rate -> the first number the answer gives, or None), ``follows`` (how many
+    stated rates are within 10 % of the context's) and ``in_range`` (how many answers name the
+    context's rate class, bradycardia / normal / tachycardia, as the answers are scored:
+    :func:`pulse_app.answer_check.parse_rate`)."""
     import re
 
     from pulse_app.answer import stream_answer
+    from pulse_app.answer_check import parse_rate
     from pulse_app.ecg.measure import Measurements, measured
+    from pulse_app.ecg.vocab import rate_bucket
     from pulse_app.grounding import measurement_context
 
     base = measurements or Measurements({"rr_regularity": measured(
@@ -159,8 +163,9 @@ def context_sensitivity(backend, image, params, *, rates=PROBE_RATES,
         number = re.search(r"\d+", answers[rate])
         stated[rate] = int(number.group()) if number else None
     follows = sum(1 for rate, n in stated.items() if n is not None and abs(n - rate) <= 0.1 * rate)
+    in_range = sum(parse_rate(answers[rate]) == rate_bucket(rate) for rate in rates)
     return {"question": question, "answers": answers, "stated": stated, "follows": follows,
-            "of": len(rates)}
+            "in_range": in_range, "of": len(rates)}
 
 
 def real_record_paths() -> list[str]:
@@ -235,7 +240,8 @@ def main(argv=None) -> int:
         for rate, text in probe["answers"].items():
             print(f"context {rate:>3} bpm -> {text.strip()}")
         print(f"the stated rate follows the context's (within 10 %) for {probe['follows']} of "
-              f"{probe['of']} rates")
+              f"{probe['of']} rates; the answer names the context's rate class for "
+              f"{probe['in_range']} of {probe['of']}")
         return 0
 
     result = run(args.model, records=args.records, train=args.train,
