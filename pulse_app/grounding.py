@@ -67,6 +67,20 @@ def grounded_question(question: str, context: str | None) -> str:
     return f"{context}\n\n{question}" if context else question
 
 
+def split_grounded(text: str) -> tuple[str | None, str]:
+    """(context or None, question) of a question :func:`grounded_question` made.
+
+    >>> split_grounded(grounded_question("Rate?", NO_ECG_CONTEXT)) == (NO_ECG_CONTEXT, "Rate?")
+    True
+    >>> split_grounded("Rate?")
+    (None, 'Rate?')
+    """
+    if text.startswith(CONTEXT_HEAD) and "\n\n" in text:
+        context, question = text.split("\n\n", 1)
+        return context, question
+    return None, text
+
+
 def grounded_label(label: str) -> str:
     """A model's label for an answer it gave with the measurements as context."""
     return f"{label} · {GROUNDED_MARK}"

@@ -151,9 +151,9 @@ def context_sensitivity(backend, image, params, *, rates=PROBE_RATES,
 
     base = measurements or Measurements({"rr_regularity": measured(
         "rr_regularity", 0.03, "II", 0.9)}).to_dict()["measurements"]
+    lead = (base.get("heart_rate") or {}).get("lead") or "II"
     answers, stated = {}, {}
     for rate in rates:
-        lead = (base.get("heart_rate") or {}).get("lead") or "II"
         rate_only = Measurements({"heart_rate": measured("heart_rate", rate, lead, 0.9)})
         changed = {"heart_rate": rate_only.to_dict()["measurements"]["heart_rate"],
                    **{k: v for k, v in base.items() if k != "heart_rate"}}

@@ -130,14 +130,18 @@ def _flag(name: str, value: float | None) -> str | None:
     return None
 
 
-def measured(name: str, value: float, lead: str, confidence: float, note: str = "") -> Measurement:
-    """A measurement of ``name`` with its unit and its range flag, as :func:`ecg_measure` makes
-    them (e.g. a context given to a model by hand, :mod:`training.grounded_eval`).
+def measured(name: str, value: float, lead: str, confidence: float, note: str = "", *,
+             digits: int | None = None) -> Measurement:
+    """A measurement of ``name`` with its unit and its range flag (of the value before it is
+    rounded to ``digits``): how :func:`ecg_measure` makes them, and a context given to a model
+    by hand (:mod:`training.grounded_eval`).
 
-    >>> measured("heart_rate", 40, "II", 0.9).flag
-    'bradycardia'
+    >>> m = measured("heart_rate", 59.96, "II", 0.9, digits=1)
+    >>> m.value, m.unit, m.flag
+    (60.0, 'bpm', 'bradycardia')
     """
-    return Measurement(name, float(value), UNITS[name], lead, confidence, _flag(name, value), note)
+    shown = float(value) if digits is None else round(float(value), digits)
+    return Measurement(name, shown, UNITS[name], lead, confidence, _flag(name, value), note)
 
 
 def _missing(name: str, why: str) -> Measurement:
@@ -339,8 +343,8 @@ def ecg_measure(signals: np.ndarray, fs: float, leads=STANDARD_LEADS) -> Measure
     rr_mean = float(np.mean(rr))
     hr = 60.0 / rr_mean
     conf = min(1.0, len(rr) / 6) * (1.0 if np.std(rr) / rr_mean < 0.25 else 0.6)
-    items["heart_rate"] = Measurement("heart_rate", round(hr, 1), "bpm", rate_lead, round(conf, 2),
-                                      _flag("heart_rate", hr), f"{len(rr)} RR intervals")
+    items["heart_rate"] = measured("heart_rate", hr, rate_lead, round(conf, 2),
+                                   f"{len(rr)} RR intervals", digits=1)
     cv = float(np.std(rr) / rr_mean)
     if len(rr) >= 3:
         regular = cv < IRREGULAR_CV
@@ -371,8 +375,7 @@ def ecg_measure(signals: np.ndarray, fs: float, leads=STANDARD_LEADS) -> Measure
         lead = next((p for p in prefer if p in vals), None)
         where = lead if len(arr) == 1 and lead else (next(iter(vals)) if len(arr) == 1
                                                       else f"median of {len(arr)} leads")
-        return Measurement(name, round(med, 1), UNITS[name], where, round(conf, 2),
-                           _flag(name, med), "")
+        return measured(name, med, where, round(conf, 2), digits=1)
 
     qrs = {b.lead: (b.qrs_off - b.qrs_on) for b in beats if b.qrs_on is not None}
     items["qrs"] = combine("qrs", qrs) or _missing("qrs", "no QRS complex delineated")
@@ -389,8 +392,8 @@ def ecg_measure(signals: np.ndarray, fs: float, leads=STANDARD_LEADS) -> Measure
     else:
         items["qt"] = qtm
         qtc = qtm.value / np.sqrt(rr_med)
-        items["qtc"] = Measurement("qtc", round(qtc, 1), "ms", qtm.lead, qtm.confidence,
-                                   _flag("qtc", qtc), f"Bazett, RR {rr_med * 1000:.0f} ms")
+        items["qtc"] = measured("qtc", qtc, qtm.lead, qtm.confidence,
+                                f"Bazett, RR {rr_med * 1000:.0f} ms", digits=1)
     items["axis"] = _axis({b.lead: b.net_qrs for b in beats if b.net_qrs is not None})
     order = ["heart_rate", "rr_regularity", "pr", "qrs", "qt", "qtc", "axis"]
     return Measurements({k: items[k] for k in order}, r_peaks, fs)

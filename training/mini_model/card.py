@@ -251,6 +251,18 @@ reading of the same page), by `python -m training.grounded_eval` (majority basel
 {verdicts}"""
 
 
+def last_loss(output_dir: str | Path) -> str:
+    """The last logged training loss of a ``training.train`` run (its latest checkpoint's
+    trainer state), or "n/a"."""
+    import json
+
+    states = sorted(Path(output_dir).glob("checkpoint-*/trainer_state.json"),
+                    key=lambda p: int(p.parent.name.rsplit("-", 1)[1]))
+    history = json.loads(states[-1].read_text())["log_history"] if states else []
+    losses = [e["loss"] for e in history if "loss" in e]
+    return f"{losses[-1]:.3f}" if losses else "n/a"
+
+
 def card_facts(final: Path, stages, work: Path) -> dict:
     """What the card states besides the recorded scores: sizes, data counts, the training
     stages' settings and last loss (from ``final`` and the build's files in ``work``), and the
@@ -263,10 +275,6 @@ def card_facts(final: Path, stages, work: Path) -> dict:
 
     data, instruct, align = work / "data", stages.instruct, stages.align
     model = PulseLlavaNextForConditionalGeneration.from_pretrained(final)
-    states = sorted(Path(instruct.output_dir).glob("checkpoint-*/trainer_state.json"),
-                    key=lambda p: int(p.parent.name.rsplit("-", 1)[1]))
-    history = json.loads(states[-1].read_text())["log_history"] if states else []
-    losses = [e["loss"] for e in history if "loss" in e]
     facts = {
         "spec": {k: v for k, v in dataclasses.asdict(stages.model).items() if k != "corpus"},
         "vocab": model.config.image_token_index, "parameters_m": count_parameters(model)[1] / 1e6,
@@ -276,18 +284,14 @@ def card_facts(final: Path, stages, work: Path) -> dict:
         "align_epochs": align.epochs, "align_learning_rate": align.learning_rate,
         "align_samples": len(json.loads((data / "align.json").read_text())),
         "batch": instruct.global_batch_size,
-        "train_loss": f"{losses[-1]:.3f}" if losses else "n/a",
+        "train_loss": last_loss(instruct.output_dir),
     }
     singles = json.loads((data / "train-single.json").read_text())
-    ground_states = sorted(Path(stages.ground.output_dir).glob("checkpoint-*/trainer_state.json"),
-                           key=lambda p: int(p.parent.name.rsplit("-", 1)[1]))
-    if ground_states:
-        ground_history = json.loads(ground_states[-1].read_text())["log_history"]
-        ground_losses = [e["loss"] for e in ground_history if "loss" in e]
+    if any(Path(stages.ground.output_dir).glob("checkpoint-*")):
         facts.update(ground_epochs=stages.ground.epochs,
                      ground_learning_rate=stages.ground.learning_rate,
                      ground_swap_fraction=stages.ground_data.swap_fraction,
-                     ground_loss=f"{ground_losses[-1]:.3f}" if ground_losses else "n/a")
+                     ground_loss=last_loss(stages.ground.output_dir))
     facts["grounded_text"] = grounded_text(stages.data.grounded_fraction,
                                            sum(s["id"].endswith("-g") for s in singles),
                                            len(singles))

@@ -141,15 +141,13 @@ def grounding_samples(samples: list, *, swap_fraction: float, plain_per_grounded
     ...                   plain_per_grounded=1.0, seed=0)
     []
     """
-    from pulse_app.grounding import CONTEXT_HEAD, grounded_question
-
-    def question(sample) -> str:
-        return sample.conversations[0]["value"].removeprefix("<image>\n")
+    from pulse_app.grounding import grounded_question, split_grounded
+    from training.instruct.format import IMAGE_PREFIX
 
     contexts = {}
     for sample in samples:
         if sample.meta.get("grounded"):
-            contexts.setdefault(sample.image, question(sample).split("\n\n", 1)[0])
+            contexts.setdefault(sample.image, split_grounded(sample.turns[0].question)[0])
     rng = random.Random(seed)
     images, out, plain = sorted(contexts), [], []
     for sample in samples:
@@ -157,15 +155,14 @@ def grounding_samples(samples: list, *, swap_fraction: float, plain_per_grounded
         if sample.image not in contexts:
             continue
         if kind == "rate" or (kind == "rhythm" and grounded):
-            ask = question(sample)
-            if not ask.startswith(CONTEXT_HEAD):
-                ask = grounded_question(ask, contexts[sample.image])
+            ask = grounded_question(split_grounded(sample.turns[0].question)[1],
+                                    contexts[sample.image])
             image, tag = sample.image, "-g"
             if kind == "rate" and len(images) > 1 and rng.random() < swap_fraction:
                 image = rng.choice([i for i in rng.sample(images, 2) if i != sample.image])
                 tag = "-gswap"
             conversations = [dict(c) for c in sample.conversations]
-            conversations[0]["value"] = "<image>\n" + ask
+            conversations[0]["value"] = IMAGE_PREFIX + ask
             out.append(dataclasses.replace(sample, id=sample.id.removesuffix("-g") + tag,
                                            image=image, conversations=conversations,
                                            meta={**sample.meta, "grounded": True}))
