@@ -114,6 +114,20 @@ def test_rhythm_strip_matched_despite_a_few_samples_of_row_offset(shared_data):
     assert _snr_per_lead(record, rendered, dig)["II"] > 12.0
 
 
+def test_a_rhythm_strip_with_tall_complexes_is_still_a_row(shared_data):
+    """JS20005's V5 strip (10 mm/mV) leaves a ±3 mm band around its baseline at every complex,
+    so its longest stretch with gaps under 5 mm was 64 mm, under 40 % of the other rows, and it
+    was dropped as if it were a text line (V5 then read only where its panel printed it)."""
+    from pulse_app.ecg.records import read_record
+
+    record = read_record(shared_data / "ecg-records" / "JS20005.hea")
+    rendered = render_ecg(record, layout="3x4+II,V1,V5", gain_mm_mV=10.0, grid="red", seed=4)
+    dig = ecg_digitize(rendered.image)
+    assert dig.layout == "3x4+II,V1,V5"
+    assert [p.name for p in dig.rhythm_strips()] == ["II-rhythm", "V1-rhythm", "V5-rhythm"]
+    assert _snr_per_lead(record, rendered, dig)["V5"] > 15.0
+
+
 def test_grid_scale_from_the_major_lines_when_the_minor_ones_are_lost():
     """A grey grid photographed: only the 5 mm lines show. The 1 mm period is a fifth of theirs
     (before: no grid found, and the scale assumed from the page width, 0.4 % off)."""

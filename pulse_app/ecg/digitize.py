@@ -427,7 +427,9 @@ def find_rows(mask: np.ndarray, ppm: float) -> list[_Row]:
     gaps under 2 mm (or ink covers 60 mm of columns, for tall traces that often leave the
     band) and at least three columns in four hold a single run (text fails this: its letters
     stack several strokes in a column), over at least 40 mm and 40 % of the longest row (a
-    blurred text line may pass the first tests). Two kept candidates closer than 25 mm are one
+    blurred text line may pass the first tests; a row's length is its longest stretch with
+    gaps under 5 mm, or its inked columns when more: a tall trace leaves the band at every
+    complex). Two kept candidates closer than 25 mm are one
     wandering trace when their bands rarely hold ink in the same column (two parallel traces
     almost always do); they are merged.
     """
@@ -450,7 +452,9 @@ def find_rows(mask: np.ndarray, ppm: float) -> list[_Row]:
         long_line = _longest_stretch(covered, 2 * ppm) >= 25 * ppm or len(covered) >= 60 * ppm
         if long_line and single >= 0.75:
             kept.append(int(y))
-            extent[int(y)] = _longest_stretch(covered, 5 * ppm)
+            # a tall trace leaves the band for more than 5 mm at every complex: its inked
+            # columns count too (a text line's words lie within 5 mm of each other)
+            extent[int(y)] = max(_longest_stretch(covered, 5 * ppm), len(covered))
     if kept:                 # a blurred text line can pass; it is much shorter than the traces
         longest = max(extent.values())
         kept = [y for y in kept if extent[y] >= max(40 * ppm, 0.4 * longest)]
