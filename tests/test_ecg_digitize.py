@@ -20,8 +20,8 @@ from pulse_app.ecg.measure import ecg_measure
 from pulse_app.ecg.records import STANDARD_LEADS
 from pulse_app.ecg.render import render_ecg
 from tests.conftest import REPO
-from training.digitize_eval import (align_lead, challenge_snr, markdown_table, reference_signals,
-                                    snr_db)
+from training.digitize_eval import (align_lead, challenge_snr, error_budget, markdown_table,
+                                    reference_signals, snr_db)
 
 
 @pytest.fixture(scope="module")
@@ -265,6 +265,23 @@ def test_challenge_snr_and_alignment():
         pytest.approx(snr_db(ref, noisy) / 2, rel=1e-6)
     assert snr_db(ref, np.full_like(ref, np.nan)) == 0.0
     assert not NOT_ON_PAGE == OK
+
+
+def test_error_budget_says_where_the_error_lies():
+    """Noise on the baseline only: reading the QRS exactly gains nothing, the rest everything;
+    one gross 2 mV glitch on the QRS: capping it recovers what it cost."""
+    t = np.arange(5000) / 500
+    ref = np.exp(-((t % 0.8 - 0.4) / 0.012) ** 2) - 0.2 * np.exp(-((t % 0.8 - 0.6) / 0.05) ** 2)
+    wiggle = 0.02 * np.sin(2 * np.pi * 7 * t)
+    flat = np.abs(np.gradient(ref)) < 0.001
+    b = error_budget([(ref, ref + np.where(flat, wiggle, 0.0) + 1e-4)])
+    assert b["if_rest_exact_db"] > b["snr_mean_db"] + 10
+    assert b["if_qrs_exact_db"] == pytest.approx(b["snr_mean_db"], abs=1.5)
+    glitch = ref + 1e-3 * np.sin(t)
+    glitch[200] += 2.0                                  # on the first spike's stroke
+    g = error_budget([(ref, glitch)])
+    assert g["if_errors_capped_db"] > g["snr_mean_db"] + 10
+    assert g["if_qrs_exact_db"] > g["snr_mean_db"] + 10 and 0 < g["qrs_share"] < 0.3
 
 
 def test_markdown_table_is_made_from_the_result_files_numbers():

@@ -35,6 +35,7 @@ ptbxl HR00002 / HR00004, 3x4 + II strip, 2.5 s per panel) are scored the same wa
     python -m training.digitize_eval                      # evaluation set, all conditions
     python -m training.digitize_eval --set tuning --conditions clean scan
     python -m training.digitize_eval --straighten oracle --json results.json
+    python -m training.digitize_eval --set tuning --conditions clean --budget   # where the error lies
     python -m training.digitize_eval --table results.json other.json   # Markdown table
 """
 
@@ -139,13 +140,79 @@ def snr_db(ref: np.ndarray, est: np.ndarray) -> float:
     return 10 * np.log10(p_signal / p_noise) * both.sum() / ok_ref.sum()
 
 
+def aligned(ref: np.ndarray, est: np.ndarray, fs: float) -> np.ndarray:
+    """``est`` after the Challenge's alignment: shifted onto ``ref`` when the shift is within
+    ±0.5 s and ±1 mV, else as it is."""
+    shifted, lag, vt = align_lead(ref, est)
+    if abs(lag) <= round(MAX_SHIFT_S * fs) and abs(vt) <= MAX_SHIFT_MV:
+        return shifted
+    return est
+
+
 def challenge_snr(ref: np.ndarray, est: np.ndarray, fs: float, align: bool = True) -> float:
     """SNR (dB) of one lead after the Challenge's alignment (shift kept if within ±0.5 s, ±1 mV)."""
-    if align:
-        shifted, lag, vt = align_lead(ref, est)
-        if abs(lag) <= round(MAX_SHIFT_S * fs) and abs(vt) <= MAX_SHIFT_MV:
-            est = shifted
-    return snr_db(ref, est)
+    return snr_db(ref, aligned(ref, est, fs) if align else est)
+
+
+#: A sample is on a steep stroke when the reference moves faster than this (mV/s); the QRS
+#: window is every sample within QRS_WINDOW_S of one.
+STEEP_MV_S, QRS_WINDOW_S = 15.0, 0.03
+
+
+def error_budget(pairs: list[tuple[np.ndarray, np.ndarray]], fs: float = 500.0) -> dict:
+    """Where a digitiser's error lies, over leads given as (reference, aligned estimate).
+
+    ``snr_mean_db``: the leads' mean SNR; ``if_qrs_exact_db`` / ``if_rest_exact_db``: the same
+    mean with every sample inside / outside the QRS windows read exactly (samples within
+    :data:`QRS_WINDOW_S` of a stroke steeper than :data:`STEEP_MV_S`), so the two say where
+    the decibels are lost; ``qrs_share``: the windows' share of the samples;
+    ``steep_offset_ms``: quartiles and 5/95th percentiles of the time error on steep strokes
+    (the estimate's error over the reference's slope; positive: the estimate is late);
+    ``if_errors_capped_db``: the mean SNR with errors above 0.5 mV set to 0.02 mV (what gross
+    errors cost). A lead the estimate reads exactly (or not at all) is left out.
+
+    >>> t = np.arange(2500) / 500
+    >>> ref = np.exp(-((t % 1 - 0.5) / 0.01) ** 2)         # a 1 mV spike a second
+    >>> late = np.interp(t - 0.002, t, ref) + 0.001         # read 2 ms late, 1 µV high
+    >>> b = error_budget([(ref, late)])
+    >>> round(b["steep_offset_ms"]["50"], 1), round(b["snr_mean_db"]), round(b["if_qrs_exact_db"])
+    (2.0, 14, 41)
+    """
+    base, qrs_exact, rest_exact, capped, shares, offsets = [], [], [], [], [], []
+    steep_per_sample = STEEP_MV_S / fs
+    half = int(round(QRS_WINDOW_S * fs))
+    for ref, est in pairs:
+        n = len(ref)
+        est = np.concatenate([est, np.full(max(0, n - len(est)), np.nan)])[:n]
+        snr = snr_db(ref, est)
+        if not np.isfinite(snr):
+            continue
+        slope = np.gradient(np.nan_to_num(ref))
+        steep = np.abs(slope) > steep_per_sample
+        window = np.convolve(steep, np.ones(2 * half + 1), "same") > 0
+        err = est - ref
+        exact = np.where(np.isnan(est), np.nan, ref)    # what was not read stays unread
+        base.append(snr)
+        qrs_exact.append(snr_db(ref, np.where(window, exact, est)))
+        rest_exact.append(snr_db(ref, np.where(window, est, exact)))
+        capped.append(snr_db(ref, np.where(np.abs(err) > 0.5, ref + 0.02, est)))
+        ok = np.isfinite(err)
+        shares.append(float(window[ok].mean()) if ok.any() else 0.0)
+        sel = ok & steep
+        offsets.append(-err[sel] / slope[sel] / fs * 1000.0)
+
+    def mean(v):
+        v = [x for x in v if np.isfinite(x)]
+        return float(np.mean(v)) if v else float("nan")
+
+    off = np.concatenate(offsets) if offsets else np.zeros(0)
+    pct = (np.percentile(off, [5, 25, 50, 75, 95]) if len(off)
+           else np.full(5, np.nan))
+    return {"leads": len(base), "snr_mean_db": mean(base),
+            "if_qrs_exact_db": mean(qrs_exact), "if_rest_exact_db": mean(rest_exact),
+            "if_errors_capped_db": mean(capped), "qrs_share": mean(shares),
+            "steep_offset_ms": dict(zip(("5", "25", "50", "75", "95"),
+                                        (float(x) for x in pct)))}
 
 
 # -- pages -----------------------------------------------------------------------------------------
@@ -250,6 +317,8 @@ class PageScore:
     snr: dict[str, float]
     seconds: float
     measures: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
+    #: (reference, aligned estimate) per scored lead, for :func:`error_budget` (not saved)
+    pairs: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list, repr=False)
 
     @property
     def mean_snr(self) -> float:
@@ -274,11 +343,12 @@ def score_page(rec_name: str, rec: Record, pixels: np.ndarray, ref: np.ndarray, 
     dig = ecg_digitize(pixels)
     seconds = time.process_time() - start
     est = dig.signal if len(dig.signal) else np.full_like(ref, np.nan)
-    snr = {}
+    snr, pairs = {}, []
     for c, lead in enumerate(STANDARD_LEADS):
         if np.isfinite(ref[:, c]).any():
-            snr[lead] = challenge_snr(ref[:, c], est[:, c], fs)
-    score = PageScore(rec_name, condition, layout, dig.layout, snr, seconds)
+            pairs.append((ref[:, c], aligned(ref[:, c], est[:, c], fs)))
+            snr[lead] = snr_db(*pairs[-1])
+    score = PageScore(rec_name, condition, layout, dig.layout, snr, seconds, pairs=pairs)
     if measure:
         got = _measure_values(est, fs) if len(dig.signal) else {n: None for n, _ in MEASURES}
         original = original or _measure_values(rec.signal[: int(10 * rec.fs)], rec.fs)
@@ -384,6 +454,8 @@ def main(argv=None) -> int:
     ap.add_argument("--no-real", action="store_true", help="skip the two real ecg-image-kit pages")
     ap.add_argument("--no-measure", action="store_true", help="SNR only")
     ap.add_argument("--json", type=Path, help="write the summary and per-page scores here")
+    ap.add_argument("--budget", action="store_true",
+                    help="also print where the error lies (error_budget), per condition")
     ap.add_argument("--table", type=Path, nargs="+", metavar="JSON",
                     help="print a Markdown table of earlier --json results and stop")
     args = ap.parse_args(argv)
@@ -403,6 +475,17 @@ def main(argv=None) -> int:
     for cond, row in summary.items():
         print(f"{label.get(cond, cond):28s} " + "  ".join(
             f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
+    if args.budget:
+        print("\nwhere the error lies (error_budget): mean SNR dB as read, with the QRS windows "
+              "exact, with the rest exact, with errors > 0.5 mV capped; time error on steep "
+              "strokes, ms (5/25/50/75/95th percentiles)")
+        for cond in summary:
+            b = error_budget([p for sc in scores if sc.condition == cond for p in sc.pairs])
+            off = " / ".join(f"{v:+.2f}" for v in b["steep_offset_ms"].values())
+            print(f"{label.get(cond, cond):28s} {b['snr_mean_db']:.2f} | QRS exact "
+                  f"{b['if_qrs_exact_db']:.2f} | rest exact {b['if_rest_exact_db']:.2f} | "
+                  f"capped {b['if_errors_capped_db']:.2f} | QRS windows "
+                  f"{100 * b['qrs_share']:.0f} % of samples | steep {off}")
     if args.json:
         args.json.write_text(json.dumps({
             "set": args.set, "straighten": args.straighten, "summary": summary,
