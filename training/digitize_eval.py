@@ -267,6 +267,17 @@ def straighten_app(pixels: np.ndarray) -> np.ndarray:
     return np.asarray(apply_straightening(image, proposal.corners, proposal.page_size))
 
 
+def plan_indices(first: int, pages: int) -> list[int]:
+    """:data:`PAGE_PLAN` entries of a record's ``pages`` pages in one condition, when ``first``
+    pages were scored before them: consecutive from there, so that six pages are the six
+    layouts (records start at different entries, so that one page per record covers them too).
+
+    >>> plan_indices(0, 1), plan_indices(7, 1), sorted(plan_indices(4, 6))
+    ([0], [1], [0, 1, 2, 3, 4, 5])
+    """
+    return [(first + k) % len(PAGE_PLAN) for k in range(pages)]
+
+
 def make_page(rec: Record, condition: str, k: int, seed: int):
     """(pixels to digitise, sidecar) of page ``k`` of a record under ``condition``."""
     layout, gain, grid = PAGE_PLAN[k % len(PAGE_PLAN)]
@@ -388,8 +399,7 @@ def evaluate(which: str = "evaluation", conditions=CONDITIONS, pages_per_record:
         rec = load_record(name)
         original = _measure_values(rec.signal[: int(10 * rec.fs)], rec.fs) if measure else None
         for condition in conditions:
-            for k in range(pages_per_record):
-                kk = (k + len(scores)) % len(PAGE_PLAN)
+            for kk in plan_indices(len(scores), pages_per_record):
                 pixels, sidecar = make_page(rec, condition, kk, seed)
                 if condition == "photo":
                     pixels = (straighten_oracle(pixels, sidecar) if straighten == "oracle"
