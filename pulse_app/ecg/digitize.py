@@ -71,10 +71,6 @@ _STRIP_LAG_S = 0.02
 #: (measured on a tuning scan, HR00007: the II strip dived 1.8 mV into "10 mm/mV" and was then
 #: matched to V5).
 _SKIP_COST_PX, _SKIP_THICK = 10.0, 3.0
-#: How far (mm) after a panel boundary a lead label is looked for: a label is pushed right of
-#: the boundary when a complex stands there (HR00007's 6x2 page: V4-V6 printed 9-22 mm after
-#: the half, so no mark was found and the page was read as 3x4 with three strips).
-_LABEL_REACH_MM = 16.0
 
 # Lead status words (``LeadTrace.status``).
 OK, UNCALIBRATED, NOT_ON_PAGE, UNREADABLE, NO_ECG = (
@@ -1054,8 +1050,7 @@ def _row_signal(poly, row: _Row, cal: Calibration, fs: float, t0: float, t1: flo
 
 def _label_marks(mask, rows, polys, thick, ppm) -> np.ndarray:
     """Per row, whether something other than the trace (a lead label, a separator bar) is
-    printed at a quarter, the half and three quarters of the row (from 1.5 mm before to
-    :data:`_LABEL_REACH_MM` after): rows × 3 booleans."""
+    printed at a quarter, the half and three quarters of the row: rows × 3 booleans."""
     traced = np.zeros(mask.shape, np.uint8)
     for poly in polys:
         ok = np.isfinite(poly[:, 1]) if len(poly) else np.zeros(0, bool)
@@ -1067,8 +1062,7 @@ def _label_marks(mask, rows, polys, thick, ppm) -> np.ndarray:
     for i, r in enumerate(rows):
         for q in range(3):
             x = r.xs + (q + 1) * (r.xe - r.xs) / 4
-            win = residual[r.top:r.bottom,
-                           max(0, int(x - 1.5 * ppm)): int(x + _LABEL_REACH_MM * ppm)]
+            win = residual[r.top:r.bottom, max(0, int(x - 1.5 * ppm)): int(x + 8 * ppm)]
             marks[i, q] = win.sum() > 2.0 * ppm * ppm
     return marks
 
