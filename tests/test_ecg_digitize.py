@@ -284,6 +284,23 @@ def test_error_budget_says_where_the_error_lies():
     assert g["if_qrs_exact_db"] > g["snr_mean_db"] + 10 and 0 < g["qrs_share"] < 0.3
 
 
+def test_tall_simulated_tuning_set_crosses_rows_and_stays_apart_from_evaluation():
+    """--set tuning-tall: simulated records whose complexes reach beyond half a 3x4+II row
+    (the slot is about 29 mm: 1.45 mV at 10 mm/mV), scored with the tuning seed."""
+    from training import digitize_eval as de
+
+    names = de.record_names("tuning-tall")
+    assert names and all(n.startswith("sim/") for n in names)
+    assert not set(names) & set(de.record_names("tuning"))
+    peaks = [float(np.abs(de.load_record(n).signal).max()) for n in names]
+    assert min(peaks) > 2.0, peaks
+    rec = de.load_record(names[0])
+    pixels, sidecar = de.make_page(rec, "clean", 0, de.TUNING_SEED)
+    ref = de.reference_signals(rec, sidecar, 500.0)
+    score = de.score_page(names[0], rec, pixels, ref, "clean", sidecar["layout"], measure=False)
+    assert score.layout_found == sidecar["layout"] and np.isfinite(score.mean_snr)
+
+
 def test_markdown_table_is_made_from_the_result_files_numbers():
     result = {"set": "evaluation", "straighten": "app", "summary": {"photo": {
         "pages": 23, "leads": 270, "snr_mean_db": 11.234, "heart_rate_err_median_bpm": 0.5}}}
