@@ -318,9 +318,14 @@ def test_webcam_frame_goes_through_the_intake_and_nothing_found_is_said(browser,
         page_ready(page)
         page.get_by_role("tab", name="Camera").tap()
         page.get_by_text("Click to Access Webcam").tap()
+        # capture only once the fake camera's stream plays (on a loaded machine a capture
+        # tapped before the first frame sent nothing, and no note came: seen once in a full run)
+        page.wait_for_function(
+            "() => { const v = document.querySelector('#webcam video');"
+            " return v !== null && v.readyState >= 2 && v.videoWidth > 0; }", timeout=30_000)
         page.locator("#webcam button[aria-label='capture photo']").tap()
         note = page.locator("#picture-check")
-        note.get_by_text("Nothing to straighten was found").wait_for(timeout=30_000)
+        note.get_by_text("Nothing to straighten was found").wait_for(timeout=60_000)
         assert "No ECG grid or tracing was found in the picture" in note.inner_text()
         assert page.locator("#picture img").count() == 1
         page.screenshot(path=str(artifacts / "phone-390-webcam.png"), full_page=True)
