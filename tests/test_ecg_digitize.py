@@ -297,8 +297,14 @@ def test_tall_simulated_tuning_set_crosses_rows_and_stays_apart_from_evaluation(
     rec = de.load_record(names[0])
     pixels, sidecar = de.make_page(rec, "clean", 0, de.TUNING_SEED)
     ref = de.reference_signals(rec, sidecar, 500.0)
-    score = de.score_page(names[0], rec, pixels, ref, "clean", sidecar["layout"], measure=False)
+    score = de.score_page(names[0], rec, pixels, ref, "clean", sidecar["layout"], measure=False,
+                          keep_pairs=True)
     assert score.layout_found == sidecar["layout"] and np.isfinite(score.mean_snr)
+    budget = de.error_budget(score.pairs)                     # the pairs are the scored leads
+    assert budget["leads"] == len(score.snr) == 12
+    assert budget["snr_mean_db"] == pytest.approx(score.mean_snr)
+    assert not de.score_page(names[0], rec, pixels, ref, "clean", sidecar["layout"],
+                             measure=False).pairs            # not kept unless asked
 
 
 def test_markdown_table_is_made_from_the_result_files_numbers():

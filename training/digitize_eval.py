@@ -347,7 +347,8 @@ class PageScore:
     snr: dict[str, float]
     seconds: float
     measures: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
-    #: (reference, aligned estimate) per scored lead, for :func:`error_budget` (not saved)
+    #: (reference, aligned estimate) per scored lead, for :func:`error_budget`; kept only when
+    #: asked (``keep_pairs``: about 1 MB a page), never saved
     pairs: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list, repr=False)
 
     @property
@@ -368,7 +369,7 @@ def _measure_values(signal: np.ndarray, fs: float) -> dict[str, float | None]:
 
 def score_page(rec_name: str, rec: Record, pixels: np.ndarray, ref: np.ndarray, condition: str,
                layout: str, fs: float = 500.0, measure: bool = True,
-               original: dict | None = None) -> PageScore:
+               original: dict | None = None, keep_pairs: bool = False) -> PageScore:
     start = time.process_time()
     dig = ecg_digitize(pixels)
     seconds = time.process_time() - start
@@ -378,7 +379,8 @@ def score_page(rec_name: str, rec: Record, pixels: np.ndarray, ref: np.ndarray, 
         if np.isfinite(ref[:, c]).any():
             pairs.append((ref[:, c], aligned(ref[:, c], est[:, c], fs)))
             snr[lead] = snr_db(*pairs[-1])
-    score = PageScore(rec_name, condition, layout, dig.layout, snr, seconds, pairs=pairs)
+    score = PageScore(rec_name, condition, layout, dig.layout, snr, seconds,
+                      pairs=pairs if keep_pairs else [])
     if measure:
         got = _measure_values(est, fs) if len(dig.signal) else {n: None for n, _ in MEASURES}
         original = original or _measure_values(rec.signal[: int(10 * rec.fs)], rec.fs)
@@ -410,8 +412,10 @@ def summarise(scores: list[PageScore]) -> dict:
 
 
 def evaluate(which: str = "evaluation", conditions=CONDITIONS, pages_per_record: int = 2,
-             straighten: str = "app", measure: bool = True, progress=print) -> list[PageScore]:
-    """Render, digitise and score ``pages_per_record`` pages per record and condition."""
+             straighten: str = "app", measure: bool = True, progress=print,
+             keep_pairs: bool = False) -> list[PageScore]:
+    """Render, digitise and score ``pages_per_record`` pages per record and condition
+    (``keep_pairs``: keep each lead's signals for :func:`error_budget`)."""
     seed = EVAL_SEED if which == "evaluation" else TUNING_SEED
     scores = []
     for name in record_names(which):
@@ -425,14 +429,15 @@ def evaluate(which: str = "evaluation", conditions=CONDITIONS, pages_per_record:
                               else straighten_app(pixels))
                 ref = reference_signals(rec, sidecar, 500.0)
                 s = score_page(name, rec, pixels, ref, condition, sidecar["layout"],
-                               measure=measure, original=original)
+                               measure=measure, original=original, keep_pairs=keep_pairs)
                 scores.append(s)
                 progress(f"{name:32s} {condition:6s} {sidecar['layout']:13s} -> "
                          f"{str(s.layout_found):13s} SNR {s.mean_snr:6.2f} dB  {s.seconds:.2f} s")
     return scores
 
 
-def evaluate_real_images(measure: bool = True, progress=print) -> list[PageScore]:
+def evaluate_real_images(measure: bool = True, progress=print,
+                         keep_pairs: bool = False) -> list[PageScore]:
     """The two ecg-image-kit pages whose source records are in ptbxl/ (3x4 + II strip)."""
     from pulse_app.ecg.render import LAYOUT_3X4
 
@@ -441,7 +446,8 @@ def evaluate_real_images(measure: bool = True, progress=print) -> list[PageScore
         rec = load_record(rec_name)
         pixels = np.asarray(Image.open(SHARED / image_name).convert("RGB"))
         ref = reference_from_layout(rec, LAYOUT_3X4, ("II",), 10.0, 500.0)
-        s = score_page(image_name, rec, pixels, ref, "real", "3x4+II", measure=measure)
+        s = score_page(image_name, rec, pixels, ref, "real", "3x4+II", measure=measure,
+                       keep_pairs=keep_pairs)
         scores.append(s)
         progress(f"{image_name:32s} real   -> {s.layout_found}  SNR {s.mean_snr:6.2f} dB "
                  + " ".join(f"{k}:{v:.1f}" for k, v in s.snr.items()))
@@ -497,9 +503,10 @@ def main(argv=None) -> int:
         print(f"no shared data at {SHARED}", file=sys.stderr)
         return 2
     measure = not args.no_measure
-    scores = evaluate(args.set, args.conditions, args.pages, args.straighten, measure)
+    scores = evaluate(args.set, args.conditions, args.pages, args.straighten, measure,
+                      keep_pairs=args.budget)
     if not args.no_real:
-        scores += evaluate_real_images(measure)
+        scores += evaluate_real_images(measure, keep_pairs=args.budget)
     summary = summarise(scores)
     label = {"photo": f"photo ({args.straighten} straightening)"}
     print(f"\n{args.set} set; SNR = Challenge 2024 definition with its alignment")
