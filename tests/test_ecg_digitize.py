@@ -100,6 +100,24 @@ def test_merged_strokes_of_narrow_spikes_are_split(shared_data):
     assert np.mean(list(snr.values())) > 15.5, snr
 
 
+def test_another_rows_stroke_touching_a_peak_is_not_taken_into_its_line(shared_data):
+    """HR00008 on a 6x2 page: V3's deep S wave comes down onto the peak of V4's R wave in the
+    row below. The ink runs beside a column's traced run that touch it are the other stroke of
+    a narrow spike, unless another row's path chose them and they reach past the traced span
+    (before: V3's stroke went into V4's line, and V4 read up to 1.8 mV too high for a sample
+    on its way down, 14.3 dB)."""
+    from training.digitize_eval import load_record
+
+    record = load_record("ptbxl/HR00008")                  # PTB-XL's HR records, in mV
+    rendered = render_ecg(record, layout="6x2", gain_mm_mV=10.0, grid="pink", seed=1)
+    dig = ecg_digitize(rendered.image)
+    assert dig.layout == "6x2"
+    ref = reference_signals(record, rendered.sidecar, 500.0)
+    c = STANDARD_LEADS.index("V4")
+    err = np.abs(dig.signal[3450:3510, c] - ref[3450:3510, c])      # 6.90-7.02 s: the R wave
+    assert np.nanmax(err) < 0.6, np.round(err, 2)
+
+
 def test_rhythm_strip_matched_despite_a_few_samples_of_row_offset(shared_data):
     """JS20008, 5 mm/mV: the II panel and the II strip are read a few samples apart in time,
     which decorrelates the QRS; unshifted, the strip matched aVF better (II then counts only
@@ -154,6 +172,23 @@ def test_a_short_break_in_the_line_is_passed_over_not_filled_from_a_label():
     taken = path.chosen_s[195:210] + path.b0
     assert ((taken == 99) | (path.chosen_s[195:210] == -1)).all(), taken
     assert (path.chosen_s[200:204] == -1).all() and (path.chosen_s[:200] + path.b0 == 99).all()
+
+
+def test_a_panel_is_read_to_its_end_not_into_the_next_leads_line(shared_data):
+    """At a boundary between two panels the next lead's line starts where its own signal is;
+    the row's centre line jumps there. HR00008's 3x4 page (20 mm/mV): aVF ends at -0.5 mV, V3
+    starts near 0 mV. A panel's samples come from its own stretch of the line and hold its
+    last value to the boundary (before: they ran up the jump, 0.48 mV off at the end)."""
+    from training.digitize_eval import load_record
+
+    record = load_record("ptbxl/HR00008")                  # PTB-XL's HR records, in mV
+    rendered = render_ecg(record, layout="3x4", gain_mm_mV=20.0, grid="green", seed=3)
+    dig = ecg_digitize(rendered.image)
+    assert dig.layout == "3x4"
+    ref = reference_signals(record, rendered.sidecar, 500.0)
+    c = STANDARD_LEADS.index("aVF")
+    err = np.abs(dig.signal[2480:2500, c] - ref[2480:2500, c])      # its last 40 ms
+    assert np.nanmax(err) < 0.1, np.round(err, 2)
 
 
 def test_a_scanned_page_is_deskewed(sim_record):

@@ -21,7 +21,8 @@ degrees of residual tilt are measured and removed here). The steps, each a funct
 7. **Traces** (:func:`trace_row`): in every pixel column, the ink runs of the row's band; the
    path through them with the fewest vertical jumps (Viterbi) is the trace; a column's run
    becomes its centre (thin run, sub-pixel centroid) or a vertical stroke whose ends connect to
-   the neighbours. Samples are read off that polyline at 500 Hz.
+   the neighbours; ink that another row's path took is not taken into this line. Samples are
+   read off that polyline at 500 Hz, each panel's from its own stretch of it.
 
 Speed is assumed to be 25 mm/s unless given (a page does not show it except in printed text);
 the result says so. Failures are per lead and stated, never invented: a lead that is not on the
@@ -707,14 +708,26 @@ def release_shared(paths: list[_Path]) -> None:
             b.chosen_s[idx - b.x0] = b.chosen_e[idx - b.x0] = -1
 
 
-def centre_line(ink: np.ndarray, path: _Path, thick: float) -> np.ndarray:
-    """Polyline (N×2, page pixels, x increasing) of a traced path; see :func:`_centreline`."""
+def centre_line(ink: np.ndarray, path: _Path, thick: float,
+                others: np.ndarray | None = None) -> np.ndarray:
+    """Polyline (N×2, page pixels, x increasing) of a traced path; see :func:`_centreline`.
+    ``others``: page mask of the runs other rows' paths chose (never this line's)."""
     h, w = path.band.shape
     if not (path.chosen_s >= 0).any():
         return np.empty((0, 2))
     sub = ink[path.b0:path.b0 + h, path.x0:path.x0 + w]
+    taken = None if others is None else others[path.b0:path.b0 + h, path.x0:path.x0 + w]
     return _centreline(sub, path.band, path.cols, path.starts, path.ends, path.chosen_s,
-                       path.chosen_e, thick) + np.array([path.x0, path.b0], np.float64)
+                       path.chosen_e, thick, taken) + np.array([path.x0, path.b0], np.float64)
+
+
+def chosen_mask(shape, paths: list[_Path]) -> np.ndarray:
+    """Row index (+1) of the path that chose each page pixel; 0 where none did."""
+    owner = np.zeros(shape, np.int16)
+    for i, p in enumerate(paths):
+        for c in np.flatnonzero(p.chosen_s >= 0):
+            owner[p.b0 + p.chosen_s[c]:p.b0 + p.chosen_e[c] + 1, p.x0 + c] = i + 1
+    return owner
 
 
 def _weighted_centres(weights: np.ndarray, lines: np.ndarray, s: np.ndarray, e: np.ndarray
@@ -734,7 +747,7 @@ def _weighted_centres(weights: np.ndarray, lines: np.ndarray, s: np.ndarray, e: 
 
 
 def _centreline(ink: np.ndarray, band: np.ndarray, cols, starts, ends, chosen_s, chosen_e,
-                thick: float) -> np.ndarray:
+                thick: float, taken: np.ndarray | None = None) -> np.ndarray:
     """Centre line of the traced line (points (x, y) in band coordinates, sorted by x).
 
     The trace's pixels are the chosen run of every column plus the runs that touch the chosen
@@ -751,12 +764,22 @@ def _centreline(ink: np.ndarray, band: np.ndarray, cols, starts, ends, chosen_s,
     have = chosen_s >= 0
     # runs touching the neighbours' chosen runs
     keep = (starts == chosen_s[cols]) & (ends == chosen_e[cols])
+    # (not a stroke another row's path chose that reaches past this one's: the other row's
+    # complex touching this one's peak)
+    foreign = np.zeros(len(starts), bool)
+    if taken is not None:
+        below = np.vstack([np.zeros((1, n_cols), np.int32), np.cumsum(taken, 0, np.int32)])
+        foreign = below[ends + 1, cols] > below[starts, cols]
+    own = have[cols]
     for d in (-1, 1):
         nb = cols + d
         ok = (nb >= 0) & (nb < n_cols)
         nbc = np.clip(nb, 0, n_cols - 1)
         touch = ok & have[nbc] & (starts <= chosen_e[nbc] + 1) & (ends >= chosen_s[nbc] - 1)
-        keep |= touch
+        lo = np.where(own, np.minimum(chosen_s[cols], chosen_s[nbc]), chosen_s[nbc])
+        hi = np.where(own, np.maximum(chosen_e[cols], chosen_e[nbc]), chosen_e[nbc])
+        beyond = (starts < lo - thick - 1) | (ends > hi + thick + 1)
+        keep |= touch & ~(foreign & beyond)
     ks, ke, kc = starts[keep], ends[keep], cols[keep]
     trace = np.zeros(band.shape, bool)
     for c, a, b in zip(kc, ks, ke):
@@ -1018,17 +1041,22 @@ def ecg_digitize(image: Image.Image | np.ndarray, *, speed_mm_s: float | None = 
     # trace every row
     margin = int(round(min(15 * ppm, 1.0 * np.median(np.diff([r.y for r in rows]))
                            if len(rows) > 1 else 15 * ppm)))
+
     paths = []
     for r in rows:
         y_ref = r.baseline if r.baseline is not None else r.y
         paths.append(trace_row(ink, line, r.x0, r.x1, r.top, r.bottom, y_ref, thick, margin))
     release_shared(paths)
-    polys = [centre_line(ink, p, thick) for p in paths]
+    owner = chosen_mask(ink.shape, paths)
+    polys = [centre_line(ink, p, thick, (owner > 0) & (owner != i + 1))
+             for i, p in enumerate(paths)]
+    del owner
 
     # a common time axis for the rows of the same kind
     labels = _label_marks(mask, rows, polys, thick, ppm)
     layout, assignment, missing = _assign_layout(rows, polys, cal, fs, labels)
-    return _assemble(rows, polys, layout, assignment, missing, cal, fs, upright, warnings)
+    return _assemble(rows, polys, layout, assignment, missing, cal, fs, upright, warnings,
+                     edge_px=thick / 2 + 1)
 
 
 def _row_seconds(row: _Row, cal: Calibration) -> float:
@@ -1037,6 +1065,14 @@ def _row_seconds(row: _Row, cal: Calibration) -> float:
     seconds = (row.xe - row.xs) / cal.px_per_s
     snapped = round(seconds * 2) / 2
     return snapped if snapped > 0 and abs(seconds - snapped) <= 0.015 * snapped else seconds
+
+
+def _panel_row_seconds(rows: list[_Row], assignment, cal: Calibration) -> list[float]:
+    """Per row, the seconds its panels divide: the median over the rows with as many panels
+    (their panels line up; one row's line may end early, a flat lead or a torn edge)."""
+    own = [_row_seconds(r, cal) for r in rows]
+    return [float(np.median([s for s, other in zip(own, assignment) if len(other) == len(cols)]))
+            for cols in assignment]
 
 
 def _row_signal(poly, row: _Row, cal: Calibration, fs: float, t0: float, t1: float):
@@ -1175,22 +1211,46 @@ def _strips_match(rows, polys, cal, fs, at: dict[int, int], strict=False):
     return found
 
 
-def _assemble(rows, polys, layout, assignment, missing, cal, fs, upright, warnings) -> Digitized:
+def _hold_ends(y: np.ndarray, start: int, end: int) -> np.ndarray:
+    """``y`` with up to ``start`` leading and ``end`` trailing NaN samples set to the nearest
+    value read."""
+    ok = np.flatnonzero(np.isfinite(y))
+    if len(ok):
+        if 0 < ok[0] <= start:
+            y[:ok[0]] = y[ok[0]]
+        if 0 < len(y) - 1 - ok[-1] <= end:
+            y[ok[-1] + 1:] = y[ok[-1]]
+    return y
+
+
+def _assemble(rows, polys, layout, assignment, missing, cal, fs, upright, warnings,
+              edge_px: float = 0.0) -> Digitized:
+    """The :class:`Digitized` page from each row's centre line, cut into its panels at their
+    boundaries: a panel's samples past the last point of its own stretch (up to ``edge_px``)
+    hold the last value read rather than run into the next lead's line."""
     window = float(np.median([_row_seconds(r, cal) for r in rows]))
+    hold = int(np.ceil(edge_px / cal.px_per_s * fs))
     n = int(round(window * fs))
     signal = np.full((n, len(STANDARD_LEADS)), np.nan)
     panels: list[Panel] = []
     lead_panels: dict[str, list[Panel]] = {}
-    for i, (r, poly, assigned) in enumerate(zip(rows, polys, assignment)):
-        dur = _row_seconds(r, cal)
+    seconds = _panel_row_seconds(rows, assignment, cal)
+    for i, (r, poly, assigned, dur) in enumerate(zip(rows, polys, assignment, seconds)):
         n_cols = len(assigned)
         for j, (lead, name) in enumerate(assigned):
             t0, t1 = j * dur / n_cols, (j + 1) * dur / n_cols
-            sig, k0 = _row_signal(poly, r, cal, fs, t0, t1)
-            sig = _fill_short_gaps(sig, int(0.02 * fs))
             xa = r.xs + t0 * cal.px_per_s
             xb = r.xs + t1 * cal.px_per_s
-            sel = (poly[:, 0] >= xa - 0.5) & (poly[:, 0] <= xb + 0.5) if len(poly) else []
+            own = poly
+            if n_cols > 1 and len(poly):
+                lo = round(xa) - 0.5 if j > 0 else -np.inf
+                hi = round(xb) - 0.5 if j < n_cols - 1 else np.inf
+                own = poly[(poly[:, 0] >= lo) & (poly[:, 0] < hi)]
+            sig, k0 = _row_signal(own, r, cal, fs, t0, t1)
+            sig = _fill_short_gaps(sig, int(0.02 * fs))
+            if n_cols > 1:
+                sig = _hold_ends(sig, hold if j > 0 else 0, hold if j < n_cols - 1 else 0)
+            sel = (own[:, 0] >= xa - 0.5) & (own[:, 0] <= xb + 0.5) if len(own) else []
             readable = np.isfinite(sig).mean() if len(sig) else 0.0
             status, reason = OK, ""
             if readable < 0.5:
@@ -1201,7 +1261,7 @@ def _assemble(rows, polys, layout, assignment, missing, cal, fs, upright, warnin
                       box=(int(xa), int(r.top), int(np.ceil(xb)), int(r.bottom)),
                       baseline_px=float(r.baseline if r.baseline is not None else r.y),
                       x0_px=float(r.xs + k0 / fs * cal.px_per_s), t0_s=k0 / fs, signal_mV=sig,
-                      trace_xy=poly[sel] if len(poly) else poly,
+                      trace_xy=own[sel] if len(own) else own,
                       status=status, reason=reason)
             panels.append(p)
             if lead is not None and status != UNREADABLE:
