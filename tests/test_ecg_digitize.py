@@ -106,16 +106,22 @@ def test_another_rows_stroke_touching_a_peak_is_not_taken_into_its_line(shared_d
     a narrow spike, unless another row's path chose them and they reach past the traced span
     (before: V3's stroke went into V4's line, and V4 read up to 1.8 mV too high for a sample
     on its way down, 14.3 dB)."""
+    err = _hr00008_error("6x2", 10.0, "pink", 1, "V4", slice(3450, 3510))  # 6.90-7.02 s: R wave
+    assert np.nanmax(err) < 0.6, np.round(err, 2)
+
+
+def _hr00008_error(layout, gain, grid, seed, lead, window) -> np.ndarray:
+    """|digitised - drawn| of one lead of a tuning page of ptbxl/HR00008 (in mV), over
+    ``window`` samples; the page's layout must be read right."""
     from training.digitize_eval import load_record
 
     record = load_record("ptbxl/HR00008")                  # PTB-XL's HR records, in mV
-    rendered = render_ecg(record, layout="6x2", gain_mm_mV=10.0, grid="pink", seed=1)
+    rendered = render_ecg(record, layout=layout, gain_mm_mV=gain, grid=grid, seed=seed)
     dig = ecg_digitize(rendered.image)
-    assert dig.layout == "6x2"
+    assert dig.layout == layout
     ref = reference_signals(record, rendered.sidecar, 500.0)
-    c = STANDARD_LEADS.index("V4")
-    err = np.abs(dig.signal[3450:3510, c] - ref[3450:3510, c])      # 6.90-7.02 s: the R wave
-    assert np.nanmax(err) < 0.6, np.round(err, 2)
+    c = STANDARD_LEADS.index(lead)
+    return np.abs(dig.signal[window, c] - ref[window, c])
 
 
 def test_rhythm_strip_matched_despite_a_few_samples_of_row_offset(shared_data):
@@ -179,15 +185,7 @@ def test_a_panel_is_read_to_its_end_not_into_the_next_leads_line(shared_data):
     the row's centre line jumps there. HR00008's 3x4 page (20 mm/mV): aVF ends at -0.5 mV, V3
     starts near 0 mV. A panel's samples come from its own stretch of the line and hold its
     last value to the boundary (before: they ran up the jump, 0.48 mV off at the end)."""
-    from training.digitize_eval import load_record
-
-    record = load_record("ptbxl/HR00008")                  # PTB-XL's HR records, in mV
-    rendered = render_ecg(record, layout="3x4", gain_mm_mV=20.0, grid="green", seed=3)
-    dig = ecg_digitize(rendered.image)
-    assert dig.layout == "3x4"
-    ref = reference_signals(record, rendered.sidecar, 500.0)
-    c = STANDARD_LEADS.index("aVF")
-    err = np.abs(dig.signal[2480:2500, c] - ref[2480:2500, c])      # its last 40 ms
+    err = _hr00008_error("3x4", 20.0, "green", 3, "aVF", slice(2480, 2500))  # its last 40 ms
     assert np.nanmax(err) < 0.1, np.round(err, 2)
 
 
