@@ -751,7 +751,9 @@ def _centreline(ink: np.ndarray, band: np.ndarray, cols, starts, ends, chosen_s,
     """Centre line of the traced line (points (x, y) in band coordinates, sorted by x).
 
     The trace's pixels are the chosen run of every column plus the runs that touch the chosen
-    runs of the neighbouring columns (the other stroke of a narrow spike). Flat parts give one
+    runs of the neighbouring columns (the other stroke of a narrow spike), except a run that
+    ``taken`` (other rows' chosen runs) covers and that reaches more than a line width past the
+    traced span (another row's complex touching this one's peak). Flat parts give one
     point per column (ink-weighted centre of a thin vertical run), steep parts one point per
     pixel row (centre of a thin horizontal run): both are centres of the line, so a steep
     stroke's position is known to a fraction of a pixel. At a spike's tip the line's cap lies
@@ -764,20 +766,18 @@ def _centreline(ink: np.ndarray, band: np.ndarray, cols, starts, ends, chosen_s,
     have = chosen_s >= 0
     # runs touching the neighbours' chosen runs
     keep = (starts == chosen_s[cols]) & (ends == chosen_e[cols])
-    # (not a stroke another row's path chose that reaches past this one's: the other row's
-    # complex touching this one's peak)
     foreign = np.zeros(len(starts), bool)
     if taken is not None:
         below = np.vstack([np.zeros((1, n_cols), np.int32), np.cumsum(taken, 0, np.int32)])
         foreign = below[ends + 1, cols] > below[starts, cols]
-    own = have[cols]
+    traced = have[cols]                 # the run's own column has a traced run
     for d in (-1, 1):
         nb = cols + d
         ok = (nb >= 0) & (nb < n_cols)
         nbc = np.clip(nb, 0, n_cols - 1)
         touch = ok & have[nbc] & (starts <= chosen_e[nbc] + 1) & (ends >= chosen_s[nbc] - 1)
-        lo = np.where(own, np.minimum(chosen_s[cols], chosen_s[nbc]), chosen_s[nbc])
-        hi = np.where(own, np.maximum(chosen_e[cols], chosen_e[nbc]), chosen_e[nbc])
+        lo = np.where(traced, np.minimum(chosen_s[cols], chosen_s[nbc]), chosen_s[nbc])
+        hi = np.where(traced, np.maximum(chosen_e[cols], chosen_e[nbc]), chosen_e[nbc])
         beyond = (starts < lo - thick - 1) | (ends > hi + thick + 1)
         keep |= touch & ~(foreign & beyond)
     ks, ke, kc = starts[keep], ends[keep], cols[keep]
