@@ -708,15 +708,18 @@ def release_shared(paths: list[_Path]) -> None:
             b.chosen_s[idx - b.x0] = b.chosen_e[idx - b.x0] = -1
 
 
-def centre_line(ink: np.ndarray, path: _Path, thick: float,
-                others: np.ndarray | None = None) -> np.ndarray:
+def centre_line(ink: np.ndarray, path: _Path, thick: float, owner: np.ndarray | None = None,
+                row: int = 0) -> np.ndarray:
     """Polyline (N×2, page pixels, x increasing) of a traced path; see :func:`_centreline`.
-    ``others``: page mask of the runs other rows' paths chose (never this line's)."""
+    ``owner``: :func:`chosen_mask` of every row's path, this path being row ``row``."""
     h, w = path.band.shape
     if not (path.chosen_s >= 0).any():
         return np.empty((0, 2))
     sub = ink[path.b0:path.b0 + h, path.x0:path.x0 + w]
-    taken = None if others is None else others[path.b0:path.b0 + h, path.x0:path.x0 + w]
+    taken = None
+    if owner is not None:                   # what the other rows' paths chose, in this band
+        band_owner = owner[path.b0:path.b0 + h, path.x0:path.x0 + w]
+        taken = (band_owner > 0) & (band_owner != row + 1)
     return _centreline(sub, path.band, path.cols, path.starts, path.ends, path.chosen_s,
                        path.chosen_e, thick, taken) + np.array([path.x0, path.b0], np.float64)
 
@@ -1041,15 +1044,13 @@ def ecg_digitize(image: Image.Image | np.ndarray, *, speed_mm_s: float | None = 
     # trace every row
     margin = int(round(min(15 * ppm, 1.0 * np.median(np.diff([r.y for r in rows]))
                            if len(rows) > 1 else 15 * ppm)))
-
     paths = []
     for r in rows:
         y_ref = r.baseline if r.baseline is not None else r.y
         paths.append(trace_row(ink, line, r.x0, r.x1, r.top, r.bottom, y_ref, thick, margin))
     release_shared(paths)
     owner = chosen_mask(ink.shape, paths)
-    polys = [centre_line(ink, p, thick, (owner > 0) & (owner != i + 1))
-             for i, p in enumerate(paths)]
+    polys = [centre_line(ink, p, thick, owner, i) for i, p in enumerate(paths)]
     del owner
 
     # a common time axis for the rows of the same kind
