@@ -189,6 +189,45 @@ def test_a_panel_is_read_to_its_end_not_into_the_next_leads_line(shared_data):
     assert np.nanmax(err) < 0.1, np.round(err, 2)
 
 
+def _panel_ends_error(name: str, k: int) -> tuple[str | None, float]:
+    """(layout read, largest distance in px between where a panel's samples start or end on
+    the page and where it was drawn) on tuning page ``k`` of a record, clean."""
+    from training import digitize_eval as de
+
+    record = de.load_record(name)
+    pixels, sidecar = de.make_page(record, "clean", k, de.TUNING_SEED)
+    dig = ecg_digitize(pixels)
+    drawn = {(p["row"], p["col"]): p for p in sidecar["panels"]}
+    per_sample = dig.calibration.px_per_s / dig.fs
+    worst = 0.0
+    for p in dig.panels:
+        d = drawn[(p.row, p.col)]
+        end = p.x0_px + (len(p.signal_mV) - 1) * per_sample
+        worst = max(worst, abs(p.x0_px - d["x0_px"]), abs(end - d["x1_px"]))
+    return dig.layout, worst
+
+
+@pytest.mark.parametrize("name, k, why", [
+    ("sim/lbbb", 3, "20 mm/mV: other rows' complexes cut two rows' bands (read from 4.7 and 3.1 s)"),
+    ("ptbxl/HR00008", 3, "a row whose pulse was not found started at the pulse (6 mm early)"),
+    ("ecg-records/E07506", 6, "a last complex and a flat line read as an end mark (6 mm short)"),
+])
+def test_every_row_is_read_from_where_the_page_starts_it_to_where_it_ends(shared_data, name, k,
+                                                                           why):
+    """Rows of a page start and end at the same columns: a row that disagrees with at least
+    half of the others takes their start and end (and a row with a pulse starts after it)."""
+    layout, worst = _panel_ends_error(name, k)
+    assert worst < 1.0, why
+
+
+def test_a_6x2_page_whose_rows_look_alike_is_not_read_as_3x4_with_strips(shared_data):
+    """HR00007's 6x2 page: labels only at the half of three rows, none at a quarter; one of
+    its lower rows repeated a 3x4 "panel" closely enough (aVL resembles I), which made it
+    3x4+III,I,III before (5 dB). Now most strips must repeat distinct panels."""
+    layout, worst = _panel_ends_error("ptbxl/HR00007", 1)
+    assert layout == "6x2" and worst < 1.0
+
+
 def test_a_scanned_page_is_deskewed(sim_record):
     rendered = render_ecg(sim_record, layout="3x4+II", seed=3,
                           distort={"rotation": {"angle_deg": 1.5, "background": [240, 240, 240]},

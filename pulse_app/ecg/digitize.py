@@ -942,6 +942,36 @@ def _row_extent(mask: np.ndarray, row: _Row, ppm: float) -> tuple[int, int]:
     return int(has[best[0]]), int(has[best[1] - 1]) + 1
 
 
+def _agree_row_ends(rows: list[_Row], mask: np.ndarray, ppm: float) -> None:
+    """Rows of a page start and end at the same columns (every layout prints them so): a row
+    whose start or end is more than a millimetre off what at least half of the rows agree on
+    takes theirs (a row found without its pulse starts too early; a tall complex of another
+    row crossing its band, or a stretch of its own line outside it, cuts it short), moving out
+    only where its band has ink. Between two halves that disagree on the end, the later end
+    wins (a lead's last complex followed by a flat line can look like an end mark)."""
+    if len(rows) < 3:
+        return
+    for attr in ("x0", "x1"):
+        vals = np.array([getattr(r, attr) for r in rows], np.float64)
+        counts = (np.abs(vals[:, None] - vals[None, :]) <= ppm).sum(axis=1)
+        if counts.max() * 2 < len(rows):
+            continue
+        tied = vals[counts == counts.max()]
+        if attr == "x0" and np.ptp(tied) > ppm:
+            continue
+        pick = tied.max()
+        common = int(round(np.median(vals[np.abs(vals - pick) <= ppm])))
+        for r, v in zip(rows, vals):
+            if abs(v - common) <= ppm:
+                continue
+            if (v > common) == (attr == "x0"):          # moving out: the line must be there
+                lo, hi = ((common, common + int(ppm)) if attr == "x0"
+                          else (common - int(ppm), common))
+                if not mask[r.top:r.bottom, max(0, lo):max(0, hi)].any():
+                    continue
+            setattr(r, attr, common)
+
+
 def _segment_corr(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     """(correlation, normalised RMS difference after removing the means) of two segments."""
     ok = np.isfinite(a) & np.isfinite(b)
@@ -1018,12 +1048,14 @@ def ecg_digitize(image: Image.Image | np.ndarray, *, speed_mm_s: float | None = 
             r.baseline = y_foot
             r.pulse_box = (x_rise, y_top, x_fall, y_foot)
             gains.append(r.pulse_px / py)
+            # the line starts (ends) at the pulse, whatever gaps the row's band showed
             if side == "left":
-                r.x0 = max(r.x0, _trace_start_after(mask, r, x_fall, thick, ppm))
+                r.x0 = _trace_start_after(mask, r, x_fall, thick, ppm)
             else:
-                r.x1 = min(r.x1, int(np.floor(x_rise - thick)))
+                r.x1 = int(np.floor(x_rise - thick))
             break
         r.x1 = _before_end_mark(mask, r, thick, ppm)
+    _agree_row_ends(rows, mask, ppm)
     if gain_mm_mV is not None:
         gain, gain_source = float(gain_mm_mV), "given"
     elif gains:
@@ -1123,7 +1155,8 @@ def _assign_layout(rows, polys, cal, fs, labels):
     Rows sit in equally spaced slots (:func:`_row_slots`; a torn-off or unreadable row leaves a
     gap). 12 slots: 12x1. 6 slots: 3x4 with three rhythm strips when the top three rows carry
     marks (labels, separators) at their quarters and the others do not; 6x2 when marks sit only
-    at the half; otherwise decided by whether rows 4-6 repeat 3x4 panels. 3-5 slots: 3x4 with
+    at the half (or the half of three rows and no quarter); otherwise decided by whether most
+    of rows 4-6 repeat distinct 3x4 panels closely. 3-5 slots: 3x4 with
     0-2 strips. A strip's lead is the 3x4 panel it repeats (unmatched: "rhythm-k", no lead).
     """
     slots = _row_slots(rows)
@@ -1139,10 +1172,13 @@ def _assign_layout(rows, polys, cal, fs, labels):
         rest = [at[k] for k in range(3, 6) if k in at]
         if quarters[top].sum() >= 2 and quarters[rest].sum() <= 1:
             six_by_two = False
-        elif labels[:, 1].sum() >= 4 and quarters.sum() <= 1:
+        elif labels[:, 1].sum() >= 4 and quarters.sum() <= 1 or \
+                labels[:, 1].sum() >= 3 and not quarters.any():
             six_by_two = True
-        else:
-            six_by_two = _strips_match(rows, polys, cal, fs, at, strict=True) is None
+        else:       # most strips must repeat a panel closely (6x2 rows resemble each other)
+            strict = _strips_match(rows, polys, cal, fs, at, strict=True) or {}
+            matched = [lead for lead in strict.values() if lead]
+            six_by_two = len(set(matched)) * 2 < len(rest)
         if six_by_two:
             missing = {lead: gone for k in range(6) if k not in at for lead in LAYOUT_6X2[k]}
             return "6x2", [[(lead, lead) for lead in LAYOUT_6X2[k]] for k in slots], missing
