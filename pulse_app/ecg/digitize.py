@@ -61,6 +61,9 @@ _MAX_SKEW_DEG = 5.0
 _TIP_MERGE_PX = 1.0
 #: Merged strokes of a spike are split when their run is this much (px) wider than one stroke.
 _SPLIT_PX = 1.0
+#: How far (mm) a row's start or end may sit from its pulse's or from the other rows' before it
+#: is taken to be wrong (rows of a page are printed alike; a printer's gap is shorter).
+_ROW_END_SLACK_MM = 3.0
 #: Time shifts (s) tried when a rhythm strip is matched against a 3x4 panel: rows' start
 #: estimates differ by a few samples, which decorrelates a QRS.
 _STRIP_LAG_S = 0.02
@@ -944,25 +947,26 @@ def _row_extent(mask: np.ndarray, row: _Row, ppm: float) -> tuple[int, int]:
 
 def _agree_row_ends(rows: list[_Row], mask: np.ndarray, ppm: float) -> None:
     """Rows of a page start and end at the same columns (every layout prints them so): a row
-    whose start or end is more than a millimetre off what at least half of the rows agree on
-    takes theirs (a row found without its pulse starts too early; a tall complex of another
-    row crossing its band, or a stretch of its own line outside it, cuts it short), moving out
-    only where its band has ink. Between two halves that disagree on the end, the later end
-    wins (a lead's last complex followed by a flat line can look like an end mark)."""
+    whose start or end is more than :data:`_ROW_END_SLACK_MM` off what at least half of the
+    rows agree on takes theirs (a row found without its pulse starts too early; a tall complex
+    of another row crossing its band, or a stretch of its own line outside it, cuts it short),
+    moving out only where its band has ink. Between two halves that disagree on the end, the
+    later end wins (a lead's last complex followed by a flat line can look like an end mark)."""
     if len(rows) < 3:
         return
+    slack = _ROW_END_SLACK_MM * ppm
     for attr in ("x0", "x1"):
         vals = np.array([getattr(r, attr) for r in rows], np.float64)
-        counts = (np.abs(vals[:, None] - vals[None, :]) <= ppm).sum(axis=1)
+        counts = (np.abs(vals[:, None] - vals[None, :]) <= slack).sum(axis=1)
         if counts.max() * 2 < len(rows):
             continue
         tied = vals[counts == counts.max()]
-        if attr == "x0" and np.ptp(tied) > ppm:
+        if attr == "x0" and np.ptp(tied) > slack:
             continue
         pick = tied.max()
-        common = int(round(np.median(vals[np.abs(vals - pick) <= ppm])))
+        common = int(round(np.median(vals[np.abs(vals - pick) <= slack])))
         for r, v in zip(rows, vals):
-            if abs(v - common) <= ppm:
+            if abs(v - common) <= slack:
                 continue
             if (v > common) == (attr == "x0"):          # moving out: the line must be there
                 lo, hi = ((common, common + int(ppm)) if attr == "x0"
@@ -1048,11 +1052,14 @@ def ecg_digitize(image: Image.Image | np.ndarray, *, speed_mm_s: float | None = 
             r.baseline = y_foot
             r.pulse_box = (x_rise, y_top, x_fall, y_foot)
             gains.append(r.pulse_px / py)
-            # the line starts (ends) at the pulse, whatever gaps the row's band showed
+            # the line starts (ends) at the pulse, unless the row's ink starts a little later
+            # (a printer's gap); far later, the row's band lost the line (a crossing complex)
             if side == "left":
-                r.x0 = _trace_start_after(mask, r, x_fall, thick, ppm)
+                start = _trace_start_after(mask, r, x_fall, thick, ppm)
+                r.x0 = r.x0 if start <= r.x0 <= start + _ROW_END_SLACK_MM * ppm else start
             else:
-                r.x1 = int(np.floor(x_rise - thick))
+                end = int(np.floor(x_rise - thick))
+                r.x1 = r.x1 if end - _ROW_END_SLACK_MM * ppm <= r.x1 <= end else end
             break
         r.x1 = _before_end_mark(mask, r, thick, ppm)
     _agree_row_ends(rows, mask, ppm)
