@@ -208,7 +208,7 @@ def _panel_ends_error(name: str, k: int) -> tuple[str | None, float]:
 
 
 @pytest.mark.parametrize("name, k, why", [
-    ("sim/lbbb", 3, "20 mm/mV: other rows' complexes cut two rows' bands (read from 4.7 and 3.1 s)"),
+    ("sim/lbbb", 3, "20 mm/mV: other rows' complexes cut two rows' bands (from 4.7, 3.1 s)"),
     ("ptbxl/HR00008", 3, "a row whose pulse was not found started at the pulse (6 mm early)"),
     ("ecg-records/E07506", 6, "a last complex and a flat line read as an end mark (6 mm short)"),
 ])
