@@ -61,6 +61,9 @@ _MAX_SKEW_DEG = 5.0
 _TIP_MERGE_PX = 1.0
 #: Merged strokes of a spike are split when their run is this much (px) wider than one stroke.
 _SPLIT_PX = 1.0
+#: A run across one stroke is measured where the stroke is near upright: its columns' runs are
+#: this many line widths long (a sloped stroke's run across is wider).
+_UPRIGHT_LINES = 3.0
 #: How far (mm) a row's start or end may sit from its pulse's or from the other rows' before it
 #: is taken to be wrong (rows of a page are printed alike; a printer's gap is shorter).
 _ROW_END_SLACK_MM = 3.0
@@ -752,6 +755,18 @@ def _weighted_centres(weights: np.ndarray, lines: np.ndarray, s: np.ndarray, e: 
     return np.where(sw > 0, c, (s + e) / 2.0)
 
 
+def _stroke_width(widths: np.ndarray) -> float:
+    """The width most runs across one stroke have (the mode, to 0.05 px): wider runs hold two
+    merged strokes or a sloped one, narrower ones a stroke partly taken by another row."""
+    lo, hi = float(widths.min()), float(widths.max())
+    if hi - lo < 0.1:
+        return float(np.median(widths))
+    hist, edges = np.histogram(widths, bins=np.arange(lo, hi + 0.05, 0.05))
+    k = int(np.argmax(np.convolve(hist, np.ones(5), "same")))
+    near = np.abs(widths - (edges[k] + edges[k + 1]) / 2) <= 0.3
+    return float(np.median(widths[near]))
+
+
 def _centreline(ink: np.ndarray, band: np.ndarray, cols, starts, ends, chosen_s, chosen_e,
                 thick: float, taken: np.ndarray | None = None) -> np.ndarray:
     """Centre line of the traced line (points (x, y) in band coordinates, sorted by x).
@@ -814,20 +829,24 @@ def _centreline(ink: np.ndarray, band: np.ndarray, cols, starts, ends, chosen_s,
     right = re + 0.5 + cov[rr, np.minimum(re + 1, w - 1)] * (re < w - 1) - (1 - cov[rr, re])
     one = hl <= thick + 2
     two = ~one & all_steep & (hl <= 5 * thick)
-    x_left, x_right = left + half, right - half
-    merged = two & (x_right - x_left < 1.0)
-    two &= ~merged
-    # a run of a steep part wider than one stroke (its median width) holds two strokes whose
-    # centres lie half the excess either side of its middle; also when they are closer than a
-    # pixel (a narrow spike): the widths' sub-pixel edges still tell them apart
+    # a run of a steep part wider than one stroke holds two strokes whose centres lie half the
+    # excess either side of its middle; also when they are closer than a pixel (a narrow spike):
+    # the widths' sub-pixel edges still tell them apart. One stroke's width: the most common
+    # width of the single runs through near-upright strokes (a sloped stroke's run is wider, a
+    # narrow spike's merged strokes wider still; the line's thickness overstates it)
     width = right - left
     single = one & all_steep
-    w1 = float(np.median(width[single])) if single.sum() >= 5 else 2 * half
+    upright_col = np.concatenate([[0], np.cumsum(col_len > _UPRIGHT_LINES * thick)])
+    upright = single & ((upright_col[re + 1] - upright_col[rs]) == hl)
+    if upright.sum() >= 5:
+        single = upright
+    w1 = _stroke_width(width[single]) if single.sum() >= 5 else 2 * half
     sep = width - w1
-    split = all_steep & (hl <= 5 * thick) & (sep > _SPLIT_PX) & (one | merged)
     mid = (left + right) / 2
-    x_left = np.where(split, mid - sep / 2, x_left)
-    x_right = np.where(split, mid + sep / 2, x_right)
+    x_left, x_right = mid - sep / 2, mid + sep / 2
+    merged = two & (sep < 1.0)
+    two &= ~merged
+    split = all_steep & (hl <= 5 * thick) & (sep > _SPLIT_PX) & (one | merged)
     two |= split
     one &= ~split
     merged &= ~split
