@@ -14,14 +14,16 @@ degrees of residual tilt are measured and removed here). The steps, each a funct
 4. **Rows** (:func:`find_rows`): baselines are peaks of the ink row profile, kept when a long, thin,
    single line runs along them (text lines fail that test).
 5. **Calibration** (:func:`find_calibration_pulse`): the 1 mV rectangle at a row's start (or end)
-   gives mm/mV (snapped to 2.5/5/10/20/40 when within 8 %) and the row's 0 mV baseline.
+   gives mm/mV (snapped to 2.5/5/10/20/40 when within 8 %), the row's 0 mV baseline and where
+   its line starts; rows then agree on where they start and end (:func:`_agree_row_ends`).
 6. **Layout**: 12 rows -> 12x1, 6 rows -> 6x2 unless rows 4-6 repeat 3x4 panels (rhythm strips),
    3-5 rows -> 3x4 with 0-2 rhythm strips, whose lead is found by matching the strip against the
    3x4 panel printed at the same time. Leads follow the standard order of each layout.
 7. **Traces** (:func:`trace_row`): in every pixel column, the ink runs of the row's band; the
    path through them with the fewest vertical jumps (Viterbi) is the trace; a column's run
    becomes its centre (thin run, sub-pixel centroid) or a vertical stroke whose ends connect to
-   the neighbours; ink that another row's path took is not taken into this line. Samples are
+   the neighbours (a run as wide as two strokes holds both: :func:`_stroke_width`); ink that
+   another row's path took is not taken into this line. Samples are
    read off that polyline at 500 Hz, each panel's from its own stretch of it.
 
 Speed is assumed to be 25 mm/s unless given (a page does not show it except in printed text);
