@@ -1128,14 +1128,6 @@ def _row_seconds(row: _Row, cal: Calibration) -> float:
     return snapped if snapped > 0 and abs(seconds - snapped) <= 0.015 * snapped else seconds
 
 
-def _panel_row_seconds(rows: list[_Row], assignment, cal: Calibration) -> list[float]:
-    """Per row, the seconds its panels divide: the median over the rows with as many panels
-    (their panels line up; one row's line may end early, a flat lead or a torn edge)."""
-    own = [_row_seconds(r, cal) for r in rows]
-    return [float(np.median([s for s, other in zip(own, assignment) if len(other) == len(cols)]))
-            for cols in assignment]
-
-
 def _row_signal(poly, row: _Row, cal: Calibration, fs: float, t0: float, t1: float):
     """Samples (mV) of a row's polyline between t0 and t1 seconds after the row's start."""
     y, k0 = _sample_polyline(poly, row.xs, cal.px_per_s, t0, t1, fs)
@@ -1299,8 +1291,8 @@ def _assemble(rows, polys, layout, assignment, missing, cal, fs, upright, warnin
     signal = np.full((n, len(STANDARD_LEADS)), np.nan)
     panels: list[Panel] = []
     lead_panels: dict[str, list[Panel]] = {}
-    seconds = _panel_row_seconds(rows, assignment, cal)
-    for i, (r, poly, assigned, dur) in enumerate(zip(rows, polys, assignment, seconds)):
+    for i, (r, poly, assigned) in enumerate(zip(rows, polys, assignment)):
+        dur = _row_seconds(r, cal)          # rows agree on their ends (_agree_row_ends)
         n_cols = len(assigned)
         for j, (lead, name) in enumerate(assigned):
             t0, t1 = j * dur / n_cols, (j + 1) * dur / n_cols
