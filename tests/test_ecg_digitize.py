@@ -211,6 +211,39 @@ def test_a_short_break_in_the_line_is_passed_over_not_filled_from_a_label():
     assert (path.chosen_s[200:204] == -1).all() and (path.chosen_s[:200] + path.b0 == 99).all()
 
 
+def test_a_row_starts_on_its_line_not_on_a_labels_stroke_before_it():
+    """Where the only ink in a row's first columns is a label's stroke above the line, the
+    path starts a few columns later on the line (passing those columns, as it may pass a break)
+    instead of starting on the label and staying there while leaving it is dearer (before:
+    the path had to start on the first column's ink; on the tall-complex tuning set, with the
+    cost of leaving the band capped, lead I's first 40 ms read 8 mV from "QT/QTc")."""
+    from pulse_app.ecg.digitize import trace_row
+
+    ink = np.zeros((200, 400), np.float32)
+    ink[99:102, 4:] = 1.0                       # the trace starts at column 4
+    ink[20:25, 0:12] = 1.0                      # a label's stroke, from column 0
+    path = trace_row(ink, ink > 0.5, 0, 400, 60, 180, 100.0, 3.0, 50)
+    assert (path.chosen_s[:4] == -1).all(), path.chosen_s[:4] + path.b0
+    assert (path.chosen_s[4:] + path.b0 == 99).all()
+
+
+def test_a_tall_complex_is_followed_by_its_own_row_beyond_the_band():
+    """The LBBB tuning record on a 12x1 page (5 mm/mV): V2's QS complexes go 2.8 mV (14 mm)
+    down, past its band into V3's. Leaving the band cost half a pixel per pixel outside, so
+    passing the complex by was cheaper than following it: V2 read near 0 mV there (658
+    samples off by more than 0.5 mV, 0.0 dB). The cost is capped per column now."""
+    from training import digitize_eval as de
+
+    record = de.load_record("sim/lbbb")
+    pixels, sidecar = de.make_page(record, "clean", 2, de.TUNING_SEED)
+    dig = ecg_digitize(pixels)
+    assert dig.layout == "12x1"
+    ref = reference_signals(record, sidecar, 500.0)
+    c = STANDARD_LEADS.index("V2")
+    assert np.nansum(np.abs(dig.signal[:, c] - ref[:, c]) > 0.5) < 20
+    assert challenge_snr(ref[:, c], dig.signal[:, c], 500.0) > 20.0
+
+
 def test_a_panel_is_read_to_its_end_not_into_the_next_leads_line(shared_data):
     """At a boundary between two panels the next lead's line starts where its own signal is;
     the row's centre line jumps there. HR00008's 3x4 page (20 mm/mV): aVF ends at -0.5 mV, V3

@@ -80,6 +80,14 @@ _STRIP_LAG_S = 0.02
 #: (measured on a tuning scan, HR00007: the II strip dived 1.8 mV into "10 mm/mV" and was then
 #: matched to V5).
 _SKIP_COST_PX, _SKIP_THICK = 10.0, 3.0
+#: Cost (pixels of vertical gap) of a column whose chosen ink lies wholly outside the row's own
+#: band: half a pixel per pixel outside, at most this much. A tall complex's tip is far out but
+#: only a few columns long; uncapped, passing it by (:data:`_SKIP_COST_PX` a column) was
+#: cheaper than following it, and the row lost the tip while its neighbour's trace took the
+#: stroke as its own (tall-complex tuning set: 16.9 -> 17.9 dB). A trace that wanders along
+#: another row's line still pays for every column it stays there; where a path starts, the
+#: full cost applies.
+_OUTSIDE_CAP_PX = 3.0
 
 # Lead status words (``LeadTrace.status``).
 OK, UNCALIBRATED, NOT_ON_PAGE, UNREADABLE, NO_ECG = (
@@ -632,11 +640,12 @@ def trace_row(ink: np.ndarray, mask: np.ndarray, x0: int, x1: int, top: int, bot
 
     The band is [top, bottom) widened by ``margin`` (big complexes reach into neighbours' bands).
     Each column's ink runs are candidates; the path minimising vertical gaps between the runs of
-    consecutive columns, plus a cost for leaving the row's own band, is found by dynamic
-    programming. The path may also pass a few columns by without taking their ink
-    (:data:`_SKIP_COST_PX` each, at most :data:`_SKIP_THICK` line widths in a row), so a short
-    break in the line does not force it onto a nearby label. :func:`centre_line` turns it into a
-    polyline.
+    consecutive columns, plus a cost for leaving the row's own band (capped per column at
+    :data:`_OUTSIDE_CAP_PX`), is found by dynamic programming. The path may also pass a few
+    columns by without taking their ink (:data:`_SKIP_COST_PX` each, at most
+    :data:`_SKIP_THICK` line widths in a row), so a short break in the line does not force it
+    onto a nearby label; at the row's start it may likewise begin a few columns in, past a
+    label's stroke. :func:`centre_line` turns it into a polyline.
     """
     h = ink.shape[0]
     b0, b1 = max(0, top - margin), min(h, bottom + margin)
@@ -649,6 +658,7 @@ def trace_row(ink: np.ndarray, mask: np.ndarray, x0: int, x1: int, top: int, bot
     max_skip = max(2, int(round(_SKIP_THICK * thick)))
     reach = max(6.0, _SKIP_THICK * thick)
     prev_s = prev_e = prev_cost = prev_skip = None
+    first = 0
     back: list[np.ndarray | None] = [None] * n_cols
     chosen_s = np.full(n_cols, -1, np.int64)
     chosen_e = np.full(n_cols, -1, np.int64)
@@ -660,17 +670,24 @@ def trace_row(ink: np.ndarray, mask: np.ndarray, x0: int, x1: int, top: int, bot
             continue
         s, e = starts[i0:i1], ends[i0:i1]
         skip = np.zeros(len(s), np.int64)
-        outside = np.maximum(0, own0 - e) + np.maximum(0, s - own1)
-        node = 0.5 * outside + 0.05 * np.abs((s + e) / 2 - ref) * (prev_cost is None)
+        outside = 0.5 * (np.maximum(0, own0 - e) + np.maximum(0, s - own1))
+        start = outside + 0.05 * np.abs((s + e) / 2 - ref)     # the path starting here
         if prev_cost is None:
-            cost = node.astype(np.float64)
+            first = c
+            cost = start.astype(np.float64)
             arg = None
         else:
             gap = np.maximum(0, np.maximum(s[None, :] - prev_e[:, None],
                                            prev_s[:, None] - e[None, :]) - 1)
             total = prev_cost[:, None] + gap
             arg = np.argmin(total, axis=0)
-            cost = total[arg, np.arange(len(s))] + node
+            cost = total[arg, np.arange(len(s))] + np.minimum(outside, _OUTSIDE_CAP_PX)
+            # or start here, the first columns' ink passed by (a label's stroke at the row's
+            # start), at the cost of passing them
+            if c - first <= max_skip:
+                later = start + _SKIP_COST_PX * (c - first)
+                arg = np.where(later < cost, -1, arg)
+                cost = np.minimum(cost, later)
             # or pass this column by, none of its ink taken: an earlier candidate that no run
             # of this column is near (a break in the line, not a steep stroke's next piece)
             carry = np.flatnonzero((prev_skip < max_skip) & (gap.min(axis=1) > reach))
@@ -694,6 +711,8 @@ def trace_row(ink: np.ndarray, mask: np.ndarray, x0: int, x1: int, top: int, bot
                 chosen_s[c], chosen_e[c] = s[k], e[k]
             if idx > 0:
                 k = int(back[c][k])
+                if k < 0:                           # the path started in this column
+                    break
     return _Path(x0, b0, band, cols, starts, ends, chosen_s, chosen_e)
 
 
