@@ -244,6 +244,25 @@ def test_a_tall_complex_is_followed_by_its_own_row_beyond_the_band():
     assert challenge_snr(ref[:, c], dig.signal[:, c], 500.0) > 20.0
 
 
+def test_a_one_or_two_sample_excursion_beyond_the_band_is_dropped_and_a_spike_within_kept():
+    """Where another row's stroke crosses the line, a sample or two of the line come from that
+    stroke: beyond the row's band and far from their neighbours, they take the median of five
+    samples. A narrow spike within the band (a pacing spike) and a tall R wave beyond it (wider
+    than two samples) stay as read."""
+    from pulse_app.ecg.digitize import _drop_glitches, _Row
+
+    row = _Row(y=100.0, top=20, bottom=180)
+    y = np.full(400, 100.0)
+    y[100:102] = 5.0                                        # another row's stroke
+    y[200:202] = 40.0                                       # a pacing spike, in the band
+    y[296:305] = 25.0 * np.abs(np.arange(-4, 5))          # a steep R wave, up to 0 px
+    y[350:352] = np.nan
+    out = _drop_glitches(y, row, px_per_mV=78.7)            # 0.5 mV = 39 px
+    assert (out[100:102] == 100.0).all()
+    assert (out[200:202] == 40.0).all() and out[300] == 0.0
+    np.testing.assert_array_equal(np.delete(out, [100, 101]), np.delete(y, [100, 101]))
+
+
 def test_a_panel_is_read_to_its_end_not_into_the_next_leads_line(shared_data):
     """At a boundary between two panels the next lead's line starts where its own signal is;
     the row's centre line jumps there. HR00008's 3x4 page (20 mm/mV): aVF ends at -0.5 mV, V3

@@ -88,6 +88,10 @@ _SKIP_COST_PX, _SKIP_THICK = 10.0, 3.0
 #: another row's line still pays for every column it stays there; where a path starts, the
 #: full cost applies.
 _OUTSIDE_CAP_PX = 3.0
+#: A sample more than this (mV) from the median of this many samples around it, beyond its
+#: row's band, is another row's stroke (:func:`_drop_glitches`; tall-complex tuning set
+#: 17.87 -> 18.75 dB, tuning records 19.47 -> 19.52).
+_GLITCH_MV, _GLITCH_SAMPLES = 0.5, 5
 
 # Lead status words (``LeadTrace.status``).
 OK, UNCALIBRATED, NOT_ON_PAGE, UNREADABLE, NO_ECG = (
@@ -1150,10 +1154,31 @@ def _row_seconds(row: _Row, cal: Calibration) -> float:
 def _row_signal(poly, row: _Row, cal: Calibration, fs: float, t0: float, t1: float):
     """Samples (mV) of a row's polyline between t0 and t1 seconds after the row's start."""
     y, k0 = _sample_polyline(poly, row.xs, cal.px_per_s, t0, t1, fs)
+    y = _drop_glitches(y, row, cal.px_per_mV)
     base = row.baseline
     if base is None:
         base = float(np.nanmedian(y)) if np.isfinite(y).any() else row.y
     return (base - y) / cal.px_per_mV, k0
+
+
+def _drop_glitches(y: np.ndarray, row: _Row, px_per_mV: float) -> np.ndarray:
+    """A row's samples (page px) with its one- and two-sample excursions beyond its band
+    replaced by the median of :data:`_GLITCH_SAMPLES` samples: where another row's stroke
+    crosses the line, a few of the line's points come from that stroke. An excursion counts
+    when it is more than :data:`_GLITCH_MV` from that median (the drawn signals of the tuning
+    records come within 0.45 mV of it) and beyond the row's band, so a pacing spike within
+    it stays."""
+    from scipy.ndimage import median_filter
+
+    ok = np.flatnonzero(np.isfinite(y))
+    if len(ok) < _GLITCH_SAMPLES:
+        return y
+    v = y[ok]
+    med = median_filter(v, _GLITCH_SAMPLES, mode="nearest")
+    bad = (np.abs(v - med) > _GLITCH_MV * px_per_mV) & ((v < row.top) | (v > row.bottom))
+    out = y.copy()
+    out[ok[bad]] = med[bad]
+    return out
 
 
 def _label_marks(mask, rows, polys, thick, ppm) -> np.ndarray:
