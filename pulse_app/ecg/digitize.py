@@ -20,11 +20,13 @@ degrees of residual tilt are measured and removed here). The steps, each a funct
    3-5 rows -> 3x4 with 0-2 rhythm strips, whose lead is found by matching the strip against the
    3x4 panel printed at the same time. Leads follow the standard order of each layout.
 7. **Traces** (:func:`trace_row`): in every pixel column, the ink runs of the row's band; the
-   path through them with the fewest vertical jumps (Viterbi) is the trace; a column's run
-   becomes its centre (thin run, sub-pixel centroid) or a vertical stroke whose ends connect to
-   the neighbours (a run as wide as two strokes holds both: :func:`_stroke_width`); ink that
-   another row's path took is not taken into this line. Samples are
-   read off that polyline at 500 Hz, each panel's from its own stretch of it.
+   path through them with the fewest vertical jumps (Viterbi; leaving the row's band costs a
+   little per column, so a tall complex is followed) is the trace; a column's run becomes its
+   centre (thin run, sub-pixel centroid) or a vertical stroke whose ends connect to the
+   neighbours (a run as wide as two strokes holds both: :func:`_stroke_width`); ink that
+   another row's path took is not taken into this line. Samples are read off that polyline at
+   500 Hz, each panel's from its own stretch of it; a sample or two beyond the band, far from
+   their neighbours, came from another row's stroke (:func:`_drop_glitches`).
 
 Speed is assumed to be 25 mm/s unless given (a page does not show it except in printed text);
 the result says so. Failures are per lead and stated, never invented: a lead that is not on the
