@@ -665,6 +665,10 @@ def trace_row(ink: np.ndarray, mask: np.ndarray, x0: int, x1: int, top: int, bot
     reach = max(6.0, _SKIP_THICK * thick)
     prev_s = prev_e = prev_cost = prev_skip = None
     first = 0
+
+    def starting(outside, s, e):        # cost of the path starting on runs [s, e]
+        return outside + 0.05 * np.abs((s + e) / 2 - ref)
+
     back: list[np.ndarray | None] = [None] * n_cols
     chosen_s = np.full(n_cols, -1, np.int64)
     chosen_e = np.full(n_cols, -1, np.int64)
@@ -677,10 +681,9 @@ def trace_row(ink: np.ndarray, mask: np.ndarray, x0: int, x1: int, top: int, bot
         s, e = starts[i0:i1], ends[i0:i1]
         skip = np.zeros(len(s), np.int64)
         outside = 0.5 * (np.maximum(0, own0 - e) + np.maximum(0, s - own1))
-        start = outside + 0.05 * np.abs((s + e) / 2 - ref)     # the path starting here
         if prev_cost is None:
             first = c
-            cost = start.astype(np.float64)
+            cost = starting(outside, s, e)
             arg = None
         else:
             gap = np.maximum(0, np.maximum(s[None, :] - prev_e[:, None],
@@ -691,7 +694,7 @@ def trace_row(ink: np.ndarray, mask: np.ndarray, x0: int, x1: int, top: int, bot
             # or start here, the first columns' ink passed by (a label's stroke at the row's
             # start), at the cost of passing them
             if c - first <= max_skip:
-                later = start + _SKIP_COST_PX * (c - first)
+                later = starting(outside, s, e) + _SKIP_COST_PX * (c - first)
                 arg = np.where(later < cost, -1, arg)
                 cost = np.minimum(cost, later)
             # or pass this column by, none of its ink taken: an earlier candidate that no run
