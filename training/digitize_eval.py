@@ -37,6 +37,7 @@ ptbxl HR00002 / HR00004, 3x4 + II strip, 2.5 s per panel) are scored the same wa
     python -m training.digitize_eval --straighten oracle --json results.json
     python -m training.digitize_eval --set tuning --conditions clean --budget   # where the error lies
     python -m training.digitize_eval --set tuning-tall --pages 6 --budget     # simulated tall QRS
+    python -m training.digitize_eval --set tuning-paced --pages 6 --conditions clean  # + pacing
     python -m training.digitize_eval --table results.json other.json   # Markdown table
 """
 
@@ -82,6 +83,11 @@ TALL_SIMULATED = {
     "lvh-afib": ({"lvh": True, "rhythm": "afib", "rate_bpm": 100}, 6),
     "lvh-pvc": ({"lvh": True, "ectopy": "pvc"}, 7),
 }
+#: Tuning material for paced rhythms (``--set tuning-paced``): the tuning records with a pacing
+#: spike added 40 ms before each R peak, one sample (500 Hz) of 1-12 mV, the same electrical
+#: vector in every beat, projected on the leads (and, in half the records, a second sample of
+#: opposite or like sign, up to 30 % of the first): see :func:`with_pacing_spikes`.
+PACING_DELAY_S, PACING_MV = 0.04, (1.0, 12.0)
 REAL_IMAGES = (("ecg-images/00002_hr-0.png", "ptbxl/HR00002"),
                ("ecg-images/00004_hr-0.png", "ptbxl/HR00004"))
 MAX_SHIFT_S, MAX_SHIFT_MV, QUANT_LEVELS = 0.5, 1.0, 256
@@ -228,9 +234,44 @@ def error_budget(pairs: list[tuple[np.ndarray, np.ndarray]], fs: float = 500.0) 
 
 # -- pages -----------------------------------------------------------------------------------------
 
+def with_pacing_spikes(rec: Record, seed: int) -> Record:
+    """``rec`` with a pacing spike before each beat (see :data:`PACING_MV`): where the R peaks
+    of lead II are (NeuroKit2), one sample of a fixed vector's projection on each lead.
+
+    >>> rec = with_pacing_spikes(load_record("ecg-records/E07505"), 0)  # doctest: +SKIP
+    """
+    import neurokit2 as nk
+
+    rng = np.random.default_rng(seed)
+    x = rec.signal.astype(np.float64)
+    fs = int(rec.fs)
+    _, info = nk.ecg_peaks(x[:, rec.leads.index("II")], sampling_rate=fs)
+    lo, hi = np.log(PACING_MV[0]), np.log(PACING_MV[1])
+    amp, angle = float(np.exp(rng.uniform(lo, hi))), float(rng.uniform(0, 2 * np.pi))
+    lead_i, lead_ii = amp * np.cos(angle), amp * np.cos(angle - np.pi / 3)
+    vector = {"I": lead_i, "II": lead_ii, "III": lead_ii - lead_i,
+              "aVR": -(lead_i + lead_ii) / 2, "aVL": lead_i - lead_ii / 2,
+              "aVF": lead_ii - lead_i / 2}
+    vector.update({f"V{k}": amp * float(rng.uniform(-1, 1)) for k in range(1, 7)})
+    second = float(rng.uniform(-0.3, 0.3)) if rng.random() < 0.5 else 0.0
+    for peak in np.asarray(info["ECG_R_Peaks"], int):
+        n = peak - int(round(PACING_DELAY_S * fs))
+        if 0 < n < len(x) - 1:
+            for lead, a in vector.items():
+                c = rec.leads.index(lead)
+                x[n, c] += a
+                x[n + 1, c] += a * second
+    rec.signal = x.astype(np.float32)
+    return rec
+
+
 def load_record(name: str) -> Record:
     """A record of ../shared/data by "folder/id" (PTB-XL HR records rescaled to mV), or a
-    simulated one of :data:`TALL_SIMULATED` by "sim/<name>"."""
+    simulated one of :data:`TALL_SIMULATED` by "sim/<name>", or a tuning record with pacing
+    spikes (:func:`with_pacing_spikes`) by "paced/<folder>/<id>"."""
+    if name.startswith("paced/"):
+        inner = name.removeprefix("paced/")
+        return with_pacing_spikes(load_record(inner), TUNING_RECORDS.index(inner))
     if name.startswith("sim/"):
         from pulse_app.ecg.simulate import ecg_simulate
 
@@ -247,6 +288,8 @@ def record_names(which: str) -> list[str]:
         return list(TUNING_RECORDS)
     if which == "tuning-tall":
         return [f"sim/{name}" for name in TALL_SIMULATED]
+    if which == "tuning-paced":
+        return [f"paced/{name}" for name in TUNING_RECORDS]
     names = []
     for folder in EVAL_FOLDERS:
         for hea in sorted((SHARED / folder).glob("*.hea")):
@@ -482,9 +525,10 @@ def markdown_table(results: list[dict]) -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--set", choices=("evaluation", "tuning", "tuning-tall"),
+    ap.add_argument("--set", choices=("evaluation", "tuning", "tuning-tall", "tuning-paced"),
                     default="evaluation",
-                    help="tuning-tall: simulated records with tall complexes (tuning material)")
+                    help="tuning-tall: simulated records with tall complexes; tuning-paced: the "
+                         "tuning records with pacing spikes (both tuning material)")
     ap.add_argument("--conditions", nargs="+", choices=CONDITIONS, default=list(CONDITIONS))
     ap.add_argument("--pages", type=int, default=2, help="pages per record and condition")
     ap.add_argument("--straighten", choices=("oracle", "app"), default="app")
