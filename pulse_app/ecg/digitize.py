@@ -74,6 +74,9 @@ _ROW_END_SLACK_MM = 3.0
 #: Time shifts (s) tried when a rhythm strip is matched against a 3x4 panel: rows' start
 #: estimates differ by a few samples, which decorrelates a QRS.
 _STRIP_LAG_S = 0.02
+#: Strips are matched to panels on their signals through a running median this long (18 ms):
+#: a pacing spike's line lasts a few samples, a QRS complex 60 ms and more.
+_DESPIKE_S = 0.018
 #: Cost (in pixels of vertical gap) of each column a trace's path passes over without taking
 #: any of its ink, up to ``_SKIP_THICK`` line widths of columns in a row, where none of the
 #: column's ink is within ``_SKIP_THICK`` line widths of the path: where a grid line
@@ -94,6 +97,19 @@ _OUTSIDE_CAP_PX = 3.0
 #: row's band, is another row's stroke (:func:`_drop_glitches`; tall-complex tuning set
 #: 17.87 -> 18.75 dB, tuning records 19.47 -> 19.52).
 _GLITCH_MV, _GLITCH_SAMPLES = 0.5, 5
+#: A pacing spike is one sample or two at 500 Hz: drawn, an upright line one pen stroke wide
+#: from its foot to its tip, and its centre line spreads it over several samples, a sample or
+#: two off. A needle (:func:`find_needles`): an excursion of the centre line of at least
+#: ``_NEEDLE_THICK`` line widths, at most ``_NEEDLE_WIDTH_PX`` wide at half its height, whose
+#: ink is one stroke (x variance at most ``_NEEDLE_SPREAD_PX2`` px² on a page of
+#: ``_NEEDLE_PPM`` px/mm; one stroke measured 1.1-1.9, the two strokes of the tuning records'
+#: narrowest R waves 2.4 and more) a third of the way up, centred within ``_NEEDLE_OFF_PX``
+#: of the stroke, and just below the tip. It is read as one sample at its tip.
+_NEEDLE_THICK, _NEEDLE_WIDTH_PX, _NEEDLE_SPREAD_PX2, _NEEDLE_PPM = 6.0, 2.5, 2.1, 7.874
+_NEEDLE_OFF_PX = 0.6
+#: Lead labels are printed about 3 mm tall: a longer upright stroke near a row's quarter is
+#: not a label (it is the line of a pacing spike crossing the row).
+_MARK_STROKE_MM = 4.0
 
 # Lead status words (``LeadTrace.status``).
 OK, UNCALIBRATED, NOT_ON_PAGE, UNREADABLE, NO_ECG = (
@@ -421,6 +437,8 @@ class _Row:
     baseline: float | None = None   # 0 mV level from the pulse foot
     pulse_px: float | None = None   # pulse height (px)
     pulse_box: tuple | None = None
+    #: pacing spikes on the row's line (:func:`find_needles`), px
+    needles: np.ndarray = field(default_factory=lambda: np.empty((0, 5)))
 
 
 def _column_runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -967,6 +985,157 @@ def _sample_polyline(poly: np.ndarray, x_start: float, px_per_s: float, t0: floa
     return y, k0
 
 
+def find_needles(poly: np.ndarray, thick: float, ink: np.ndarray | None = None,
+                 ppm: float = _NEEDLE_PPM) -> np.ndarray:
+    """Pacing spikes on a centre line (see :data:`_NEEDLE_THICK`): rows of (x of the spike,
+    y of its tip, x where it leaves the line's level, x where it is back, y of that level),
+    page px.
+
+    The line's level at a point is its mean a line width and more to either side. A spike's
+    x is the ink-weighted x of its stroke between its foot and its tip (``ink``; without it,
+    the middle of the centre line's width at half height).
+
+    >>> line = np.column_stack([np.arange(100.0), np.full(100, 50.0)])
+    >>> spike = np.array([[49.8, 50.0], [50.0, 10.0], [50.2, 50.0]])
+    >>> needles = find_needles(np.vstack([line, spike])[np.argsort(np.r_[line[:, 0],
+    ...                        spike[:, 0]], kind="stable")], thick=3.0)
+    >>> np.round(needles[:, :2], 1).tolist()
+    [[50.0, 10.0]]
+    """
+    if len(poly) < 8:
+        return np.empty((0, 5))
+    x, y = poly[:, 0], poly[:, 1]
+    col = np.floor(x + 0.5).astype(np.int64)
+    c0 = int(col.min())
+    idx = col - c0
+    n = int(idx.max()) + 1
+    total, count = np.zeros(n + 1), np.zeros(n + 1)
+    np.add.at(total, idx + 1, y)
+    np.add.at(count, idx + 1, 1)
+    total, count = np.cumsum(total), np.cumsum(count)
+    side = int(np.ceil(thick))
+
+    def window(a, b):                     # sums over columns [a, b) (clipped)
+        a, b = np.clip(a, 0, n), np.clip(b, 0, n)
+        return total[b] - total[a], count[b] - count[a]
+
+    ls, ln = window(idx - side - 3, idx - side)
+    rs, rn = window(idx + side + 1, idx + side + 4)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        base = np.where((ln > 0) & (rn > 0), (ls / ln + rs / rn) / 2, np.nan)
+    exc = np.abs(y - base)
+    cand = np.flatnonzero(exc >= _NEEDLE_THICK * thick)
+    out = []
+    if not len(cand):
+        return np.empty((0, 5))
+    groups = np.split(cand, np.flatnonzero(np.diff(x[cand]) > 3) + 1)
+    for g in groups:
+        k = int(g[np.argmax(exc[g])])
+        lvl, tip = base[k], y[k]
+        reach = tip - lvl
+        half, near = lvl + reach / 2, lvl + np.sign(reach) * thick
+
+        def crossing(step, level):         # x where the line, from the tip, reaches level
+            j = k
+            while 0 <= j + step < len(y) and (y[j + step] - level) * reach > 0:
+                j += step
+            if not 0 <= j + step < len(y):
+                return None
+            y0, y1 = y[j], y[j + step]
+            f = (y0 - level) / (y0 - y1) if y0 != y1 else 0.0
+            return x[j] + f * (x[j + step] - x[j])
+
+        xl, xr = crossing(-1, half), crossing(1, half)
+        if xl is None or xr is None or xr - xl > _NEEDLE_WIDTH_PX:
+            continue
+        xa, xb = crossing(-1, near), crossing(1, near)
+        xc = (xl + xr) / 2
+        if ink is not None:
+            # one stroke a third of the way up, where it is, and one stroke below the tip: a
+            # needle (an R wave as narrow is two strokes apart low down, or its tip is wide)
+            sign = np.sign(reach)
+            xc = _stroke_x(ink, xc, min(lvl, tip) + 1.5 * thick, max(lvl, tip) - 1.5 * thick,
+                           thick, xc)
+            spread, centre = _row_spread(ink, xc, lvl + sign * max(0.3 * abs(reach), 2 * thick),
+                                         thick)
+            below_tip = _row_spread(ink, xc, tip - sign * 1.5 * thick, thick)[0]
+            bound = _NEEDLE_SPREAD_PX2 * (ppm / _NEEDLE_PPM) ** 2
+            if max(spread, below_tip) > bound or not abs(centre - xc) <= _NEEDLE_OFF_PX:
+                continue
+        out.append((xc, tip, xa if xa is not None else xl, xb if xb is not None else xr, lvl))
+    return np.array(out).reshape(-1, 5)
+
+
+def _row_spread(ink: np.ndarray, x: float, y: float, thick: float) -> tuple[float, float]:
+    """(variance (px²), mean) of the ink's x across the stroke at (``x``, pixel row ``y``):
+    over the run of pixels at least half as dark as the darkest within a line width and three
+    pixels, and a pixel either side of it. One upright stroke's variance is set by its width;
+    two strokes merged in one run have more; no ink at ``x`` (two strokes apart): infinite."""
+    h, w = ink.shape
+    r, c = int(round(y)), int(round(x))
+    c0, c1 = max(0, int(np.floor(x - thick - 3))), min(w, int(np.ceil(x + thick + 3)) + 1)
+    if not (0 <= r < h and c0 <= c < c1):
+        return np.inf, np.nan
+    row = ink[r, c0:c1].astype(np.float64)
+    dark = row >= 0.5 * row.max() if row.max() > 0 else np.zeros(len(row), bool)
+    i = c - c0
+    if not dark[i]:
+        return np.inf, np.nan
+    a, b = i, i
+    while a > 0 and dark[a - 1]:
+        a -= 1
+    while b < len(row) - 1 and dark[b + 1]:
+        b += 1
+    a, b = max(0, a - 1), min(len(row) - 1, b + 1)
+    wts = row[a:b + 1]
+    xs = np.arange(a, b + 1, dtype=np.float64)
+    mean = (wts * xs).sum() / wts.sum()
+    return float((wts * (xs - mean) ** 2).sum() / wts.sum()), float(c0 + mean)
+
+
+def _stroke_x(ink: np.ndarray, x: float, y0: float, y1: float, thick: float,
+              default: float) -> float:
+    """Ink-weighted x of an upright stroke near ``x`` between rows ``y0`` and ``y1`` (the
+    median over its rows of each row's centroid within a line width and a pixel)."""
+    h, w = ink.shape
+    r0, r1 = max(0, int(np.ceil(y0))), min(h, int(np.floor(y1)) + 1)
+    c0, c1 = max(0, int(np.floor(x - thick - 1))), min(w, int(np.ceil(x + thick + 1)) + 1)
+    if r1 - r0 < 2 or c1 - c0 < 2:
+        return default
+    win = ink[r0:r1, c0:c1].astype(np.float64)
+    mass = win.sum(axis=1)
+    ok = mass > 0
+    if not ok.any():
+        return default
+    cx = (win[ok] * np.arange(c0, c1)).sum(axis=1) / mass[ok]
+    return float(np.median(cx))
+
+
+def _place_needles(y: np.ndarray, k0: int, row: _Row, cal: Calibration, fs: float,
+                   tips: bool = True) -> np.ndarray:
+    """A row's samples (page px, the first one at sample ``k0`` of the row's time axis) with
+    each of its needles as one sample at its tip (not ``tips``: left out), nearest the
+    stroke's x, and the line's level either side of it across the needle's other samples."""
+    if not len(row.needles):
+        return y
+    y = y.copy()
+    per_px = fs / cal.px_per_s                     # samples per pixel
+    pos = lambda xx: (xx - row.xs) * per_px - k0  # noqa: E731 (sample index of a page x)
+    for xc, tip, xa, xb, _ in row.needles:
+        n = int(round(pos(xc)))
+        if not 0 <= n < len(y):
+            continue
+        i0 = max(0, int(np.floor(pos(xa - 0.5))))
+        i1 = min(len(y) - 1, int(np.ceil(pos(xb + 0.5))))
+        ya = y[i0 - 1] if i0 > 0 and np.isfinite(y[i0 - 1]) else y[i0]
+        yb = y[i1 + 1] if i1 + 1 < len(y) and np.isfinite(y[i1 + 1]) else y[i1]
+        if i1 > i0:
+            y[i0:i1 + 1] = np.linspace(ya, yb, i1 - i0 + 1)
+        if tips:
+            y[n] = tip
+    return y
+
+
 # -- 6. layout and the whole page ------------------------------------------------------------------
 
 def _estimate_thickness(mask: np.ndarray, rows: list[_Row]) -> float:
@@ -1023,6 +1192,22 @@ def _agree_row_ends(rows: list[_Row], mask: np.ndarray, ppm: float) -> None:
                 if not mask[r.top:r.bottom, max(0, lo):max(0, hi)].any():
                     continue
             setattr(r, attr, common)
+
+
+def _despiked(y: np.ndarray, fs: float) -> np.ndarray:
+    """``y`` through a running median of :data:`_DESPIKE_S` (NaN kept): what is left of pacing
+    spikes not found as needles (their lines merged with another row's) goes, and the two
+    signals to compare lose their peaks alike."""
+    from scipy.ndimage import median_filter
+
+    ok = np.isfinite(y)
+    if ok.sum() < 2:
+        return y
+    idx = np.arange(len(y))
+    filled = np.interp(idx, idx[ok], y[ok])
+    out = median_filter(filled, max(3, int(round(_DESPIKE_S * fs)) | 1), mode="nearest")
+    out[~ok] = np.nan
+    return out
 
 
 def _segment_corr(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
@@ -1140,6 +1325,8 @@ def ecg_digitize(image: Image.Image | np.ndarray, *, speed_mm_s: float | None = 
     owner = chosen_mask(ink.shape, paths)
     polys = [centre_line(ink, p, thick, owner, i) for i, p in enumerate(paths)]
     del owner
+    for r, poly in zip(rows, polys):
+        r.needles = find_needles(poly, thick, ink, ppm)
 
     # a common time axis for the rows of the same kind
     labels = _label_marks(mask, rows, polys, thick, ppm)
@@ -1156,10 +1343,13 @@ def _row_seconds(row: _Row, cal: Calibration) -> float:
     return snapped if snapped > 0 and abs(seconds - snapped) <= 0.015 * snapped else seconds
 
 
-def _row_signal(poly, row: _Row, cal: Calibration, fs: float, t0: float, t1: float):
-    """Samples (mV) of a row's polyline between t0 and t1 seconds after the row's start."""
+def _row_signal(poly, row: _Row, cal: Calibration, fs: float, t0: float, t1: float,
+                needles: bool = True):
+    """Samples (mV) of a row's polyline between t0 and t1 seconds after the row's start (with
+    its pacing spikes as single samples, or, not ``needles``, left out: the same in every lead,
+    they would make any two leads look alike)."""
     y, k0 = _sample_polyline(poly, row.xs, cal.px_per_s, t0, t1, fs)
-    y = _drop_glitches(y, row, cal.px_per_mV)
+    y = _place_needles(_drop_glitches(y, row, cal.px_per_mV), k0, row, cal, fs, needles)
     base = row.baseline
     if base is None:
         base = float(np.nanmedian(y)) if np.isfinite(y).any() else row.y
@@ -1201,7 +1391,11 @@ def _label_marks(mask, rows, polys, thick, ppm) -> np.ndarray:
         for q in range(3):
             x = r.xs + (q + 1) * (r.xe - r.xs) / 4
             win = residual[r.top:r.bottom, max(0, int(x - 1.5 * ppm)): int(x + 8 * ppm)]
-            marks[i, q] = win.sum() > 2.0 * ppm * ppm
+            # an upright stroke longer than a label's letters is a pacing spike's line
+            _, s, e = _column_runs(win)
+            runs = e - s + 1
+            ink = runs[runs <= _MARK_STROKE_MM * ppm].sum()
+            marks[i, q] = ink > 2.0 * ppm * ppm
     return marks
 
 
@@ -1284,13 +1478,15 @@ def _strips_match(rows, polys, cal, fs, at: dict[int, int], strict=False):
         if k in at:
             i = at[k]
             for j in range(4):
-                panel[(k, j)] = _row_signal(polys[i], rows[i], cal, fs, j * q, (j + 1) * q)[0]
+                panel[(k, j)] = _despiked(_row_signal(polys[i], rows[i], cal, fs, j * q,
+                                                      (j + 1) * q, needles=False)[0], fs)
     found: dict[int, str | None] = {}
     for slot in strip_slots:
         s = at[slot]
         scores = {}
         for (k, j), ref in panel.items():
-            seg = _row_signal(polys[s], rows[s], cal, fs, j * q, (j + 1) * q)[0]
+            seg = _despiked(_row_signal(polys[s], rows[s], cal, fs, j * q, (j + 1) * q,
+                                        needles=False)[0], fs)
             m = min(len(seg), len(ref))
             corr, nrms = 0.0, np.inf
             lags = int(round(_STRIP_LAG_S * fs))
