@@ -100,7 +100,8 @@ _GLITCH_MV, _GLITCH_SAMPLES = 0.5, 5
 #: A pacing spike is one sample or two at 500 Hz: drawn, an upright line one pen stroke wide
 #: from its foot to its tip, and its centre line spreads it over several samples, a sample or
 #: two off. A needle (:func:`find_needles`): an excursion of the centre line of at least
-#: ``_NEEDLE_THICK`` line widths, at most ``_NEEDLE_WIDTH_PX`` wide at half its height, whose
+#: ``_NEEDLE_THICK`` line widths, at most ``_NEEDLE_WIDTH_PX`` wide at half its height (twice
+#: that where it leaves the line's level: not two rows' strokes running together), whose
 #: ink is one stroke (x variance at most ``_NEEDLE_SPREAD_PX2`` px² on a page of
 #: ``_NEEDLE_PPM`` px/mm; one stroke measured 1.1-1.9, the two strokes of the tuning records'
 #: narrowest R waves 2.4 and more) a third of the way up, centred within ``_NEEDLE_OFF_PX``
@@ -1049,6 +1050,8 @@ def find_needles(poly: np.ndarray, thick: float, ink: np.ndarray | None = None,
         if xl is None or xr is None or xr - xl > _NEEDLE_WIDTH_PX:
             continue
         xa, xb = crossing(-1, near), crossing(1, near)
+        if xa is None or xb is None or xb - xa > 2 * _NEEDLE_WIDTH_PX:
+            continue                      # wide at its foot: a complex, not a needle
         xc = (xl + xr) / 2
         if ink is not None:
             # one stroke a third of the way up, where it is, and one stroke below the tip: a
@@ -1062,7 +1065,7 @@ def find_needles(poly: np.ndarray, thick: float, ink: np.ndarray | None = None,
             bound = _NEEDLE_SPREAD_PX2 * (ppm / _NEEDLE_PPM) ** 2
             if max(spread, below_tip) > bound or not abs(centre - xc) <= _NEEDLE_OFF_PX:
                 continue
-        out.append((xc, tip, xa if xa is not None else xl, xb if xb is not None else xr, lvl))
+        out.append((xc, tip, xa, xb, lvl))
     return np.array(out).reshape(-1, 5)
 
 
