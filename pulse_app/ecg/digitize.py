@@ -26,7 +26,8 @@ degrees of residual tilt are measured and removed here). The steps, each a funct
    neighbours (a run as wide as two strokes holds both: :func:`_stroke_width`); ink that
    another row's path took is not taken into this line. Samples are read off that polyline at
    500 Hz, each panel's from its own stretch of it; a sample or two beyond the band, far from
-   their neighbours, came from another row's stroke (:func:`_drop_glitches`).
+   their neighbours, came from another row's stroke (:func:`_drop_glitches`); a pacing spike,
+   an upright line one stroke wide, is one sample at its tip (:func:`find_needles`).
 
 Speed is assumed to be 25 mm/s unless given (a page does not show it except in printed text);
 the result says so. Failures are per lead and stated, never invented: a lead that is not on the
