@@ -1115,11 +1115,11 @@ def _stroke_x(ink: np.ndarray, x: float, y0: float, y1: float, thick: float,
     return float(np.median(cx))
 
 
-def _place_needles(y: np.ndarray, k0: int, row: _Row, cal: Calibration, fs: float,
-                   tips: bool = True) -> np.ndarray:
+def _place_needles(y: np.ndarray, k0: int, row: _Row, cal: Calibration, fs: float
+                   ) -> np.ndarray:
     """A row's samples (page px, the first one at sample ``k0`` of the row's time axis) with
-    each of its needles as one sample at its tip (not ``tips``: left out), nearest the
-    stroke's x, and the line's level either side of it across the needle's other samples."""
+    each of its needles as one sample at its tip, nearest the stroke's x, and the line's level
+    either side of it across the needle's other samples."""
     if not len(row.needles):
         return y
     y = y.copy()
@@ -1135,8 +1135,7 @@ def _place_needles(y: np.ndarray, k0: int, row: _Row, cal: Calibration, fs: floa
         yb = y[i1 + 1] if i1 + 1 < len(y) and np.isfinite(y[i1 + 1]) else y[i1]
         if i1 > i0:
             y[i0:i1 + 1] = np.linspace(ya, yb, i1 - i0 + 1)
-        if tips:
-            y[n] = tip
+        y[n] = tip
     return y
 
 
@@ -1199,9 +1198,10 @@ def _agree_row_ends(rows: list[_Row], mask: np.ndarray, ppm: float) -> None:
 
 
 def _despiked(y: np.ndarray, fs: float) -> np.ndarray:
-    """``y`` through a running median of :data:`_DESPIKE_S` (NaN kept): what is left of pacing
-    spikes not found as needles (their lines merged with another row's) goes, and the two
-    signals to compare lose their peaks alike."""
+    """``y`` through a running median of :data:`_DESPIKE_S` (NaN kept): pacing spikes go (the
+    same in every lead, they would make any two leads look alike; as needles or as what is
+    left of lines merged with another row's), and the two signals to compare lose their peaks
+    alike."""
     from scipy.ndimage import median_filter
 
     ok = np.isfinite(y)
@@ -1347,13 +1347,11 @@ def _row_seconds(row: _Row, cal: Calibration) -> float:
     return snapped if snapped > 0 and abs(seconds - snapped) <= 0.015 * snapped else seconds
 
 
-def _row_signal(poly, row: _Row, cal: Calibration, fs: float, t0: float, t1: float,
-                needles: bool = True):
-    """Samples (mV) of a row's polyline between t0 and t1 seconds after the row's start (with
-    its pacing spikes as single samples, or, not ``needles``, left out: the same in every lead,
-    they would make any two leads look alike)."""
+def _row_signal(poly, row: _Row, cal: Calibration, fs: float, t0: float, t1: float):
+    """Samples (mV) of a row's polyline between t0 and t1 seconds after the row's start (its
+    pacing spikes as single samples)."""
     y, k0 = _sample_polyline(poly, row.xs, cal.px_per_s, t0, t1, fs)
-    y = _place_needles(_drop_glitches(y, row, cal.px_per_mV), k0, row, cal, fs, needles)
+    y = _place_needles(_drop_glitches(y, row, cal.px_per_mV), k0, row, cal, fs)
     base = row.baseline
     if base is None:
         base = float(np.nanmedian(y)) if np.isfinite(y).any() else row.y
@@ -1483,14 +1481,15 @@ def _strips_match(rows, polys, cal, fs, at: dict[int, int], strict=False):
             i = at[k]
             for j in range(4):
                 panel[(k, j)] = _despiked(_row_signal(polys[i], rows[i], cal, fs, j * q,
-                                                      (j + 1) * q, needles=False)[0], fs)
+                                                      (j + 1) * q)[0], fs)
     found: dict[int, str | None] = {}
     for slot in strip_slots:
         s = at[slot]
         scores = {}
+        segs = [_despiked(_row_signal(polys[s], rows[s], cal, fs, j * q, (j + 1) * q)[0], fs)
+                for j in range(4)]
         for (k, j), ref in panel.items():
-            seg = _despiked(_row_signal(polys[s], rows[s], cal, fs, j * q, (j + 1) * q,
-                                        needles=False)[0], fs)
+            seg = segs[j]
             m = min(len(seg), len(ref))
             corr, nrms = 0.0, np.inf
             lags = int(round(_STRIP_LAG_S * fs))
