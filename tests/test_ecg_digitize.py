@@ -553,3 +553,23 @@ def test_paced_tuning_set_is_the_tuning_records_with_spikes():
     i, ii, iii = (one[paced.leads.index(k)] for k in ("I", "II", "III"))
     assert iii == pytest.approx(ii - i, abs=1e-3)
     assert de.PACING_MV[0] <= np.abs(one).max() <= 2 * de.PACING_MV[1]
+
+
+def test_samples_between_the_centre_lines_points_carry_no_jitter(sim_record):
+    """Samples (0.4 px apart at 200 dpi) interpolated between centre-line points a pixel apart
+    carried the points' jitter: on a simulated 3x4+II page 12 % of the error power lay above
+    100 Hz, where the signal has almost none. Smoothed over 2.75 px it is under 3 %."""
+    from scipy.signal import welch
+
+    rendered = render_ecg(sim_record, layout="3x4+II", seed=0)
+    ref = reference_signals(sim_record, rendered.sidecar, 500.0)
+    dig = ecg_digitize(rendered.image)
+    high = total = 0.0
+    for c in range(12):
+        est, _, _ = align_lead(ref[:, c], dig.signal[:len(ref), c])
+        ok = np.flatnonzero(np.isfinite(ref[:, c]) & np.isfinite(est))
+        err = np.nan_to_num((est - ref[:, c])[ok[0]:ok[-1] + 1])
+        f, p = welch(err, 500.0, nperseg=128)
+        high += p[f > 100].sum()
+        total += p.sum()
+    assert high / total < 0.03, high / total
