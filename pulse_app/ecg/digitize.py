@@ -27,9 +27,9 @@ degrees of residual tilt are measured and removed here). The steps, each a funct
    another row's path took is not taken into this line. Samples are read off that polyline at
    500 Hz, each panel's from its own stretch of it; a sample or two beyond the band, far from
    their neighbours, came from another row's stroke (:func:`_drop_glitches`); samples are
-   smoothed over 2.75 px (:func:`_smoothed`: they lie 0.4 px apart, the line's points a pixel);
-   a pacing spike, an upright line one stroke wide, is one sample at its tip
-   (:func:`find_needles`).
+   smoothed over 2.75 px (:func:`_smoothed`: they lie 0.4 px apart, the line's points a pixel),
+   except a spike's tip, which is put on its nearest sample as read; a pacing spike, an upright
+   line one stroke wide, is one sample at its tip (:func:`find_needles`).
 
 Speed is assumed to be 25 mm/s unless given (a page does not show it except in printed text);
 the result says so. Failures are per lead and stated, never invented: a lead that is not on the
@@ -120,7 +120,11 @@ _MARK_STROKE_MM = 4.0
 #: of theirs). They are smoothed by a least-squares quadratic over this many pixels
 #: (:func:`_smoothed`; 7 samples at 200 dpi and 25 mm/s; tuning pages clean 19.52 -> 20.18,
 #: scan 17.25 -> 17.72, photo 14.97 -> 15.72 dB, tall-complex set 18.75 -> 19.90; 5 samples
-#: 20.11, 9 samples 19.96 on clean).
+#: 20.11, 9 samples 19.96 on clean). A spike's tip is not smoothed: it is moved onto the
+#: sample nearest it and kept as read (:func:`_row_signal`; clean 20.18 -> 20.33, scan 17.85,
+#: photo 15.79, tall set 19.96;
+#: keeping two samples either side unsmoothed as well: 20.11; the tip's x from its two strokes
+#: produced lines instead of its extreme columns: 20.27-20.31).
 _SMOOTH_PX = 2.75
 
 # Lead status words (``LeadTrace.status``).
@@ -451,6 +455,8 @@ class _Row:
     pulse_box: tuple | None = None
     #: pacing spikes on the row's line (:func:`find_needles`), px
     needles: np.ndarray = field(default_factory=lambda: np.empty((0, 5)))
+    #: tips of the line's spikes (x, y), px (:func:`_centreline`)
+    tips: np.ndarray = field(default_factory=lambda: np.empty((0, 2)))
 
 
 def _column_runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -780,14 +786,16 @@ def centre_line(ink: np.ndarray, path: _Path, thick: float, owner: np.ndarray | 
     ``owner``: :func:`chosen_mask` of every row's path, this path being row ``row``."""
     h, w = path.band.shape
     if not (path.chosen_s >= 0).any():
-        return np.empty((0, 2))
+        return np.empty((0, 2)), np.empty((0, 2))
     sub = ink[path.b0:path.b0 + h, path.x0:path.x0 + w]
     taken = None
     if owner is not None:                   # what the other rows' paths chose, in this band
         band_owner = owner[path.b0:path.b0 + h, path.x0:path.x0 + w]
         taken = (band_owner > 0) & (band_owner != row + 1)
-    return _centreline(sub, path.band, path.cols, path.starts, path.ends, path.chosen_s,
-                       path.chosen_e, thick, taken) + np.array([path.x0, path.b0], np.float64)
+    poly, tips = _centreline(sub, path.band, path.cols, path.starts, path.ends, path.chosen_s,
+                             path.chosen_e, thick, taken)
+    at = np.array([path.x0, path.b0], np.float64)
+    return poly + at, tips + at
 
 
 def chosen_mask(shape, paths: list[_Path]) -> np.ndarray:
@@ -942,13 +950,13 @@ def _centreline(ink: np.ndarray, band: np.ndarray, cols, starts, ends, chosen_s,
                 if len(side) and (sign * side).min() > e[c] + 2 * thick:
                     xt = (c + c2) / 2.0
                     yt = sign * e[c] + sign * (half - 0.5)
-                    tips_x.append(xt)
-                    tips_y.append(yt)
                     near = (np.abs(sx - xt) <= thick + 1) & (sign * (sy - yt) < half + 0.5)
                     # the stroke centres within a pixel of the tip's x belong to either stroke
                     # (merged runs): the line from the separated strokes to the tip stands in
                     inside = (np.abs(sx - xt) < _TIP_MERGE_PX) & (sy >= top[c]) & (sy <= bot[c])
                     drop |= near | inside
+                    tips_x.append(xt)
+                    tips_y.append(yt)
             c = c2 + 1
     xs = np.concatenate([fx, sx[~drop], tips_x])
     ys = np.concatenate([fy, sy[~drop], tips_y])
@@ -961,7 +969,8 @@ def _centreline(ink: np.ndarray, band: np.ndarray, cols, starts, ends, chosen_s,
     xs = np.concatenate([xs, fill.astype(np.float64)])
     ys = np.concatenate([ys, (chosen_s[fill] + chosen_e[fill]) / 2.0])
     order = np.argsort(xs, kind="stable")
-    return np.column_stack([xs[order], ys[order]])
+    return (np.column_stack([xs[order], ys[order]]),
+            np.column_stack([np.asarray(tips_x, np.float64), np.asarray(tips_y, np.float64)]))
 
 
 def _fill_short_gaps(y: np.ndarray, max_gap: int) -> np.ndarray:
@@ -1356,10 +1365,12 @@ def ecg_digitize(image: Image.Image | np.ndarray, *, speed_mm_s: float | None = 
         paths.append(trace_row(ink, line, r.x0, r.x1, r.top, r.bottom, y_ref, thick, margin))
     release_shared(paths)
     owner = chosen_mask(ink.shape, paths)
-    polys = [centre_line(ink, p, thick, owner, i) for i, p in enumerate(paths)]
+    lines = [centre_line(ink, p, thick, owner, i) for i, p in enumerate(paths)]
     del owner
-    for r, poly in zip(rows, polys):
+    polys = [poly for poly, _ in lines]
+    for r, (poly, tips) in zip(rows, lines):
         r.needles = find_needles(poly, thick, ink, ppm)
+        r.tips = tips
 
     # a common time axis for the rows of the same kind
     labels = _label_marks(mask, rows, polys, thick, ppm)
@@ -1377,12 +1388,24 @@ def _row_seconds(row: _Row, cal: Calibration) -> float:
 
 
 def _row_signal(poly, row: _Row, cal: Calibration, fs: float, t0: float, t1: float):
-    """Samples (mV) of a row's polyline between t0 and t1 seconds after the row's start (its
-    pacing spikes as single samples)."""
+    """Samples (mV) of a row's polyline between t0 and t1 seconds after the row's start: the
+    line's spike tips each on the sample nearest it and kept as read, the rest smoothed
+    (:func:`_smoothed`), pacing spikes as single samples."""
+    per_px = fs / cal.px_per_s                      # samples per pixel
+    at_tips = []
+    if len(row.tips):
+        poly = poly.copy()
+        for xt, yt in row.tips:
+            n = round((xt - row.xs) * per_px)
+            poly[(poly[:, 0] == xt) & (poly[:, 1] == yt), 0] = row.xs + n / per_px
+            at_tips.append(n)
+        poly = poly[np.argsort(poly[:, 0], kind="stable")]
     y, k0 = _sample_polyline(poly, row.xs, cal.px_per_s, t0, t1, fs)
-    y, tips = _bridge_needles(_drop_glitches(y, row, cal.px_per_mV), k0, row, cal, fs)
-    y = _smoothed(y, _SMOOTH_PX * fs / cal.px_per_s)
-    for n, tip in tips:
+    y, needles = _bridge_needles(_drop_glitches(y, row, cal.px_per_mV), k0, row, cal, fs)
+    tips = [n - k0 for n in at_tips if 0 <= n - k0 < len(y)]
+    y, kept = _smoothed(y, _SMOOTH_PX * per_px), y[tips]
+    y[tips] = kept
+    for n, tip in needles:
         y[n] = tip
     base = row.baseline
     if base is None:
