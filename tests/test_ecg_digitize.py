@@ -597,3 +597,18 @@ def test_a_narrow_peak_is_read_at_its_height_on_its_sample(shared_data):
             short += [sign * (ref[p, c] - est[p]) for p in peaks if np.isfinite(est[p])]
     assert len(short) >= 40
     assert np.median(short) < 0.05, np.round(np.percentile(short, [10, 50, 90]), 3)
+
+
+@pytest.mark.parametrize("name, k", [("ecg-records/E07514", 5), ("ecg-records/JS20008", 2)])
+def test_a_row_starts_at_its_traced_lines_first_point(shared_data, name, k):
+    """Ink a pixel or two before the traced line's first point made rows of these tuning
+    pages start 1-2 px (2.5-5 samples) early; every row now starts within half a pixel of
+    where the renderer put its first sample."""
+    from training import digitize_eval as de
+
+    pixels, sidecar = de.make_page(de.load_record(name), "clean", k, 0)
+    truth = {p["name"]: p["x0_px"] for p in sidecar["panels"]}
+    starts = [p.x0_px - truth[p.name] for p in ecg_digitize(pixels).panels
+              if p.col == 0 and p.name in truth]
+    assert len(starts) >= 4
+    assert max(abs(e) for e in starts) < 0.5, np.round(starts, 2)

@@ -123,9 +123,14 @@ _MARK_STROKE_MM = 4.0
 #: 20.11, 9 samples 19.96 on clean). A spike's tip is not smoothed: it is moved onto the
 #: sample nearest it and kept as read (:func:`_row_signal`; clean 20.18 -> 20.33, scan 17.85,
 #: photo 15.79, tall set 19.96;
-#: keeping two samples either side unsmoothed as well: 20.11; the tip's x from its two strokes
-#: produced lines instead of its extreme columns: 20.27-20.31).
+#: keeping two samples either side unsmoothed as well: 20.11; the tip's x where straight lines
+#: through its two strokes meet, instead of the middle of its extreme columns: 20.27-20.31).
 _SMOOTH_PX = 2.75
+#: A row's time zero is its traced line's first point (plus the cap) when that lies at most
+#: this many pixels after the row's first ink column: ink a pixel or two before it is not
+#: the line (a sixth of the tuning pages' rows started 1-2 px early, and a pixel is 2.5
+#: samples; clean 20.33 -> 20.45 dB, tall set 19.96 -> 20.10).
+_START_SLACK_PX = 3.0
 
 # Lead status words (``LeadTrace.status``).
 OK, UNCALIBRATED, NOT_ON_PAGE, UNREADABLE, NO_ECG = (
@@ -1371,6 +1376,9 @@ def ecg_digitize(image: Image.Image | np.ndarray, *, speed_mm_s: float | None = 
     for r, (poly, tips) in zip(rows, lines):
         r.needles = find_needles(poly, thick, ink, ppm)
         r.tips = tips
+        # ink a pixel or two before the traced line's first point is not the line's start
+        if len(poly) and r.x0 < poly[0, 0] <= r.x0 + _START_SLACK_PX:
+            r.xs += poly[0, 0] - r.x0
 
     # a common time axis for the rows of the same kind
     labels = _label_marks(mask, rows, polys, thick, ppm)
