@@ -122,11 +122,10 @@ _MARK_STROKE_MM = 4.0
 #: scan 17.25 -> 17.72, photo 14.97 -> 15.72 dB, tall-complex set 18.75 -> 19.90; 5 samples
 #: 20.11, 9 samples 19.96 on clean). A spike's tip is not smoothed: it is moved onto the
 #: sample nearest it and kept as read (:func:`_row_signal`; clean 20.18 -> 20.33, scan 17.85,
-#: photo 15.79, tall set 19.96;
-#: keeping two samples either side unsmoothed as well: 20.11). The tip's x is the ink-weighted
-#: x of its first line width of rows (:func:`_tip_x`; clean 20.45 -> 20.64, scan 17.84 ->
-#: 17.88, photo 15.79 -> 15.90, paced 6.41 -> 6.50, tall set 20.10; 1, 2, 3, 6, 8 rows: 20.51,
-#: 20.60, 20.62, 20.57, 20.56; where straight lines through its two strokes meet: 20.27-20.31).
+#: photo 15.79, tall set 19.96; two samples either side kept as well: 20.11). Its x is the
+#: ink-weighted x of its first line width of rows (:func:`_tip_x`; clean 20.45 -> 20.64, scan
+#: 17.84 -> 17.88, photo 15.79 -> 15.90, paced 6.41 -> 6.50, tall set 20.10; 1, 2, 3, 6, 8
+#: rows: 20.51, 20.60, 20.62, 20.57, 20.56; where lines through its two strokes meet: 20.27-20.31).
 _SMOOTH_PX = 2.75
 #: A row's time zero is its traced line's first point (plus the cap) when that lies at most
 #: this many pixels after the row's first ink column: ink a pixel or two before it is not
