@@ -70,14 +70,16 @@ def test_nothing_of_a_visitor_stays_outside_the_database(browser, tmp_path, ui_c
     context = browser.new_context(viewport={"width": 1500, "height": 1100},
                                   accept_downloads=True)
     stranger = browser.new_context()
-    uploaded = []
     try:
         page = context.new_page()
-        page.on("response", lambda r: uploaded.extend(r.json())
-                if r.url.split("?")[0].endswith("/gradio_api/upload") else None)
         page.goto(url)
         page.locator("#notice").get_by_text("not a medical device").wait_for()
-        page.locator("#upload input[type=file]").set_input_files(str(photo))
+        # Waited for, not collected by a handler: a handler reading the body runs in its own
+        # greenlet and could append after the picture is shown (CI saw it empty once).
+        with page.expect_response(lambda r: r.url.split("?")[0].endswith("/gradio_api/upload"),
+                                  timeout=60_000) as upload:
+            page.locator("#upload input[type=file]").set_input_files(str(photo))
+        uploaded = upload.value.json()
         wait_for_picture_size(page, 1200, 612)
         assert uploaded, "the upload's path on the server was seen"
         keep_original(page)
