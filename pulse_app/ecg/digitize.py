@@ -995,6 +995,12 @@ def _tip_x(wts: np.ndarray, ext: int, sign: int, c: int, c2: int, reach: int, th
     return x if abs(x - mid) <= 1.0 else mid
 
 
+def _runs(flags: np.ndarray) -> list[tuple[int, int]]:
+    """(start, stop) of each run of True in a 1-D boolean array, stop exclusive."""
+    edges = np.diff(np.concatenate([[0], flags.view(np.int8), [0]]))
+    return list(zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist()))
+
+
 def _fill_short_gaps(y: np.ndarray, max_gap: int) -> np.ndarray:
     """Linear interpolation over NaN gaps of at most ``max_gap`` samples (inside the data)."""
     bad = np.isnan(y)
@@ -1003,9 +1009,7 @@ def _fill_short_gaps(y: np.ndarray, max_gap: int) -> np.ndarray:
     idx = np.arange(len(y))
     good = ~bad
     filled = np.interp(idx, idx[good], y[good])
-    # keep long gaps as NaN
-    edges = np.diff(np.concatenate([[0], bad.view(np.int8), [0]]))
-    for a, b in zip(np.nonzero(edges == 1)[0], np.nonzero(edges == -1)[0]):
+    for a, b in _runs(bad):                # keep long gaps as NaN
         if b - a > max_gap or a == 0 or b == len(y):
             filled[a:b] = np.nan
     return filled
@@ -1191,9 +1195,7 @@ def _smoothed(y: np.ndarray, window: float) -> np.ndarray:
     if n < 5:
         return y
     out = y.copy()
-    ok = np.isfinite(y)
-    edges = np.diff(np.concatenate([[0], ok.view(np.int8), [0]]))
-    for a, b in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)):
+    for a, b in _runs(np.isfinite(y)):
         if b - a >= n:
             out[a:b] = savgol_filter(y[a:b], n, 2, mode="interp")
     return out
